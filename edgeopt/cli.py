@@ -1,0 +1,98 @@
+"""The ``edgeopt`` command. It parses arguments and calls the library; it holds no logic of its own."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _value(text: str):
+    """A knob value from the command line: int, float, true/false, or a string (never eval'd)."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _knobs(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, val = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"edgeopt: --set expects KEY=VALUE (e.g. --set alpha=0.5), got {pair!r}")
+        out[key.strip()] = _value(val.strip())
+    return out
+
+
+def cmd_models(args) -> int:
+    from edgeopt.models import MODELS, knobs_of
+
+    for name in MODELS.names():
+        entry = MODELS.get(name)
+        print(f"{name:24s} {entry.default_size:4d}px  {entry.summary}")
+        if args.verbose:
+            print(f"{'':24s} knobs: {', '.join(knobs_of(name))}")
+    return 0
+
+
+def cmd_profile(args) -> int:
+    from edgeopt.models import create
+    from edgeopt.profile import profile
+
+    model = create(args.name, input_shape=args.input, classes=args.classes, **_knobs(args.set))
+    result = profile(model)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        print(result.to_markdown(per_layer=args.layers))
+    return 0
+
+
+def cmd_quickstart(args) -> int:
+    from edgeopt.quickstart import run_quickstart
+
+    run_quickstart(out_dir=args.out, epochs=args.epochs, limit_train=args.limit_train)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeopt", description="Keras image classifiers -> verified int8 TFLite for Android.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the model zoo")
+    p.add_argument("-v", "--verbose", action="store_true", help="also list each model's knobs")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("profile", help="parameters and multiply-adds of a zoo model, by layer type")
+    p.add_argument("name")
+    p.add_argument("--input", type=int, default=None, help="input side in pixels (default: the model's paper size)")
+    p.add_argument("--classes", type=int, default=1000)
+    p.add_argument("--set", action="append", metavar="KNOB=VALUE", help="model knob, e.g. --set alpha=0.5 (repeatable)")
+    p.add_argument("--layers", action="store_true", help="also print every layer")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("quickstart", help="train a small MobileNetV2 on Fashion-MNIST and report accuracy and cost")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")
+    p.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
+        print(f"edgeopt {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

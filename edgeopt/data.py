@@ -1,0 +1,266 @@
+"""Datasets -> batched tf.data pipelines plus the :class:`Preprocessing` record that export and bench reuse.
+
+Sources (a registry): ``fashion_mnist`` (idx files from Debian's dataset-fashion-mnist package or the Keras
+cache), ``digits`` (scikit-learn, always offline) and ``folder:PATH`` (one sub-folder per class, optional
+``train/`` and ``test/`` sub-folders). Images are kept as uint8 until the pipeline resizes, repeats grey
+channels and normalizes them: model input = (pixel - mean) / std.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgeopt._keras import tf
+from edgeopt.registry import Registry
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_DIRS = (
+    Path("/usr/share/datasets/fashion-mnist"),
+    Path.home() / ".keras" / "datasets" / "fashion-mnist",
+)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+class DatasetUnavailableError(FileNotFoundError):
+    """A dataset source that is not on this machine; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What an app must feed the model: resize to ``image_size``, ``channels``, then (pixel - mean) / std.
+
+    ``mean``/``std`` are in pixel units (0..255), the TFLite-metadata convention; the defaults map
+    [0, 255] to [-1, 1].
+    """
+
+    image_size: tuple[int, int]
+    channels: int
+    mean: float = 127.5
+    std: float = 127.5
+    class_names: tuple[str, ...] = ()
+    dataset: str = ""
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (*self.image_size, self.channels)
+
+    @property
+    def input_range(self) -> tuple[float, float]:
+        return ((0 - self.mean) / self.std, (255 - self.mean) / self.std)
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8/float pixels (already resized) -> float32 model input."""
+        return ((np.asarray(pixels, np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(**{**d, "image_size": tuple(d["image_size"]), "class_names": tuple(d.get("class_names", ()))})
+
+
+@dataclass(frozen=True)
+class RawData:
+    """A source's images as uint8 (N, H, W, C) with integer labels; test may be split off by the loader."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    class_names: tuple[str, ...]
+
+
+@dataclass
+class Splits:
+    """Train / validation / test pipelines (batched, prefetched) and the preprocessing they applied."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset
+    preprocessing: Preprocessing
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def arrays(self, split: str = "test", limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The model inputs and labels of a split as NumPy arrays (at most ``limit`` samples)."""
+        ds = getattr(self, split).unbatch()
+        if limit:
+            ds = ds.take(limit)
+        xs, ys = [], []
+        for x, y in ds.batch(1024):
+            xs.append(x.numpy())
+            ys.append(y.numpy())
+        return np.concatenate(xs), np.concatenate(ys)
+
+
+SOURCES: Registry[Callable[..., RawData]] = Registry("dataset")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an idx file of unsigned bytes")
+    shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {arr.size}")
+    return arr.reshape(shape)
+
+
+@SOURCES.register("fashion_mnist")
+def _fashion_mnist(**_) -> RawData:
+    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    dirs = [Path(os.environ["EDGEOPT_FASHION_MNIST"])] if os.environ.get("EDGEOPT_FASHION_MNIST") else []
+    dirs += list(FASHION_MNIST_DIRS)
+    for d in dirs:
+        if all((d / n).exists() for n in names):
+            xtr, ytr, xte, yte = (_read_idx(d / n) for n in names)
+            return RawData(xtr[..., None], ytr.astype(np.int64), xte[..., None], yte.astype(np.int64), FASHION_MNIST_CLASSES)
+    raise DatasetUnavailableError(
+        "Fashion-MNIST not found in " + ", ".join(map(str, dirs)) + ". Install it offline with "
+        "`sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; scripts/setup.sh does this), or put the "
+        "four idx .gz files in ~/.keras/datasets/fashion-mnist/ or $EDGEOPT_FASHION_MNIST. "
+        "The `digits` dataset works without any download."
+    )
+
+
+@SOURCES.register("digits")
+def _digits(**_) -> RawData:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    return RawData(images, d.target.astype(np.int64), None, None, tuple(str(i) for i in range(10)))
+
+
+def _read_folder(root: Path, class_names: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    from PIL import Image
+
+    classes = class_names or tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
+    if not classes:
+        raise DatasetUnavailableError(f"image folder {root} has no class sub-folders; expected {root}/<class>/<image>.png")
+    images, labels, size = [], [], None
+    for label, cls in enumerate(classes):
+        files = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if (root / cls).is_dir() else []
+        for p in files:
+            try:
+                img = Image.open(p).convert("RGB")
+            except OSError as err:
+                raise ValueError(f"cannot read image {p}: {err}") from err
+            size = size or img.size
+            if img.size != size:
+                img = img.resize(size)
+            images.append(np.asarray(img, np.uint8))
+            labels.append(label)
+    if not images:
+        raise DatasetUnavailableError(f"image folder {root} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class sub-folders")
+    return np.stack(images), np.asarray(labels, np.int64), classes
+
+
+@SOURCES.register("folder")
+def _folder(path: str = "", **_) -> RawData:
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DatasetUnavailableError(f"image folder {root} does not exist; use folder:PATH with PATH/<class>/<image>")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        xtr, ytr, classes = _read_folder(root / "train")
+        xte, yte, _ = _read_folder(root / "test", classes)
+        return RawData(xtr, ytr, xte, yte, classes)
+    x, y, classes = _read_folder(root)
+    return RawData(x, y, None, None, classes)
+
+
+def load_raw(name: str) -> RawData:
+    """The uint8 images of a source; ``folder:PATH`` reads an image folder."""
+    if name.startswith("folder:"):
+        return SOURCES.get("folder")(path=name.split(":", 1)[1])
+    return SOURCES.get(name)()
+
+
+def list_datasets() -> list[str]:
+    return [n if n != "folder" else "folder:PATH" for n in SOURCES.names()]
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    k = int(round(n * fraction))
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
+def load_dataset(
+    name: str,
+    image_size: int | tuple[int, int] = 32,
+    channels: int = 3,
+    batch_size: int = 64,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    mean: float = 127.5,
+    std: float = 127.5,
+    augment: bool = False,
+    shuffle: bool = True,
+) -> Splits:
+    """Load a dataset as train / validation / test ``tf.data`` pipelines plus its :class:`Preprocessing`.
+
+    The validation split (``val_fraction`` of train) depends on ``seed``; sources without a test split
+    (``digits``, a flat folder) get a fixed ``test_fraction`` split (seed 0) so every run tests on the
+    same images. ``limit_train``/``limit_test`` keep the first N samples (after splitting) for quick runs.
+    """
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1:
+        raise ValueError("val_fraction must be in [0, 1) and test_fraction in (0, 1)")
+    raw = load_raw(name)
+    x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
+    if x_test is None:
+        keep, test = _split(len(x_train), test_fraction, seed=0)
+        x_train, y_train, x_test, y_test = x_train[keep], y_train[keep], x_train[test], y_train[test]
+    keep, val = _split(len(x_train), val_fraction, seed)
+    x_val, y_val = x_train[val], y_train[val]
+    x_train, y_train = x_train[keep][:limit_train], y_train[keep][:limit_train]
+    x_test, y_test = x_test[:limit_test], y_test[:limit_test]
+    prep = Preprocessing(tuple(image_size), channels, mean, std, raw.class_names, name)
+
+    def pipeline(x, y, training: bool) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        ds = ds.batch(1024).map(lambda a, b: (_to_model_input(a, prep), b), num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
+        if training and shuffle:
+            ds = ds.shuffle(min(len(x), 10_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+        if training and augment:
+            ds = ds.map(lambda a, b: (tf.image.random_flip_left_right(a, seed=seed), b), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    sizes = {"train": len(x_train), "val": len(x_val), "test": len(x_test)}
+    return Splits(pipeline(x_train, y_train, True), pipeline(x_val, y_val, False), pipeline(x_test, y_test, False), prep, sizes)
+
+
+def _to_model_input(images, prep: Preprocessing):
+    x = tf.cast(images, tf.float32)
+    if tuple(x.shape[1:3]) != prep.image_size:
+        x = tf.image.resize(x, prep.image_size, method="bilinear")
+    if x.shape[-1] == 1 and prep.channels == 3:
+        x = tf.repeat(x, 3, axis=-1)
+    elif x.shape[-1] == 3 and prep.channels == 1:
+        x = tf.image.rgb_to_grayscale(x)
+    return (x - prep.mean) / prep.std
+
+
+def preprocess_images(images: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """uint8 images (N, H, W, C) of any size -> float32 model inputs, exactly as the pipelines do it."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    return _to_model_input(tf.constant(images), prep).numpy()

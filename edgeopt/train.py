@@ -1,0 +1,118 @@
+"""Training and evaluation of a Keras classifier on :class:`edgeopt.data.Splits`, with progress and results."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgeopt._keras import keras, require_keras2_model, tf
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: ``epochs``, ``learning_rate`` (Adam, cosine decay when ``cosine``), label smoothing, seed."""
+
+    epochs: int = 1
+    learning_rate: float = 2e-3
+    optimizer: str = "adam"
+    cosine: bool = True
+    label_smoothing: float = 0.0
+    seed: int = 0
+    steps_per_epoch: int | None = None
+    verbose: int = 2
+
+    def __post_init__(self):
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.optimizer not in ("adam", "sgd", "rmsprop"):
+            raise ValueError(f"optimizer must be one of adam, sgd, rmsprop; got {self.optimizer!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    epochs: int
+    seconds: float
+    history: dict = field(default_factory=dict)
+    val_top1: float | None = None
+
+
+def ends_in_softmax(model: keras.Model) -> bool:
+    """True when the model's last layer applies softmax (so its outputs are probabilities, not logits)."""
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    return act is not None and getattr(act, "__name__", "") == "softmax"
+
+
+def loss_for(model: keras.Model, label_smoothing: float = 0.0):
+    """Sparse cross-entropy matched to the model's output (logits or probabilities)."""
+    from_logits = not ends_in_softmax(model)
+    if label_smoothing:
+        return _SmoothedSparseCE(label_smoothing, from_logits)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+
+
+class _SmoothedSparseCE(keras.losses.Loss):
+    def __init__(self, smoothing: float, from_logits: bool, **kw):
+        super().__init__(**kw)
+        self.smoothing, self.from_logits = smoothing, from_logits
+
+    def call(self, y_true, y_pred):
+        depth = tf.shape(y_pred)[-1]
+        onehot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), depth)
+        return keras.losses.categorical_crossentropy(onehot, y_pred, from_logits=self.from_logits, label_smoothing=self.smoothing)
+
+
+def make_optimizer(config: TrainConfig, steps: int):
+    lr = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(steps, 1)) if config.cosine and steps else config.learning_rate
+    return {"adam": keras.optimizers.Adam, "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9), "rmsprop": keras.optimizers.RMSprop}[config.optimizer](learning_rate=lr)
+
+
+def compile_for_training(model: keras.Model, config: TrainConfig, steps: int) -> keras.Model:
+    model.compile(optimizer=make_optimizer(config, steps), loss=loss_for(model, config.label_smoothing), metrics=["accuracy"])
+    return model
+
+
+def fit(model: keras.Model, splits, config: TrainConfig = TrainConfig(), callbacks=(), compile: bool = True) -> TrainResult:
+    """Train ``model`` in place on ``splits.train`` (validating on ``splits.val``); prints one line per epoch."""
+    require_keras2_model(model, "edgeopt.train.fit")
+    keras.utils.set_random_seed(config.seed)
+    steps_per_epoch = config.steps_per_epoch or int(np.ceil(splits.sizes["train"] / _batch_size(splits.train)))
+    if compile:
+        compile_for_training(model, config, steps_per_epoch * config.epochs)
+    start = time.perf_counter()
+    history = model.fit(
+        splits.train.repeat() if config.steps_per_epoch else splits.train,
+        validation_data=splits.val if splits.sizes.get("val") else None,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        callbacks=list(callbacks),
+        verbose=config.verbose,
+    )
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    val = hist.get("val_accuracy", [None])[-1]
+    return TrainResult(config.epochs, time.perf_counter() - start, hist, val)
+
+
+def _batch_size(ds) -> int:
+    return int(ds.element_spec[0].shape[0] or 0) or next(iter(ds))[0].shape[0]
+
+
+def evaluate(model: keras.Model, dataset) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (fractions) of a Keras model on a batched (images, labels) dataset."""
+    correct1 = correct5 = total = 0
+    for x, y in dataset:
+        logits = model(x, training=False).numpy()
+        y = y.numpy().reshape(-1)
+        top = np.argsort(-logits, axis=1)[:, :5]
+        correct1 += int((top[:, 0] == y).sum())
+        correct5 += int((top == y[:, None]).any(axis=1).sum())
+        total += len(y)
+    return {"top1": correct1 / total, "top5": correct5 / total, "samples": total}

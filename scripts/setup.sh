@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up edgeopt on a fresh machine: a virtual environment in .venv, the package with its test and search
+# extras, and the offline Fashion-MNIST data. Safe to run again: each step is skipped or a no-op when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-python3}"
+"$PY" -c 'import sys; v = sys.version_info[:2]; assert (3, 10) <= v <= (3, 13), f"edgeopt needs Python 3.10-3.13 (TensorFlow 2.21), found {v}"'
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv"
+  "$PY" -m venv .venv
+fi
+echo "[setup] installing edgeopt and its dependencies into .venv"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,search]"
+
+# Fashion-MNIST, offline: Debian's dataset-fashion-mnist package puts the idx files in /usr/share/datasets.
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ ! -f "$HOME/.keras/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz" ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+    echo "[setup] installing Debian package dataset-fashion-mnist"
+    $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+      || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } \
+      || echo "[setup] WARNING: could not install dataset-fashion-mnist; the digits dataset still works offline"
+  else
+    echo "[setup] WARNING: Fashion-MNIST missing and apt-get unavailable: put its idx .gz files in ~/.keras/datasets/fashion-mnist/"
+  fi
+fi
+echo "[setup] done: $(.venv/bin/python -c 'import tensorflow as tf, tf_keras, tensorflow_model_optimization as m; print("tensorflow", tf.__version__, "tf_keras", tf_keras.__version__, "tfmot", m.__version__)' 2>/dev/null)"

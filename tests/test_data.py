@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from edgeopt import data
+
+
+def test_fashion_mnist_loads_offline_with_documented_sizes():
+    raw = data.load_raw("fashion_mnist")
+    assert raw.x_train.shape == (60_000, 28, 28, 1) and raw.x_test.shape == (10_000, 28, 28, 1)
+    assert raw.x_train.dtype == np.uint8 and set(np.unique(raw.y_train)) == set(range(10))
+    assert raw.class_names[0] == "T-shirt/top" and len(raw.class_names) == 10
+
+
+def test_digits_loads_offline_with_documented_size():
+    raw = data.load_raw("digits")
+    assert raw.x_train.shape == (1797, 8, 8, 1) and raw.x_test is None
+    assert raw.x_train.max() == 255
+
+
+def test_splits_are_deterministic_resized_and_grey_repeated():
+    s1 = data.load_dataset("digits", image_size=16, channels=3, seed=1)
+    s2 = data.load_dataset("digits", image_size=16, channels=3, seed=1)
+    s3 = data.load_dataset("digits", image_size=16, channels=3, seed=2)
+    assert s1.sizes["train"] + s1.sizes["val"] + s1.sizes["test"] == 1797
+    xv1, yv1 = s1.arrays("val")
+    xv2, yv2 = s2.arrays("val")
+    np.testing.assert_array_equal(yv1, yv2)
+    np.testing.assert_array_equal(xv1, xv2)
+    assert not np.array_equal(s3.arrays("val")[1], yv1)
+    np.testing.assert_array_equal(s1.arrays("test")[1], s3.arrays("test")[1])  # test split fixed
+    x, _ = s1.arrays("train", limit=10)
+    assert x.shape == (10, 16, 16, 3) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[..., 0], x[..., 2])
+    assert x.min() >= -1.0 and x.max() <= 1.0
+
+
+def test_fashion_mnist_split_sizes_and_limits():
+    s = data.load_dataset("fashion_mnist", image_size=32, val_fraction=0.1, limit_train=500, limit_test=200)
+    assert s.sizes == {"train": 500, "val": 6000, "test": 200}
+    assert s.preprocessing.input_shape == (32, 32, 3)
+    assert s.preprocessing.input_range == (-1.0, 1.0)
+
+
+def test_preprocess_images_matches_pipeline():
+    s = data.load_dataset("digits", image_size=16, channels=3)
+    raw = data.load_raw("digits")
+    x_pipe, _ = s.arrays("test", limit=5)
+    keep, test = data._split(1797, 0.2, seed=0)
+    x_np = data.preprocess_images(raw.x_train[test[:5]], s.preprocessing)
+    np.testing.assert_allclose(x_np, x_pipe, atol=1e-6)
+
+
+def test_missing_sources_say_what_works(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_DIRS", (tmp_path / "nope",))
+    monkeypatch.delenv("EDGEOPT_FASHION_MNIST", raising=False)
+    with pytest.raises(data.DatasetUnavailableError, match="apt-get install dataset-fashion-mnist.*digits"):
+        data.load_raw("fashion_mnist")
+    with pytest.raises(data.DatasetUnavailableError, match="does not exist"):
+        data.load_dataset(f"folder:{tmp_path / 'none'}")
+    with pytest.raises(KeyError, match="known datasets: digits, fashion_mnist, folder"):
+        data.load_dataset("cifar10")
+
+
+def test_image_folder_source(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    s = data.load_dataset(f"folder:{tmp_path}", image_size=8, test_fraction=0.2, val_fraction=0.25)
+    assert s.preprocessing.class_names == ("cat", "dog")
+    assert s.sizes == {"train": 12, "val": 4, "test": 4}
+    assert s.arrays("train")[0].shape == (12, 8, 8, 3)

@@ -1,0 +1,39 @@
+import os
+
+import pytest
+
+from edgeopt._keras import keras, require_keras2_model, tf
+
+
+def test_tf_keras_is_the_keras_of_tensorflow():
+    assert os.environ["TF_USE_LEGACY_KERAS"] == "1"
+    assert keras.__name__.startswith("tf_keras")
+    assert tf.keras.Model is keras.Model  # TF-MOT reaches Keras through tf.keras: same classes
+
+
+def test_keras3_model_is_rejected_with_a_way_out():
+    import keras as keras3
+
+    inp = keras3.Input((4,))
+    k3 = keras3.Model(inp, keras3.layers.Dense(2)(inp))
+    with pytest.raises(TypeError, match="Keras 3.*tf_keras"):
+        require_keras2_model(k3, "edgeopt.profile")
+    from edgeopt.profile import profile
+
+    with pytest.raises(TypeError, match="rebuild the model"):
+        profile(k3)
+
+
+def test_non_model_is_rejected():
+    with pytest.raises(TypeError, match="needs a tf_keras.Model"):
+        require_keras2_model(object())
+
+
+def test_only_keras_module_imports_keras_directly():
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "edgeopt"
+    pattern = re.compile(r"^\s*(import keras\b|from keras\b|import tf_keras|from tf_keras|from tensorflow import keras|import tensorflow\.keras)", re.M)
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "_keras.py" and pattern.search(p.read_text())]
+    assert offenders == []
