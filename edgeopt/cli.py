@@ -60,6 +60,16 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from edgeopt.pipeline import run_recipe
+    from edgeopt.report import run_summary_markdown
+
+    report = run_recipe(args.recipe, out_dir=args.out, resume=args.resume, force=args.force, artifacts_dir=args.artifacts)
+    print()
+    print(run_summary_markdown(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeopt", description="Keras image classifiers -> verified int8 TFLite for Android.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")
     p.set_defaults(func=cmd_quickstart)
+    p = sub.add_parser("run", help="run a recipe: train, compress, export and benchmark, into runs/<recipe>/")
+    p.add_argument("recipe", help="recipe TOML file, e.g. recipes/quickstart.toml")
+    p.add_argument("--out", default="runs", help="parent of the run directory (default: runs)")
+    p.add_argument("--resume", action="store_true", help="continue a run: skip stages already done with the same settings")
+    p.add_argument("--force", action="store_true", help="delete an existing run directory of this recipe and start again")
+    p.add_argument("--artifacts", default="tflite_models", help="where shipped artifacts go (default: tflite_models)")
+    p.set_defaults(func=cmd_run)
     return parser
 
 
@@ -89,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as err:
         print(f"edgeopt {args.command}: error: {err}", file=sys.stderr)
         return 2
 
