@@ -70,6 +70,25 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    import glob
+    import json
+    from pathlib import Path
+
+    from edgeopt.report import write_results
+
+    paths = []
+    for pattern in args.runs or ["tflite_models/*/report.json"]:
+        p = Path(pattern)
+        paths += [p / "report.json"] if p.is_dir() else [Path(x) for x in sorted(glob.glob(pattern))]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise FileNotFoundError(f"no run report at {', '.join(missing) or ' '.join(args.runs or ['tflite_models/*/report.json'])}; run a recipe first (edgeopt run recipes/quickstart.toml)")
+    rows = write_results([json.loads(p.read_text()) for p in paths], args.out)
+    print(f"wrote {args.out}/RESULTS.md, RESULTS.csv, pareto_latency.png, pareto_size.png ({len(rows)} rows from {len(paths)} runs)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeopt", description="Keras image classifiers -> verified int8 TFLite for Android.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="delete an existing run directory of this recipe and start again")
     p.add_argument("--artifacts", default="tflite_models", help="where shipped artifacts go (default: tflite_models)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="build benchmarks/RESULTS.md (+ CSV, Pareto plots) from run reports")
+    p.add_argument("runs", nargs="*", help="run directories or report.json files/globs (default: tflite_models/*/report.json)")
+    p.add_argument("--out", default="benchmarks")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
