@@ -214,4 +214,36 @@ def embed_metadata(data: bytes, name: str, payload: bytes) -> bytes:
     entry.name = name
     entry.buffer = len(model.buffers) - 1
     model.metadata = [*metadata, entry]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    builder = _SharingBuilder(max(1024, len(data) + len(payload) + 4096))
+    builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def _sharing_builder_class():
+    import flatbuffers
+
+    class SharingBuilder(flatbuffers.Builder):
+        """Writes each distinct int64 vector once and points every user at it.
+
+        Per-channel quantized tensors carry an int64 zero point per channel, almost all zeros: a weight
+        and its bias share one vector, and so do layers of equal width. In MobileNetV2 that saves about
+        a quarter of a megabyte (7% of the int8 file) at no cost: flatbuffer readers only follow offsets.
+        """
+
+        def __init__(self, size: int):
+            super().__init__(size)
+            self._int64_vectors: dict[bytes, int] = {}
+
+        def CreateNumpyVector(self, x):
+            if getattr(x, "dtype", None) != np.int64:
+                return super().CreateNumpyVector(x)
+            key = np.ascontiguousarray(x).tobytes()
+            if key not in self._int64_vectors:
+                self._int64_vectors[key] = super().CreateNumpyVector(x)
+            return self._int64_vectors[key]
+
+    return SharingBuilder
+
+
+def _SharingBuilder(size: int):
+    return _sharing_builder_class()(size)

@@ -161,7 +161,7 @@ def _collect(data, preprocessing, sample_shape: tuple, limit: int, skip: int = 0
         labels = np.concatenate(ys) if ys else None
     else:
         x = np.asarray(data)
-        if x.ndim == len(sample_shape) - 1 or (x.ndim == len(sample_shape) and x.shape[-1] not in (1, 3)):
+        if x.ndim == len(sample_shape):
             x = x[..., None]  # (N, H, W) grey images
         x = x[skip : skip + limit]
         if x.size == 0:
