@@ -125,20 +125,21 @@ def export_stage(ctx, model, config: StageConfig) -> StageOutcome:
     from edgeopt.export import to_tflite
 
     cfg: ExportStageConfig = config.technique
-    verify_x, _ = ctx.splits.arrays("val", limit=cfg.verify_samples) if ctx.splits.sizes.get("val") else ctx.splits.arrays("test", limit=cfg.verify_samples)
-    calib_x, _ = ctx.splits.arrays("train", limit=cfg.num_calibration)
+    verify = ctx.splits.val if ctx.splits.sizes.get("val") else ctx.splits.test
     files, metrics = {}, {}
     jobs = [("model", model, cfg.mode)]
     baseline = ctx.baseline_model() if cfg.baseline else None
     if baseline is not None:
         jobs.append(("baseline_float32", baseline, "float32"))
     for stem, m, mode in jobs:
-        start = time.perf_counter()
-        art = to_tflite(m, mode, calib_x, preprocessing=ctx.splits.preprocessing, path=ctx.stage_dir / f"{stem}.tflite",
-                        verify_data=verify_x, num_calibration=cfg.num_calibration, min_agreement=cfg.min_agreement, overwrite=True)
+        ctx.progress(f"  converting {stem} to {mode}")
+        art = to_tflite(m, mode, ctx.splits.train, preprocessing=ctx.splits.preprocessing, path=ctx.stage_dir / f"{stem}.tflite",
+                        verify_data=verify, num_calibration=cfg.num_calibration, num_verify=cfg.verify_samples,
+                        min_agreement=cfg.min_agreement, overwrite=True, source={"recipe": ctx.recipe.name, "stage": ctx.stage_label})
         files[stem] = f"{stem}.tflite"
-        metrics[stem] = {"mode": mode, "size_bytes": len(art.model_bytes), "convert_seconds": round(time.perf_counter() - start, 1),
-                         **{k: art.manifest[k] for k in ("gzip_bytes", "agreement", "mean_abs_diff") if k in art.manifest}}
+        check = art.verification
+        metrics[stem] = {"mode": mode, "size_bytes": len(art.model_bytes), "convert_seconds": round(art.convert_seconds, 1),
+                         "agreement": check.top1_agreement if check else None, "mean_abs_diff": check.mean_abs_diff if check else None}
     return StageOutcome(None, metrics, files)
 
 
@@ -172,11 +173,12 @@ def bench_stage(ctx, model, config: StageConfig) -> StageOutcome:
     if exported is None:
         raise RecipeError(f"{ctx.stage_label}: a bench stage needs an export stage before it")
     metrics = {}
+    images, _ = ctx.splits.arrays("test", limit=16)
     for stem, path in exported.items():
         row = {"size": dataclasses.asdict(bench.size_of(path))}
         for t in cfg.threads:
             ctx.progress(f"  timing {stem} at {t} thread(s)")
-            row[f"latency_{t}t"] = dataclasses.asdict(bench.measure_latency(path, threads=t, runs=cfg.runs, min_seconds=cfg.min_seconds, xnnpack=cfg.xnnpack))
+            row[f"latency_{t}t"] = dataclasses.asdict(bench.measure_latency(path, threads=t, runs=cfg.runs, min_seconds=cfg.min_seconds, xnnpack=cfg.xnnpack, inputs=images))
         if cfg.accuracy:
             row["accuracy"] = dataclasses.asdict(bench.evaluate_tflite(path, ctx.splits.test))
         metrics[stem] = row
