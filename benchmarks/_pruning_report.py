@@ -17,6 +17,12 @@ def _pct(v):
 
 def write(cache: Path, out: Path, machine: str) -> None:
     mob = json.loads((cache / "mobilenet.json").read_text()) if (cache / "mobilenet.json").exists() else None
+    if mob is None and (cache / "rows.json").exists():  # partial run: rows so far, no latency pass yet
+        rows = json.loads((cache / "rows.json").read_text())
+        for r in rows:
+            r.update(int8_latency_ms=float("nan"), latency_vs_dense=float("nan"), gzip_vs_dense=r["int8_gzip_bytes"] / rows[0]["int8_gzip_bytes"],
+                     top1_drop_points=100 * (rows[0]["int8_top1"] - r["int8_top1"]))
+        mob = {"rows": rows, "floats": [], "steps": 120, "cmd": "benchmarks/pruning.py --part mobilenet --finetune-steps 120 (PARTIAL: run did not finish)"}
     lot = json.loads((cache / "lottery.json").read_text()) if (cache / "lottery.json").exists() else None
     probe = json.loads((out / "pruning_xnnpack_probe.json").read_text())
     md = ["# Pruning on Fashion-MNIST", "", f"Machine: {machine}.", ""]
