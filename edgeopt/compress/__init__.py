@@ -1,0 +1,1 @@
+"""Compression steps: each is fn(model, Config) -> new model."""
