@@ -27,13 +27,12 @@ CENTROID_INITS = {
 }
 
 # Which layer types each policy clusters (exact types: a DepthwiseConv2D is not a "Conv2D" row).
+# DepthwiseConv2D is in no policy: TF-MOT 0.8 wraps it but leaves its kernel unclustered (its clustering registry
+# lists no clusterable weight for it) and its cluster-preserving QAT disables it too. Depthwise kernels are
+# tiny (k*k per channel) anyway: under 2% of the weights of the zoo's models.
 CLUSTER_POLICIES: dict[str, tuple[type, ...]] = {
-    # every convolution and the classifier
-    "conv_dense": (L.Conv2D, L.DepthwiseConv2D, L.Dense),
-    # pointwise/regular convolutions and dense only: TF-MOT's cluster-preserving QAT cannot keep the clusters of
-    # depthwise kernels (it disables CQAT for DepthwiseConv2D), so use this policy before CQAT/PCQAT
-    "conv2d_dense": (L.Conv2D, L.Dense),
-    "conv": (L.Conv2D, L.DepthwiseConv2D),
+    "conv_dense": (L.Conv2D, L.Dense),  # every regular/pointwise/grouped convolution and the classifier
+    "conv": (L.Conv2D,),
     "dense": (L.Dense,),
 }
 _KERNEL_ATTR = {L.Conv2D: "kernel", L.DepthwiseConv2D: "depthwise_kernel", L.Dense: "kernel"}
@@ -45,7 +44,8 @@ class ClusterConfig:
 
     - ``number_of_clusters``: centroids per kernel (per output channel with ``per_channel``), >= 2.
     - ``centroid_init``: ``"kmeans++"``, ``"linear"``, ``"density"`` or ``"random"``.
-    - ``per_channel``: one centroid table per output channel of each Conv2D (Dense/DepthwiseConv2D stay per-layer).
+    - ``per_channel``: one centroid table per output channel of each Conv2D with a bias (Dense and bias-free
+      Conv2D, which TF-MOT 0.8 cannot cluster per channel, stay per layer).
     - ``preserve_sparsity``: zero weights stay zero (for pruned models).
     - ``policy``: a key of :data:`CLUSTER_POLICIES`; ``layers``: if given, only these names (of the policy's
       types) are clustered; ``exclude``: names never clustered.
@@ -94,6 +94,13 @@ def _kernel(layer) -> np.ndarray | None:
     return kernel.reshape(*kernel.shape[:2], -1) if type(layer) is L.DepthwiseConv2D else kernel
 
 
+def _per_channel(layer, config: ClusterConfig) -> bool:
+    # TF-MOT 0.8 counts channels from trainable_weights[-1], which is the kernel itself when a Conv2D has no bias,
+    # and then silently leaves the layer unclustered; such convolutions (all of the zoo's conv+BN) are clustered
+    # per layer instead, which still bounds the values per channel by number_of_clusters.
+    return config.per_channel and type(layer) is L.Conv2D and layer.use_bias
+
+
 def _weights_per_table(kernel: np.ndarray, per_channel: bool) -> int:
     return kernel.size // kernel.shape[-1] if per_channel else kernel.size
 
@@ -109,8 +116,7 @@ def selected_layers(model: keras.Model, config: ClusterConfig = ClusterConfig())
     for layer in model.layers:
         if type(layer) not in types or layer.name in config.exclude or (config.layers and layer.name not in config.layers):
             continue
-        per_channel = config.per_channel and type(layer) is L.Conv2D
-        if _weights_per_table(_kernel(layer), per_channel) <= config.number_of_clusters:
+        if _weights_per_table(_kernel(layer), _per_channel(layer, config)) <= config.number_of_clusters:
             continue  # fewer weights than centroids: nothing to share
         names.append(layer.name)
     return names
@@ -140,7 +146,7 @@ def cluster(model: keras.Model, config: ClusterConfig = ClusterConfig()) -> kera
             return layer
         return _CK.cluster_weights(layer, number_of_clusters=config.number_of_clusters, cluster_centroids_init=init,
                                    preserve_sparsity=config.preserve_sparsity,
-                                   cluster_per_channel=config.per_channel and type(layer) is L.Conv2D)
+                                   cluster_per_channel=_per_channel(layer, config))
 
     # TF-MOT's wrappers take over the wrapped layer's variables, so wrap a private copy, never the input.
     return keras.models.clone_model(_copy_with_weights(model), clone_function=wrap)
