@@ -1,0 +1,59 @@
+"""Collaborative optimization: PQAT keeps sparsity, PCQAT keeps sparsity and clusters into the int8 .tflite."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _int8 import float_ops, to_int8
+from edgeopt._keras import keras
+from edgeopt.compress.cluster import ClusterConfig, cluster, selected_layers, strip_clustering, weight_report
+from edgeopt.compress.collaborative import pcqat, pqat, prune_to_sparsity, tflite_weight_report
+from edgeopt.models import create
+
+
+def _sparsity_of_qat_kernels(q, names):
+    """Fraction of zeros in the float kernels the QAT model trains, per original layer name."""
+    out = {}
+    for layer in q.layers:
+        inner = getattr(layer, "layer", None)
+        if inner is not None and inner.name in names:
+            out[inner.name] = float(np.mean(inner.kernel.numpy() == 0))
+    return out
+
+
+def test_pqat_keeps_sparsity_within_one_percent(digits_splits):
+    x, y = digits_splits.arrays("train", limit=64)
+    model = create("mobilenet_v1_tiny", input_shape=x.shape[1:], classes=10)
+    pruned = prune_to_sparsity(model, 0.5, digits_splits.train, steps=4, learning_rate=1e-3)
+    before = {r.name: r.sparsity for r in weight_report(pruned) if r.layer_type in ("Conv2D", "Dense")}
+    assert all(abs(s - 0.5) < 0.02 for s in before.values()), before
+    q = pqat(pruned)
+    q.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True)
+    for i in range(3):
+        q.train_on_batch(x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16])
+    after = _sparsity_of_qat_kernels(q, set(before))
+    assert set(after) == set(before)
+    assert all(after[n] >= before[n] - 0.01 for n in before), (before, after)
+
+
+@pytest.mark.slow
+def test_prune_cluster_pcqat_survives_into_int8_tflite(digits_splits):
+    x, y = digits_splits.arrays("train", limit=64)
+    model = create("mobilenet_v1_tiny", input_shape=x.shape[1:], classes=10)
+    pruned = prune_to_sparsity(model, 0.5, digits_splits.train, steps=4, learning_rate=1e-3)
+    cfg = ClusterConfig(number_of_clusters=16, preserve_sparsity=True)
+    clustered = cluster(pruned, cfg)
+    clustered.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", run_eagerly=True)
+    clustered.train_on_batch(x[:32], y[:32])
+    clustered = strip_clustering(clustered)
+    q = pcqat(clustered)
+    q.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", run_eagerly=True)
+    q.train_on_batch(x[:32], y[:32])
+    tflite = to_int8(q, x[:32])
+    assert float_ops(tflite) == []
+    int8 = [r for r in tflite_weight_report(tflite) if r.layer_type == "int8" and r.weights >= 256]
+    assert int8
+    # the clustered pointwise/dense kernels: about half zeros and at most 16 codes per output channel
+    sparse = [r for r in int8 if r.sparsity > 0.4]
+    assert len(sparse) >= len(selected_layers(clustered, cfg)) - 1, int8
+    assert all(r.max_unique_per_channel <= 16 for r in sparse), sparse

@@ -1,0 +1,102 @@
+"""Quantization-aware training: config validation, the policy table, every zoo family quantizes, trains and
+exports to a full-integer int8 .tflite that agrees with the QAT Keras model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import TINY_MODELS
+
+from _int8 import float_ops, run_int8, to_int8
+from edgeopt._keras import keras
+from edgeopt.compress.quantize import QATConfig, QATUnsupportedError, plan, quantize, quantized_layer_names
+from edgeopt.models import create
+
+L = keras.layers
+# The int8 conversion costs 15-120 s per model on a busy 2-core machine. The quick suite exports
+# efficientnet_tiny, the family that needs edgeopt's configs (swish, squeeze-excite Multiply); the other
+# families' exports run with -m slow. Every family quantizes and trains a step in the quick suite.
+_QUICK_EXPORT = {"efficientnet_tiny"}
+
+
+def test_config_validates_and_round_trips():
+    cfg = QATConfig(preserve="sparsity_and_clusters", float_layers=("a",))
+    assert QATConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="preserve"):
+        QATConfig(preserve="sparse")
+    with pytest.raises(ValueError, match="unsupported"):
+        QATConfig(unsupported="skip")
+    with pytest.raises(ValueError, match="float_layers"):
+        QATConfig(float_layers="conv")
+    with pytest.raises(ValueError, match="unknown"):
+        QATConfig.from_dict({"preserv": "none"})
+
+
+def test_policy_supplies_configs_for_squeeze_excite():
+    model = create("efficientnet_tiny", input_shape=(16, 16, 3), classes=4)
+    decisions = {d.name: d for d in plan(model)}
+    excite = [d for d in decisions.values() if d.name.endswith("_se_excite")]
+    assert excite and all(d.action == "edgeopt" and "Multiply" in d.reason for d in excite)
+    assert all(d.action != "unsupported" for d in decisions.values())
+
+
+def _odd_model():
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(4, 3, name="conv")(inp)
+    x = L.LayerNormalization(name="layer_norm")(x)
+    x = L.BatchNormalization(name="lonely_bn")(L.GlobalAveragePooling2D(name="gap")(x))
+    return keras.Model(inp, L.Dense(2, name="fc")(x))
+
+
+def test_unsupported_layers_are_named_with_the_reason():
+    model = _odd_model()
+    with pytest.raises(QATUnsupportedError, match=r"layer_norm \(LayerNormalization\).*float_layers"):
+        quantize(model)
+    decisions = {d.name: d.action for d in plan(model)}
+    assert decisions["lonely_bn"] == "edgeopt"  # batch norm not after a convolution
+    assert decisions["layer_norm"] == "unsupported"
+    q = quantize(model, QATConfig(float_layers=("layer_norm",)))
+    assert "layer_norm" not in quantized_layer_names(q) and "lonely_bn" in quantized_layer_names(q)
+
+
+def test_input_model_is_not_modified():
+    model = create("mobilenet_v2_tiny", input_shape=(16, 16, 3), classes=4)
+    before = [w.copy() for w in model.get_weights()]
+    q = quantize(model)
+    x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
+    q.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy", run_eagerly=True)
+    q.train_on_batch(x, np.arange(8) % 4)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert len(model.layers) == len(create("mobilenet_v2_tiny", input_shape=(16, 16, 3), classes=4).layers)
+
+
+def _quantize_and_train_a_step(name, x, y):
+    model = create(name, input_shape=x.shape[1:], classes=10)
+    q = quantize(model)
+    wrapped = quantized_layer_names(q)
+    convs = [layer.name for layer in model.layers if isinstance(layer, (L.Conv2D, L.Dense))]
+    assert set(convs) <= set(wrapped), f"{name}: layers with weights left unquantized: {set(convs) - set(wrapped)}"
+    q.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True)
+    first = q.get_weights()
+    loss = q.train_on_batch(x[:32], y[:32])
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, q.get_weights()))
+    return q
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_every_family_quantizes_and_trains_a_step(name, digits_splits):
+    x, y = digits_splits.arrays("train", limit=32)
+    _quantize_and_train_a_step(name, x, y)
+
+
+@pytest.mark.parametrize("name", [n if n in _QUICK_EXPORT else pytest.param(n, marks=pytest.mark.slow) for n in TINY_MODELS])
+def test_every_family_quantizes_trains_and_exports_int8(name, digits_splits):
+    x, y = digits_splits.arrays("train", limit=64)
+    q = _quantize_and_train_a_step(name, x, y)
+
+    tflite = to_int8(q, x[:32])
+    assert float_ops(tflite) == []  # full integer: no float kernels inside
+    got = run_int8(tflite, x[32:64])
+    want = q(x[32:64], training=False).numpy()
+    agreement = float(np.mean(got.argmax(1) == want.argmax(1)))
+    assert agreement >= 0.9, f"{name}: int8 .tflite agrees with the QAT model on {agreement:.0%} of samples"
