@@ -1,0 +1,1 @@
+"""Compression steps: pruning, clustering, quantization-aware training, distillation."""
