@@ -129,7 +129,8 @@ def soft_kl(target_logits, logits, temperature: float):
     return tf.reduce_sum(tf.exp(target_log_p) * (target_log_p - log_p), axis=-1)
 
 
-def _weighted_mean(values, sample_weight=None):
+def weighted_mean(values, sample_weight=None):
+    """Mean of per-sample ``values``, weighted by ``sample_weight`` when given."""
     if sample_weight is None:
         return tf.reduce_mean(values)
     w = tf.cast(tf.reshape(sample_weight, tf.shape(values)), values.dtype)
@@ -240,7 +241,7 @@ class Distiller(keras.Model):
         t = self.distill_config.temperature
         student_loss = self.student_loss_fn(y, student_logits, sample_weight=sample_weight)
         if self.distillation_loss_fn is None:
-            soft = _weighted_mean(soft_kl(teacher_logits, student_logits, t), sample_weight)
+            soft = weighted_mean(soft_kl(teacher_logits, student_logits, t), sample_weight)
         else:
             soft = self.distillation_loss_fn(tf.nn.softmax(teacher_logits / t), tf.nn.softmax(student_logits / t), sample_weight=sample_weight)
         distill_loss = (t**2) * soft
