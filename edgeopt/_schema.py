@@ -103,6 +103,8 @@ def from_dict(cls, data: dict, path: str = ""):
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
         msg = str(err)
+        if msg.startswith(f"{cls.__name__}."):  # "QATConfig.preserve must ..." -> "preserve must ..."
+            msg = msg[len(cls.__name__) + 1 :]
         first = msg.split(" ", 1)[0]
         if first in fields:  # "final_sparsity must be in [0, 1)" -> "stages[2].final_sparsity must be ..."
             raise RecipeError(f"{prefix}{msg}") from None

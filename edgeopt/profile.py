@@ -108,6 +108,16 @@ def _unwrap(layer):
     return layer
 
 
+def _own_weights(layer) -> list:
+    """The weights of the model layer itself, also under TF-MOT wrappers (a QAT wrapper owns the inner kernel;
+    wrapper bookkeeping such as masks, min/max and step counters is not counted)."""
+    inner = _unwrap(layer)
+    if inner is layer:
+        return list(layer.weights)
+    own = [w for w in layer.weights if w.name.startswith(f"{inner.name}/")]
+    return own or list(inner.weights)
+
+
 def layer_cost(layer) -> LayerCost:
     inner = _unwrap(layer)
     for cls, handler in _HANDLERS:
@@ -116,7 +126,8 @@ def layer_cost(layer) -> LayerCost:
             break
     else:
         kind, macs = "other", 0
-    return LayerCost(layer.name, kind, int(inner.count_params()), int(macs))
+    params = sum(int(w.shape.num_elements()) for w in _own_weights(layer))
+    return LayerCost(layer.name, kind, params, int(macs))
 
 
 def profile(model: keras.Model) -> Profile:
@@ -141,8 +152,8 @@ def weight_sparsity(model: keras.Model) -> float:
             zeros, total = zeros + z * n, total + n
             continue
         inner = _unwrap(layer)
-        for w in getattr(inner, "weights", []):
-            if any(k in w.name for k in ("kernel", "depthwise_kernel")) and isinstance(inner, (L.Conv2D, L.Dense)):
+        for w in _own_weights(layer):
+            if "kernel" in w.name.split("/")[-1] and isinstance(inner, (L.Conv2D, L.Dense)):
                 v = w.numpy()
                 zeros += int((v == 0).sum())
                 total += v.size

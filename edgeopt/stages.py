@@ -183,3 +183,6 @@ def bench_stage(ctx, model, config: StageConfig) -> StageOutcome:
             row["accuracy"] = dataclasses.asdict(bench.evaluate_tflite(path, ctx.splits.test))
         metrics[stem] = row
     return StageOutcome(None, metrics)
+
+
+from edgeopt import _compress_stages  # noqa: E402,F401  (registers prune, prune_structured, cluster, qat, distill)

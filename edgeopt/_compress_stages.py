@@ -1,0 +1,137 @@
+"""Recipe stages over the compression steps: prune, prune_structured, cluster, qat, distill.
+
+Each stage applies its ``edgeopt.compress`` step, fine-tunes with the stage's training settings (defaults
+from the recipe's ``[train]``), strips training wrappers where the next stage needs a plain model, and
+reports the Keras model's metrics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgeopt._keras import keras
+from edgeopt.compress import cluster as _cluster
+from edgeopt.compress import prune as _prune
+from edgeopt.compress import quantize as _quantize
+from edgeopt.compress import structured as _structured
+from edgeopt.stages import StageOutcome, model_metrics, stage
+from edgeopt.train import fit
+
+
+def _steps(ctx, train_cfg) -> int:
+    per_epoch = train_cfg.steps_per_epoch or int(np.ceil(ctx.splits.sizes["train"] / ctx.recipe.data.batch_size))
+    return per_epoch * train_cfg.epochs
+
+
+@stage("prune", _prune.PruneConfig, trains=True)
+def prune_stage(ctx, model, config) -> StageOutcome:
+    """Magnitude pruning while fine-tuning, then stripped: the next stage gets a plain model with zeros."""
+    cfg = config.technique
+    with ctx.strategy.scope():
+        wrapped = _prune.prune(model, cfg, total_steps=_steps(ctx, config.train))
+        result = fit(wrapped, ctx.splits, config.train, callbacks=_prune.pruning_callbacks(cfg))
+        plain = _prune.strip_pruning(wrapped)
+    report = _prune.sparsity_report(plain)
+    return StageOutcome(plain, {"val_top1": result.val_top1, "pruned_layers": len(report.layers), **model_metrics(plain, ctx.splits)})
+
+
+@stage("prune_structured", _structured.StructuredConfig, trains=True)
+def prune_structured_stage(ctx, model, config) -> StageOutcome:
+    """Remove whole filters by L1 norm (a smaller dense model), then fine-tune it."""
+    before = model_metrics(model, ctx.splits)
+    with ctx.strategy.scope():
+        smaller = _structured.prune_filters(model, config.technique)
+        result = fit(smaller, ctx.splits, config.train)
+    after = model_metrics(smaller, ctx.splits)
+    return StageOutcome(smaller, {"val_top1": result.val_top1, **after, "macs_before": before["macs"], "params_before": before["params"]})
+
+
+@stage("cluster", _cluster.ClusterConfig, trains=True)
+def cluster_stage(ctx, model, config) -> StageOutcome:
+    """Weight clustering while fine-tuning, then stripped (kernels hold only centroid values)."""
+    with ctx.strategy.scope():
+        wrapped = _cluster.cluster(model, config.technique)
+        result = fit(wrapped, ctx.splits, config.train)
+        plain = _cluster.strip_clustering(wrapped)
+    unique = {w.name: w.unique_values for w in _cluster.weight_report(plain)}
+    return StageOutcome(plain, {"val_top1": result.val_top1, "max_unique_weights": max(unique.values()) if unique else None, **model_metrics(plain, ctx.splits)})
+
+
+def _load_qat(path):
+    with _quantize.quantize_scope():
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+
+
+@stage("qat", _quantize.QATConfig, trains=True, load=_load_qat)
+def qat_stage(ctx, model, config) -> StageOutcome:
+    """Quantization-aware fine-tuning (``preserve`` = sparsity / clusters for PQAT / CQAT / PCQAT); the model
+    stays QAT-wrapped so the export stage converts it with its learned quantization ranges."""
+    with ctx.strategy.scope():
+        qat = _quantize.quantize(model, config.technique)
+        result = fit(qat, ctx.splits, config.train)
+    return StageOutcome(qat, {"val_top1": result.val_top1, **model_metrics(qat, ctx.splits)})
+
+
+@dataclass(frozen=True)
+class DistillStageConfig:
+    """Distil into the current model (the student) from a teacher: the model saved by an earlier stage
+    (``teacher_stage``, its index) or a zoo model (``teacher_model`` + ``teacher_knobs``) loaded from
+    ``teacher_weights`` or trained here for ``teacher_epochs``. ``alpha`` weighs the hard-label loss."""
+
+    alpha: float = 0.1
+    temperature: float = 4.0
+    teacher_stage: int | None = None
+    teacher_model: str | None = None
+    teacher_knobs: dict = field(default_factory=dict)
+    teacher_weights: str | None = None
+    teacher_epochs: int = 3
+
+    def __post_init__(self):
+        from edgeopt.compress.distill import DistillConfig
+
+        DistillConfig(self.alpha, self.temperature)
+        if (self.teacher_stage is None) == (self.teacher_model is None):
+            raise ValueError("teacher_stage or teacher_model must be given (exactly one of them)")
+        if self.teacher_model is not None:
+            from edgeopt.models import MODELS
+
+            if self.teacher_model not in MODELS:
+                raise ValueError(f"teacher_model must be one of {', '.join(MODELS.names())}; got {self.teacher_model!r}")
+        if self.teacher_epochs < 0:
+            raise ValueError(f"teacher_epochs must be >= 0, got {self.teacher_epochs}")
+
+
+def _teacher(ctx, cfg: DistillStageConfig, train_cfg):
+    from dataclasses import replace
+
+    from edgeopt.models import create
+    from edgeopt.pipeline import load_stage_model
+
+    if cfg.teacher_stage is not None:
+        done = [r for r in ctx.results if r["stage"] == cfg.teacher_stage and "model" in r["files"]]
+        if not done:
+            raise ValueError(f"{ctx.stage_label}: teacher_stage={cfg.teacher_stage} is not an earlier stage that saved a model")
+        return load_stage_model(ctx.run_dir / done[0]["dir"], done[0]["type"])
+    prep = ctx.splits.preprocessing
+    teacher = create(cfg.teacher_model, input_shape=prep.input_shape, classes=len(prep.class_names), weights=cfg.teacher_weights, **cfg.teacher_knobs)
+    if cfg.teacher_weights is None and cfg.teacher_epochs:
+        ctx.progress(f"  training teacher {cfg.teacher_model} for {cfg.teacher_epochs} epochs")
+        fit(teacher, ctx.splits, replace(train_cfg, epochs=cfg.teacher_epochs))
+    return teacher
+
+
+@stage("distill", DistillStageConfig, trains=True)
+def distill_stage(ctx, model, config) -> StageOutcome:
+    """Knowledge distillation (Hinton loss with temperature) of the current model from a teacher."""
+    from edgeopt.compress.distill import Distiller
+    from edgeopt.train import make_optimizer
+
+    cfg: DistillStageConfig = config.technique
+    with ctx.strategy.scope():
+        teacher = _teacher(ctx, cfg, config.train)
+        distiller = Distiller(model, teacher)
+        distiller.compile(optimizer=make_optimizer(config.train, _steps(ctx, config.train)), metrics=["accuracy"], alpha=cfg.alpha, temperature=cfg.temperature)
+        result = fit(distiller, ctx.splits, config.train, compile=False)
+    teacher_top1 = model_metrics(teacher, ctx.splits)["test_top1"]
+    return StageOutcome(distiller.student, {"val_top1": result.val_top1, "teacher_test_top1": teacher_top1, **model_metrics(distiller.student, ctx.splits)})
