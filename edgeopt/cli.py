@@ -53,13 +53,6 @@ def cmd_profile(args) -> int:
     return 0
 
 
-def cmd_quickstart(args) -> int:
-    from edgeopt.quickstart import run_quickstart
-
-    run_quickstart(out_dir=args.out, epochs=args.epochs, limit_train=args.limit_train)
-    return 0
-
-
 def cmd_run(args) -> int:
     from edgeopt.pipeline import run_recipe
     from edgeopt.report import run_summary_markdown
@@ -137,12 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", action="store_true", help="also print every layer")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.set_defaults(func=cmd_profile)
-
-    p = sub.add_parser("quickstart", help="train a small MobileNetV2 on Fashion-MNIST and report accuracy and cost")
-    p.add_argument("--out", default="runs/quickstart")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")
-    p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("run", help="run a recipe: train, compress, export and benchmark, into runs/<recipe>/")
     p.add_argument("recipe", help="recipe TOML file, e.g. recipes/quickstart.toml")

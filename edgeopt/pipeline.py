@@ -22,14 +22,10 @@ from edgeopt.stages import STAGES, StageOutcome
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Replace ``path`` with ``data`` atomically (temporary file, fsync, rename): runs own these files."""
+    from edgeopt.export import write_atomic as _write_atomic
+
+    _write_atomic(path, data.encode() if isinstance(data, str) else data, overwrite=True)
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:

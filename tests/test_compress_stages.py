@@ -1,0 +1,70 @@
+"""Compression stages through the runner: prune -> PQAT -> int8 export -> bench keeps the zeros, on real digits."""
+import json
+
+import pytest
+
+from edgeopt.pipeline import run_recipe
+from edgeopt.recipe import RecipeError, parse_recipe
+
+RECIPE = """
+name = "comp"
+[data]
+dataset = "digits"
+image_size = 16
+batch_size = 32
+[model]
+name = "mobilenet_v1_tiny"
+[train]
+epochs = 3
+learning_rate = 0.003
+[[stages]]
+type = "train"
+[[stages]]
+type = "prune"
+final_sparsity = 0.5
+schedule = "constant"
+frequency = 5
+epochs = 1
+learning_rate = 0.001
+[[stages]]
+type = "qat"
+preserve = "sparsity"
+epochs = 1
+steps_per_epoch = 10
+learning_rate = 0.0005
+[[stages]]
+type = "export"
+mode = "int8"
+min_agreement = 0.5
+baseline = false
+[[stages]]
+type = "bench"
+threads = [1]
+runs = 5
+min_seconds = 0.05
+"""
+
+
+def test_prune_pqat_int8_recipe_keeps_sparsity_and_ships_an_int8_model(tmp_path):
+    (tmp_path / "comp.toml").write_text(RECIPE)
+    report = run_recipe(tmp_path / "comp.toml", out_dir=tmp_path / "runs", artifacts_dir=tmp_path / "art", progress=lambda s: None)
+    by_type = {s["type"]: s for s in report["stages"]}
+    assert by_type["prune"]["metrics"]["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert by_type["qat"]["metrics"]["sparsity"] == pytest.approx(0.5, abs=0.02)  # PQAT kept the zeros
+    assert by_type["qat"]["metrics"]["test_top1"] > 0.3  # digits: chance is 0.1
+    manifest = json.loads((tmp_path / "art" / "comp" / "model.json").read_text())
+    assert manifest["mode"] == "int8" and manifest["input"]["dtype"] == "int8" and manifest["output"]["dtype"] == "int8"
+    assert by_type["bench"]["metrics"]["model"]["accuracy"]["top1"] > 0.3
+    assert (tmp_path / "art" / "comp" / "report.json").exists()
+
+
+def test_compression_stage_configs_are_validated_with_field_paths():
+    head = '[model]\nname = "mobilenet_v2_tiny"\n[[stages]]\ntype = "train"\n'
+    with pytest.raises(RecipeError, match=r"stages\[1\]\.final_sparsity"):
+        parse_recipe(head + '[[stages]]\ntype = "prune"\nfinal_sparsity = 1.5\n', source="r.toml")
+    with pytest.raises(RecipeError, match=r"stages\[1\]\.preserve must be one of"):
+        parse_recipe(head + '[[stages]]\ntype = "qat"\npreserve = "all"\n', source="r.toml")
+    with pytest.raises(RecipeError, match="teacher_stage or teacher_model"):
+        parse_recipe(head + '[[stages]]\ntype = "distill"\n', source="r.toml")
+    r = parse_recipe(head + '[[stages]]\ntype = "cluster"\nnumber_of_clusters = 8\nepochs = 1\n', source="r.toml")
+    assert r.stages[1].config.technique.number_of_clusters == 8 and r.stages[1].config.train.epochs == 1
