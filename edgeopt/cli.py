@@ -60,6 +60,67 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from edgeopt.pipeline import run_recipe
+    from edgeopt.report import run_summary_markdown
+
+    report = run_recipe(args.recipe, out_dir=args.out, resume=args.resume, force=args.force, artifacts_dir=args.artifacts)
+    print()
+    print(run_summary_markdown(report))
+    return 0
+
+
+def cmd_report(args) -> int:
+    import glob
+    import json
+    from pathlib import Path
+
+    from edgeopt.report import write_results
+
+    paths = []
+    for pattern in args.runs or ["tflite_models/*/report.json"]:
+        p = Path(pattern)
+        paths += [p / "report.json"] if p.is_dir() else [Path(x) for x in sorted(glob.glob(pattern))]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise FileNotFoundError(f"no run report at {', '.join(missing) or ' '.join(args.runs or ['tflite_models/*/report.json'])}; run a recipe first (edgeopt run recipes/quickstart.toml)")
+    rows = write_results([json.loads(p.read_text()) for p in paths], args.out)
+    print(f"wrote {args.out}/RESULTS.md, RESULTS.csv, pareto_latency.png, pareto_size.png ({len(rows)} rows from {len(paths)} runs)")
+    return 0
+
+
+def _threads(text: str) -> tuple[int, ...]:
+    try:
+        threads = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise SystemExit(f"edgeopt: --threads expects a comma-separated list of integers (e.g. 1,2), got {text!r}") from None
+    if not threads or min(threads) < 1:
+        raise SystemExit(f"edgeopt: --threads needs thread counts >= 1, got {text!r}")
+    return threads
+
+
+def cmd_bench(args) -> int:
+    from dataclasses import replace
+
+    from edgeopt import bench
+
+    settings = dict(runs=args.runs, min_seconds=args.min_seconds, warmup=args.warmup, xnnpack=not args.no_xnnpack)
+    if args.adb:
+        if not args.benchmark_model:
+            raise SystemExit("edgeopt bench: --adb needs --benchmark-model PATH (the Android benchmark_model binary)")
+        result = bench.measure(args.model, args.data, threads=(), limit=args.limit, **settings)
+        result = replace(result, latency=[bench.measure_latency_adb(args.model, args.benchmark_model, serial=args.serial, threads=t, **settings) for t in args.threads])
+    else:
+        result = bench.measure(args.model, args.data, threads=args.threads, limit=args.limit, **settings)
+    print(result.to_markdown())
+    if args.json:
+        from edgeopt.export import write_atomic
+
+        write_atomic(args.json, (json.dumps(result.to_dict(), indent=1) + "\n").encode(), overwrite=True)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeopt", description="Keras image classifiers -> verified int8 TFLite for Android.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,14 +143,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")
     p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("run", help="run a recipe: train, compress, export and benchmark, into runs/<recipe>/")
+    p.add_argument("recipe", help="recipe TOML file, e.g. recipes/quickstart.toml")
+    p.add_argument("--out", default="runs", help="parent of the run directory (default: runs)")
+    p.add_argument("--resume", action="store_true", help="continue a run: skip stages already done with the same settings")
+    p.add_argument("--force", action="store_true", help="delete an existing run directory of this recipe and start again")
+    p.add_argument("--artifacts", default="tflite_models", help="where shipped artifacts go (default: tflite_models)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="build benchmarks/RESULTS.md (+ CSV, Pareto plots) from run reports")
+    p.add_argument("runs", nargs="*", help="run directories or report.json files/globs (default: tflite_models/*/report.json)")
+    p.add_argument("--out", default="benchmarks")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("bench", help="latency, accuracy and size of a .tflite (LiteRT here, or a phone over adb)")
+    p.add_argument("model", help="path to a .tflite file")
+    p.add_argument("--data", default=None, help="dataset for accuracy and real latency inputs (e.g. fashion_mnist, digits, folder:PATH)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")
+    p.add_argument("--threads", type=_threads, default=(1,), help="comma-separated thread counts, e.g. 1,2 (default 1)")
+    p.add_argument("--runs", type=int, default=50, help="at least this many timed runs (default 50)")
+    p.add_argument("--min-seconds", type=float, default=1.0, help="and at least this many seconds of timed runs (default 1)")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up runs before timing (default 1)")
+    p.add_argument("--no-xnnpack", action="store_true", help="builtin kernels only (XNNPACK delegate off)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the result as JSON to PATH")
+    p.add_argument("--adb", action="store_true", help="time on a connected Android device with benchmark_model over adb")
+    p.add_argument("--serial", default=None, help="adb serial of the device (when several are connected)")
+    p.add_argument("--benchmark-model", default=None, metavar="PATH", help="path of the Android benchmark_model binary (with --adb)")
+    p.set_defaults(func=cmd_bench)
     return parser
+
+
+def _device_errors():
+    from edgeopt._adb import DeviceUnavailableError
+
+    return DeviceUnavailableError
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, _device_errors()) as err:
         print(f"edgeopt {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -86,6 +86,12 @@ class Splits:
     test: tf.data.Dataset
     preprocessing: Preprocessing
     sizes: dict[str, int] = field(default_factory=dict)
+    make_train: Callable[[], tf.data.Dataset] | None = field(default=None, repr=False)
+
+    def with_fresh_train(self) -> "Splits":
+        """A copy whose training pipeline is new, so its shuffle order restarts from the seed (each
+        iteration of a seeded tf.data pipeline reshuffles differently; resumed runs need the same order)."""
+        return replace(self, train=self.make_train()) if self.make_train else self
 
     def arrays(self, split: str = "test", limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The model inputs and labels of a split as NumPy arrays (at most ``limit`` samples)."""
@@ -244,7 +250,8 @@ def load_dataset(
         return ds.prefetch(tf.data.AUTOTUNE)
 
     sizes = {"train": len(x_train), "val": len(x_val), "test": len(x_test)}
-    return Splits(pipeline(x_train, y_train, True), pipeline(x_val, y_val, False), pipeline(x_test, y_test, False), prep, sizes)
+    return Splits(pipeline(x_train, y_train, True), pipeline(x_val, y_val, False), pipeline(x_test, y_test, False), prep, sizes,
+                  make_train=lambda: pipeline(x_train, y_train, True))
 
 
 def _to_model_input(images, prep: Preprocessing):

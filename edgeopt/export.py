@@ -1,13 +1,89 @@
-"""Keras -> .tflite. The only module that calls the TFLite converter.
+"""Keras -> verified .tflite for apps. The only module that calls the TFLite converter.
+
+``to_tflite(model, mode, representative_data, ...)`` converts (float32, float16, dynamic-range, full int8
+with int8 input/output, int16x8), verifies the result against the Keras model on held-out samples, and
+writes ``<name>.tflite`` + ``<name>.json`` (manifest) + ``labels.txt`` atomically. The manifest is also
+embedded in the .tflite metadata (entry ``edgeopt_manifest``) so the file alone describes itself;
+``read_manifest`` gets it back.
 
 Models are traced with a fixed batch of 1 (what an app feeds), which keeps reshapes static so no
 SHAPE/PACK ops split the graph in front of XNNPACK.
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
 import numpy as np
 
+from edgeopt import _litert, _tflite_meta
 from edgeopt._keras import keras, require_keras2_model, tf
+from edgeopt._litert import dequantize_output, quantize_input  # noqa: F401  (public: the app-side helpers)
+from edgeopt._oprep import OpReport, op_report  # noqa: F401
+from edgeopt._tflite_meta import InvalidModelError  # noqa: F401
+
+MANIFEST_KEY = "edgeopt_manifest"
+MANIFEST_FORMAT = "edgeopt.manifest/1"
+LABELS_FILE = "labels.txt"
+
+
+class ExportVerificationError(ValueError):
+    """The converted model disagrees with the Keras model more than allowed; nothing was written."""
+
+
+# ---- modes --------------------------------------------------------------------------------------------
+
+
+def _setup_float32(conv, rep):
+    pass
+
+
+def _setup_float16(conv, rep):
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+
+
+def _setup_dynamic(conv, rep):
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _setup_int8(conv, rep):
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+
+
+def _setup_int16x8(conv, rep):
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    # ops without an int16x8 kernel stay float instead of failing; the op report lists them
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+
+
+# mode -> (converter setup, needs calibration data, what it is)
+MODES = {
+    "float32": (_setup_float32, False, "float32 weights and activations"),
+    "float16": (_setup_float16, False, "float16 weights, float32 activations (half the size)"),
+    "dynamic": (_setup_dynamic, False, "dynamic-range: int8 weights, float activations quantized on the fly"),
+    "int8": (_setup_int8, True, "full integer: int8 weights and activations, int8 input and output"),
+    "int16x8": (_setup_int16x8, True, "int16 activations, int8 weights, float input and output"),
+}
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+
+
+# ---- conversion ---------------------------------------------------------------------------------------
 
 
 def _concrete_function(model: keras.Model):
@@ -16,25 +92,411 @@ def _concrete_function(model: keras.Model):
     return fn.get_concrete_function(spec)
 
 
-def convert(model: keras.Model, mode: str = "float32") -> bytes:
-    """Convert ``model`` to TFLite flatbuffer bytes (float32 for now)."""
-    require_keras2_model(model, "edgeopt.export.convert")
-    if mode != "float32":
-        raise ValueError(f"mode {mode!r} is not supported yet; supported: float32")
+@dataclass(frozen=True)
+class Calibration:
+    """How int8/int16x8 ranges were calibrated: ``samples`` model inputs in ``seconds`` (wall time)."""
+
+    samples: int
+    seconds: float
+
+
+def convert(model: keras.Model, mode: str = "float32", representative: np.ndarray | None = None) -> bytes:
+    """Convert ``model`` to .tflite bytes in ``mode`` (no verification, no metadata); see :func:`to_tflite`.
+
+    ``representative`` holds float model inputs (N, H, W, C) for calibration; int8 and int16x8 need it.
+    """
+    return _convert(model, mode, representative)[0]
+
+
+def _convert(model, mode: str, representative: np.ndarray | None) -> tuple[bytes, Calibration | None]:
+    require_keras2_model(model, "edgeopt.export")
+    _check_mode(mode)
+    setup, needs_data, _ = MODES[mode]
+    if needs_data and (representative is None or len(representative) == 0):
+        raise ValueError(f"mode {mode!r} needs representative_data (a few hundred model inputs) to calibrate activation ranges")
+    clock = {}
+
+    def rep():
+        clock.setdefault("start", time.perf_counter())
+        for x in representative:
+            yield [np.asarray(x, np.float32)[None]]
+        clock["end"] = time.perf_counter()
+
     converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model)], model)
-    return converter.convert()
+    setup(converter, rep)
+    try:
+        data = converter.convert()
+    except Exception as err:  # the converter raises ConverterError / RuntimeError with MLIR text
+        raise RuntimeError(f"TFLite conversion of {model.name!r} to {mode} failed: {err}") from err
+    calib = Calibration(len(representative), clock["end"] - clock["start"]) if needs_data and "end" in clock else None
+    return data, calib
+
+
+# ---- data -----------------------------------------------------------------------------------------------
+
+
+def _collect(data, preprocessing, sample_shape: tuple, limit: int, skip: int = 0, where: str = "data"):
+    """Up to ``limit`` float model inputs (and labels when present) from a tf.data dataset or an array.
+
+    uint8 arrays are raw pixels and go through ``preprocessing`` (resize, channels, (p - mean) / std),
+    exactly as the dataset pipelines do it.
+    """
+    from edgeopt.data import preprocess_images
+
+    labels = None
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        img_spec = spec[0] if isinstance(spec, tuple) else spec
+        if len(img_spec.shape) == len(sample_shape) + 1:
+            data = data.unbatch()
+        xs, ys = [], []
+        for elem in data.skip(skip).take(limit).batch(256):
+            x, y = (elem[0], elem[1]) if isinstance(elem, tuple) else (elem, None)
+            xs.append(x.numpy())
+            if y is not None:
+                ys.append(y.numpy().reshape(-1))
+        if not xs:
+            raise ValueError(f"{where} is empty (after skipping {skip} samples used for calibration)")
+        x = np.concatenate(xs)
+        labels = np.concatenate(ys) if ys else None
+    else:
+        x = np.asarray(data)
+        if x.ndim == len(sample_shape):
+            x = x[..., None]  # (N, H, W) grey images
+        x = x[skip : skip + limit]
+        if x.size == 0:
+            raise ValueError(f"{where} is empty (after skipping {skip} samples used for calibration)")
+        if x.dtype == np.uint8:
+            if preprocessing is None:
+                raise ValueError(f"{where} is uint8 pixels; pass preprocessing= (edgeopt.data.Preprocessing) to normalize them, or pass float model inputs")
+            x = preprocess_images(x, preprocessing)
+    if tuple(x.shape[1:]) != tuple(sample_shape):
+        raise ValueError(
+            f"wrong input size: {where} has samples of shape {tuple(x.shape[1:])} but the model expects "
+            f"{tuple(sample_shape)} (height, width, channels). Load the data at the model's size, e.g. "
+            f"load_dataset(name, image_size={sample_shape[0]}, channels={sample_shape[-1]})."
+        )
+    return x.astype(np.float32), labels
+
+
+# ---- verification ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Keras vs .tflite on held-out samples: top-1 agreement (fraction), output differences, accuracies."""
+
+    samples: int
+    top1_agreement: float
+    mean_abs_diff: float
+    max_abs_diff: float
+    keras_top1: float | None = None
+    tflite_top1: float | None = None
+    seconds: float = 0.0
+
+
+def _keras_outputs(model, x: np.ndarray, batch: int = 128) -> np.ndarray:
+    return np.concatenate([model(x[i : i + batch], training=False).numpy() for i in range(0, len(x), batch)])
+
+
+def verify(model: keras.Model, model_bytes: bytes, inputs: np.ndarray, labels: np.ndarray | None = None) -> Verification:
+    """Run the Keras model and the .tflite (LiteRT, dequantized outputs) on ``inputs`` and compare them."""
+    start = time.perf_counter()
+    expected = _keras_outputs(model, inputs)
+    interp = _litert.make_interpreter(model_bytes)
+    interp.allocate_tensors()
+    got = _litert.predict(interp, inputs)
+    diff = np.abs(got.reshape(expected.shape) - expected)
+    agree = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
+    acc = (lambda out: float(np.mean(out.argmax(-1) == labels))) if labels is not None else (lambda out: None)
+    return Verification(len(inputs), agree, float(diff.mean()), float(diff.max()), acc(expected), acc(got), time.perf_counter() - start)
+
+
+# ---- artifact -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Artifact:
+    """A converted, verified model: its bytes (manifest embedded), the manifest, where it was written."""
+
+    model_bytes: bytes
+    manifest: dict
+    path: Path | None = None
+    op_report: OpReport | None = None
+    verification: Verification | None = None
+    calibration: Calibration | None = None
+    convert_seconds: float = 0.0
+    files: list[Path] = field(default_factory=list)
+
+
+def manifest_path(model_path: str | os.PathLike) -> Path:
+    """Where the manifest of a model file goes: beside it, same name, ``.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def file_facts(data: bytes) -> dict:
+    """sha256, raw and gzipped size (bytes, gzip level 9) of a file's bytes."""
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data), "gzip_bytes": len(gzip.compress(data, 9, mtime=0))}
+
+
+def to_tflite(
+    model: keras.Model,
+    mode: str = "int8",
+    representative_data=None,
+    *,
+    preprocessing=None,
+    path: str | os.PathLike | None = None,
+    verify_data=None,
+    num_calibration: int = 300,
+    num_verify: int = 500,
+    min_agreement: float = 0.98,
+    overwrite: bool = False,
+    source: dict | None = None,
+) -> Artifact:
+    """Convert ``model`` to .tflite in ``mode``, verify it, and (with ``path``) write it for an app.
+
+    ``representative_data``: a tf.data dataset (batched or not, of inputs or (inputs, labels)), a NumPy
+    array of float model inputs or uint8 pixels (normalized with ``preprocessing``), or an
+    ``edgeopt.data.Splits`` (train for calibration, val for verification, its preprocessing).
+    The first ``num_calibration`` samples calibrate int8/int16x8. Verification runs on ``verify_data``
+    or else on up to ``num_verify`` samples of ``representative_data`` after the calibration ones; when
+    top-1 agreement is below ``min_agreement`` it raises :class:`ExportVerificationError` and writes
+    nothing. ``source`` (e.g. the recipe) is copied into the manifest. Returns an :class:`Artifact`.
+    """
+    require_keras2_model(model, "edgeopt.export.to_tflite")
+    _check_mode(mode)
+    if not 0 <= min_agreement <= 1:
+        raise ValueError(f"min_agreement must be in [0, 1], got {min_agreement}")
+    if num_calibration < 1 or num_verify < 0:
+        raise ValueError(f"num_calibration must be >= 1 and num_verify >= 0; got {num_calibration}, {num_verify}")
+    targets = _targets(path)
+    if targets and not overwrite:
+        _refuse_existing(targets, _labels_text(model, preprocessing))
+    if _is_splits(representative_data):
+        splits = representative_data
+        preprocessing = preprocessing or splits.preprocessing
+        verify_data = verify_data if verify_data is not None else (splits.val if splits.sizes.get("val") else splits.test)
+        representative_data = splits.train
+    sample_shape = tuple(model.input_shape[1:])
+    calib_x = None
+    if representative_data is not None:
+        calib_x, _ = _collect(representative_data, preprocessing, sample_shape, num_calibration, where="representative_data")
+    verify_x = verify_y = None
+    if verify_data is not None:
+        verify_x, verify_y = _collect(verify_data, preprocessing, sample_shape, num_verify or 10**9, where="verify_data")
+    elif representative_data is not None and num_verify and len(calib_x) == num_calibration:
+        try:
+            verify_x, verify_y = _collect(representative_data, preprocessing, sample_shape, num_verify, skip=num_calibration, where="representative_data")
+        except ValueError:  # nothing left after the calibration samples: not verified
+            verify_x = None
+
+    start = time.perf_counter()
+    raw, calib = _convert(model, mode, calib_x if MODES[mode][1] else None)
+    convert_seconds = time.perf_counter() - start
+    report = op_report(raw, mode)
+    _check_int8_io(raw, mode, report, model.name)
+    check = None
+    if verify_x is not None:
+        check = verify(model, raw, verify_x, verify_y)
+        if check.top1_agreement < min_agreement:
+            raise ExportVerificationError(
+                f"{mode} export of {model.name!r} agrees with the Keras model on only {check.top1_agreement:.1%} of "
+                f"{check.samples} held-out samples (min_agreement={min_agreement:.0%}; mean |diff| {check.mean_abs_diff:.4g}); "
+                "nothing was written. Calibrate with more or more representative samples (num_calibration), "
+                "use quantization-aware training, or export float16/dynamic instead."
+            )
+    manifest = build_manifest(model, raw, mode, preprocessing, report, calib, check, convert_seconds, source)
+    final = _tflite_meta.embed_metadata(raw, MANIFEST_KEY, json.dumps(manifest, sort_keys=True).encode())
+    if verify_x is not None:
+        _check_same_outputs(raw, final, verify_x[:4])
+    manifest = {**manifest, "file": {"name": targets[0].name if targets else None, **file_facts(final)}}
+    art = Artifact(final, manifest, None, report, check, calib, convert_seconds)
+    if targets:
+        art.path, art.files = targets[0], _write_all(targets, final, manifest, _labels_text(model, preprocessing), overwrite)
+    return art
+
+
+def _is_splits(obj) -> bool:
+    return all(hasattr(obj, a) for a in ("train", "val", "test", "preprocessing"))
+
+
+def _check_int8_io(data: bytes, mode: str, report: OpReport, name: str) -> None:
+    if mode != "int8":
+        return
+    ins, outs = _tflite_meta.io_tensors(data)
+    bad = [t for t in (*ins, *outs) if t.dtype != "int8"]
+    if bad or report.float_ops:
+        raise RuntimeError(f"int8 export of {name!r} is not fully integer: non-int8 I/O {[t.name for t in bad]}, float ops {report.float_op_names}")
+
+
+def _check_same_outputs(raw: bytes, final: bytes, x: np.ndarray) -> None:
+    outs = []
+    for data in (raw, final):
+        interp = _litert.make_interpreter(data)
+        interp.allocate_tensors()
+        outs.append(_litert.predict(interp, x))
+    if not np.array_equal(*outs):
+        raise RuntimeError("embedding the manifest changed the model's outputs; this is a bug in edgeopt")
+
+
+# ---- manifest -------------------------------------------------------------------------------------------
+
+
+def _class_count(model) -> int:
+    return int(model.output_shape[-1])
+
+
+def _labels(model, preprocessing) -> list[str]:
+    names = list(getattr(preprocessing, "class_names", ()) or ())
+    return names if len(names) == _class_count(model) else [str(i) for i in range(_class_count(model))]
+
+
+def _labels_text(model, preprocessing) -> str:
+    return "".join(f"{name}\n" for name in _labels(model, preprocessing))
+
+
+def _preprocessing_entry(prep) -> dict | None:
+    if prep is None:
+        return None
+    lo, hi = prep.input_range
+    return {
+        "image_size": list(prep.image_size),
+        "channels": prep.channels,
+        "mean": prep.mean,
+        "std": prep.std,
+        "formula": "input = (pixel - mean) / std, pixel in [0, 255], after resizing to image_size (bilinear)",
+        "input_range": [lo, hi],
+        "color": "RGB" if prep.channels == 3 else "grayscale",
+        "dataset": prep.dataset,
+    }
+
+
+def build_manifest(model, data: bytes, mode: str, prep, report, calib, check, convert_seconds: float, source: dict | None) -> dict:
+    """Everything an app needs to feed the model and read its output, plus provenance (JSON-ready dict)."""
+    from edgeopt import __version__
+
+    ins, outs = _tflite_meta.io_tensors(data)
+    config = json.dumps(model.get_config(), sort_keys=True, default=str)
+    return {
+        "format": MANIFEST_FORMAT,
+        "mode": mode,
+        "mode_description": MODES[mode][2],
+        "input": ins[0].to_dict(),
+        "output": {**outs[0].to_dict(), "meaning": "class probabilities (softmax)" if _ends_in_softmax(model) else "class logits"},
+        "preprocessing": _preprocessing_entry(prep),
+        "labels": _labels(model, prep),
+        "labels_file": LABELS_FILE,
+        "source_model": {"name": model.name, "params": int(model.count_params()), "input_shape": list(model.input_shape[1:]), "config_sha256": hashlib.sha256(config.encode()).hexdigest()},
+        "source": source or {},
+        "calibration": asdict(calib) if calib else None,
+        "verification": asdict(check) if check else None,
+        "verified_agreement": check.top1_agreement if check else None,
+        "ops": report.summary(),
+        "convert_seconds": round(convert_seconds, 3),
+        "tools": {"edgeopt": __version__, "tensorflow": tf.__version__, "converter": "TFLiteConverter.from_concrete_functions, batch 1"},
+    }
+
+
+def _ends_in_softmax(model) -> bool:
+    act = getattr(model.layers[-1], "activation", None)
+    return getattr(act, "__name__", "") == "softmax"
+
+
+def read_manifest(model) -> dict:
+    """The manifest embedded in a .tflite (bytes or path), with its ``file`` facts computed from the bytes.
+
+    Raises ValueError when the model carries no edgeopt manifest.
+    """
+    data, label = _tflite_meta.load_model_bytes(model)
+    raw = _tflite_meta.read_metadata(data, MANIFEST_KEY)
+    if raw is None:
+        raise ValueError(f"{label} has no embedded edgeopt manifest (metadata entry {MANIFEST_KEY!r}); it was not exported by edgeopt.export.to_tflite")
+    manifest = json.loads(raw.decode())
+    name = None if isinstance(model, (bytes, bytearray, memoryview)) else Path(model).name
+    return {**manifest, "file": {"name": name, **file_facts(data)}}
+
+
+# ---- writing --------------------------------------------------------------------------------------------
+
+
+def _targets(path) -> list[Path]:
+    if path is None:
+        return []
+    p = Path(path)
+    if p.suffix != ".tflite":
+        raise ValueError(f"path must end in .tflite, got {str(p)!r}")
+    return [p, manifest_path(p), p.parent / LABELS_FILE]
+
+
+def _refuse_existing(targets: list[Path], labels_text: str) -> None:
+    model_path, manifest, labels = targets
+    for p in (model_path, manifest):
+        if p.exists():
+            raise FileExistsError(f"{p} already exists; pass overwrite=True to replace it (edgeopt never overwrites silently)")
+    if labels.exists() and labels.read_text() != labels_text:
+        raise FileExistsError(f"{labels} exists with other labels; pass overwrite=True or export into another folder")
+
+
+def _write_all(targets: list[Path], data: bytes, manifest: dict, labels_text: str, overwrite: bool) -> list[Path]:
+    model_path, manifest_file, labels = targets
+    written = []
+    if not (labels.exists() and labels.read_text() == labels_text):
+        written.append(write_atomic(labels, labels_text.encode(), overwrite))
+    written.append(write_atomic(manifest_file, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode(), overwrite))
+    written.append(write_atomic(model_path, data, overwrite))  # last: a model file implies its manifest is there
+    return written
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place.
+
+    Readers see the old file or the complete new one, never a partial file. Without ``overwrite`` an
+    existing ``path`` raises FileExistsError (checked atomically with a hard link where supported).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _link_no_clobber(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
+    except OSError:  # file systems without hard links
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
+        os.replace(tmp, path)
+
+
+# ---- running (tests and quick checks) ------------------------------------------------------------------
 
 
 def run_tflite(model_bytes: bytes, inputs: np.ndarray, num_threads: int = 1) -> np.ndarray:
-    """Run a float-input .tflite one sample at a time on the LiteRT interpreter; returns stacked outputs."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Run a .tflite one sample at a time on the LiteRT interpreter; returns stacked float outputs.
 
-    interp = Interpreter(model_content=model_bytes, num_threads=num_threads)
+    Quantized inputs/outputs are quantized/dequantized with the model's own scale and zero point.
+    """
+    interp = _litert.make_interpreter(model_bytes, num_threads=num_threads)
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    outs = []
-    for x in np.asarray(inputs, np.float32):
-        interp.set_tensor(inp["index"], x[None])
-        interp.invoke()
-        outs.append(interp.get_tensor(out["index"])[0].copy())
-    return np.stack(outs)
+    return _litert.predict(interp, inputs)

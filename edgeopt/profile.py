@@ -129,3 +129,21 @@ def profile(model: keras.Model) -> Profile:
         elif not isinstance(layer, L.InputLayer):
             costs.append(layer_cost(layer))
     return Profile(model.name, tuple(int(v) for v in model.input_shape[1:]), tuple(costs))
+
+
+def weight_sparsity(model: keras.Model) -> float:
+    """Fraction of exactly-zero values over the kernels of conv and dense layers (biases and BN excluded)."""
+    zeros = total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            z = weight_sparsity(layer)
+            n = sum(int(w.shape.num_elements()) for w in layer.weights if "kernel" in w.name)
+            zeros, total = zeros + z * n, total + n
+            continue
+        inner = _unwrap(layer)
+        for w in getattr(inner, "weights", []):
+            if any(k in w.name for k in ("kernel", "depthwise_kernel")) and isinstance(inner, (L.Conv2D, L.Dense)):
+                v = w.numpy()
+                zeros += int((v == 0).sum())
+                total += v.size
+    return zeros / total if total else 0.0

@@ -1,0 +1,221 @@
+"""Pruning benchmark on Fashion-MNIST: MobileNetV2 alpha 0.35 at 32x32x3 (zoo small-input variant, stride-1 stem),
+trained from scratch (dense baseline cached in runs/bench_cache/pruning/), each pruned variant fine-tuned from the
+dense weights; accuracy, gzipped size and latency of the int8 .tflite measured in this one run (latency
+interleaved across variants, medians). Plus a lottery-ticket study on an MLP 784-300-100-10.
+
+Run:  PYTHONPATH=. python benchmarks/pruning.py [--part mobilenet|lottery] [--finetune-steps 120]
+Export/bench helpers were not on main when this ran, so conversion and timing use a private fallback
+(tf.lite.TFLiteConverter + ai_edge_litert Interpreter) written against the same contract.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt import TrainConfig, create, evaluate, fit, load_dataset, profile
+from edgeopt._keras import keras, tf
+from edgeopt.compress.lottery import LotteryConfig, lottery_ticket
+from edgeopt.compress.prune import PruneConfig, prune, pruning_callbacks, sparsity_report, strip_pruning
+from edgeopt.compress.structured import StructuredConfig, plan, prune_filters
+
+OUT = Path("benchmarks")
+CACHE = Path("runs/bench_cache/pruning")
+ALPHA, SIZE = 0.35, 32
+
+
+# ---- private fallback for edgeopt.export.to_tflite / edgeopt.bench (same contract) ----
+def to_tflite(model, mode, rep_x=None, sparse=False) -> bytes:
+    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+    opts = []
+    if mode == "int8":
+        opts.append(tf.lite.Optimize.DEFAULT)
+        conv.representative_dataset = lambda: ([x[None]] for x in rep_x[:300])
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    if sparse:
+        opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    conv.optimizations = opts
+    return conv.convert()
+
+
+def _interp(data: bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=data, num_threads=1)
+    it.allocate_tensors()
+    return it
+
+
+def evaluate_tflite(data: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    it = _interp(data)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    correct = 0
+    for xi, yi in zip(x, y):
+        if inp["dtype"] == np.int8:
+            s, z = inp["quantization"]
+            xi = np.clip(np.round(xi / s + z), -128, 127).astype(np.int8)
+        it.set_tensor(inp["index"], xi[None])
+        it.invoke()
+        correct += int(np.argmax(it.get_tensor(out["index"])[0]) == yi)
+    return correct / len(y)
+
+
+def latency_interleaved(datas: dict[str, bytes], rounds=9, per=30) -> dict[str, float]:
+    its = {k: _interp(v) for k, v in datas.items()}
+    for it in its.values():
+        d = it.get_input_details()[0]
+        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        it.invoke()
+    times = {k: [] for k in datas}
+    for _ in range(rounds):
+        for k, it in its.items():
+            t = time.perf_counter()
+            for _ in range(per):
+                it.invoke()
+            times[k].append((time.perf_counter() - t) / per * 1e3)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def gzip_size(data: bytes) -> int:
+    return len(gzip.compress(data, 9))
+
+
+# ---- MobileNetV2 rows ----
+def build():
+    return create("mobilenet_v2", input_shape=(SIZE, SIZE, 3), classes=10, alpha=ALPHA, classifier_activation=None)
+
+
+def dense_model(splits):
+    CACHE.mkdir(parents=True, exist_ok=True)
+    m = build()
+    path = CACHE / "dense.weights.h5"
+    if path.exists():
+        m.load_weights(str(path))
+    else:
+        fit(m, splits, TrainConfig(epochs=3, learning_rate=3e-3, seed=0))
+        m.save_weights(str(path))
+    return m
+
+
+def finetune_pruned(dense, splits, config: PruneConfig, steps: int):
+    pruned = prune(dense, config, total_steps=steps)
+    fit(pruned, splits, TrainConfig(epochs=1, steps_per_epoch=steps, learning_rate=5e-4, seed=1), callbacks=pruning_callbacks(config))
+    return strip_pruning(pruned)
+
+
+def mobilenet_part(steps: int):
+    splits = load_dataset("fashion_mnist", image_size=SIZE, channels=3, batch_size=128, seed=0)
+    x_test, y_test = splits.arrays("test")
+    x_rep, _ = splits.arrays("train", limit=300)
+    dense = dense_model(splits)
+    freq = max(1, steps // 10)
+    variants = {
+        "dense": (None, "-"),
+        "layer-wise 50%": (PruneConfig(final_sparsity=0.5, frequency=freq, end_step=freq * 7), "unstructured"),
+        "layer-wise 75%": (PruneConfig(final_sparsity=0.75, frequency=freq, end_step=freq * 7), "unstructured"),
+        "global 75%": (PruneConfig(final_sparsity=0.75, scope="global", frequency=freq, end_step=freq * 7), "unstructured"),
+        "2:4": (PruneConfig(m_by_n=(2, 4), schedule="constant"), "2:4 (input channels)"),
+        "structured 50% filters": (StructuredConfig(ratio=0.5, scope="internal"), "filters (L1)"),
+    }
+    rows, int8 = [], {}
+    base_prof = profile(dense)
+    for name, (cfg, kind) in variants.items():
+        t0 = time.perf_counter()
+        print(f"== {name}", flush=True)
+        if cfg is None:
+            model = dense
+        elif isinstance(cfg, StructuredConfig):
+            model = prune_filters(dense, cfg)
+            fit(model, splits, TrainConfig(epochs=1, steps_per_epoch=steps * 2, learning_rate=1e-3, seed=1))
+        else:
+            model = finetune_pruned(dense, splits, cfg, steps)
+        rep = sparsity_report(model)
+        prof = profile(model)
+        data = to_tflite(model, "int8", x_rep)
+        int8[name] = data
+        rows.append({
+            "variant": name, "kind": kind, "keras_top1": evaluate(model, splits.test)["top1"],
+            "int8_top1": evaluate_tflite(data, x_test, y_test), "kernel_sparsity": rep.sparsity,
+            "params": prof.params, "macs": prof.macs, "macs_vs_dense": prof.macs / base_prof.macs,
+            "int8_bytes": len(data), "int8_gzip_bytes": gzip_size(data), "seconds": time.perf_counter() - t0,
+        })
+        if name == "layer-wise 75%":
+            float_sparse_model = model
+        print(rows[-1], flush=True)
+        (CACHE / "rows.json").write_text(json.dumps(rows, indent=1))
+    lat = latency_interleaved(int8)
+    dense_row = rows[0]
+    for r in rows:
+        r["int8_latency_ms"] = lat[r["variant"]]
+        r["latency_vs_dense"] = lat[r["variant"]] / lat["dense"]
+        r["gzip_vs_dense"] = r["int8_gzip_bytes"] / dense_row["int8_gzip_bytes"]
+        r["top1_drop_points"] = 100 * (dense_row["int8_top1"] - r["int8_top1"])
+    # sparse float32: the 75% layer-wise model (1x1 convs 75% zero) with and without EXPERIMENTAL_SPARSITY
+    f_dense, f_sparse = to_tflite(dense, "float32"), to_tflite(float_sparse_model, "float32", sparse=True)
+    f_plain = to_tflite(float_sparse_model, "float32")
+    flat = latency_interleaved({"dense float32": f_dense, "75% float32 plain": f_plain, "75% float32 sparse-format": f_sparse})
+    floats = [{"variant": k, "float32_latency_ms": v, "bytes": len(d), "gzip_bytes": gzip_size(d)} for (k, v), d in zip(flat.items(), (f_dense, f_plain, f_sparse))]
+    structured_kept = {k: len(v) for k, v in plan(dense, variants["structured 50% filters"][0]).items()}
+    return rows, floats, structured_kept
+
+
+# ---- lottery tickets ----
+def mlp():
+    inp = keras.Input((28, 28, 1), name="input")
+    x = keras.layers.Flatten(name="flatten")(inp)
+    x = keras.layers.Dense(300, activation="relu", name="fc1")(x)
+    x = keras.layers.Dense(100, activation="relu", name="fc2")(x)
+    return keras.Model(inp, keras.layers.Dense(10, name="classifier")(x))
+
+
+def lottery_part(rounds: int, fraction: float, limit: int):
+    splits = load_dataset("fashion_mnist", image_size=28, channels=1, batch_size=128, seed=0, limit_train=limit)
+    train = TrainConfig(epochs=2, learning_rate=1.2e-3, cosine=False, verbose=0)
+    out = {}
+    for rewind, step in (("init", 0), ("step", 50)):
+        cfg = LotteryConfig(rounds=rounds, fraction=fraction, rewind=rewind, rewind_step=step or 0, random_control=(rewind == "init"), train=train)
+        out[rewind] = lottery_ticket(mlp, splits, cfg).to_dict()
+    return out
+
+
+def machine() -> str:
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    import os
+
+    return f"{cpu}, {os.cpu_count()} cores (shared with other TensorFlow jobs while this ran), Python {platform.python_version()}, TF {tf.__version__}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=["mobilenet", "lottery", "report"], default=None)
+    ap.add_argument("--finetune-steps", type=int, default=120)
+    ap.add_argument("--lottery-rounds", type=int, default=8)
+    ap.add_argument("--lottery-fraction", type=float, default=0.3)
+    ap.add_argument("--lottery-limit", type=int, default=20000)
+    a = ap.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if a.part in (None, "mobilenet"):
+        rows, floats, kept = mobilenet_part(a.finetune_steps)
+        (CACHE / "mobilenet.json").write_text(json.dumps({"rows": rows, "floats": floats, "structured_kept": kept, "steps": a.finetune_steps, "cmd": " ".join(sys.argv)}, indent=1))
+    if a.part in (None, "lottery"):
+        res = lottery_part(a.lottery_rounds, a.lottery_fraction, a.lottery_limit)
+        (CACHE / "lottery.json").write_text(json.dumps({"result": res, "limit": a.lottery_limit, "cmd": " ".join(sys.argv)}, indent=1))
+    if a.part in (None, "report"):
+        from benchmarks._pruning_report import write
+
+        write(CACHE, OUT, machine())
+
+
+if __name__ == "__main__":
+    main()

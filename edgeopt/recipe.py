@@ -1,0 +1,173 @@
+"""Recipe files: declarative TOML read with the standard library into frozen, validated dataclasses.
+
+A recipe names its data, model and default training, then an ordered list of stages from the stage
+registry (``edgeopt.stages``). Unknown keys, wrong types and bad values are errors that name the field
+path (``stages[2].final_sparsity must be in [0, 1)``); nothing is evaluated or unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from edgeopt._schema import RecipeError, from_dict, to_dict
+from edgeopt.train import TrainConfig
+
+__all__ = ["DataSection", "ModelSection", "Recipe", "RecipeError", "StageSpec", "TrainSection", "load_recipe", "parse_recipe"]
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Where images come from and how they are fed: see ``edgeopt.data.load_dataset``."""
+
+    dataset: str = "fashion_mnist"
+    image_size: int = 32
+    channels: int = 3
+    batch_size: int = 128
+    val_fraction: float = 0.1
+    limit_train: int | None = None
+    limit_test: int | None = None
+    seed: int = 0
+    augment: bool = False
+
+    def __post_init__(self):
+        from edgeopt.data import SOURCES, list_datasets
+
+        if not (self.dataset.startswith("folder:") or self.dataset in SOURCES):
+            raise ValueError(f"dataset must be one of {', '.join(list_datasets())}; got {self.dataset!r}")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        for name in ("limit_train", "limit_test"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """A zoo model: registry ``name``, its ``knobs`` and an optional ``weights`` file path."""
+
+    name: str
+    knobs: dict = field(default_factory=dict)
+    weights: str | None = None
+
+    def __post_init__(self):
+        from edgeopt.models import MODELS, knobs_of
+
+        if self.name not in MODELS:
+            raise ValueError(f"name must be one of {', '.join(MODELS.names())}; got {self.name!r}")
+        unknown = sorted(set(self.knobs) - set(knobs_of(self.name)))
+        if unknown:
+            raise ValueError(f"knobs has no {unknown[0]!r} for {self.name}; its knobs are: {', '.join(knobs_of(self.name))}")
+
+
+@dataclass(frozen=True)
+class TrainSection(TrainConfig):
+    """Default training for every stage that trains, plus the ``tf.distribute`` strategy and determinism."""
+
+    distribute: Literal["none", "mirrored", "multi_worker"] = "none"
+    deterministic: bool = True
+
+    def train_config(self, **overrides) -> TrainConfig:
+        base = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
+        return TrainConfig(**{**base, **overrides})
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of a recipe: its registry ``type``, validated ``config`` and the raw table it came from."""
+
+    type: str
+    config: object
+    raw: dict
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    data: DataSection
+    model: ModelSection
+    train: TrainSection
+    stages: tuple[StageSpec, ...]
+    source: str = ""
+
+    def fingerprint(self, upto: int) -> str:
+        """A hash of everything stage ``upto`` depends on: data, model, train and stages[0..upto]."""
+        head = {"data": to_dict(self.data), "model": to_dict(self.model), "train": to_dict(self.train)}
+        blob = json.dumps([head] + [s.raw for s in self.stages[: upto + 1]], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_TOP_LEVEL = {"name", "description", "data", "model", "train", "stages"}
+
+
+def parse_recipe(text: str, name: str = "recipe", source: str = "<string>") -> Recipe:
+    """Parse and validate recipe TOML ``text``; errors are :class:`RecipeError` naming file and field."""
+    from edgeopt.stages import STAGES
+
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{source}: {_describe_toml_error(err, text)}") from None
+    try:
+        unknown = sorted(set(doc) - _TOP_LEVEL)
+        if unknown:
+            raise RecipeError(f"{unknown[0]} is not a known section; known: {', '.join(sorted(_TOP_LEVEL))}")
+        if "model" not in doc:
+            raise RecipeError("model is required (e.g. [model] name = \"mobilenet_v2\")")
+        stages_raw = doc.get("stages")
+        if not isinstance(stages_raw, list) or not stages_raw:
+            raise RecipeError("stages is required: a list of [[stages]] tables, each with a type")
+        data = from_dict(DataSection, doc.get("data", {}), "data")
+        model = from_dict(ModelSection, doc["model"], "model")
+        train = from_dict(TrainSection, doc.get("train", {}), "train")
+        stages = []
+        for i, raw in enumerate(stages_raw):
+            path = f"stages[{i}]"
+            if not isinstance(raw, dict):
+                raise RecipeError(f"{path} must be a table with a type")
+            if "type" not in raw:
+                raise RecipeError(f"{path}.type is required; known stage types: {', '.join(STAGES.names())}")
+            if raw["type"] not in STAGES:
+                raise RecipeError(f"{path}.type must be one of {', '.join(STAGES.names())}; got {raw['type']!r}")
+            stage = STAGES.get(raw["type"])
+            params = {k: v for k, v in raw.items() if k != "type"}
+            stages.append(StageSpec(raw["type"], stage.parse(params, path, train), dict(raw)))
+        recipe_name = doc.get("name", name)
+        if not isinstance(recipe_name, str) or not recipe_name.replace("-", "").replace("_", "").isalnum():
+            raise RecipeError(f"name must be letters, digits, '-' or '_' (it names directories), got {recipe_name!r}")
+        return Recipe(recipe_name, str(doc.get("description", "")), data, model, train, tuple(stages), source)
+    except RecipeError as err:
+        raise RecipeError(f"{source}: {err}") from None
+
+
+def _describe_toml_error(err: Exception, text: str) -> str:
+    """tomllib says "Cannot overwrite a value (at line 6, column 9)"; name the duplicated key too."""
+    import re
+
+    m = re.search(r"at line (\d+)", str(err))
+    if m and "overwrite" in str(err):
+        line = text.splitlines()[int(m.group(1)) - 1]
+        key = line.split("=", 1)[0].strip().strip("[]").strip()
+        return f"duplicated key {key!r} at line {m.group(1)}: each key may appear once per table"
+    return f"not valid TOML: {err}"
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file; its name defaults to the file name without ``.toml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist")
+    return parse_recipe(path.read_text(), name=path.stem, source=str(path))

@@ -1,0 +1,153 @@
+"""Tables (Markdown, CSV) and plots from run reports and benchmark results. Renders, never recomputes."""
+from __future__ import annotations
+
+
+def _bench_rows(report: dict) -> list[dict]:
+    """One row per benchmarked .tflite of a run report: name, accuracy, sizes, latency per thread count."""
+    bench = next((s for s in reversed(report["stages"]) if s["type"] == "bench"), None)
+    export = next((s for s in reversed(report["stages"]) if s["type"] == "export"), None)
+    rows = []
+    for stem, m in (bench or {}).get("metrics", {}).items():
+        row = {"artifact": stem, "mode": (export or {}).get("metrics", {}).get(stem, {}).get("mode", "?"),
+               "top1": m.get("accuracy", {}).get("top1"), "size_bytes": m["size"]["size_bytes"], "gzip_bytes": m["size"]["gzip_bytes"]}
+        for key, lat in m.items():
+            if key.startswith("latency_"):
+                row[f"median_ms_{key.split('_')[1].rstrip('t')}"] = lat["median_ms"]
+        rows.append(row)
+    return rows
+
+
+def run_summary_markdown(report: dict) -> str:
+    """The table a run ends with: every stage's Keras metrics, then float vs int8 .tflite accuracy/size/latency."""
+    lines = [f"### {report['recipe']}: {report['model']['name']} {report['model'].get('knobs', {})} on {report['data']['dataset']} "
+             f"{'x'.join(map(str, report['data']['input_shape']))}", "",
+             "| stage | type | seconds | Keras test top-1 | sparsity | parameters |", "|---|---|---:|---:|---:|---:|"]
+    for s in report["stages"]:
+        m = s["metrics"]
+        top1 = f"{100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
+        sparsity = f"{100 * m['sparsity']:.1f}%" if "sparsity" in m else ""
+        params = f"{m['params']:,}" if "params" in m else ""
+        lines.append(f"| {s['stage']} | {s['type']} | {s['seconds']:.0f} | {top1} | {sparsity} | {params} |")
+    rows = _bench_rows(report)
+    if rows:
+        threads = sorted({k for r in rows for k in r if k.startswith("median_ms_")})
+        lines += ["", "| artifact | mode | .tflite top-1 | size (bytes) | gzipped (bytes) | " + " | ".join(f"median ms @{t.split('_')[-1]}" for t in threads) + " |",
+                  "|---|---|---:|---:|---:|" + "---:|" * len(threads)]
+        for r in rows:
+            top1 = f"{100 * r['top1']:.2f}%" if r["top1"] is not None else "n/a"
+            lines.append(f"| {r['artifact']} | {r['mode']} | {top1} | {r['size_bytes']:,} | {r['gzip_bytes']:,} | " + " | ".join(f"{r.get(t, float('nan')):.2f}" for t in threads) + " |")
+    return "\n".join(lines)
+
+
+# ---- RESULTS.md across runs ----------------------------------------------------------------------------
+
+RESULT_COLUMNS = ("recipe", "artifact", "mode", "model", "keras_top1", "tflite_top1", "size_bytes", "gzip_bytes", "median_ms_1", "median_ms_2", "macs", "params")
+
+
+def result_rows(report: dict) -> list[dict]:
+    """Rows of RESULTS.md for one run report: one per benchmarked .tflite, with the model's Keras metrics."""
+    model_stages = [s for s in report["stages"] if "test_top1" in s["metrics"]]
+    last = model_stages[-1]["metrics"] if model_stages else {}
+    base = next((s["metrics"] for s in reversed(report["stages"]) if s["type"] == "train"), {})
+    knobs = ",".join(f"{k}={v}" for k, v in report["model"].get("knobs", {}).items())
+    rows = []
+    for r in _bench_rows(report):
+        keras_m = base if r["artifact"].startswith("baseline") else last
+        rows.append({"recipe": report["recipe"], "artifact": r["artifact"], "mode": r["mode"],
+                     "model": f"{report['model']['name']}({knobs}) {'x'.join(map(str, report['data']['input_shape']))}",
+                     "keras_top1": keras_m.get("test_top1"), "tflite_top1": r["top1"], "size_bytes": r["size_bytes"], "gzip_bytes": r["gzip_bytes"],
+                     "median_ms_1": r.get("median_ms_1"), "median_ms_2": r.get("median_ms_2"), "macs": keras_m.get("macs"), "params": keras_m.get("params")})
+    return rows
+
+
+def pareto_mask(cost: list[float], value: list[float]) -> list[bool]:
+    """True for points no other point beats: lower-or-equal cost and higher-or-equal value, one strictly."""
+    out = []
+    for i, (c, v) in enumerate(zip(cost, value)):
+        dominated = any(c2 <= c and v2 >= v and (c2 < c or v2 > v) for j, (c2, v2) in enumerate(zip(cost, value)) if j != i)
+        out.append(not dominated)
+    return out
+
+
+def _fmt(v, kind: str) -> str:
+    if v is None:
+        return "n/a"
+    return {"pct": lambda: f"{100 * v:.2f}%", "int": lambda: f"{int(v):,}", "ms": lambda: f"{v:.2f}", "M": lambda: f"{v / 1e6:.1f}"}.get(kind, lambda: str(v))()
+
+
+def results_markdown(rows: list[dict], machine: str) -> str:
+    lines = ["# edgeopt results", "", f"Machine: {machine}. Built by `edgeopt report` from each run's report.json; "
+             "accuracy is top-1 on the dataset's test split, of the Keras model and of the .tflite itself.", "",
+             "| recipe | artifact | mode | model | Keras top-1 | .tflite top-1 | size (bytes) | gzipped (bytes) | median ms @1 | median ms @2 | MACs (M) | parameters |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['recipe']} | {r['artifact']} | {r['mode']} | {r['model']} | {_fmt(r['keras_top1'], 'pct')} | {_fmt(r['tflite_top1'], 'pct')} | "
+                     f"{_fmt(r['size_bytes'], 'int')} | {_fmt(r['gzip_bytes'], 'int')} | {_fmt(r['median_ms_1'], 'ms')} | {_fmt(r['median_ms_2'], 'ms')} | "
+                     f"{_fmt(r['macs'], 'M')} | {_fmt(r['params'], 'int')} |")
+    lines += ["", "Pareto plots (optimal points ringed): `pareto_latency.png` (accuracy vs median latency at 1 thread), "
+              "`pareto_size.png` (accuracy vs gzipped size)."]
+    return "\n".join(lines) + "\n"
+
+
+def pareto_plot(rows: list[dict], x_key: str, x_label: str, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(r[x_key], r["tflite_top1"], f"{r['recipe']}:{r['artifact']}") for r in rows if r.get(x_key) is not None and r.get("tflite_top1") is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if pts:
+        xs, ys, labels = zip(*pts)
+        mask = pareto_mask(list(xs), list(ys))
+        ax.scatter(xs, [100 * y for y in ys], c="tab:blue")
+        front = sorted((x, y) for x, y, m in zip(xs, ys, mask) if m)
+        ax.scatter([x for x, _ in front], [100 * y for _, y in front], s=160, facecolors="none", edgecolors="tab:red", label="Pareto-optimal")
+        ax.plot([x for x, _ in front], [100 * y for _, y in front], "--", c="tab:red", lw=1)
+        for x, y, label in pts:
+            ax.annotate(label, (x, 100 * y), fontsize=7, xytext=(4, 2), textcoords="offset points")
+        ax.legend()
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(".tflite test top-1 (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def machine_description() -> str:
+    """CPU model and core count of this machine, for every committed table."""
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
+
+
+def write_results(reports: list[dict], out_dir="benchmarks") -> list[dict]:
+    """Write RESULTS.md, RESULTS.csv and the two Pareto plots into ``out_dir``; returns the rows."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from edgeopt.pipeline import write_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [row for rep in reports for row in result_rows(rep)]
+    write_atomic(out / "RESULTS.md", results_markdown(rows, machine_description()))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out / "RESULTS.csv", buf.getvalue())
+    pareto_plot(rows, "median_ms_1", "median latency, 1 thread (ms)", out / "pareto_latency.png")
+    pareto_plot(rows, "gzip_bytes", "gzipped .tflite size (bytes)", out / "pareto_size.png")
+    return rows

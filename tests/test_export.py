@@ -1,0 +1,254 @@
+"""Export: modes, verification, manifest (sidecar + embedded), labels, atomic writes, op report, errors."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from edgeopt import export, models
+from edgeopt._tflite_meta import InvalidModelError, io_tensors
+from tests._tflite_shared import digits_splits_16, exported, trained_digits_model
+from tests.conftest import TINY_MODELS
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return digits_splits_16()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return trained_digits_model()
+
+
+@pytest.fixture(scope="module")
+def int8():
+    return exported("int8")
+
+
+@pytest.fixture(scope="module")
+def float32():
+    return exported("float32")
+
+
+# ---- int8 -------------------------------------------------------------------------------------------
+
+
+def test_int8_has_int8_io_and_only_integer_ops(int8):
+    ins, outs = io_tensors(int8.model_bytes)
+    assert [t.dtype for t in ins + outs] == ["int8", "int8"]
+    assert int8.op_report.all_integer, int8.op_report.to_markdown()
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED"} <= set(int8.op_report.op_counts)
+    assert int8.manifest["ops"]["float_ops"] == []
+
+
+def test_int8_agrees_with_keras_on_the_digits_test_split(model, splits, int8):
+    x, y = splits.arrays("test")
+    keras_out = model(x, training=False).numpy()
+    tflite_out = export.run_tflite(int8.model_bytes, x)
+    agreement = float(np.mean(keras_out.argmax(1) == tflite_out.argmax(1)))
+    assert agreement >= 0.97, agreement
+    assert float(np.mean(tflite_out.argmax(1) == y)) > 0.8  # chance is 0.1
+    v = int8.verification
+    assert v.samples == digits_splits_16().sizes["val"]
+    assert v.top1_agreement == int8.manifest["verified_agreement"] >= 0.9
+    assert 0 < v.mean_abs_diff < 0.05 and v.max_abs_diff >= v.mean_abs_diff
+    assert int8.calibration.samples == 200 and int8.calibration.seconds > 0
+
+
+def test_manifest_describes_the_io_tensors_and_preprocessing(int8, splits):
+    m = int8.manifest
+    ins, outs = io_tensors(int8.model_bytes)
+    assert m["input"] == ins[0].to_dict() and m["output"]["scale"] == outs[0].scale
+    assert m["input"]["shape"] == [1, 16, 16, 3] and m["input"]["dtype"] == "int8"
+    assert m["output"]["scale"] == pytest.approx(1 / 256) and m["output"]["zero_point"] == -128  # softmax output
+    assert m["preprocessing"]["mean"] == 127.5 and m["preprocessing"]["image_size"] == [16, 16]
+    assert m["labels"] == list(splits.preprocessing.class_names)
+    assert m["source_model"]["name"] == "mobilenet_v2_tiny" and m["source_model"]["params"] == trained_digits_model().count_params()
+
+
+def test_files_manifest_and_embedded_manifest_agree(int8):
+    path = int8.path
+    data = path.read_bytes()
+    assert data == int8.model_bytes
+    sidecar = json.loads(export.manifest_path(path).read_text())
+    assert sidecar == int8.manifest == export.read_manifest(path)
+    assert sidecar["file"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert sidecar["file"]["size_bytes"] == len(data) > sidecar["file"]["gzip_bytes"]
+    assert (path.parent / "labels.txt").read_text().splitlines() == sidecar["labels"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["digits_int8.json", "digits_int8.tflite", "labels.txt"]  # no temp files left
+
+
+def test_embedding_the_manifest_keeps_the_model_running(int8, splits):
+    x, _ = splits.arrays("test", limit=8)
+    out = export.run_tflite(int8.path.read_bytes(), x)
+    assert out.shape == (8, 10) and np.allclose(out.sum(1), 1, atol=0.05)
+
+
+def test_quantize_helpers_round_trip_with_the_manifest_parameters(int8, splits):
+    x, _ = splits.arrays("test", limit=4)
+    params = int8.manifest["input"]
+    q = export.quantize_input(x, params)
+    assert q.dtype == np.int8
+    back = export.dequantize_output(q, params)
+    assert np.abs(back - x).max() <= params["scale"] / 2 + 1e-6
+    assert export.dequantize_output(np.array([-128, 127], np.int8), int8.manifest["output"]) == pytest.approx([0.0, 255 / 256])
+
+
+def test_existing_file_is_never_overwritten_silently(model, int8):
+    before = int8.path.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export.to_tflite(model, "int8", digits_splits_16(), path=int8.path)
+    assert int8.path.read_bytes() == before
+
+
+def test_write_atomic_refuses_then_replaces(tmp_path):
+    target = tmp_path / "a.bin"
+    export.write_atomic(target, b"one")
+    with pytest.raises(FileExistsError):
+        export.write_atomic(target, b"two")
+    assert target.read_bytes() == b"one"
+    export.write_atomic(target, b"three", overwrite=True)
+    assert target.read_bytes() == b"three"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+# ---- float32 and the op report -------------------------------------------------------------------------
+
+
+def test_float32_matches_keras_and_its_ops_are_float(model, splits, float32):
+    from tests.conftest import assert_tflite_matches_keras
+
+    x, _ = splits.arrays("test", limit=16)
+    assert_tflite_matches_keras(model, float32.model_bytes, x, atol=1e-4)
+    assert float32.verification.top1_agreement == 1.0
+    assert not float32.op_report.all_integer and "CONV_2D" in float32.op_report.float_op_names
+    assert float32.manifest["input"]["dtype"] == "float32" and float32.manifest["calibration"] is None
+
+
+def test_int8_file_is_much_smaller_than_float32(int8, float32):
+    assert len(int8.model_bytes) < 0.4 * len(float32.model_bytes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["float16", "dynamic", "int16x8"])
+def test_other_modes_convert_and_agree(mode, float32):
+    art = exported(mode)
+    assert art.verification.top1_agreement >= 0.97
+    ins, outs = io_tensors(art.model_bytes)
+    assert ins[0].dtype == outs[0].dtype == "float32"
+    kernels = {e.kernel for e in art.op_report.entries}
+    expected = {"float16": "DEQUANTIZE", "dynamic": None, "int16x8": None}[mode]
+    if mode == "int16x8":
+        assert "int16x8" in kernels
+    if mode == "dynamic":
+        assert "hybrid" in kernels
+    if expected:
+        assert expected in art.op_report.op_counts
+    assert len(art.model_bytes) < 0.7 * len(float32.model_bytes)
+
+
+def _int8_of(name: str, side: int = 32):
+    model = models.create(name, input_shape=(side, side, 3), classes=10)
+    rep = np.random.default_rng(0).uniform(-1, 1, (32, side, side, 3)).astype(np.float32)
+    return export.to_tflite(model, "int8", rep, num_calibration=32, num_verify=0)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_tiny"])
+def test_zoo_int8_export_is_fully_integer(name):
+    art = _int8_of(name)
+    ins, outs = io_tensors(art.model_bytes)
+    assert ins[0].dtype == outs[0].dtype == "int8"
+    assert art.op_report.float_ops == [], art.op_report.to_markdown()
+    assert art.verification is None and art.manifest["verified_agreement"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in TINY_MODELS if n != "efficientnet_tiny"])
+def test_every_tiny_family_int8_export_is_fully_integer(name):
+    test_zoo_int8_export_is_fully_integer(name)
+
+
+# ---- errors -----------------------------------------------------------------------------------------------
+
+
+def test_bad_calibration_fails_verification_and_writes_nothing(model, splits, tmp_path):
+    x, _ = splits.arrays("val")
+    constant = np.zeros((4, 16, 16, 3), np.float32)  # calibrating on blank images clips every real activation
+    with pytest.raises(export.ExportVerificationError, match="agrees with the Keras model on only"):
+        export.to_tflite(model, "int8", constant, verify_data=x, path=tmp_path / "bad.tflite", min_agreement=0.98)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_input_size_is_a_clear_error(model):
+    from edgeopt.data import load_dataset
+
+    wrong = load_dataset("digits", image_size=8, channels=1, limit_train=64)
+    with pytest.raises(ValueError, match=r"wrong input size: .*\(8, 8, 1\).*expects \(16, 16, 3\)"):
+        export.to_tflite(model, "int8", wrong)
+    with pytest.raises(ValueError, match="wrong input size"):
+        export.run_tflite(exported("float32").model_bytes, np.zeros((1, 8, 8, 1), np.float32))
+
+
+def test_argument_errors(model):
+    with pytest.raises(ValueError, match="mode must be one of float32, float16, dynamic, int8, int16x8"):
+        export.to_tflite(model, "int4")
+    with pytest.raises(ValueError, match="needs representative_data"):
+        export.to_tflite(model, "int8")
+    with pytest.raises(ValueError, match="min_agreement"):
+        export.to_tflite(model, "int8", min_agreement=98)
+    with pytest.raises(ValueError, match="must end in .tflite"):
+        export.to_tflite(model, "float32", path="model.bin")
+    with pytest.raises(ValueError, match="uint8 pixels; pass preprocessing"):
+        export.to_tflite(model, "int8", np.zeros((4, 16, 16, 3), np.uint8))
+    with pytest.raises(TypeError, match="tf_keras"):
+        export.to_tflite(object(), "float32")
+
+
+def test_truncated_or_corrupted_model_is_a_clear_error(int8, tmp_path):
+    data = int8.model_bytes
+    for bad in (b"", data[:12], data[: len(data) // 2], data[:-40]):
+        with pytest.raises(InvalidModelError, match="not a .tflite model|truncated or corrupted"):
+            export.read_manifest(bad)
+        with pytest.raises(InvalidModelError):
+            export.run_tflite(bad, np.zeros((1, 16, 16, 3), np.float32))
+    wrong_id = data[:4] + b"XXXX" + data[8:]
+    with pytest.raises(InvalidModelError, match="file identifier"):
+        export.read_manifest(wrong_id)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export.read_manifest(tmp_path / "missing.tflite")
+
+
+def test_model_without_manifest_says_so(float32):
+    with pytest.raises(ValueError, match="no embedded edgeopt manifest"):
+        export.read_manifest(_without_manifest(float32.model_bytes))
+
+
+def _without_manifest(data: bytes) -> bytes:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    m = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    m.metadata = [e for e in m.metadata if e.name not in (b"edgeopt_manifest", "edgeopt_manifest")]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
+
+
+# ---- the must-show on Fashion-MNIST ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_fashion_mnist_tiny_mobilenet_v2_int8_agrees_with_keras_on_98_percent(tmp_path):
+    from edgeopt.data import load_dataset
+    from edgeopt.train import TrainConfig, evaluate, fit
+
+    splits = load_dataset("fashion_mnist", image_size=32, channels=3, batch_size=64, limit_train=6000, limit_test=2000)
+    model = models.create("mobilenet_v2", input_shape=(32, 32, 3), classes=10, alpha=0.35)
+    fit(model, splits, TrainConfig(epochs=2, learning_rate=3e-3, verbose=2))
+    keras_top1 = evaluate(model, splits.test)["top1"]
+    art = export.to_tflite(model, "int8", splits, verify_data=splits.test, num_verify=2000, path=tmp_path / "fmnist_int8.tflite")
+    v = art.verification
+    print(f"Fashion-MNIST test: keras top-1 {keras_top1:.4f}, int8 top-1 {v.tflite_top1:.4f}, agreement {v.top1_agreement:.4f} on {v.samples}")
+    assert v.samples == 2000
+    assert keras_top1 > 0.6  # trained on real data, chance is 0.1
+    assert v.top1_agreement >= 0.98

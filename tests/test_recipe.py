@@ -1,0 +1,65 @@
+"""Recipe parsing: every malformed recipe gets a one-line error naming the field."""
+import pytest
+
+from edgeopt.recipe import RecipeError, load_recipe, parse_recipe
+
+BASE = '[model]\nname = "mobilenet_v2_tiny"\n'
+TRAIN = '[[stages]]\ntype = "train"\n'
+
+
+def _error(text: str) -> str:
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, source="r.toml")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("r.toml: ")
+    return msg
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (BASE + TRAIN + "epochs = 'two'\n", "stages[0].epochs must be integer, got str 'two'"),
+        (BASE + '[[stages]]\ntype = "sharpen"\n', "stages[0].type must be one of bench, "),
+        (BASE + TRAIN + '[[stages]]\ntype = "export"\nmode = "int4"\n', "stages[1].mode must be one of float32, float16, dynamic, int8, int16x8; got 'int4'"),
+        (BASE + TRAIN + "epochs = 1\nepochs = 2\n", "duplicated key 'epochs' at line 6"),
+        ('[model]\nname = "resnet50"\n' + TRAIN, "model.name must be one of efficientnet, "),
+        (BASE + '[data]\ndataset = "cifar10"\n' + TRAIN, "data.dataset must be one of digits, fashion_mnist, folder:PATH; got 'cifar10'"),
+        (BASE + "[data]\nbatch_size = 0\n" + TRAIN, "data.batch_size must be >= 1, got 0"),
+        (BASE + TRAIN + "warmup = 3\n", "stages[0].warmup is not a known field of a train stage; known fields: cosine, epochs"),
+        (BASE + "[model.knobs]\nbeta = 2\n" + TRAIN, "model.knobs has no 'beta' for mobilenet_v2_tiny; its knobs are: "),
+        (BASE, "stages is required"),
+        ("[[stages]]\ntype = 'train'\n", "model is required"),
+        (BASE + TRAIN + "learning_rate = -1.0\n", "stages[0].learning_rate must be > 0, got -1.0"),
+        (BASE + "[data]\nimage_size = 'big'\n" + TRAIN, "data.image_size must be integer"),
+        (BASE + "[train]\ndistribute = 'cluster'\n" + TRAIN, "train.distribute must be one of 'none', 'mirrored', 'multi_worker'; got 'cluster'"),
+        (BASE + TRAIN + '[[stages]]\ntype = "bench"\nthreads = [1, 0]\n', "stages[1].threads must be a non-empty list of counts >= 1, got [1, 0]"),
+        ("[recipe]\n" + BASE + TRAIN, "recipe is not a known section"),
+        (BASE + TRAIN + "[[stages]]\nepochs = 1\n", "stages[1].type is required; known stage types: "),
+    ],
+)
+def test_malformed_recipes_get_one_line_errors_naming_the_field(text, expected):
+    assert expected in _error(text)
+
+
+def test_valid_recipe_parses_with_train_defaults_and_overrides():
+    r = parse_recipe(BASE + "[train]\nepochs = 3\nlearning_rate = 0.01\n" + TRAIN + "epochs = 1\n" + TRAIN, name="x")
+    assert r.name == "x" and [s.type for s in r.stages] == ["train", "train"]
+    assert r.stages[0].config.train.epochs == 1 and r.stages[0].config.train.learning_rate == 0.01
+    assert r.stages[1].config.train.epochs == 3
+    assert r.fingerprint(0) != r.fingerprint(1)
+    assert r.fingerprint(0) == parse_recipe(BASE + "[train]\nepochs = 3\nlearning_rate = 0.01\n" + TRAIN + "epochs = 1\n", name="x").fingerprint(0)
+
+
+def test_shipped_recipes_are_valid():
+    import pathlib
+
+    files = sorted((pathlib.Path(__file__).resolve().parents[1] / "recipes").glob("*.toml"))
+    assert files, "no recipes shipped"
+    for f in files:
+        recipe = load_recipe(f)
+        assert recipe.name == f.stem and recipe.stages
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "nope.toml")
