@@ -1,0 +1,128 @@
+"""Quantization and clustering benchmark on Fashion-MNIST, one run from one trained float model:
+PTQ export modes (float32, dynamic-range, float16, int8, int16x8), QAT int8, clustering (16 clusters, all Conv2D
+and Dense layers; float32 and int8), and prune 50% + cluster 16 + PCQAT -> int8 with the weights read back out of
+the .tflite. Each row: accuracy of the .tflite on the test set, size raw / gzipped, median latency (1 thread).
+
+Model: MobileNetV2 alpha 0.35 (zoo small-input variant) at 32x32x3, 10 classes. The float model is cached in
+runs/bench_cache/quantization/ so reruns resume. Rows are written to benchmarks/quantization.{md,csv} as they finish.
+
+Run:  PYTHONPATH=. python benchmarks/quantization.py [--model mobilenet_v2 --alpha 0.35] [--train-steps N]
+      [--finetune-steps N] [--test-limit N]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt import TrainConfig, create, evaluate, fit, load_dataset
+from edgeopt._keras import keras
+from edgeopt.bench import evaluate_tflite, machine, measure_latency, size_of
+from edgeopt.compress.cluster import ClusterConfig, cluster, strip_clustering, weight_report
+from edgeopt.compress.collaborative import pcqat, prune_to_sparsity, tflite_weight_report
+from edgeopt.compress.quantize import quantize
+from edgeopt.export import to_tflite
+
+OUT = Path("benchmarks")
+CACHE = Path("runs/bench_cache/quantization")
+
+
+def _finetune(model, splits, steps, lr):
+    return fit(model, splits, TrainConfig(epochs=1, steps_per_epoch=steps, learning_rate=lr, cosine=False), compile=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="mobilenet_v2")
+    ap.add_argument("--alpha", type=float, default=0.35)
+    ap.add_argument("--train-steps", type=int, default=2532, help="float training steps of batch 64 (2532 = 3 epochs)")
+    ap.add_argument("--finetune-steps", type=int, default=844, help="QAT / clustering / PCQAT fine-tuning steps")
+    ap.add_argument("--test-limit", type=int, default=None)
+    args = ap.parse_args(argv)
+    name = f"{args.model}_{args.alpha}"
+    splits = load_dataset("fashion_mnist", image_size=32, channels=3, batch_size=64, limit_test=args.test_limit)
+    calib = splits.train
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cached = CACHE / f"{name}_{args.train_steps}.keras"
+    model = create(args.model, input_shape=(32, 32, 3), classes=10, alpha=args.alpha)
+    if cached.exists():
+        model.load_weights(cached)
+        print(f"loaded {cached}")
+    else:
+        fit(model, splits, TrainConfig(epochs=1, steps_per_epoch=args.train_steps, learning_rate=2e-3))
+        model.save_weights(cached)
+    keras_top1 = evaluate(model, splits.test)["top1"]
+    print(f"float Keras top1 {keras_top1:.4f}", flush=True)
+
+    rows, blobs = [], {}
+    header = ["variant", "top1", "delta_pts_vs_float", "size_bytes", "gzip_bytes", "gzip_vs_float32", "median_ms", "notes"]
+
+    def add(variant, blob, notes=""):
+        t0 = time.perf_counter()
+        acc = evaluate_tflite(blob, splits.test).top1
+        size = size_of(blob)
+        blobs[variant] = blob
+        rows.append({"variant": variant, "top1": acc, "size_bytes": size.size_bytes, "gzip_bytes": size.gzip_bytes, "notes": notes})
+        print(f"{variant}: top1 {acc:.4f} size {size.size_bytes} gz {size.gzip_bytes} ({time.perf_counter() - t0:.0f}s)", flush=True)
+        write(rows, latency={})
+
+    def write(rows, latency):
+        base = next((r for r in rows if r["variant"] == "float32"), rows[0])
+        for r in rows:
+            r["delta_pts_vs_float"] = round(100 * (r["top1"] - base["top1"]), 2)
+            r["gzip_vs_float32"] = round(r["gzip_bytes"] / base["gzip_bytes"], 3)
+            r["median_ms"] = latency.get(r["variant"], "")
+        with open(OUT / "quantization.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, header)
+            w.writeheader()
+            w.writerows(rows)
+        lines = [f"# Quantization and clustering: {name} on Fashion-MNIST 32x32x3", "",
+                 f"Machine: {machine()} (shared with other jobs: latency is noisy; medians, variants interleaved).",
+                 f"Command: `PYTHONPATH=. python benchmarks/quantization.py {' '.join(sys.argv[1:])}`", "",
+                 f"Float model: {args.train_steps} training steps of batch 64; fine-tunes {args.finetune_steps} steps. "
+                 f"Keras float top-1 {keras_top1:.4f}. Test samples: {splits.sizes['test']}.", "",
+                 "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(str(round(r[h], 4) if isinstance(r[h], float) else r[h]) for h in header) + " |" for r in rows]
+        (OUT / "quantization.md").write_text("\n".join(lines) + "\n" + EXTRA.get("text", ""))
+
+    EXTRA = {}
+    add("float32", to_tflite(model, "float32", calib, num_verify=0).model_bytes)
+    add("int8 PTQ", to_tflite(model, "int8", calib, num_verify=0).model_bytes)
+    qat = quantize(model)
+    _finetune(qat, splits, args.finetune_steps, 1e-4)
+    add("int8 QAT", to_tflite(qat, "int8", calib, num_verify=0).model_bytes, "QAT fine-tune lr 1e-4")
+    for mode in ("dynamic", "float16", "int16x8"):
+        add(mode, to_tflite(model, mode, calib, num_verify=0).model_bytes)
+
+    clustered = cluster(model, ClusterConfig(number_of_clusters=16))
+    _finetune(clustered, splits, args.finetune_steps, 1e-4)
+    clustered = strip_clustering(clustered)
+    uniq = max(r.unique_values for r in weight_report(clustered) if r.layer_type in ("Conv2D", "Dense"))
+    add("cluster16 float32", to_tflite(clustered, "float32", calib, num_verify=0).model_bytes, f"max unique/layer {uniq}")
+
+    pruned = prune_to_sparsity(model, 0.5, splits.train, steps=args.finetune_steps // 2, learning_rate=1e-4)
+    pc = cluster(pruned, ClusterConfig(number_of_clusters=16, preserve_sparsity=True))
+    _finetune(pc, splits, args.finetune_steps // 2, 1e-4)
+    pc = strip_clustering(pc)
+    q = pcqat(pc)
+    _finetune(q, splits, args.finetune_steps // 2, 1e-4)
+    blob = to_tflite(q, "int8", calib, num_verify=0).model_bytes
+    kernels = [r for r in tflite_weight_report(blob, min_size=16) if r.layer_type == "int8" and ("_conv/" in r.name or "classifier/" in r.name) and "dwconv" not in r.name]
+    note = (f"{len(kernels)} conv/dense kernels in the .tflite: min sparsity {min(r.sparsity for r in kernels):.3f}, "
+            f"max unique int8 codes per output channel {max(r.max_unique_per_channel for r in kernels)}") if kernels else "no kernels found"
+    add("prune50+cluster16+PCQAT int8", blob, note)
+
+    latency = {}
+    for _ in range(3):  # interleave variants, keep the median of the per-round medians
+        for variant, b in blobs.items():
+            latency.setdefault(variant, []).append(measure_latency(b, runs=20, min_seconds=0.3).median_ms)
+    write(rows, {k: round(float(np.median(v)), 3) for k, v in latency.items()})
+    print(open(OUT / "quantization.md").read())
+
+
+if __name__ == "__main__":
+    main()
