@@ -167,8 +167,6 @@ def merge():
     teacher_top1 = max(float(r.get("teacher_top1") or 0) for r in rows)
     seconds = max(float(r["train_s"]) for r in rows)
     write(rows, teacher_top1, seconds)
-    for path in OUT.glob("distillation_*.csv"):
-        path.unlink()
 
 
 def _num(v):
