@@ -54,13 +54,15 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (each times both once)")
     p.add_argument("--calibration", type=int, default=100)
     p.add_argument("--out", default=str(HERE / "conversion_speed"))
+    p.add_argument("--modes", default="float32,int8", help="comma-separated modes (default float32,int8)")
+    p.add_argument("--sides", default="32,224", help="comma-separated input sides of CASES to run (default 32,224)")
     args = p.parse_args(argv)
     command = "PYTHONPATH=. python benchmarks/conversion_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     rows = []
-    for label, name, side in CASES:
+    for label, name, side in (c for c in CASES if str(c[2]) in args.sides.split(",")):
         model = models.create(name, input_shape=(side, side, 3), classes=1000 if side == 224 else 10)
         rep = np.random.default_rng(0).uniform(-1, 1, (args.calibration, side, side, 3)).astype(np.float32)
-        for mode in ("float32", "int8"):
+        for mode in args.modes.split(","):
             times = {"edgeopt": [], "baseline": []}
             sizes = {}
             for r in range(args.rounds):
