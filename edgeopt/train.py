@@ -47,6 +47,8 @@ class TrainResult:
 def ends_in_softmax(model: keras.Model) -> bool:
     """True when the model's last layer applies softmax (so its outputs are probabilities, not logits)."""
     last = model.layers[-1]
+    while not hasattr(last, "activation") and hasattr(last, "layer"):  # TF-MOT wrappers (QAT wraps the softmax)
+        last = last.layer
     act = getattr(last, "activation", None)
     return act is not None and getattr(act, "__name__", "") == "softmax"
 

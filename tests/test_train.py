@@ -18,3 +18,15 @@ def test_train_config_validates():
         TrainConfig(learning_rate=0)
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="lion")
+
+
+def test_softmax_is_detected_through_a_qat_wrapper():
+    from edgeopt.compress.quantize import QATConfig, quantize
+    from edgeopt.train import ends_in_softmax, loss_for
+
+    model = models.create("mobilenet_v1_tiny", input_shape=(16, 16, 3), classes=10)
+    qat = quantize(model, QATConfig())
+    assert ends_in_softmax(model) and ends_in_softmax(qat)
+    assert loss_for(qat).get_config()["from_logits"] is False
+    logits = models.create("mobilenet_v1_tiny", input_shape=(16, 16, 3), classes=10, classifier_activation=None)
+    assert not ends_in_softmax(quantize(logits, QATConfig()))
