@@ -4,14 +4,12 @@ dense weights; accuracy, gzipped size and latency of the int8 .tflite measured i
 interleaved across variants, medians). Plus a lottery-ticket study on an MLP 784-300-100-10.
 
 Run:  PYTHONPATH=. python benchmarks/pruning.py [--part mobilenet|lottery] [--finetune-steps 120]
-Export/bench helpers were not on main when this ran, so conversion and timing use a private fallback
-(tf.lite.TFLiteConverter + ai_edge_litert Interpreter) written against the same contract.
+Conversion: edgeopt.export.convert; accuracy, latency, size: edgeopt.bench.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import json
 import platform
 import sys
@@ -25,70 +23,30 @@ from edgeopt._keras import keras, tf
 from edgeopt.compress.lottery import LotteryConfig, lottery_ticket
 from edgeopt.compress.prune import PruneConfig, prune, pruning_callbacks, sparsity_report, strip_pruning
 from edgeopt.compress.structured import StructuredConfig, plan, prune_filters
+from edgeopt.bench import evaluate_tflite, measure_latency, size_of
+from edgeopt.export import convert
 
 OUT = Path("benchmarks")
 CACHE = Path("runs/bench_cache/pruning")
 ALPHA, SIZE = 0.35, 32
 
 
-# ---- private fallback for edgeopt.export.to_tflite / edgeopt.bench (same contract) ----
 def to_tflite(model, mode, rep_x=None, sparse=False) -> bytes:
-    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-    opts = []
-    if mode == "int8":
-        opts.append(tf.lite.Optimize.DEFAULT)
-        conv.representative_dataset = lambda: ([x[None]] for x in rep_x[:300])
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    if sparse:
-        opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-    conv.optimizations = opts
-    return conv.convert()
+    return convert(model, mode, rep_x if mode == "int8" else None, sparse_weights=sparse)
 
 
-def _interp(data: bytes):
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=data, num_threads=1)
-    it.allocate_tensors()
-    return it
-
-
-def evaluate_tflite(data: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    it = _interp(data)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    correct = 0
-    for xi, yi in zip(x, y):
-        if inp["dtype"] == np.int8:
-            s, z = inp["quantization"]
-            xi = np.clip(np.round(xi / s + z), -128, 127).astype(np.int8)
-        it.set_tensor(inp["index"], xi[None])
-        it.invoke()
-        correct += int(np.argmax(it.get_tensor(out["index"])[0]) == yi)
-    return correct / len(y)
-
-
-def latency_interleaved(datas: dict[str, bytes], rounds=9, per=30) -> dict[str, float]:
-    its = {k: _interp(v) for k, v in datas.items()}
-    for it in its.values():
-        d = it.get_input_details()[0]
-        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-        it.invoke()
+def latency_interleaved(datas: dict[str, bytes], rounds=7, runs=30) -> dict[str, float]:
+    """Median over ``rounds`` of each file's median latency (ms, 1 thread, XNNPACK), files interleaved A,B,C,A,B,C..."""
     times = {k: [] for k in datas}
-    for _ in range(rounds):
-        for k, it in its.items():
-            t = time.perf_counter()
-            for _ in range(per):
-                it.invoke()
-            times[k].append((time.perf_counter() - t) / per * 1e3)
+    for i in range(rounds):
+        for k, data in datas.items():
+            times[k].append(measure_latency(data, threads=1, runs=runs, min_seconds=0.2).median_ms)
+        print(f"latency round {i + 1}/{rounds}", flush=True)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def gzip_size(data: bytes) -> int:
-    return len(gzip.compress(data, 9))
+    return size_of(data).gzip_bytes
 
 
 # ---- MobileNetV2 rows ----
@@ -116,12 +74,12 @@ def finetune_pruned(dense, splits, config: PruneConfig, steps: int):
 
 def mobilenet_part(steps: int):
     splits = load_dataset("fashion_mnist", image_size=SIZE, channels=3, batch_size=128, seed=0)
-    x_test, y_test = splits.arrays("test")
     x_rep, _ = splits.arrays("train", limit=300)
     dense = dense_model(splits)
     freq = max(1, steps // 10)
     variants = {
         "dense": (None, "-"),
+        "dense, fine-tuned as the others (control)": ("finetune", "-"),
         "layer-wise 50%": (PruneConfig(final_sparsity=0.5, frequency=freq, end_step=freq * 7), "unstructured"),
         "layer-wise 75%": (PruneConfig(final_sparsity=0.75, frequency=freq, end_step=freq * 7), "unstructured"),
         "global 75%": (PruneConfig(final_sparsity=0.75, scope="global", frequency=freq, end_step=freq * 7), "unstructured"),
@@ -135,6 +93,10 @@ def mobilenet_part(steps: int):
         print(f"== {name}", flush=True)
         if cfg is None:
             model = dense
+        elif cfg == "finetune":
+            model = keras.models.clone_model(dense)
+            model.set_weights(dense.get_weights())
+            fit(model, splits, TrainConfig(epochs=1, steps_per_epoch=steps, learning_rate=5e-4, seed=1))
         elif isinstance(cfg, StructuredConfig):
             model = prune_filters(dense, cfg)
             fit(model, splits, TrainConfig(epochs=1, steps_per_epoch=steps * 2, learning_rate=1e-3, seed=1))
@@ -144,11 +106,14 @@ def mobilenet_part(steps: int):
         prof = profile(model)
         data = to_tflite(model, "int8", x_rep)
         int8[name] = data
+        sparse_fmt = to_tflite(model, "int8", x_rep, sparse=True) if kind == "unstructured" else data
         rows.append({
             "variant": name, "kind": kind, "keras_top1": evaluate(model, splits.test)["top1"],
-            "int8_top1": evaluate_tflite(data, x_test, y_test), "kernel_sparsity": rep.sparsity,
+            "int8_top1": evaluate_tflite(data, splits.test).top1, "kernel_sparsity": rep.sparsity,
             "params": prof.params, "macs": prof.macs, "macs_vs_dense": prof.macs / base_prof.macs,
-            "int8_bytes": len(data), "int8_gzip_bytes": gzip_size(data), "seconds": time.perf_counter() - t0,
+            "int8_bytes": len(data), "int8_gzip_bytes": gzip_size(data),
+            "int8_sparse_format_bytes": len(sparse_fmt), "int8_sparse_format_gzip_bytes": gzip_size(sparse_fmt),
+            "seconds": time.perf_counter() - t0,
         })
         if name == "layer-wise 75%":
             float_sparse_model = model
@@ -160,6 +125,7 @@ def mobilenet_part(steps: int):
         r["int8_latency_ms"] = lat[r["variant"]]
         r["latency_vs_dense"] = lat[r["variant"]] / lat["dense"]
         r["gzip_vs_dense"] = r["int8_gzip_bytes"] / dense_row["int8_gzip_bytes"]
+        r["sparse_format_gzip_vs_dense"] = r["int8_sparse_format_gzip_bytes"] / dense_row["int8_gzip_bytes"]
         r["top1_drop_points"] = 100 * (dense_row["int8_top1"] - r["int8_top1"])
     # sparse float32: the 75% layer-wise model (1x1 convs 75% zero) with and without EXPERIMENTAL_SPARSITY
     f_dense, f_sparse = to_tflite(dense, "float32"), to_tflite(float_sparse_model, "float32", sparse=True)
@@ -199,7 +165,7 @@ def machine() -> str:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=["mobilenet", "lottery", "report"], default=None)
-    ap.add_argument("--finetune-steps", type=int, default=120)
+    ap.add_argument("--finetune-steps", type=int, default=600)
     ap.add_argument("--lottery-rounds", type=int, default=8)
     ap.add_argument("--lottery-fraction", type=float, default=0.3)
     ap.add_argument("--lottery-limit", type=int, default=20000)

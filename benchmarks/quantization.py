@@ -29,6 +29,28 @@ from edgeopt.export import to_tflite
 
 OUT = Path("benchmarks")
 CACHE = Path("runs/bench_cache/quantization")
+CLUSTER_ROWS = ("float32", "cluster16 float32", "cluster16 int8", "prune50+cluster16+PCQAT int8")
+
+
+def combine(out: Path) -> None:
+    """Concatenate every per-model table into quantization.md, and the clustering rows into clustering.md."""
+    parts = sorted(out.glob("quantization_*.md"))
+    (out / "quantization.md").write_text(
+        "# Quantization: PTQ modes, QAT and collaborative optimization on Fashion-MNIST\n\n"
+        "One section per model, each from one trained float model in one run (per-model files: "
+        + ", ".join(f"`{p.name}`" for p in parts) + ").\n\n"
+        + "\n".join(p.read_text().replace("# Quantization and clustering:", "## ") for p in parts))
+    lines = ["# Weight clustering on Fashion-MNIST", "",
+             "Rows taken from the quantization runs (same float model, same run; see quantization.md for the machine "
+             "and commands). Clustering: 16 clusters, k-means++ init, every Conv2D and Dense layer, fine-tuned, stripped.", ""]
+    for p in sorted(out.glob("quantization_*.csv")):
+        rows = [r for r in csv.DictReader(open(p)) if r["variant"] in CLUSTER_ROWS]
+        if not rows:
+            continue
+        header = list(rows[0])
+        lines += [f"## {p.stem.removeprefix('quantization_')}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows] + [""]
+    (out / "clustering.md").write_text("\n".join(lines) + "\n")
 
 
 def _finetune(model, splits, steps, lr):
@@ -42,8 +64,11 @@ def main(argv=None):
     ap.add_argument("--train-steps", type=int, default=2532, help="float training steps of batch 64 (2532 = 3 epochs)")
     ap.add_argument("--finetune-steps", type=int, default=844, help="QAT / clustering / PCQAT fine-tuning steps")
     ap.add_argument("--test-limit", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     name = f"{args.model}_{args.alpha}"
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     splits = load_dataset("fashion_mnist", image_size=32, channels=3, batch_size=64, limit_test=args.test_limit)
     calib = splits.train
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -76,7 +101,7 @@ def main(argv=None):
             r["delta_pts_vs_float"] = round(100 * (r["top1"] - base["top1"]), 2)
             r["gzip_vs_float32"] = round(r["gzip_bytes"] / base["gzip_bytes"], 3)
             r["median_ms"] = latency.get(r["variant"], "")
-        with open(OUT / "quantization.csv", "w", newline="") as f:
+        with open(out / f"quantization_{name}.csv", "w", newline="") as f:
             w = csv.DictWriter(f, header)
             w.writeheader()
             w.writerows(rows)
@@ -87,7 +112,8 @@ def main(argv=None):
                  f"Keras float top-1 {keras_top1:.4f}. Test samples: {splits.sizes['test']}.", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(str(round(r[h], 4) if isinstance(r[h], float) else r[h]) for h in header) + " |" for r in rows]
-        (OUT / "quantization.md").write_text("\n".join(lines) + "\n" + EXTRA.get("text", ""))
+        (out / f"quantization_{name}.md").write_text("\n".join(lines) + "\n" + EXTRA.get("text", ""))
+        combine(out)
 
     EXTRA = {}
     add("float32", to_tflite(model, "float32", calib, num_verify=0).model_bytes)
@@ -103,6 +129,7 @@ def main(argv=None):
     clustered = strip_clustering(clustered)
     uniq = max(r.unique_values for r in weight_report(clustered) if r.layer_type in ("Conv2D", "Dense"))
     add("cluster16 float32", to_tflite(clustered, "float32", calib, num_verify=0).model_bytes, f"max unique/layer {uniq}")
+    add("cluster16 int8", to_tflite(clustered, "int8", calib, num_verify=0).model_bytes, "PTQ of the stripped clustered model")
 
     pruned = prune_to_sparsity(model, 0.5, splits.train, steps=args.finetune_steps // 2, learning_rate=1e-4)
     pc = cluster(pruned, ClusterConfig(number_of_clusters=16, preserve_sparsity=True))
@@ -121,7 +148,7 @@ def main(argv=None):
         for variant, b in blobs.items():
             latency.setdefault(variant, []).append(measure_latency(b, runs=20, min_seconds=0.3).median_ms)
     write(rows, {k: round(float(np.median(v)), 3) for k, v in latency.items()})
-    print(open(OUT / "quantization.md").read())
+    print(open(out / f"quantization_{name}.md").read())
 
 
 if __name__ == "__main__":

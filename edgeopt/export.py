@@ -100,15 +100,15 @@ class Calibration:
     seconds: float
 
 
-def convert(model: keras.Model, mode: str = "float32", representative: np.ndarray | None = None) -> bytes:
+def convert(model: keras.Model, mode: str = "float32", representative: np.ndarray | None = None, sparse_weights: bool = False) -> bytes:
     """Convert ``model`` to .tflite bytes in ``mode`` (no verification, no metadata); see :func:`to_tflite`.
 
     ``representative`` holds float model inputs (N, H, W, C) for calibration; int8 and int16x8 need it.
     """
-    return _convert(model, mode, representative)[0]
+    return _convert(model, mode, representative, sparse_weights)[0]
 
 
-def _convert(model, mode: str, representative: np.ndarray | None) -> tuple[bytes, Calibration | None]:
+def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights: bool = False) -> tuple[bytes, Calibration | None]:
     require_keras2_model(model, "edgeopt.export")
     _check_mode(mode)
     setup, needs_data, _ = MODES[mode]
@@ -124,6 +124,8 @@ def _convert(model, mode: str, representative: np.ndarray | None) -> tuple[bytes
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model)], model)
     setup(converter, rep)
+    if sparse_weights:  # store pruned kernels in TFLite's sparse format (DENSIFY ops / sparse kernels read them)
+        converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     try:
         data = converter.convert()
     except Exception as err:  # the converter raises ConverterError / RuntimeError with MLIR text
@@ -252,6 +254,7 @@ def to_tflite(
     min_agreement: float = 0.98,
     overwrite: bool = False,
     source: dict | None = None,
+    sparse_weights: bool = False,
 ) -> Artifact:
     """Convert ``model`` to .tflite in ``mode``, verify it, and (with ``path``) write it for an app.
 
@@ -261,7 +264,10 @@ def to_tflite(
     The first ``num_calibration`` samples calibrate int8/int16x8. Verification runs on ``verify_data``
     or else on up to ``num_verify`` samples of ``representative_data`` after the calibration ones; when
     top-1 agreement is below ``min_agreement`` it raises :class:`ExportVerificationError` and writes
-    nothing. ``source`` (e.g. the recipe) is copied into the manifest. Returns an :class:`Artifact`.
+    nothing. ``source`` (e.g. the recipe) is copied into the manifest. ``sparse_weights`` adds the
+    converter's ``Optimize.EXPERIMENTAL_SPARSITY``: kernels with many zeros (pruned models) are stored in
+    TFLite's sparse format, which shrinks the file and lets XNNPACK's sparse kernels see the zeros.
+    Returns an :class:`Artifact`.
     """
     require_keras2_model(model, "edgeopt.export.to_tflite")
     _check_mode(mode)
@@ -291,7 +297,7 @@ def to_tflite(
             verify_x = None
 
     start = time.perf_counter()
-    raw, calib = _convert(model, mode, calib_x if MODES[mode][1] else None)
+    raw, calib = _convert(model, mode, calib_x if MODES[mode][1] else None, sparse_weights)
     convert_seconds = time.perf_counter() - start
     report = op_report(raw, mode)
     _check_int8_io(raw, mode, report, model.name)
