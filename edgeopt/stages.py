@@ -100,13 +100,15 @@ def train_stage(ctx, model, config: StageConfig) -> StageOutcome:
 @dataclass(frozen=True)
 class ExportStageConfig:
     """``mode``: float32, float16, dynamic, int8 or int16x8; ``baseline`` also exports the float32 model
-    of the last ``train`` stage so reports compare the shipped model against the uncompressed one."""
+    of the last ``train`` stage so reports compare the shipped model against the uncompressed one;
+    ``sparse_weights`` stores pruned kernels in TFLite's sparse format (smaller float files)."""
 
     mode: str = "int8"
     num_calibration: int = 300
     min_agreement: float = 0.98
     verify_samples: int = 500
     baseline: bool = True
+    sparse_weights: bool = False
 
     def __post_init__(self):
         modes = ("float32", "float16", "dynamic", "int8", "int16x8")
@@ -127,15 +129,16 @@ def export_stage(ctx, model, config: StageConfig) -> StageOutcome:
     cfg: ExportStageConfig = config.technique
     verify = ctx.splits.val if ctx.splits.sizes.get("val") else ctx.splits.test
     files, metrics = {}, {}
-    jobs = [("model", model, cfg.mode)]
+    jobs = [("model", model, cfg.mode, cfg.sparse_weights)]
     baseline = ctx.baseline_model() if cfg.baseline else None
     if baseline is not None:
-        jobs.append(("baseline_float32", baseline, "float32"))
-    for stem, m, mode in jobs:
+        jobs.append(("baseline_float32", baseline, "float32", False))
+    for stem, m, mode, sparse in jobs:
         ctx.progress(f"  converting {stem} to {mode}")
         art = to_tflite(m, mode, ctx.splits.train, preprocessing=ctx.splits.preprocessing, path=ctx.stage_dir / f"{stem}.tflite",
                         verify_data=verify, num_calibration=cfg.num_calibration, num_verify=cfg.verify_samples,
-                        min_agreement=cfg.min_agreement, overwrite=True, source={"recipe": ctx.recipe.name, "stage": ctx.stage_label})
+                        min_agreement=cfg.min_agreement, overwrite=True, sparse_weights=sparse,
+                        source={"recipe": ctx.recipe.name, "stage": ctx.stage_label})
         files[stem] = f"{stem}.tflite"
         check = art.verification
         metrics[stem] = {"mode": mode, "size_bytes": len(art.model_bytes), "convert_seconds": round(art.convert_seconds, 1),
