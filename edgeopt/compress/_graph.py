@@ -83,3 +83,69 @@ def explicit_padding(model: keras.Model, stem_stride: int | None = None) -> kera
         if layer.weights and layer.name in {l.name for l in model.layers}:
             layer.set_weights(model.get_layer(layer.name).get_weights())
     return new
+
+
+def _consumers(config: dict) -> dict[str, int]:
+    count: dict[str, int] = {}
+    for entry in config["layers"]:
+        for node in entry.get("inbound_nodes") or []:
+            for inbound in node:
+                count[inbound[0]] = count.get(inbound[0], 0) + 1
+    for out in config.get("output_layers", []):
+        count[out[0]] = count.get(out[0], 0) + 1
+    return count
+
+
+def fold_batch_norms(model: keras.Model) -> keras.Model:
+    """Rebuild ``model`` with every BatchNormalization that directly follows a Conv2D/DepthwiseConv2D
+    (its only consumer) folded into that convolution's kernel and bias, as the TFLite converter does.
+
+    Same outputs in inference (to float rounding). Compress weights after folding when the compressed
+    values must survive conversion unchanged: clustering a kernel and then letting the converter multiply
+    each output channel by its own BN scale turns 16 shared values into 16 per channel.
+    """
+    require_functional(model, "fold_batch_norms")
+    config = copy.deepcopy(model.get_config())
+    by_name = {e["name"]: e for e in config["layers"]}
+    consumers = _consumers(config)
+    folded: dict[str, str] = {}  # bn name -> conv name
+    for entry in config["layers"]:
+        if entry["class_name"] != "BatchNormalization":
+            continue
+        src = single_inbound(entry)
+        conv = by_name.get(src[0]) if len(src) == 1 else None
+        if conv is None or conv["class_name"] not in ("Conv2D", "DepthwiseConv2D") or consumers.get(conv["name"], 0) != 1:
+            continue
+        if entry["config"].get("axis") not in (-1, 3, [3], [-1]):
+            continue
+        folded[entry["name"]] = conv["name"]
+        conv["config"]["use_bias"] = True
+    if not folded:
+        return clone_with_weights(model)
+    rename = lambda name: folded.get(name, name)  # noqa: E731
+    layers = []
+    for entry in config["layers"]:
+        if entry["name"] in folded:
+            continue
+        entry["inbound_nodes"] = [[[rename(i[0]), *i[1:]] for i in node] for node in entry.get("inbound_nodes") or []]
+        layers.append(entry)
+    config["layers"] = layers
+    config["output_layers"] = [[rename(o[0]), *o[1:]] for o in config["output_layers"]]
+    new = keras.Model.from_config(config)
+    conv_to_bn = {c: b for b, c in folded.items()}
+    for layer in new.layers:
+        if not layer.weights:
+            continue
+        old = model.get_layer(layer.name)
+        if layer.name not in conv_to_bn:
+            layer.set_weights(old.get_weights())
+            continue
+        bn = model.get_layer(conv_to_bn[layer.name])
+        kernel, *rest = old.get_weights()
+        bias = rest[0] if rest else 0.0
+        gamma = bn.gamma.numpy() if bn.gamma is not None else 1.0
+        beta = bn.beta.numpy() if bn.beta is not None else 0.0
+        scale = gamma / (bn.moving_variance.numpy() + bn.epsilon) ** 0.5
+        shape = kernel.shape[2:] if isinstance(old, L.DepthwiseConv2D) else kernel.shape[-1:]
+        layer.set_weights([kernel * scale.reshape(shape), beta + (bias - bn.moving_mean.numpy()) * scale])
+    return new

@@ -15,6 +15,7 @@ import numpy as np
 from edgeopt._keras import keras, require_keras2_model, tf  # noqa: F401  (tf_keras before TF-MOT)
 
 import tensorflow_model_optimization as tfmot  # noqa: E402
+from edgeopt.compress._graph import fold_batch_norms  # noqa: E402
 
 L = keras.layers
 _CK = tfmot.clustering.keras
@@ -49,6 +50,10 @@ class ClusterConfig:
     - ``preserve_sparsity``: zero weights stay zero (for pruned models).
     - ``policy``: a key of :data:`CLUSTER_POLICIES`; ``layers``: if given, only these names (of the policy's
       types) are clustered; ``exclude``: names never clustered.
+    - ``fold_batch_norms``: fold each BatchNormalization into the convolution before it first (the model
+      returned has no such BN layers). The TFLite converter folds them anyway, multiplying every output
+      channel by its own scale, which turns 16 shared values into 16 per channel and costs most of the
+      gzip gain (MobileNetV2 0.35: gzipped float32 0.44x of the original without folding, 0.27x with it).
     Layers with at most ``number_of_clusters`` weights (per channel with ``per_channel``) are skipped.
     """
 
@@ -59,8 +64,11 @@ class ClusterConfig:
     policy: str = "conv_dense"
     layers: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    fold_batch_norms: bool = True
 
     def __post_init__(self):
+        if not isinstance(self.fold_batch_norms, bool):
+            raise ValueError(f"ClusterConfig.fold_batch_norms must be true or false, got {self.fold_batch_norms!r}")
         if not isinstance(self.number_of_clusters, int) or self.number_of_clusters < 2:
             raise ValueError(f"ClusterConfig.number_of_clusters must be an integer >= 2, got {self.number_of_clusters!r}")
         if self.centroid_init not in CENTROID_INITS:
@@ -96,9 +104,18 @@ def _kernel(layer) -> np.ndarray | None:
 
 def _per_channel(layer, config: ClusterConfig) -> bool:
     # TF-MOT 0.8 counts channels from trainable_weights[-1], which is the kernel itself when a Conv2D has no bias,
-    # and then silently leaves the layer unclustered; such convolutions (all of the zoo's conv+BN) are clustered
-    # per layer instead, which still bounds the values per channel by number_of_clusters.
-    return config.per_channel and type(layer) is L.Conv2D and layer.use_bias
+    # and then silently leaves the layer unclustered; such convolutions (the zoo's conv+BN unless folded) are
+    # clustered per layer instead, which still bounds the values per channel by number_of_clusters. So are
+    # layers with a channel too small for its own k-means++ (TF-MOT fails on fewer points than centroids; with
+    # preserve_sparsity the positive and negative weights of a channel are clustered apart).
+    if not (config.per_channel and type(layer) is L.Conv2D and layer.use_bias):
+        return False
+    kernel = _kernel(layer).reshape(-1, layer.filters)
+    if config.preserve_sparsity:
+        smallest = min(int((kernel > 0).sum(0).min()), int((kernel < 0).sum(0).min()))
+    else:
+        smallest = kernel.shape[0]
+    return smallest >= 2 * config.number_of_clusters
 
 
 def _weights_per_table(kernel: np.ndarray, per_channel: bool) -> int:
@@ -135,6 +152,8 @@ def cluster(model: keras.Model, config: ClusterConfig = ClusterConfig()) -> kera
     if not getattr(model, "_is_graph_network", False) and not isinstance(model, keras.Sequential):
         raise TypeError("edgeopt.compress.cluster needs a Functional or Sequential tf_keras model; rebuild subclassed "
                         "models functionally (edgeopt.models.create does).")
+    if config.fold_batch_norms:
+        model = fold_batch_norms(model)
     chosen = set(selected_layers(model, config))
     if not chosen:
         raise ValueError(f"ClusterConfig selects no layer of {model.name} (policy={config.policy!r}, layers={config.layers}, "
