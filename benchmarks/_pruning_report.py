@@ -23,7 +23,7 @@ def write(cache: Path, out: Path, machine: str) -> None:
             r.update(int8_latency_ms=float("nan"), latency_vs_dense=float("nan"), gzip_vs_dense=r["int8_gzip_bytes"] / rows[0]["int8_gzip_bytes"],
                      top1_drop_points=100 * (rows[0]["int8_top1"] - r["int8_top1"]))
         mob = {"rows": rows, "floats": [], "steps": 120, "cmd": "benchmarks/pruning.py --part mobilenet --finetune-steps 120 (PARTIAL: run did not finish)"}
-    lot = json.loads((cache / "lottery.json").read_text()) if (cache / "lottery.json").exists() else None
+    lot = json.loads((cache / "lottery.json").read_text()) if (cache / "lottery.json").exists() else _lottery_from_csv(out)
     probe = json.loads((out / "pruning_xnnpack_probe.json").read_text())
     md = ["# Pruning on Fashion-MNIST", "", f"Machine: {machine}.", ""]
     if mob:
@@ -104,6 +104,19 @@ def write(cache: Path, out: Path, machine: str) -> None:
         fig.savefig(out / "pruning_lottery.png", dpi=120)
         plt.close(fig)
     (out / "pruning.md").write_text("\n".join(md) + "\n" + _findings(cache))
+
+
+def _lottery_from_csv(out: Path) -> dict | None:
+    """The committed lottery table, when this run did not redo the lottery part (it has its own --part)."""
+    path = out / "pruning_lottery.csv"
+    if not path.exists():
+        return None
+    rows = list(csv.DictReader(open(path)))
+    init = [{"round": int(r["round"]), "remaining": float(r["remaining"]), "top1": float(r["ticket_rewind_init_top1"]),
+             "top1_random": float(r["random_reinit_top1"])} for r in rows]
+    step = [{"round": int(r["round"]), "remaining": float(r["remaining"]), "top1": float(r["ticket_rewind_step50_top1"])} for r in rows]
+    return {"result": {"init": {"rounds": init, "config": {"fraction": 0.3}}, "step": {"rounds": step}}, "limit": 20000,
+            "cmd": "benchmarks/pruning.py --part lottery (earlier run; table read back from pruning_lottery.csv)"}
 
 
 def _findings(cache: Path) -> str:
