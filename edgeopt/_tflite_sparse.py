@@ -165,3 +165,270 @@ def _insert_pad(schema, model, graph, conv, pad_index: int, ph: tuple[int, int],
     conv.inputs = np.array(conv.inputs, dtype=np.int32).copy()
     conv.inputs[0] = padded_index
     return pad
+
+
+# ---- will XNNPACK switch to sparse inference? ------------------------------------------------------
+#
+# A static re-enactment, on the flatbuffer, of what the XNNPACK delegate and XNNPACK do with a float32
+# graph: DENSIFY outputs become static weights (and set XNN_FLAG_HINT_SPARSE_INFERENCE), SAME convolutions
+# carry XNN_FLAG_TENSORFLOW_SAME_PADDING, a zero PAD with one consumer is fused into a following
+# convolution without that flag (xnn_subgraph_fusion), then xnn_check_nchw_compatibility and the cluster
+# search of xnn_subgraph_rewrite_for_nchw (XNNPACK src/subgraph.c). It answers for a machine where
+# XNNPACK's CHW kernels are enabled: ARM (every Android phone); on x86 CPUs with AVX
+# xnn_is_chw_compatible_config() is false and XNNPACK never runs sparse, whatever the model.
+
+_NCHW, _NHWC2NCHW, _NCHW2NHWC, _BAD_CLUSTER = 1, 2, 4, 8
+
+
+@dataclass(frozen=True)
+class SparseEligibility:
+    """Outcome of :func:`xnnpack_sparse_eligibility`.
+
+    ``would_switch``: XNNPACK (on ARM) would run at least one cluster in sparse NCHW mode.
+    ``has_sparse_weights``: the file has DENSIFY'd float weights (the delegate's trigger).
+    ``clusters``: one dict per candidate cluster: ``nodes`` (count), ``zeros`` / ``params`` (1x1 and
+    fully-connected weights), ``compatible`` (no incompatible member or consumer) and ``sparse_enough``
+    (zeros > 2/3 of params). ``blockers``: why each convolution is not NCHW-compatible (op index: reason).
+    """
+
+    would_switch: bool
+    has_sparse_weights: bool
+    clusters: tuple[dict, ...]
+    blockers: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"would_switch": self.would_switch, "has_sparse_weights": self.has_sparse_weights,
+                "clusters": list(self.clusters), "blockers": list(self.blockers)}
+
+
+@dataclass
+class _Node:
+    index: int  # operator index in the file
+    kind: str  # conv, dwconv, pad, binary, mean, fc, unary, other
+    inputs: list  # dynamic input tensor ids (static weights dropped)
+    outputs: list
+    params: dict
+    flags: int = 0
+    cluster: int = 0
+    zeros: int = 0
+    nparams: int = 0
+
+
+def xnnpack_sparse_eligibility(tflite_bytes: bytes) -> SparseEligibility:
+    """Would XNNPACK run this float32 .tflite (first subgraph) in sparse NCHW mode on ARM? See module notes."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    schema = _schema()
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(bytes(tflite_bytes)))
+    graph = model.subgraphs[0]
+    op = schema.BuiltinOperator
+    names = {v: k for k, v in vars(op).items() if not k.startswith("_")}
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    static: dict[int, np.ndarray] = {}
+    for t, tensor in enumerate(graph.tensors):
+        buf = model.buffers[tensor.buffer]
+        if buf.data is not None and len(buf.data):
+            dtype = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.INT32: np.int32}.get(tensor.type, np.uint8)
+            static[t] = np.frombuffer(np.asarray(buf.data, np.uint8).tobytes(), dtype=dtype)
+    sparse_outputs: set[int] = set()
+    for o in graph.operators:
+        if codes[o.opcodeIndex] == op.DENSIFY:
+            src = graph.tensors[o.inputs[0]]
+            if src.sparsity is not None and src.type == schema.TensorType.FLOAT32:
+                sparse_outputs.add(int(o.outputs[0]))
+                static[int(o.outputs[0])] = _densify(src, static.get(int(o.inputs[0])))
+    is_fp32 = lambda t: graph.tensors[t].type == schema.TensorType.FLOAT32  # noqa: E731
+    nodes: list[_Node] = []
+    has_sparse = False
+    unary = {op.RELU, op.RELU6, op.LOGISTIC, op.TANH, op.HARD_SWISH, op.ABS, op.NEG, op.ELU, op.LEAKY_RELU}
+    for i, o in enumerate(graph.operators):
+        code = codes[o.opcodeIndex]
+        if code == op.DENSIFY:
+            continue
+        ins, outs = [int(t) for t in o.inputs if t >= 0], [int(t) for t in o.outputs]
+        has_sparse |= any(t in sparse_outputs for t in ins)
+        fp = all(is_fp32(t) for t in ins + outs if t not in static or code in (op.CONV_2D, op.DEPTHWISE_CONV_2D, op.FULLY_CONNECTED))
+        params: dict = {"fp32": fp, "name": names.get(code, str(code))}
+        dyn = [t for t in ins if t not in static]
+        if code in (op.CONV_2D, op.DEPTHWISE_CONV_2D):
+            opts = o.builtinOptions
+            k = graph.tensors[ins[1]].shape
+            params.update(kh=int(k[1]), kw=int(k[2]), sh=opts.strideH, sw=opts.strideW,
+                          dil=(opts.dilationHFactor or 1, opts.dilationWFactor or 1), same=opts.padding == schema.Padding.SAME,
+                          pad=[0, 0, 0, 0], cin=int(k[3]), weights=ins[1])
+            if code == op.DEPTHWISE_CONV_2D:
+                params["multiplier"] = opts.depthMultiplier or 1
+            nodes.append(_Node(i, "conv" if code == op.CONV_2D else "dwconv", dyn, outs, params))
+        elif code == op.PAD and ins[1] in static:
+            p = static[ins[1]].reshape(-1, 2)
+            nodes.append(_Node(i, "pad", [ins[0]], outs, {**params, "p": p}))
+        elif code in (op.ADD, op.MUL):
+            params["rank4"] = all(len(graph.tensors[t].shape) == 4 for t in ins)
+            params["static_vec"] = all(int(np.sum(np.asarray(graph.tensors[t].shape) != 1)) <= 1 for t in ins if t in static)
+            nodes.append(_Node(i, "binary", dyn, outs, params))
+        elif code in (op.MEAN, op.SUM):
+            params["rank4"] = len(graph.tensors[ins[0]].shape) == 4
+            nodes.append(_Node(i, "mean", [ins[0]], outs, params))
+        elif code == op.FULLY_CONNECTED:
+            params["weights"] = ins[1]
+            nodes.append(_Node(i, "fc", dyn, outs, params))
+        elif code in unary:
+            params["rank4"] = len(graph.tensors[ins[0]].shape) == 4
+            nodes.append(_Node(i, "unary", dyn, outs, params))
+        else:
+            nodes.append(_Node(i, "other", dyn, outs, params))
+    graph_inputs = {int(t) for t in graph.inputs}
+    graph_outputs = {int(t) for t in graph.outputs}
+    nodes = _fuse_pads(nodes, graph_outputs)
+    blockers: list[str] = []
+    for n in nodes:
+        n.flags, reason = _nchw_flags(n)
+        if reason and n.kind in ("conv", "dwconv"):
+            blockers.append(f"op {n.index} {n.params['name']}: {reason}")
+    clusters = _clusters(nodes, static, graph_inputs, graph_outputs)
+    would = has_sparse and any(c["compatible"] and c["sparse_enough"] for c in clusters)
+    return SparseEligibility(would, has_sparse, tuple(clusters), tuple(blockers))
+
+
+def _densify(tensor, values) -> np.ndarray:
+    """Zeros of a sparse (CSR-like, TFLite format) weight: only the count matters here, so the stored
+    non-zeros plus zeros up to the dense size."""
+    size = int(np.prod(tensor.shape))
+    vals = np.asarray(values if values is not None else [], np.float32)
+    return np.concatenate([vals, np.zeros(max(size - vals.size, 0), np.float32)])[:size]
+
+
+def _fuse_pads(nodes: list[_Node], graph_outputs: set[int]) -> list[_Node]:
+    consumers: dict[int, list[_Node]] = {}
+    for n in nodes:
+        for t in set(n.inputs):
+            consumers.setdefault(t, []).append(n)
+    keep = []
+    for n in nodes:
+        if n.kind == "pad":
+            out = n.outputs[0]
+            users = consumers.get(out, [])
+            p = n.params["p"]
+            spatial = p.shape == (4, 2) and not (p[0].any() or p[3].any())
+            if len(users) == 1 and out not in graph_outputs and spatial and users[0].kind in ("conv", "dwconv") and not users[0].params["same"]:
+                c = users[0]
+                c.params["pad"] = [c.params["pad"][0] + int(p[1][0]), c.params["pad"][1] + int(p[2][1]),
+                                   c.params["pad"][2] + int(p[1][1]), c.params["pad"][3] + int(p[2][0])]  # top, right, bottom, left
+                c.inputs = [n.inputs[0] if t == out else t for t in c.inputs]
+                continue
+        keep.append(n)
+    return keep
+
+
+def _nchw_flags(n: _Node) -> tuple[int, str]:
+    """xnn_check_nchw_compatibility: (layout flags, reason when incompatible)."""
+    p = n.params
+    if not p["fp32"]:
+        return 0, "not float32"
+    if n.kind == "fc":
+        return _NCHW, ""
+    if n.kind == "conv":
+        if p["dil"] != (1, 1):
+            return 0, "dilation"
+        if p["kh"] == p["kw"] == 1:
+            if p["same"]:
+                return _NCHW, ""  # SAME pads nothing for 1x1 stride 1; the flag is only looked at for depthwise
+            if any(p["pad"]) or (p["sh"], p["sw"]) != (1, 1):
+                return 0, "1x1 with padding or stride"
+            return _NCHW, ""
+        if (p["kh"], p["kw"]) == (3, 3):
+            if p["same"] or p["pad"] != [1, 1, 1, 1]:
+                return 0, f"3x3 needs explicit padding 1 on each side (SAME={p['same']}, pad={p['pad']})"
+            if (p["sh"], p["sw"]) != (2, 2):
+                return 0, "3x3 convolution must have stride 2"
+            if p["cin"] != 3:
+                return 0, f"3x3 convolution must have 3 input channels, has {p['cin']}"
+            return _NHWC2NCHW, ""
+        return 0, f"{p['kh']}x{p['kw']} convolution"
+    if n.kind == "dwconv":
+        if p["dil"] != (1, 1):
+            return 0, "dilation"
+        if p["same"]:
+            return 0, "padding SAME (XNN_FLAG_TENSORFLOW_SAME_PADDING)"
+        if p.get("multiplier", 1) != 1:
+            return 0, "depth multiplier"
+        if p["sh"] != p["sw"] or p["sh"] not in (1, 2) or p["kh"] != p["kw"] or p["kh"] not in (3, 5):
+            return 0, "kernel/stride"
+        if p["pad"] != [p["kh"] // 2] * 4:
+            return 0, f"padding {p['pad']} is not {p['kh'] // 2} on each side"
+        return _NCHW, ""
+    if n.kind == "binary":
+        return (_NCHW, "") if p["rank4"] and p["static_vec"] else (0, "shape")
+    if n.kind == "unary":
+        return (_NCHW, "") if p["rank4"] else (0, "shape")
+    if n.kind == "mean":
+        return (_NCHW | _NCHW2NHWC, "") if p["rank4"] else (0, "shape")
+    return 0, "operator"
+
+
+def _clusters(nodes: list[_Node], static: dict, graph_inputs: set[int], graph_outputs: set[int]) -> list[dict]:
+    """The connected-components part of xnn_subgraph_rewrite_for_nchw, node by node."""
+    producer = {t: k for k, n in enumerate(nodes) for t in n.outputs}
+    num_consumers: dict[int, int] = {}
+    for n in nodes:
+        for t in set(n.inputs):
+            num_consumers[t] = num_consumers.get(t, 0) + 1
+    for t in graph_outputs:
+        num_consumers[t] = num_consumers.get(t, 0) + 1
+    for k, n in enumerate(nodes):
+        n.cluster = k
+
+    def visit(k: int, n: _Node) -> bool:
+        changed = False
+        for t in n.inputs:
+            if t in graph_inputs:
+                n.flags |= _BAD_CLUSTER
+                continue
+            prod = nodes[producer[t]]
+            if prod.flags & (_NHWC2NCHW | _NCHW) and not prod.flags & _BAD_CLUSTER:
+                prod.flags &= ~_NCHW2NHWC
+                if prod.cluster != n.cluster:
+                    prod.cluster = n.cluster = max(prod.cluster, n.cluster)
+                    changed = True
+            else:
+                n.flags |= _BAD_CLUSTER
+        return changed
+
+    update = False
+    for k, n in enumerate(nodes):
+        if n.flags & _NCHW2NHWC:
+            update |= visit(k, n)
+    if not update:
+        return []
+    while update:
+        update = False
+        for k, n in enumerate(nodes):
+            if n.flags & _BAD_CLUSTER or not n.flags & (_NCHW | _NCHW2NHWC):
+                continue
+            update |= visit(k, n)
+    for n in nodes:
+        nodes[n.cluster].flags |= n.flags & _BAD_CLUSTER
+    members = [n for n in nodes if n.flags & (_NCHW | _NCHW2NHWC) and not nodes[n.cluster].flags & _BAD_CLUSTER]
+    nchw_consumers: dict[int, int] = {}
+    for n in members:
+        for t in n.inputs:
+            nchw_consumers[t] = nchw_consumers.get(t, 0) + 1
+    for n in members:
+        if any(nchw_consumers[t] != num_consumers.get(t, 0) for t in n.inputs):
+            nodes[n.cluster].flags |= _BAD_CLUSTER
+    out: dict[int, dict] = {}
+    for n in nodes:
+        if n.cluster == nodes.index(n) and not (n.flags & (_NCHW | _NCHW2NHWC | _NHWC2NCHW)):
+            continue
+        c = out.setdefault(n.cluster, {"nodes": 0, "zeros": 0, "params": 0, "compatible": True})
+        c["nodes"] += 1
+        c["compatible"] &= not nodes[n.cluster].flags & _BAD_CLUSTER
+        one_by_one = n.kind == "conv" and max(n.params["kh"], n.params["kw"]) == 1
+        if one_by_one or n.kind == "fc":
+            w = static[n.params["weights"]]
+            c["zeros"] += int(np.sum(w == 0.0))
+            c["params"] += int(w.size)
+    clusters = [c for c in out.values() if c["nodes"] > 1]
+    for c in clusters:
+        c["sparse_enough"] = c["params"] > 0 and c["zeros"] * 3 > c["params"] * 2
+    return clusters
