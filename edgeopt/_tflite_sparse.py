@@ -78,6 +78,7 @@ def explicit_pad_for_xnnpack_report(tflite_bytes: bytes) -> tuple[bytes, PadRewr
     counts = dict(padded=0, same_to_valid=0, asymmetric_left=0, dynamic_left=0)
     for graph in model.subgraphs:
         new_ops = []
+        paddings_tensors: dict = {}  # one int32 paddings constant per distinct padding, shared by its PADs
         for op in graph.operators:
             opts = op.builtinOptions
             if codes[op.opcodeIndex] not in conv_codes or opts.padding != schema.Padding.SAME:
@@ -104,7 +105,7 @@ def explicit_pad_for_xnnpack_report(tflite_bytes: bytes) -> tuple[bytes, PadRewr
                 continue
             if pad_index is None:
                 pad_index = _opcode_index(model, codes, schema.BuiltinOperator.PAD)
-            new_ops.append(_insert_pad(schema, model, graph, op, pad_index, ph, pw))
+            new_ops.append(_insert_pad(schema, model, graph, op, pad_index, ph, pw, paddings_tensors))
             new_ops.append(op)
             counts["padded"] += 1
         graph.operators = new_ops
@@ -126,21 +127,24 @@ def _opcode_index(model, codes: list[int], builtin: int) -> int:
     return len(codes) - 1
 
 
-def _insert_pad(schema, model, graph, conv, pad_index: int, ph: tuple[int, int], pw: tuple[int, int]):
-    """New PAD operator feeding ``conv``: adds the paddings constant and the padded tensor to ``graph``."""
+def _insert_pad(schema, model, graph, conv, pad_index: int, ph: tuple[int, int], pw: tuple[int, int], paddings_tensors: dict):
+    """New PAD operator feeding ``conv``: adds the padded tensor (and, once per distinct padding, the
+    paddings constant) to ``graph``."""
     x = graph.tensors[conv.inputs[0]]
-    paddings = np.array([[0, 0], [ph[0], ph[1]], [pw[0], pw[1]], [0, 0]], dtype=np.int32)
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(paddings.tobytes(), dtype=np.uint8)
-    model.buffers.append(buf)
     name = x.name.decode() if isinstance(x.name, bytes) else (x.name or "t")
-    const = schema.TensorT()
-    const.shape = np.array([4, 2], dtype=np.int32)
-    const.type = schema.TensorType.INT32
-    const.buffer = len(model.buffers) - 1
-    const.name = f"{name}/xnn_explicit_pad/paddings"
-    graph.tensors.append(const)
-    const_index = len(graph.tensors) - 1
+    if (ph, pw) not in paddings_tensors:
+        paddings = np.array([[0, 0], [ph[0], ph[1]], [pw[0], pw[1]], [0, 0]], dtype=np.int32)
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(paddings.tobytes(), dtype=np.uint8)
+        model.buffers.append(buf)
+        const = schema.TensorT()
+        const.shape = np.array([4, 2], dtype=np.int32)
+        const.type = schema.TensorType.INT32
+        const.buffer = len(model.buffers) - 1
+        const.name = f"xnn_explicit_pad/paddings_{ph[0]}_{ph[1]}_{pw[0]}_{pw[1]}"
+        graph.tensors.append(const)
+        paddings_tensors[(ph, pw)] = len(graph.tensors) - 1
+    const_index = paddings_tensors[(ph, pw)]
 
     padded = schema.TensorT()
     grow = np.array([0, sum(ph), sum(pw), 0], dtype=np.int32)
@@ -149,9 +153,12 @@ def _insert_pad(schema, model, graph, conv, pad_index: int, ph: tuple[int, int],
         padded.shapeSignature = np.asarray(x.shapeSignature, dtype=np.int32) + grow
     padded.type = x.type
     padded.quantization = x.quantization  # PAD keeps the input's scale and zero point
-    empty = schema.BufferT()
-    model.buffers.append(empty)
-    padded.buffer = len(model.buffers) - 1
+    sentinel = model.buffers[0] if model.buffers else None
+    if sentinel is not None and (sentinel.data is None or len(sentinel.data) == 0):
+        padded.buffer = 0  # the schema's empty sentinel buffer: no constant data
+    else:
+        model.buffers.append(schema.BufferT())
+        padded.buffer = len(model.buffers) - 1
     padded.name = f"{name}/xnn_explicit_pad"
     graph.tensors.append(padded)
     padded_index = len(graph.tensors) - 1
