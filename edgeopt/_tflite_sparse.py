@@ -131,7 +131,6 @@ def _insert_pad(schema, model, graph, conv, pad_index: int, ph: tuple[int, int],
     """New PAD operator feeding ``conv``: adds the padded tensor (and, once per distinct padding, the
     paddings constant) to ``graph``."""
     x = graph.tensors[conv.inputs[0]]
-    name = x.name.decode() if isinstance(x.name, bytes) else (x.name or "t")
     if (ph, pw) not in paddings_tensors:
         paddings = np.array([[0, 0], [ph[0], ph[1]], [pw[0], pw[1]], [0, 0]], dtype=np.int32)
         buf = schema.BufferT()
@@ -159,7 +158,7 @@ def _insert_pad(schema, model, graph, conv, pad_index: int, ph: tuple[int, int],
     else:
         model.buffers.append(schema.BufferT())
         padded.buffer = len(model.buffers) - 1
-    padded.name = f"{name}/xnn_explicit_pad"
+    padded.name = f"xnn_explicit_pad_{len(graph.tensors)}"  # short: converter names run to hundreds of bytes
     graph.tensors.append(padded)
     padded_index = len(graph.tensors) - 1
 
