@@ -216,8 +216,6 @@ class _Node:
     params: dict
     flags: int = 0
     cluster: int = 0
-    zeros: int = 0
-    nparams: int = 0
 
 
 def xnnpack_sparse_eligibility(tflite_bytes: bytes) -> SparseEligibility:
@@ -384,7 +382,7 @@ def _clusters(nodes: list[_Node], static: dict, graph_inputs: set[int], graph_ou
     for k, n in enumerate(nodes):
         n.cluster = k
 
-    def visit(k: int, n: _Node) -> bool:
+    def visit(n: _Node) -> bool:
         changed = False
         for t in n.inputs:
             if t in graph_inputs:
@@ -403,7 +401,7 @@ def _clusters(nodes: list[_Node], static: dict, graph_inputs: set[int], graph_ou
     update = False
     for k, n in enumerate(nodes):
         if n.flags & _NCHW2NHWC:
-            update |= visit(k, n)
+            update |= visit(n)
     if not update:
         return []
     while update:
@@ -411,7 +409,7 @@ def _clusters(nodes: list[_Node], static: dict, graph_inputs: set[int], graph_ou
         for k, n in enumerate(nodes):
             if n.flags & _BAD_CLUSTER or not n.flags & (_NCHW | _NCHW2NHWC):
                 continue
-            update |= visit(k, n)
+            update |= visit(n)
     for n in nodes:
         nodes[n.cluster].flags |= n.flags & _BAD_CLUSTER
     members = [n for n in nodes if n.flags & (_NCHW | _NCHW2NHWC) and not nodes[n.cluster].flags & _BAD_CLUSTER]
@@ -423,8 +421,8 @@ def _clusters(nodes: list[_Node], static: dict, graph_inputs: set[int], graph_ou
         if any(nchw_consumers[t] != num_consumers.get(t, 0) for t in n.inputs):
             nodes[n.cluster].flags |= _BAD_CLUSTER
     out: dict[int, dict] = {}
-    for n in nodes:
-        if n.cluster == nodes.index(n) and not (n.flags & (_NCHW | _NCHW2NHWC | _NHWC2NCHW)):
+    for k, n in enumerate(nodes):
+        if n.cluster == k and not (n.flags & (_NCHW | _NCHW2NHWC | _NHWC2NCHW)):
             continue
         c = out.setdefault(n.cluster, {"nodes": 0, "zeros": 0, "params": 0, "compatible": True})
         c["nodes"] += 1
