@@ -41,7 +41,7 @@ def zero_pointwise(model, sparsity=0.8):
 def convert(model, sparse: bool) -> bytes:
     from edgeopt.export import convert as export_convert
 
-    return export_convert(model, "float32", sparse_weights=sparse)
+    return export_convert(model, "float32", sparse_weights=sparse, explicit_pad=False)  # the probe rewrites itself
 
 
 def host() -> dict:

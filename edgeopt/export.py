@@ -100,15 +100,18 @@ class Calibration:
     seconds: float
 
 
-def convert(model: keras.Model, mode: str = "float32", representative: np.ndarray | None = None, sparse_weights: bool = False) -> bytes:
+def convert(model: keras.Model, mode: str = "float32", representative: np.ndarray | None = None, sparse_weights: bool = False,
+            explicit_pad: bool = True) -> bytes:
     """Convert ``model`` to .tflite bytes in ``mode`` (no verification, no metadata); see :func:`to_tflite`.
 
     ``representative`` holds float model inputs (N, H, W, C) for calibration; int8 and int16x8 need it.
+    ``explicit_pad=False`` keeps the converter's SAME padding in a float32 ``sparse_weights`` file.
     """
-    return _convert(model, mode, representative, sparse_weights)[0]
+    return _convert(model, mode, representative, sparse_weights, explicit_pad)[0]
 
 
-def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights: bool = False) -> tuple[bytes, Calibration | None]:
+def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights: bool = False,
+             explicit_pad: bool = True) -> tuple[bytes, Calibration | None]:
     require_keras2_model(model, "edgeopt.export")
     _check_mode(mode)
     setup, needs_data, _ = MODES[mode]
@@ -130,6 +133,12 @@ def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights
         data = converter.convert()
     except Exception as err:  # the converter raises ConverterError / RuntimeError with MLIR text
         raise RuntimeError(f"TFLite conversion of {model.name!r} to {mode} failed: {err}") from err
+    if sparse_weights and explicit_pad and mode == "float32":
+        # XNNPACK's sparse (NCHW) kernels reject SAME-padded depthwise convolutions: write symmetric SAME
+        # padding as PAD + VALID (exact; XNNPACK folds the PAD back into the convolution). See _tflite_sparse.
+        from edgeopt._tflite_sparse import explicit_pad_for_xnnpack
+
+        data = explicit_pad_for_xnnpack(data)
     calib = Calibration(len(representative), clock["end"] - clock["start"]) if needs_data and "end" in clock else None
     return data, calib
 
@@ -312,6 +321,11 @@ def to_tflite(
                 "use quantization-aware training, or export float16/dynamic instead."
             )
     manifest = build_manifest(model, raw, mode, preprocessing, report, calib, check, convert_seconds, source)
+    if sparse_weights:
+        from edgeopt._tflite_sparse import xnnpack_sparse_eligibility
+
+        # whether XNNPACK on ARM would run its sparse kernels, and why not (AVX x86 never does: see _tflite_sparse)
+        manifest["xnnpack_sparse"] = xnnpack_sparse_eligibility(raw).to_dict()
     final = _tflite_meta.embed_metadata(raw, MANIFEST_KEY, json.dumps(manifest, sort_keys=True).encode())
     if verify_x is not None:
         _check_same_outputs(raw, final, verify_x[:4])

@@ -46,7 +46,7 @@ def _tiny_mobilenet(size: int) -> keras.Model:
 def _converted(size: int, sparse: bool) -> bytes:
     from edgeopt.export import convert
 
-    return convert(_tiny_mobilenet(size), "float32", sparse_weights=sparse)
+    return convert(_tiny_mobilenet(size), "float32", sparse_weights=sparse, explicit_pad=False)
 
 
 def _outputs(data: bytes, x: np.ndarray, xnnpack: bool) -> np.ndarray:
@@ -117,3 +117,15 @@ def test_rejects_non_tflite():
 
     with pytest.raises(InvalidModelError):
         explicit_pad_for_xnnpack(b"not a model at all, not a model")
+
+
+def test_to_tflite_sparse_float32_is_rewritten_and_says_whether_xnnpack_would_go_sparse():
+    from edgeopt.export import to_tflite
+
+    model = _tiny_mobilenet(33)  # odd sizes: every SAME padding symmetric
+    x = np.random.default_rng(3).normal(size=(16, 33, 33, 3)).astype(np.float32)
+    art = to_tflite(model, "float32", x, num_calibration=8, num_verify=8, sparse_weights=True)
+    assert art.verification.top1_agreement == 1.0
+    assert _counts(art.model_bytes).get("PAD", 0) >= 2 and _counts(art.model_bytes).get("DENSIFY", 0) >= 1
+    assert art.manifest["xnnpack_sparse"]["would_switch"] is True
+    assert art.manifest["xnnpack_sparse"]["has_sparse_weights"] is True
