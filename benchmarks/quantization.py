@@ -39,7 +39,8 @@ def combine(out: Path) -> None:
         "# Quantization: PTQ modes, QAT and collaborative optimization on Fashion-MNIST\n\n"
         "One section per model, each from one trained float model in one run (per-model files: "
         + ", ".join(f"`{p.name}`" for p in parts) + ").\n\n"
-        + "\n".join(p.read_text().replace("# Quantization and clustering:", "## ") for p in parts))
+        + "\n".join(p.read_text().replace("# Quantization and clustering:", "## ") for p in parts)
+        + (("\n" + (out / "quantization_findings.md").read_text()) if (out / "quantization_findings.md").exists() else ""))
     lines = ["# Weight clustering on Fashion-MNIST", "",
              "Rows taken from the quantization runs (same float model, same run; see quantization.md for the machine "
              "and commands). Clustering: 16 clusters, k-means++ init, every Conv2D and Dense layer, fine-tuned, stripped.", ""]
@@ -50,7 +51,8 @@ def combine(out: Path) -> None:
         header = list(rows[0])
         lines += [f"## {p.stem.removeprefix('quantization_')}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows] + [""]
-    (out / "clustering.md").write_text("\n".join(lines) + "\n")
+    notes = out / "clustering_findings.md"
+    (out / "clustering.md").write_text("\n".join(lines) + "\n" + (notes.read_text() if notes.exists() else ""))
 
 
 def _finetune(model, splits, steps, lr):
