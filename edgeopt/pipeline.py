@@ -56,6 +56,7 @@ class RunContext:
     strategy: object
     progress: Callable[[str], None]
     results: list = field(default_factory=list)
+    train_callbacks: tuple = ()  # extra Keras callbacks for the train stage (e.g. a search's trial pruning)
     stage_dir: Path | None = None
     stage_label: str = ""
 
@@ -107,8 +108,11 @@ def run_recipe(
     force: bool = False,
     artifacts_dir: str | Path | None = "tflite_models",
     progress: Callable[[str], None] = print,
+    train_callbacks: tuple = (),
 ) -> dict:
-    """Run every stage of ``recipe``; returns the run report (also written to ``report.json``)."""
+    """Run every stage of ``recipe``; returns the run report (also written to ``report.json``).
+
+    ``train_callbacks`` are extra Keras callbacks for ``train`` stages (a search reports and prunes trials with them)."""
     if not isinstance(recipe, Recipe):
         recipe_path = Path(recipe)
         recipe = load_recipe(recipe_path)
@@ -129,7 +133,7 @@ def run_recipe(
     label = f"[run {recipe.name}]"
     progress(f"{label} loading {recipe.data.dataset} at {recipe.data.image_size}x{recipe.data.image_size}x{recipe.data.channels}")
     splits = _load_splits(recipe)
-    ctx = RunContext(recipe, splits, run_dir, make_strategy(recipe.train.distribute), progress)
+    ctx = RunContext(recipe, splits, run_dir, make_strategy(recipe.train.distribute), progress, train_callbacks=tuple(train_callbacks))
     model, model_from, rerun = None, None, False
     total = len(recipe.stages)
     for i, (spec, stage_dir) in enumerate(zip(recipe.stages, ctx.stage_dirs())):

@@ -16,7 +16,7 @@ from typing import Literal
 from edgeopt._schema import RecipeError, from_dict, to_dict
 from edgeopt.train import TrainConfig
 
-__all__ = ["DataSection", "ModelSection", "Recipe", "RecipeError", "StageSpec", "TrainSection", "load_recipe", "parse_recipe"]
+__all__ = ["DataSection", "ModelSection", "Recipe", "RecipeError", "StageSpec", "TrainSection", "load_recipe", "parse_recipe", "recipe_from_dict"]
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,17 @@ _TOP_LEVEL = {"name", "description", "data", "model", "train", "stages"}
 
 def parse_recipe(text: str, name: str = "recipe", source: str = "<string>") -> Recipe:
     """Parse and validate recipe TOML ``text``; errors are :class:`RecipeError` naming file and field."""
-    from edgeopt.stages import STAGES
-
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(f"{source}: {_describe_toml_error(err, text)}") from None
+    return recipe_from_dict(doc, name, source)
+
+
+def recipe_from_dict(doc: dict, name: str = "recipe", source: str = "<dict>") -> Recipe:
+    """Validate a recipe given as plain data (what ``tomllib`` returns); errors name ``source`` and the field."""
+    from edgeopt.stages import STAGES
+
     try:
         unknown = sorted(set(doc) - _TOP_LEVEL)
         if unknown:

@@ -90,7 +90,7 @@ def train_stage(ctx, model, config: StageConfig) -> StageOutcome:
     from edgeopt.train import fit
 
     with ctx.strategy.scope():
-        result = fit(model, ctx.splits, config.train)
+        result = fit(model, ctx.splits, config.train, callbacks=ctx.train_callbacks)
     return StageOutcome(model, {"val_top1": round(result.val_top1, 4) if result.val_top1 is not None else None, "train_seconds": round(result.seconds, 1), **model_metrics(model, ctx.splits)})
 
 
