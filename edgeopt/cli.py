@@ -82,6 +82,29 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from pathlib import Path
+
+    from edgeopt.search import SearchConfig, report_search, run_search
+
+    if args.report_only:
+        if not (args.storage and args.study):
+            raise SystemExit("edgeopt search: --report-only needs --storage URL and --study NAME")
+        result = report_search(args.storage, args.study, args.out or Path("runs") / "search" / args.study)
+    else:
+        if not args.space:
+            raise SystemExit("edgeopt search: --space SPACE.toml is required (the recipe paths to vary, objectives, constraints)")
+        config = SearchConfig(sampler=args.sampler, trials=args.trials, seed=args.seed, pruner=args.pruner, storage=args.storage, study=args.study,
+                              heartbeat_seconds=args.heartbeat_seconds, grace_seconds=args.grace_seconds)
+        result = run_search(args.recipe, args.space, config, out_dir=args.out)
+    front = result.pareto
+    print(f"\n{len(front)} trial(s) on the {'Pareto front' if len(result.objectives) > 1 else 'top'} of {result.study}:")
+    for t in sorted(front, key=lambda t: t.values):
+        shown = ", ".join(f"{o}={v:.4g}" for o, v in zip(result.objectives, t.values))
+        print(f"  trial {t.number}: {shown}  {t.overrides}")
+    return 0
+
+
 def _threads(text: str) -> tuple[int, ...]:
     try:
         threads = tuple(int(t) for t in text.split(",") if t.strip())
@@ -143,6 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="*", help="run directories or report.json files/globs (default: tflite_models/*/report.json)")
     p.add_argument("--out", default="benchmarks")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("search", help="search recipe values (grid, random, Bayesian, NSGA-II) over accuracy, latency and size")
+    p.add_argument("recipe", help="recipe TOML file the trials start from")
+    p.add_argument("--space", required=False, help="search-space TOML: [params] recipe paths and values, objectives, constraints")
+    p.add_argument("--sampler", choices=("grid", "random", "bayes", "nsga2"), default="bayes", help="bayes = Optuna TPE (default)")
+    p.add_argument("--trials", type=int, default=20, help="trial budget of the study (a grid runs at most its size; default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pruner", choices=("none", "median", "hyperband"), default="median", help="early stopping of single-objective accuracy searches")
+    p.add_argument("--storage", default=None, help="database URL shared by workers (default: sqlite file in the output directory)")
+    p.add_argument("--study", default=None, help="study name (default: <recipe>-<sampler>); workers with the same storage and study share it")
+    p.add_argument("--out", default=None, help="output directory (default: runs/search/<study>)")
+    p.add_argument("--heartbeat-seconds", type=int, default=30, help="how often a running trial proves it is alive (default 30)")
+    p.add_argument("--grace-seconds", type=int, default=120, help="a trial silent this long is failed and queued again (default 120)")
+    p.add_argument("--report-only", action="store_true", help="write the report of an existing study without running trials")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("bench", help="latency, accuracy and size of a .tflite (LiteRT here, or a phone over adb)")
     p.add_argument("model", help="path to a .tflite file")

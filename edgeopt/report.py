@@ -60,13 +60,21 @@ def result_rows(report: dict) -> list[dict]:
     return rows
 
 
+def pareto_front(points: list[list[float]], directions: list[str]) -> list[bool]:
+    """True for each point that no other point dominates (at least as good in every objective, better in
+    one); ``directions`` holds "minimize" or "maximize" per objective."""
+    signs = [1 if d == "minimize" else -1 for d in directions]
+    keyed = [[s * v for s, v in zip(signs, p)] for p in points]
+
+    def dominates(a, b):
+        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+    return [not any(dominates(other, p) for j, other in enumerate(keyed) if j != i) for i, p in enumerate(keyed)]
+
+
 def pareto_mask(cost: list[float], value: list[float]) -> list[bool]:
     """True for points no other point beats: lower-or-equal cost and higher-or-equal value, one strictly."""
-    out = []
-    for i, (c, v) in enumerate(zip(cost, value)):
-        dominated = any(c2 <= c and v2 >= v and (c2 < c or v2 > v) for j, (c2, v2) in enumerate(zip(cost, value)) if j != i)
-        out.append(not dominated)
-    return out
+    return pareto_front([[c, v] for c, v in zip(cost, value)], ["minimize", "maximize"])
 
 
 def _fmt(v, kind: str) -> str:
@@ -151,3 +159,100 @@ def write_results(reports: list[dict], out_dir="benchmarks") -> list[dict]:
     pareto_plot(rows, "median_ms_1", "median latency, 1 thread (ms)", out / "pareto_latency.png")
     pareto_plot(rows, "gzip_bytes", "gzipped .tflite size (bytes)", out / "pareto_size.png")
     return rows
+
+
+# ---- search results ------------------------------------------------------------------------------------
+
+_SEARCH_METRICS = (("accuracy", "pct"), ("keras_accuracy", "pct"), ("latency_ms", "ms"), ("size_bytes", "int"), ("gzip_bytes", "int"),
+                   ("macs", "M"), ("params", "int"))
+
+
+def search_markdown(result, machine: str) -> str:
+    """The search report: settings, counts, the Pareto front (or best trial) and every trial."""
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts().items()))
+    goals = ", ".join(f"{d} {o}" for o, d in zip(result.objectives, result.directions))
+    lines = [f"# Search {result.study}", "", f"Machine: {machine}. Recipe `{result.recipe}`, sampler `{result.sampler}`, budget {result.budget} trials "
+             f"({counts}); objectives: {goals}; constraints: {', '.join(result.constraints) or 'none'}. Study: `{result.storage}`.", "",
+             "Accuracy is top-1 on the test split of the benchmarked `.tflite` (of the Keras model when the recipe has no bench stage); "
+             "latency is the median at the first benchmarked thread count.", ""]
+    params = sorted({k for t in result.trials for k in t.overrides})
+    metrics = [(m, kind) for m, kind in _SEARCH_METRICS if any(m in t.metrics for t in result.trials)]
+    header = "| trial | state | " + " | ".join(params) + " | " + " | ".join(m for m, _ in metrics) + " | feasible | Pareto | note |"
+    rule = "|---:|---|" + "---|" * len(params) + "---:|" * len(metrics) + "---|---|---|"
+
+    def row(t):
+        vals = [f"{t.overrides[p]:.4g}" if isinstance(t.overrides.get(p), float) else str(t.overrides.get(p, "")) for p in params]
+        mets = [_fmt(t.metrics.get(m), kind) if m in t.metrics else "" for m, kind in metrics]
+        feasible = "" if t.feasible is None else ("yes" if t.feasible else "no")
+        return f"| {t.number} | {t.state.lower()} | " + " | ".join(vals) + " | " + " | ".join(mets) + f" | {feasible} | {'**yes**' if t.pareto else ''} | {t.note or ''} |"
+
+    front = sorted(result.pareto, key=lambda t: t.values)
+    title = "Pareto front" if len(result.objectives) > 1 else "Best trial"
+    lines += [f"## {title} ({len(front)} trials; artifacts kept in `pareto/trial-NNNN/`)", "", header, rule] + [row(t) for t in front]
+    lines += ["", "## Every trial", "", header, rule] + [row(t) for t in sorted(result.trials, key=lambda t: t.number)]
+    return "\n".join(lines) + "\n"
+
+
+def search_plot(result, path) -> None:
+    """Two objectives: a scatter of every complete trial with the Pareto front ringed. One objective: the
+    objective of each trial in order and the best so far."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [t for t in sorted(result.trials, key=lambda t: t.number) if t.state == "COMPLETE"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    scale = [100 if o in ("accuracy", "keras_accuracy") else 1 for o in result.objectives]
+    label = [f"{o} (%)" if s == 100 else o for o, s in zip(result.objectives, scale)]
+    if len(result.objectives) >= 2 and done:
+        xs, ys = [t.values[1] * scale[1] for t in done], [t.values[0] * scale[0] for t in done]
+        colors = ["tab:blue" if t.feasible else "tab:gray" for t in done]
+        ax.scatter(xs, ys, c=colors, label="trial (grey: breaks a constraint)")
+        front = sorted((t.values[1] * scale[1], t.values[0] * scale[0]) for t in done if t.pareto)
+        ax.scatter([x for x, _ in front], [y for _, y in front], s=160, facecolors="none", edgecolors="tab:red", label="Pareto-optimal")
+        ax.plot([x for x, _ in front], [y for _, y in front], "--", c="tab:red", lw=1)
+        for t, x, y in zip(done, xs, ys):
+            ax.annotate(str(t.number), (x, y), fontsize=7, xytext=(3, 2), textcoords="offset points")
+        ax.set_xlabel(label[1])
+        ax.set_ylabel(label[0])
+        ax.legend(fontsize=8)
+    elif done:
+        sign = 1 if result.directions[0] == "maximize" else -1
+        values = [t.values[0] * scale[0] for t in done]
+        best = [sign * max(sign * v for v in values[: i + 1]) for i in range(len(values))]
+        ax.plot(range(1, len(values) + 1), values, "o", label="trial")
+        ax.step(range(1, len(values) + 1), best, where="post", c="tab:red", label="best so far")
+        ax.set_xlabel("complete trial (in order)")
+        ax.set_ylabel(label[0])
+        ax.legend(fontsize=8)
+    ax.set_title(f"{result.study} ({result.sampler})", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_search_report(result, out_dir, stem: str = "search") -> None:
+    """Write ``<stem>.md``, ``.csv``, ``.json`` and ``<stem>_pareto.png`` into ``out_dir``."""
+    import csv
+    import io
+    import json
+    from pathlib import Path
+
+    from edgeopt.pipeline import write_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / f"{stem}.md", search_markdown(result, machine_description()))
+    write_atomic(out / f"{stem}.json", json.dumps(result.to_dict(), indent=1, default=str))
+    params = sorted({k for t in result.trials for k in t.overrides})
+    metrics = sorted({k for t in result.trials for k in t.metrics})
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["trial", "state", *params, *metrics, "feasible", "pareto", "worker", "seconds", "note"])
+    for t in sorted(result.trials, key=lambda t: t.number):
+        writer.writerow([t.number, t.state, *[t.overrides.get(p, "") for p in params], *[t.metrics.get(m, "") for m in metrics],
+                         t.feasible, t.pareto, t.worker, t.seconds, t.note or ""])
+    write_atomic(out / f"{stem}.csv", buf.getvalue())
+    search_plot(result, out / f"{stem}_pareto.png")

@@ -1,0 +1,188 @@
+"""Search on Optuna: trials run real recipes; workers share a study; dead workers' trials are retried;
+over-budget candidates are pruned before training; multi-objective searches keep their Pareto artifacts."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeopt._schema import RecipeError
+from edgeopt.search import SearchConfig, run_search
+from edgeopt.search_space import parse_search_space
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRAIN_ONLY = """
+name = "tinysearch"
+[data]
+dataset = "digits"
+image_size = 16
+batch_size = 32
+[model]
+name = "mobilenet_v1_tiny"
+[train]
+epochs = 1
+steps_per_epoch = 4
+learning_rate = 0.003
+verbose = 0
+[[stages]]
+type = "train"
+"""
+
+GRID_SPACE = """
+objectives = ["keras_accuracy"]
+[params]
+"train.learning_rate" = { choices = [0.001, 0.003, 0.01] }
+"train.label_smoothing" = { low = 0.0, high = 0.1, step = 0.1 }
+"""
+
+
+def _write(tmp_path: Path, recipe: str = TRAIN_ONLY, space: str = GRID_SPACE) -> tuple[Path, Path]:
+    (tmp_path / "tinysearch.toml").write_text(recipe)
+    (tmp_path / "space.toml").write_text(space)
+    return tmp_path / "tinysearch.toml", tmp_path / "space.toml"
+
+
+def _worker(recipe: Path, space: Path, db: Path, log: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "edgeopt.cli", "search", str(recipe), "--space", str(space), "--storage", f"sqlite:///{db}",
+           "--study", "shared", "--out", str(db.parent / "out"), *extra]
+    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+
+
+def _trials(db: Path) -> list[dict]:
+    with sqlite3.connect(db) as con:
+        rows = con.execute("select t.number, t.state, a.value_json from trials t left join trial_user_attributes a "
+                           "on a.trial_id = t.trial_id and a.key = 'worker' order by t.number").fetchall()
+        params = con.execute("select t.number, p.param_name, p.param_value from trials t join trial_params p on p.trial_id = t.trial_id").fetchall()
+    out = [{"number": n, "state": s, "worker": json.loads(w) if w else None, "params": {}} for n, s, w in rows]
+    for n, name, value in params:
+        out[n]["params"][name] = value
+    return out
+
+
+def test_two_workers_share_one_study_and_run_each_trial_exactly_once(tmp_path):
+    recipe, space = _write(tmp_path)
+    db = tmp_path / "study.db"
+    logs = [tmp_path / "w0.log", tmp_path / "w1.log"]
+    procs = [_worker(recipe, space, db, logs[i], "--sampler", "grid", "--trials", "6") for i in range(2)]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, "\n".join(log.read_text()[-3000:] for log in logs)
+    trials = _trials(db)
+    assert [t["number"] for t in trials] == list(range(6))
+    assert all(t["state"] == "COMPLETE" for t in trials), trials
+    grid = {(lr, ls) for lr in (0.001, 0.003, 0.01) for ls in (0.0, 0.1)}
+    assert {(t["params"]["train.learning_rate"], t["params"]["train.label_smoothing"]) for t in trials} == grid  # each point once, none lost
+    assert len({t["worker"] for t in trials}) == 2, "both workers should have taken trials"
+    finished = [line for log in logs for line in log.read_text().splitlines() if "stage 1/1 train done" in line]
+    assert len(finished) == 6  # six trainings in all: no trial ran twice
+    runs = sorted(p.name for p in (tmp_path / "out" / "trials").iterdir())
+    assert runs == [f"trial-{i:04d}" for i in range(6)]
+    report = (tmp_path / "out" / "search.md").read_text()
+    assert "budget 6 trials (6 complete)" in report
+
+
+def test_a_killed_worker_s_trial_is_retried_with_the_same_values(tmp_path):
+    recipe, space = _write(tmp_path, recipe=TRAIN_ONLY.replace("steps_per_epoch = 4", "steps_per_epoch = 40"))
+    db = tmp_path / "study.db"
+    proc = _worker(recipe, space, db, tmp_path / "dead.log", "--sampler", "random", "--trials", "2", "--heartbeat-seconds", "1", "--grace-seconds", "3")
+    deadline = time.time() + 300
+    while time.time() < deadline and not (db.exists() and any(t["state"] == "RUNNING" for t in _trials(db))):
+        time.sleep(0.5)
+    time.sleep(3)  # inside the trial's training
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    dead = next(t for t in _trials(db) if t["state"] == "RUNNING")
+    time.sleep(4)  # past the grace period: its heartbeat is stale
+    config = SearchConfig(sampler="random", trials=2, study="shared", storage=f"sqlite:///{db}", heartbeat_seconds=1, grace_seconds=3)
+    result = run_search(recipe, space, config, out_dir=tmp_path / "out", progress=lambda s: None)
+    assert result.counts() == {"FAIL": 1, "COMPLETE": 2}
+    failed = next(t for t in result.trials if t.state == "FAIL")
+    retry = next(t for t in result.trials if t.retry_of is not None)
+    assert failed.number == dead["number"] and retry.retry_of == dead["number"]
+    assert retry.params == failed.params and retry.state == "COMPLETE"
+    assert retry.run_dir.endswith(f"trial-{dead['number']:04d}")  # the rerun continues the dead trial's run directory
+
+
+def test_candidates_over_the_multiply_add_budget_are_pruned_before_training(tmp_path):
+    recipe = TRAIN_ONLY.replace('name = "mobilenet_v1_tiny"', 'name = "mobilenet_v1"\nknobs = { alpha = 0.25 }')
+    space = '''objectives = ["keras_accuracy"]
+constraints = ["macs <= 10e6"]
+[params]
+"model.knobs.alpha" = { choices = [0.25, 1.0] }
+'''
+    recipe_path, space_path = _write(tmp_path, recipe, space)
+    result = run_search(recipe_path, space_path, SearchConfig(sampler="grid", trials=2, pruner="none"), out_dir=tmp_path / "out", progress=lambda s: None)
+    by_alpha = {t.params["model.knobs.alpha"]: t for t in result.trials}
+    big, small = by_alpha[1.0], by_alpha[0.25]
+    assert big.state == "PRUNED" and big.note.startswith("pruned before training: macs") and big.metrics["macs"] > 10e6
+    assert not (Path(big.run_dir) / "00-train" / "result.json").exists()  # no training spent on it
+    assert small.state == "COMPLETE" and small.metrics["macs"] <= 10e6 and small.feasible and small.pareto
+
+
+def test_objectives_the_recipe_cannot_measure_and_bad_values_fail_before_training(tmp_path):
+    recipe, space = _write(tmp_path, space='objectives = ["accuracy", "latency_ms"]\n[params]\n"train.learning_rate" = { choices = [0.001] }')
+    with pytest.raises(RecipeError, match="latency_ms needs export and bench stages"):
+        run_search(recipe, space, SearchConfig(sampler="grid", trials=1), out_dir=tmp_path / "a", progress=lambda s: None)
+    recipe, space = _write(tmp_path, space='objectives = ["accuracy"]\n[params]\n"train.epochs" = { choices = [1, -2] }')
+    with pytest.raises(RecipeError, match=r"params.'train.epochs'.*train.epochs must be >= 0"):
+        run_search(recipe, space, SearchConfig(sampler="grid", trials=2), out_dir=tmp_path / "b", progress=lambda s: None)
+    assert not (tmp_path / "b" / "trials").exists()
+
+
+def test_joining_a_study_made_for_another_space_is_refused(tmp_path):
+    recipe, space = _write(tmp_path, space='objectives = ["keras_accuracy"]\n[params]\n"train.learning_rate" = { choices = [0.003] }')
+    config = SearchConfig(sampler="grid", trials=1, study="one", pruner="none")
+    run_search(recipe, space, config, out_dir=tmp_path / "out", progress=lambda s: None)
+    space.write_text('objectives = ["keras_accuracy"]\n[params]\n"train.learning_rate" = { choices = [0.01] }')
+    with pytest.raises(RecipeError, match="was created for another recipe, space or sampler"):
+        run_search(recipe, space, config, out_dir=tmp_path / "out", progress=lambda s: None)
+
+
+def test_multi_objective_search_measures_the_tflite_and_keeps_pareto_artifacts(tmp_path):
+    recipe = TRAIN_ONLY + """
+[[stages]]
+type = "export"
+mode = "int8"
+baseline = false
+num_calibration = 32
+verify_samples = 64
+min_agreement = 0.0
+[[stages]]
+type = "bench"
+threads = [1]
+runs = 5
+min_seconds = 0.05
+"""
+    space = '''objectives = ["accuracy", "latency_ms"]
+constraints = ["latency_ms <= 1000"]
+[params]
+"data.image_size" = { choices = [16, 24] }
+'''
+    recipe_path, space_path = _write(tmp_path, recipe, space)
+    result = run_search(recipe_path, space_path, SearchConfig(sampler="grid", trials=2), out_dir=tmp_path / "out", progress=lambda s: None)
+    assert result.counts() == {"COMPLETE": 2}
+    for t in result.trials:
+        m = t.metrics
+        assert m["accuracy_of"] == "tflite int8" and 0 <= m["accuracy"] <= 1
+        assert m["latency_ms"] > 0 and m["latency_threads"] == 1 and 0 < m["gzip_bytes"] < m["size_bytes"]
+        assert t.values == [m["accuracy"], m["latency_ms"]] and t.feasible
+    small, large = sorted(result.trials, key=lambda t: t.params["data.image_size"])
+    assert small.metrics["macs"] < large.metrics["macs"]
+    assert result.pareto, "a non-empty front"
+    for t in result.pareto:
+        kept = tmp_path / "out" / "pareto" / f"trial-{t.number:04d}"
+        assert (kept / "model.tflite").stat().st_size == t.metrics["size_bytes"]
+        assert (kept / "model.json").is_file() and (kept / "labels.txt").is_file()
+    text = (tmp_path / "out" / "search.md").read_text()
+    assert "## Pareto front" in text and "data.image_size" in text
+    assert (tmp_path / "out" / "search_pareto.png").stat().st_size > 1000
+    rows = (tmp_path / "out" / "search.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("trial,state,data.image_size")
