@@ -302,10 +302,16 @@ def _storage(url: str, config: SearchConfig):
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna 5
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=config.heartbeat_seconds, grace_period=config.grace_seconds,
-                                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=config.max_retry))
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna 5
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=config.heartbeat_seconds, grace_period=config.grace_seconds,
+                                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=config.max_retry))
+        except Exception:  # workers starting together race to create the schema of a new database: one wins, the others retry
+            if attempt == 5:
+                raise
+            time.sleep(0.5 + random.random())
 
 
 def _sampler(config: SearchConfig, space: SearchSpace, seed: int):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -58,21 +57,17 @@ def _worker(recipe: Path, space: Path, db: Path, log: Path, *extra: str) -> subp
 
 
 def _trials(db: Path) -> list[dict]:
-    with sqlite3.connect(db) as con:
-        rows = con.execute("select t.number, t.state, a.value_json from trials t left join trial_user_attributes a "
-                           "on a.trial_id = t.trial_id and a.key = 'worker' order by t.number").fetchall()
-        params = con.execute("select t.number, p.param_name, p.param_value from trials t join trial_params p on p.trial_id = t.trial_id").fetchall()
-    out = [{"number": n, "state": s, "worker": json.loads(w) if w else None, "params": {}} for n, s, w in rows]
-    for n, name, value in params:
-        out[n]["params"][name] = value
-    return out
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{db}")
+    return [{"number": t.number, "state": t.state.name, "worker": t.user_attrs.get("worker"), "params": t.params} for t in study.trials]
 
 
 def test_two_workers_share_one_study_and_run_each_trial_exactly_once(tmp_path):
     recipe, space = _write(tmp_path)
     db = tmp_path / "study.db"
     logs = [tmp_path / "w0.log", tmp_path / "w1.log"]
-    procs = [_worker(recipe, space, db, logs[i], "--sampler", "grid", "--trials", "6") for i in range(2)]
+    procs = [_worker(recipe, space, db, logs[i], "--sampler", "grid", "--trials", "6", "--pruner", "none") for i in range(2)]
     for p in procs:
         assert p.wait(timeout=600) == 0, "\n".join(log.read_text()[-3000:] for log in logs)
     trials = _trials(db)
@@ -89,12 +84,19 @@ def test_two_workers_share_one_study_and_run_each_trial_exactly_once(tmp_path):
     assert "budget 6 trials (6 complete)" in report
 
 
+def _has_running_trial(db: Path) -> bool:
+    try:
+        return any(t["state"] == "RUNNING" for t in _trials(db))
+    except KeyError:  # the study is not created yet
+        return False
+
+
 def test_a_killed_worker_s_trial_is_retried_with_the_same_values(tmp_path):
     recipe, space = _write(tmp_path, recipe=TRAIN_ONLY.replace("steps_per_epoch = 4", "steps_per_epoch = 40"))
     db = tmp_path / "study.db"
     proc = _worker(recipe, space, db, tmp_path / "dead.log", "--sampler", "random", "--trials", "2", "--heartbeat-seconds", "1", "--grace-seconds", "3")
     deadline = time.time() + 300
-    while time.time() < deadline and not (db.exists() and any(t["state"] == "RUNNING" for t in _trials(db))):
+    while time.time() < deadline and not (db.exists() and _has_running_trial(db)):
         time.sleep(0.5)
     time.sleep(3)  # inside the trial's training
     proc.send_signal(signal.SIGKILL)
