@@ -121,21 +121,29 @@ def _read_idx(path: Path) -> np.ndarray:
     return arr.reshape(shape)
 
 
-@SOURCES.register("fashion_mnist")
-def _fashion_mnist(**_) -> RawData:
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def _fashion_mnist_dir() -> Path:
+    """The first directory holding the four Fashion-MNIST idx files; raises DatasetUnavailableError saying how to get them."""
     dirs = [Path(os.environ["EDGEOPT_FASHION_MNIST"])] if os.environ.get("EDGEOPT_FASHION_MNIST") else []
     dirs += list(FASHION_MNIST_DIRS)
     for d in dirs:
-        if all((d / n).exists() for n in names):
-            xtr, ytr, xte, yte = (_read_idx(d / n) for n in names)
-            return RawData(xtr[..., None], ytr.astype(np.int64), xte[..., None], yte.astype(np.int64), FASHION_MNIST_CLASSES)
+        if all((d / n).exists() for n in FASHION_MNIST_FILES):
+            return d
     raise DatasetUnavailableError(
         "Fashion-MNIST not found in " + ", ".join(map(str, dirs)) + ". Install it offline with "
         "`sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; scripts/setup.sh does this), or put the "
         "four idx .gz files in ~/.keras/datasets/fashion-mnist/ or $EDGEOPT_FASHION_MNIST. "
         "The `digits` dataset works without any download."
     )
+
+
+@SOURCES.register("fashion_mnist")
+def _fashion_mnist(**_) -> RawData:
+    d = _fashion_mnist_dir()
+    xtr, ytr, xte, yte = (_read_idx(d / n) for n in FASHION_MNIST_FILES)
+    return RawData(xtr[..., None], ytr.astype(np.int64), xte[..., None], yte.astype(np.int64), FASHION_MNIST_CLASSES)
 
 
 @SOURCES.register("digits")
@@ -150,9 +158,7 @@ def _digits(**_) -> RawData:
 def _read_folder(root: Path, class_names: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     from PIL import Image
 
-    classes = class_names or tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
-    if not classes:
-        raise DatasetUnavailableError(f"image folder {root} has no class sub-folders; expected {root}/<class>/<image>.png")
+    classes = _class_folders(root, class_names)
     images, labels, size = [], [], None
     for label, cls in enumerate(classes):
         files = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if (root / cls).is_dir() else []
@@ -171,17 +177,59 @@ def _read_folder(root: Path, class_names: tuple[str, ...] | None = None) -> tupl
     return np.stack(images), np.asarray(labels, np.int64), classes
 
 
-@SOURCES.register("folder")
-def _folder(path: str = "", **_) -> RawData:
+def _class_folders(root: Path, class_names: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The class names of image folder ``root`` (its sub-folders, sorted, unless given); raises DatasetUnavailableError
+    if there are none or none holds an image file. Lists directories only: no image is opened."""
+    classes = class_names or tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
+    if not classes:
+        raise DatasetUnavailableError(f"image folder {root} has no class sub-folders; expected {root}/<class>/<image>.png")
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for c in classes if (root / c).is_dir() for p in (root / c).iterdir()):
+        raise DatasetUnavailableError(f"image folder {root} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class sub-folders")
+    return classes
+
+
+def _folder_roots(path: str) -> tuple[Path, Path | None]:
+    """(train folder, test folder or None) of ``folder:PATH``: PATH/train and PATH/test when both exist, else PATH."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DatasetUnavailableError(f"image folder {root} does not exist; use folder:PATH with PATH/<class>/<image>")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        xtr, ytr, classes = _read_folder(root / "train")
-        xte, yte, _ = _read_folder(root / "test", classes)
-        return RawData(xtr, ytr, xte, yte, classes)
-    x, y, classes = _read_folder(root)
-    return RawData(x, y, None, None, classes)
+        return root / "train", root / "test"
+    return root, None
+
+
+@SOURCES.register("folder")
+def _folder(path: str = "", **_) -> RawData:
+    train_root, test_root = _folder_roots(path)
+    x, y, classes = _read_folder(train_root)
+    if test_root is None:
+        return RawData(x, y, None, None, classes)
+    xte, yte, _ = _read_folder(test_root, classes)
+    return RawData(x, y, xte, yte, classes)
+
+
+def _check_folder(path: str) -> None:
+    train_root, test_root = _folder_roots(path)
+    classes = _class_folders(train_root)
+    if test_root is not None:
+        _class_folders(test_root, classes)
+
+
+# How to tell, cheaply, that a source's files are on this machine; sources not listed (digits) always are.
+_AVAILABILITY_CHECKS: dict[str, Callable[[str], object]] = {
+    "fashion_mnist": lambda _: _fashion_mnist_dir(),
+    "folder": _check_folder,
+}
+
+
+def check_dataset(name: str) -> None:
+    """Raise :class:`DatasetUnavailableError` (its one-line message says what would work) if dataset ``name``
+    is not on this machine. Cheap: it looks for the files and folders and reads no image."""
+    source, _, path = name.partition(":") if name.startswith("folder:") else (name, "", "")
+    SOURCES.get(source)
+    check = _AVAILABILITY_CHECKS.get(source)
+    if check is not None:
+        check(path)
 
 
 def load_raw(name: str) -> RawData:

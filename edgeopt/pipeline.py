@@ -119,6 +119,8 @@ def run_recipe(
         recipe_text = recipe_path.read_text()
     else:
         recipe_text = ""
+    # Before any TensorFlow op: MultiWorkerMirroredStrategy can only configure collective ops at program startup.
+    strategy = make_strategy(recipe.train.distribute)
     run_dir = Path(out_dir) / recipe.name
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         if not force:
@@ -133,7 +135,7 @@ def run_recipe(
     label = f"[run {recipe.name}]"
     progress(f"{label} loading {recipe.data.dataset} at {recipe.data.image_size}x{recipe.data.image_size}x{recipe.data.channels}")
     splits = _load_splits(recipe)
-    ctx = RunContext(recipe, splits, run_dir, make_strategy(recipe.train.distribute), progress, train_callbacks=tuple(train_callbacks))
+    ctx = RunContext(recipe, splits, run_dir, strategy, progress, train_callbacks=tuple(train_callbacks))
     model, model_from, rerun = None, None, False
     total = len(recipe.stages)
     for i, (spec, stage_dir) in enumerate(zip(recipe.stages, ctx.stage_dirs())):

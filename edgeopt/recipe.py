@@ -2,7 +2,8 @@
 
 A recipe names its data, model and default training, then an ordered list of stages from the stage
 registry (``edgeopt.stages``). Unknown keys, wrong types and bad values are errors that name the field
-path (``stages[2].final_sparsity must be in [0, 1)``); nothing is evaluated or unpickled.
+path (``stages[2].final_sparsity must be in [0, 1)``); nothing is evaluated or unpickled. A dataset whose
+files are not on this machine is a validation error too (a cheap look for its files; no image is read).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class DataSection:
     def __post_init__(self):
         from edgeopt.data import SOURCES, list_datasets
 
-        if not (self.dataset.startswith("folder:") or self.dataset in SOURCES):
+        if not (self.dataset.startswith("folder:") or self.dataset in SOURCES) or self.dataset in ("folder", "folder:"):
             raise ValueError(f"dataset must be one of {', '.join(list_datasets())}; got {self.dataset!r}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
@@ -153,9 +154,21 @@ def recipe_from_dict(doc: dict, name: str = "recipe", source: str = "<dict>") ->
         recipe_name = doc.get("name", name)
         if not isinstance(recipe_name, str) or not recipe_name.replace("-", "").replace("_", "").isalnum():
             raise RecipeError(f"name must be letters, digits, '-' or '_' (it names directories), got {recipe_name!r}")
+        _check_dataset_available(data)
         return Recipe(recipe_name, str(doc.get("description", "")), data, model, train, tuple(stages), source)
     except RecipeError as err:
         raise RecipeError(f"{source}: {err}") from None
+
+
+def _check_dataset_available(data: DataSection) -> None:
+    """A recipe whose images are not on this machine fails here, before a run directory is made, rather than
+    at the first stage. Checked last, so a recipe with other mistakes reports those first."""
+    from edgeopt.data import DatasetUnavailableError, check_dataset
+
+    try:
+        check_dataset(data.dataset)
+    except DatasetUnavailableError as err:
+        raise RecipeError(f"data.dataset {data.dataset!r} is not available on this machine: {err}") from None
 
 
 def _describe_toml_error(err: Exception, text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from edgeopt._keras import keras
-from edgeopt.pipeline import run_recipe
+from edgeopt.pipeline import make_strategy, run_recipe
+from edgeopt.recipe import RecipeError
 
 RECIPE = """
 name = "killme"
@@ -101,12 +103,16 @@ def test_changed_stage_settings_rerun_that_stage_and_later_ones(tmp_path):
     assert second["stages"][1]["fingerprint"] != first["stages"][1]["fingerprint"]
 
 
-MIRRORED_SCRIPT = """
-import sys
+TWO_LOCAL_CPUS = """
 import edgeopt
 from edgeopt._keras import tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+
+# run_recipe(argv[1], out_dir=argv[2]) in a fresh process; prints the strategy's replica count and test top-1
+RUN_SCRIPT = """
+import sys
 from edgeopt import pipeline
 seen = []
 real = pipeline.make_strategy
@@ -125,9 +131,69 @@ def test_mirrored_strategy_trains_on_two_local_replicas(tmp_path):
     head = RECIPE.replace('name = "killme"', 'name = "m"').split("[[stages]]")[0].replace("[train]\n", '[train]\ndistribute = "mirrored"\n')
     recipe.write_text(head + '[[stages]]\ntype = "train"\nepochs = 2\nsteps_per_epoch = 41\n')
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    out = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(recipe), str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run([sys.executable, "-c", TWO_LOCAL_CPUS + RUN_SCRIPT, str(recipe), str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     line = next(s for s in out.stdout.splitlines() if s.startswith("REPLICAS"))
     replicas, top1 = int(line.split()[1]), float(line.split()[3])
     assert replicas == 2
     assert top1 > 0.2  # digits, 10 classes: learning happened across both replicas
+
+
+def _free_loopback_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))  # held together, so the ports differ
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_multi_worker_trains_two_workers_in_lockstep_to_identical_weights(tmp_path):
+    """Two processes on loopback, one TF_CONFIG each, run the same recipe except for the data seed (so each
+    worker shuffles its own way): only gradients averaged across workers every step give identical weights."""
+    head = RECIPE.replace('name = "killme"', 'name = "mw"').split("[[stages]]")[0].replace("[train]\n", '[train]\ndistribute = "multi_worker"\n')
+    stage = '[[stages]]\ntype = "train"\nsteps_per_epoch = 4\n'
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_loopback_ports(2)]}
+    base_env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}  # gRPC must not route loopback through a proxy
+    base_env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    procs = []
+    try:
+        for index in range(2):
+            recipe = tmp_path / f"mw{index}.toml"
+            recipe.write_text(head.replace("[data]\n", f"[data]\nseed = {index}\nval_fraction = 0.0\nlimit_test = 64\n") + stage)
+            env = {**base_env, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+            # output to files: a worker blocked on a full pipe would stall the other one too
+            with open(tmp_path / f"w{index}.out", "w") as out, open(tmp_path / f"w{index}.err", "w") as err:
+                procs.append(subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, str(recipe), str(tmp_path / f"w{index}")], stdout=out, stderr=err, env=env))
+        deadline = time.time() + 300
+        while any(p.poll() is None for p in procs) and not any(p.poll() for p in procs) and time.time() < deadline:
+            time.sleep(0.2)  # until both end, or one fails
+    finally:
+        for p in procs:
+            if p.poll() is None:  # a worker that died or hung leaves the other waiting for it
+                p.kill()
+                p.wait()
+    failed = [f"worker {i} exited {p.returncode}: {(tmp_path / f'w{i}.err').read_text()[-1500:]}" for i, p in enumerate(procs) if p.returncode]
+    assert not failed, "\n".join(failed)
+    results = []
+    for index in range(2):
+        line = next(s for s in (tmp_path / f"w{index}.out").read_text().splitlines() if s.startswith("REPLICAS"))
+        results.append((int(line.split()[1]), float(line.split()[3])))
+    assert results[0] == results[1] and results[0][0] == 2  # one replica per worker, in sync; same test top-1 (its split ignores the seed)
+    weights = [_weights(tmp_path / f"w{index}" / "mw" / "00-train" / "model.keras") for index in range(2)]
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_multi_worker_without_tf_config_is_a_recipe_error_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(RecipeError, match='^train.distribute = "multi_worker" needs the TF_CONFIG environment variable') as err:
+        make_strategy("multi_worker")
+    assert "\n" not in str(err.value)
+    recipe = tmp_path / "mw.toml"
+    recipe.write_text(RECIPE.replace('name = "killme"', 'name = "mw"').replace("[train]\n", '[train]\ndistribute = "multi_worker"\n'))
+    with pytest.raises(RecipeError, match="needs the TF_CONFIG"):
+        run_recipe(recipe, out_dir=tmp_path / "runs", artifacts_dir=None, progress=lambda s: None)
+    assert not (tmp_path / "runs").exists()  # no run directory, no data loaded

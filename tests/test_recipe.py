@@ -63,3 +63,44 @@ def test_shipped_recipes_are_valid():
 def test_missing_recipe_file(tmp_path):
     with pytest.raises(RecipeError, match="does not exist"):
         load_recipe(tmp_path / "nope.toml")
+
+
+def _data_error(dataset: str) -> str:
+    msg = _error(BASE + f"[data]\ndataset = {dataset!r}\n" + TRAIN)
+    assert f"data.dataset {dataset!r} is not available" in msg
+    return msg
+
+
+def test_image_folder_that_is_missing_or_has_no_classes_fails_validation(tmp_path):
+    assert "does not exist; use folder:PATH with PATH/<class>/<image>" in _data_error(f"folder:{tmp_path / 'nowhere'}")
+    assert "has no class sub-folders; expected " in _data_error(f"folder:{tmp_path}")
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    assert "has no images (.bmp, .gif, .jpeg, .jpg, .png)" in _data_error(f"folder:{tmp_path}")
+    (tmp_path / "cat" / "0.png").write_bytes(b"")  # validation only looks for the file; loading reads it
+    assert parse_recipe(BASE + f"[data]\ndataset = 'folder:{tmp_path}'\n" + TRAIN).data.dataset == f"folder:{tmp_path}"
+
+
+@pytest.mark.parametrize("dataset", ["folder", "folder:"])
+def test_folder_without_a_path_is_not_a_dataset(dataset):
+    assert "data.dataset must be one of digits, fashion_mnist, folder:PATH" in _error(BASE + f"[data]\ndataset = {dataset!r}\n" + TRAIN)
+
+
+def test_fashion_mnist_whose_files_are_not_installed_fails_validation(tmp_path, monkeypatch):
+    from edgeopt import data
+
+    monkeypatch.setattr(data, "FASHION_MNIST_DIRS", (tmp_path / "a", tmp_path / "b"))
+    monkeypatch.delenv("EDGEOPT_FASHION_MNIST", raising=False)
+    for msg in (_data_error("fashion_mnist"), _error(BASE + TRAIN)):  # named, and the default dataset
+        assert msg.startswith(f"r.toml: data.dataset 'fashion_mnist' is not available on this machine: Fashion-MNIST not found in {tmp_path / 'a'}, ")
+        assert "apt-get install dataset-fashion-mnist" in msg and "`digits` dataset works without any download" in msg
+    assert parse_recipe(BASE + "[data]\ndataset = 'digits'\n" + TRAIN).data.dataset == "digits"
+    (tmp_path / "b").mkdir()
+    for name in data.FASHION_MNIST_FILES:
+        (tmp_path / "b" / name).write_bytes(b"")
+    assert parse_recipe(BASE + TRAIN).data.dataset == "fashion_mnist"  # found in the second place it looks
+
+
+def test_other_mistakes_are_reported_before_a_missing_dataset(tmp_path):
+    msg = _error(BASE + f"[data]\ndataset = 'folder:{tmp_path / 'nowhere'}'\n" + TRAIN + "epochs = 'two'\n")
+    assert "stages[0].epochs must be integer" in msg
