@@ -23,13 +23,9 @@ and parameters. The study lives in a database (SQLite file by default, any SQLAl
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import random
 import shutil
 import socket
-import threading
 import time
 import tomllib
 import warnings
@@ -40,12 +36,10 @@ from typing import Callable, Literal
 from edgeopt._keras import keras
 from edgeopt._schema import RecipeError
 from edgeopt.recipe import recipe_from_dict
+from edgeopt._study import META_KEY, Heartbeat, retry_history, take_queued_trial, open_study
 from edgeopt.search_space import BEFORE_TRAINING, SearchSpace, apply_overrides, load_search_space
 
 __all__ = ["SearchConfig", "SearchResult", "TrialRecord", "report_search", "run_search", "summarize", "trial_metrics"]
-
-_META = "edgeopt"  # study user attribute: what the study was created for, and its budget
-
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -259,181 +253,8 @@ def _objective(job: _Job, trial, trial_id: int) -> list[float]:
 
 def _retry_origin(frozen) -> int:
     """The number of the first try of this trial (a retried trial resumes that try's recipe run)."""
-    history = _retry_history(frozen)
+    history = retry_history(frozen)
     return history[0] if history else frozen.number
-
-
-def _retry_history(frozen) -> list[int]:
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "experimental" in Optuna 5
-        return RetryHeartbeatStaleTrialCallback.retry_history(frozen)
-
-
-class _Heartbeat:
-    """Records the trial's heartbeat in the database every ``interval`` seconds while the trial runs."""
-
-    def __init__(self, storage, trial_id: int, interval: int):
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _beat(self):
-        while True:
-            self.storage.record_heartbeat(self.trial_id)
-            if self._stop.wait(self.interval):
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
-# ---- the study ---------------------------------------------------------------------------------------
-
-
-def _storage(url: str, config: SearchConfig):
-    import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    for attempt in range(6):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna 5
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=config.heartbeat_seconds, grace_period=config.grace_seconds,
-                                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=config.max_retry))
-        except Exception:  # workers starting together race to create the schema of a new database: one wins, the others retry
-            if attempt == 5:
-                raise
-            time.sleep(0.5 + random.random())
-
-
-def _sampler(config: SearchConfig, space: SearchSpace, seed: int):
-    import optuna
-
-    constraints = None
-    if space.constraints:
-        def constraints(frozen):
-            return frozen.user_attrs.get("constraints", [1.0] * len(space.constraints))
-
-    if config.sampler == "bayes":
-        startup = max(2, min(10, config.trials // 3))
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True, constraints_func=constraints)
-    if config.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, config.trials // 3)), constraints_func=constraints)
-    return optuna.samplers.RandomSampler(seed=seed)  # grid and random trials are queued with their values
-
-
-def _pruner(config: SearchConfig):
-    import optuna
-
-    if config.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    if config.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    return optuna.pruners.NopPruner()
-
-
-def plan_trials(space: SearchSpace, config: SearchConfig, base_doc: dict) -> list[dict]:
-    """The parameter sets to queue: the shuffled grid (at most ``trials`` points), ``trials`` random draws
-    (compound draws off the budget drawn again), or ``trials`` empty sets for adaptive samplers."""
-    import optuna
-
-    if config.sampler == "grid":
-        points = space.grid()
-        random.Random(config.seed).shuffle(points)
-        return points[: config.trials]
-    if config.sampler == "random":
-        draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.seed))
-        points = []
-        for _ in range(config.trials * 100):
-            trial = draws.ask(space.distributions())
-            draws.tell(trial, 0.0)
-            try:
-                space.overrides(trial.params, base_doc)
-            except ValueError:
-                continue
-            points.append(trial.params)
-            if len(points) == config.trials:
-                break
-        return points
-    return [{} for _ in range(config.trials)]
-
-
-def _fingerprint(recipe_name: str, base_doc: dict, space: SearchSpace, sampler: str) -> str:
-    blob = json.dumps([recipe_name, base_doc, space.objectives, [str(c) for c in space.constraints],
-                       {k: repr(v) for k, v in space.distributions().items()}, sampler], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def open_study(space: SearchSpace, config: SearchConfig, base_doc: dict, recipe_name: str, out_dir: Path, progress=print):
-    """Create the study and queue its trials, or join the existing one (another worker's, or an interrupted
-    search); returns ``(study, storage, url)``. Joining a study made for another recipe or space is an error."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = config.storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
-    name = config.study or f"{recipe_name}-{config.sampler}"
-    storage = _storage(url, config)
-    fingerprint = _fingerprint(recipe_name, base_doc, space, config.sampler)
-    try:
-        study = optuna.create_study(storage=storage, study_name=name, directions=space.directions,
-                                    sampler=_sampler(config, space, config.seed), pruner=_pruner(config))
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(storage=storage, study_name=name, sampler=_sampler(config, space, config.seed + os.getpid()), pruner=_pruner(config))
-        meta = _wait_for_meta(study, config.join_timeout_seconds)
-        if meta["fingerprint"] != fingerprint:
-            raise RecipeError(f"study {name!r} in {url} was created for another recipe, space or sampler; pass --study NEW_NAME for a new search") from None
-        extra = config.trials - meta["budget"] if config.sampler != "grid" else 0
-        if extra > 0:  # a larger budget extends the search (do this from one worker)
-            points = plan_trials(space, SearchConfig(**{**asdict(config), "trials": extra, "seed": config.seed + meta["budget"]}), base_doc)
-            for params in points:
-                study.enqueue_trial(params)
-            study.set_user_attr(_META, {**meta, "budget": meta["budget"] + len(points)})
-            progress(f"[search {name}] budget extended by {len(points)} trials")
-        progress(f"[search {name}] joined the study in {url}")
-        return study, storage, url
-    points = plan_trials(space, config, base_doc)
-    for params in points:
-        study.enqueue_trial(params)
-    study.set_user_attr(_META, {"fingerprint": fingerprint, "budget": len(points), "recipe": recipe_name, "sampler": config.sampler,
-                                "objectives": list(space.objectives), "constraints": [str(c) for c in space.constraints]})
-    progress(f"[search {name}] created in {url}: {len(points)} trials queued ({config.sampler})")
-    return study, storage, url
-
-
-def _wait_for_meta(study, timeout: float) -> dict:
-    """The creator queues the trials before it writes the study's metadata: wait for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        meta = study.user_attrs.get(_META)
-        if meta is not None:
-            return meta
-        if time.monotonic() > deadline:
-            raise RecipeError(f"study {study.study_name!r} exists but was never set up by edgeopt (no {_META!r} attribute after {timeout:.0f} s)")
-        time.sleep(0.5)
-
-
-def _take_queued_trial(study, storage):
-    """Move one WAITING trial to RUNNING (only one worker can win each) and return it, or None when none is left."""
-    import optuna
-    from optuna.trial import TrialState
-
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-        try:
-            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, trial_id), trial_id
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None, None
 
 
 def _work(study, storage, job: _Job) -> int:
@@ -443,18 +264,18 @@ def _work(study, storage, job: _Job) -> int:
     from optuna.trial import TrialState
 
     ran = 0
-    budget = study.user_attrs[_META]["budget"]
+    budget = study.user_attrs[META_KEY]["budget"]
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, then queued again
-        trial, trial_id = _take_queued_trial(study, storage)
+        trial, trial_id = take_queued_trial(study, storage)
         if trial is None:
             return ran
         planned = storage.get_trial(trial_id).system_attrs.get("fixed_params") or {}
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in planned.items()) or f"values from {job.config.sampler}"
         job.progress(f"[search {study.study_name}] trial {trial.number} (budget {budget}): {shown}")
-        with _Heartbeat(storage, trial_id, job.config.heartbeat_seconds):
+        with Heartbeat(storage, trial_id, job.config.heartbeat_seconds):
             try:
                 values = _objective(job, trial, trial_id)
             except optuna.TrialPruned as why:
@@ -482,13 +303,13 @@ def summarize(study, storage_url: str = "") -> SearchResult:
     complete feasible trials (for one objective: the best trial)."""
     from edgeopt.report import pareto_front
 
-    meta = study.user_attrs.get(_META, {})
+    meta = study.user_attrs.get(META_KEY, {})
     objectives = meta.get("objectives", [f"objective_{i}" for i in range(len(study.directions))])
     directions = [d.name.lower() for d in study.directions]
     records = []
     for t in study.get_trials(deepcopy=False):
         violations = t.user_attrs.get("constraints", [])
-        history = _retry_history(t)
+        history = retry_history(t)
         records.append(TrialRecord(
             number=t.number, state=t.state.name, params=dict(t.params), overrides=t.user_attrs.get("overrides", {}),
             metrics=t.user_attrs.get("metrics", {}), values=list(t.values) if t.values is not None else None, violations=violations,

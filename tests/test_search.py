@@ -188,3 +188,22 @@ constraints = ["latency_ms <= 1000"]
     assert (tmp_path / "out" / "search_pareto.png").stat().st_size > 1000
     rows = (tmp_path / "out" / "search.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("trial,state,data.image_size")
+
+
+def test_compound_scaling_search_scales_an_efficientnet_by_the_flops_rule(tmp_path):
+    recipe = TRAIN_ONLY.replace('name = "mobilenet_v1_tiny"', 'name = "efficientnet"\nknobs = { width = 0.1, depth = 0.2 }').replace("steps_per_epoch = 4", "steps_per_epoch = 2")
+    space = '''objectives = ["keras_accuracy"]
+[compound]
+alpha = { low = 1.0, high = 1.5 }
+beta = { low = 1.0, high = 1.25 }
+'''
+    recipe_path, space_path = _write(tmp_path, recipe, space)
+    result = run_search(recipe_path, space_path, SearchConfig(sampler="random", trials=2, seed=3, pruner="none"), out_dir=tmp_path / "out", progress=lambda s: None)
+    assert result.counts() == {"COMPLETE": 2}
+    compound = parse_search_space(space).compound
+    for t in result.trials:
+        alpha, beta = t.params["compound.alpha"], t.params["compound.beta"]
+        gamma = compound.gamma(alpha, beta)
+        assert alpha * beta**2 * gamma**2 == pytest.approx(2.0)
+        assert t.overrides == {"model.knobs.depth": round(0.2 * alpha, 4), "model.knobs.width": round(0.1 * beta, 4), "data.image_size": round(16 * gamma)}
+        assert t.metrics["macs"] > 0
