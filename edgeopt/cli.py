@@ -90,13 +90,13 @@ def cmd_search(args) -> int:
     if args.report_only:
         if not (args.storage and args.study):
             raise SystemExit("edgeopt search: --report-only needs --storage URL and --study NAME")
-        result = report_search(args.storage, args.study, args.out or Path("runs") / "search" / args.study)
+        result = report_search(args.storage, args.study, args.out or Path("runs") / "search" / args.study, artifacts_dir=args.artifacts)
     else:
         if not args.space:
             raise SystemExit("edgeopt search: --space SPACE.toml is required (the recipe paths to vary, objectives, constraints)")
         config = SearchConfig(sampler=args.sampler, trials=args.trials, seed=args.seed, pruner=args.pruner, storage=args.storage, study=args.study,
                               heartbeat_seconds=args.heartbeat_seconds, grace_seconds=args.grace_seconds)
-        result = run_search(args.recipe, args.space, config, out_dir=args.out)
+        result = run_search(args.recipe, args.space, config, out_dir=args.out, artifacts_dir=args.artifacts)
     front = result.pareto
     print(f"\n{len(front)} trial(s) on the {'Pareto front' if len(result.objectives) > 1 else 'top'} of {result.study}:")
     for t in sorted(front, key=lambda t: t.values):
@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory (default: runs/search/<study>)")
     p.add_argument("--heartbeat-seconds", type=int, default=30, help="how often a running trial proves it is alive (default 30)")
     p.add_argument("--grace-seconds", type=int, default=120, help="a trial silent this long is failed and queued again (default 120)")
+    p.add_argument("--artifacts", default=None, help="where the Pareto trials' .tflite files go, one trial-NNNN folder each (default: <out>/pareto)")
     p.add_argument("--report-only", action="store_true", help="write the report of an existing study without running trials")
     p.set_defaults(func=cmd_search)
 

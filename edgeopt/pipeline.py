@@ -186,15 +186,19 @@ def _short(metrics: dict) -> str:
     return ", ".join(f"{k}={metrics[k]}" for k in keys if k in metrics) or ", ".join(sorted(metrics))
 
 
+def copy_artifacts(export_dir: Path, dest: Path) -> None:
+    """Copy what an export stage wrote (.tflite files, manifests, labels; not its result.json) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(Path(export_dir).iterdir()):
+        if f.is_file() and not f.name.startswith(".") and f.name != "result.json":
+            write_atomic(dest / f.name, f.read_bytes())
+
+
 def _ship(ctx: RunContext, dest: Path, report: dict) -> None:
     """Copy the last export stage's files (and the report) to ``dest`` (our own artifact directory)."""
     export = next((r for r in reversed(ctx.results) if r["type"] == "export"), None)
     if export is None:
         return
-    dest.mkdir(parents=True, exist_ok=True)
-    src = ctx.run_dir / export["dir"]
-    for f in sorted(src.iterdir()):
-        if f.is_file() and not f.name.startswith(".") and f.name != "result.json":
-            write_atomic(dest / f.name, f.read_bytes())
+    copy_artifacts(ctx.run_dir / export["dir"], dest)
     write_atomic(dest / "report.json", json.dumps(report, indent=1, default=str))
     ctx.progress(f"[run {report['recipe']}] artifacts in {dest}")

@@ -188,7 +188,7 @@ def search_markdown(result, machine: str) -> str:
 
     front = sorted(result.pareto, key=lambda t: t.values)
     title = "Pareto front" if len(result.objectives) > 1 else "Best trial"
-    lines += [f"## {title} ({len(front)} trials; artifacts kept in `pareto/trial-NNNN/`)", "", header, rule] + [row(t) for t in front]
+    lines += [f"## {title} ({len(front)} trials; their .tflite, manifest and labels are kept in `trial-NNNN/` folders)", "", header, rule] + [row(t) for t in front]
     lines += ["", "## Every trial", "", header, rule] + [row(t) for t in sorted(result.trials, key=lambda t: t.number)]
     return "\n".join(lines) + "\n"
 

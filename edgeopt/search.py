@@ -35,6 +35,7 @@ from typing import Callable, Literal
 
 from edgeopt._keras import keras
 from edgeopt._schema import RecipeError
+from edgeopt.pipeline import copy_artifacts
 from edgeopt.recipe import recipe_from_dict
 from edgeopt._study import META_KEY, Heartbeat, retry_history, take_queued_trial, open_study
 from edgeopt.search_space import BEFORE_TRAINING, SearchSpace, apply_overrides, load_search_space
@@ -324,29 +325,29 @@ def summarize(study, storage_url: str = "") -> SearchResult:
 
 
 def keep_pareto_artifacts(result: SearchResult, dest: Path) -> list[Path]:
-    """Copy each Pareto trial's exported files (model.tflite, manifest, labels) into ``dest/trial-NNNN/``;
-    trials run on another machine are skipped (their run directory is there)."""
+    """Copy each Pareto trial's exported files (model.tflite, manifest, labels) into ``dest/trial-NNNN/``
+    and remove the ``trial-NNNN`` folders of trials no longer on the front; trials run on another machine
+    are skipped (their run directory is there). Returns the folders written."""
     kept = []
     for t in result.pareto:
-        if not t.run_dir:
-            continue
-        exports = sorted(Path(t.run_dir).glob("*-export"))
+        exports = sorted(Path(t.run_dir).glob("*-export")) if t.run_dir else []
         if not exports:
             continue
         target = Path(dest) / f"trial-{t.number:04d}"
-        target.mkdir(parents=True, exist_ok=True)
-        for f in sorted(exports[-1].iterdir()):
-            if f.is_file() and not f.name.startswith(".") and f.name != "result.json":
-                shutil.copyfile(f, target / f.name)
+        copy_artifacts(exports[-1], target)
         kept.append(target)
+    for old in Path(dest).glob("trial-[0-9][0-9][0-9][0-9]") if Path(dest).is_dir() else []:
+        if old not in kept:
+            shutil.rmtree(old)
     return kept
 
 
 def run_search(recipe_path: str | Path, space: SearchSpace | str | Path, config: SearchConfig = SearchConfig(),
-               out_dir: str | Path | None = None, progress: Callable[[str], None] = print) -> SearchResult:
+               out_dir: str | Path | None = None, progress: Callable[[str], None] = print,
+               artifacts_dir: str | Path | None = None) -> SearchResult:
     """Run (or join, or resume) the search and write its report into ``out_dir`` (default
-    ``runs/search/<study>``): search.md/.csv/.json, search_pareto.png, and the Pareto trials' artifacts
-    under ``pareto/``. Returns the study summary."""
+    ``runs/search/<study>``): search.md/.csv/.json and search_pareto.png; the Pareto trials' artifacts go to
+    ``artifacts_dir/trial-NNNN/`` (default ``<out_dir>/pareto``). Returns the study summary."""
     from edgeopt.report import write_search_report
 
     recipe_path = Path(recipe_path)
@@ -364,13 +365,14 @@ def run_search(recipe_path: str | Path, space: SearchSpace | str | Path, config:
     job = _Job(base_doc, recipe.name, space, config, out, progress, use_pruner=single_accuracy and config.pruner != "none")
     ran = _work(study, storage, job)
     result = summarize(study, url)
-    keep_pareto_artifacts(result, out / "pareto")
+    keep_pareto_artifacts(result, Path(artifacts_dir) if artifacts_dir is not None else out / "pareto")
     write_search_report(result, out)
     progress(f"[search {name}] this worker ran {ran} trials; study: {result.counts()}; report in {out}/search.md")
     return result
 
 
-def report_search(storage_url: str, study: str, out_dir: str | Path, progress: Callable[[str], None] = print) -> SearchResult:
+def report_search(storage_url: str, study: str, out_dir: str | Path, progress: Callable[[str], None] = print,
+                  artifacts_dir: str | Path | None = None) -> SearchResult:
     """Summarize an existing study (no trial is run): the report files and the Pareto artifacts found here."""
     import optuna
     from edgeopt.report import write_search_report
@@ -382,7 +384,7 @@ def report_search(storage_url: str, study: str, out_dir: str | Path, progress: C
         raise RecipeError(f"no study {study!r} in {storage_url}") from None
     result = summarize(loaded, storage_url)
     out = Path(out_dir)
-    keep_pareto_artifacts(result, out / "pareto")
+    keep_pareto_artifacts(result, Path(artifacts_dir) if artifacts_dir is not None else out / "pareto")
     write_search_report(result, out)
     progress(f"[search {study}] study: {result.counts()}; report in {out}/search.md")
     return result
