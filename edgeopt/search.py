@@ -296,6 +296,8 @@ def _work(study, storage, job: _Job) -> int:
                 study.tell(trial, values)
                 shown = ", ".join(f"{o}={v:.4g}" for o, v in zip(job.space.objectives, values))
                 job.progress(f"[search {study.study_name}] trial {trial.number} done: {shown}")
+            finally:
+                keras.backend.clear_session()  # free the trial's graphs: a long search would otherwise grow by each model
         ran += 1
 
 
