@@ -37,8 +37,8 @@ WORK = ROOT / "runs" / "search-bench"
 
 
 def pareto_part(trials: int, seed: int) -> None:
-    out = WORK / "pareto"
-    config = SearchConfig(sampler="bayes", trials=trials, seed=seed, study="fmnist-mobilenet_v2-tpe")
+    config = SearchConfig(sampler="bayes", trials=trials, seed=seed, study="fmnist-mobilenet_v2-tpe-b")
+    out = WORK / config.study
     result = run_search(RECIPES / "fmnist_mobilenet_v2.toml", RECIPES / "space_width_res_lr.toml", config, out_dir=out,
                         artifacts_dir=ROOT / "tflite_models" / "search_fmnist_mobilenet_v2")
     minutes = sum(t.seconds or 0 for t in result.trials) / 60
@@ -48,7 +48,7 @@ def pareto_part(trials: int, seed: int) -> None:
     note = (f"Command: `{command}` ({minutes:.0f} min of recipe runs on this machine; the same as `edgeopt search "
             f"recipes/search/fmnist_mobilenet_v2.toml --space recipes/search/space_width_res_lr.toml --sampler bayes --trials {trials} --seed {seed}`). "
             "Each trial trains from scratch on 8,000 images for 3 epochs, converts to full-integer int8, verifies it against Keras, "
-            "and measures the .tflite on 2,000 test images and its latency (LiteRT interpreter, XNNPACK, 1 thread, median of >= 50 runs). "
+            "and measures the .tflite on 2,000 test images and its latency (LiteRT interpreter, XNNPACK, 1 thread, median of >= 100 runs and >= 1.5 s). "
             "Latencies of different trials come from different moments of a shared 2-core machine: compare them with some slack. "
             "The Pareto trials' int8 .tflite files, manifests and labels are in `tflite_models/search_fmnist_mobilenet_v2/trial-NNNN/`.")
     write_atomic(BENCH / "search.md", f"{head}\n\n{note}\n\n{rest}")

@@ -163,7 +163,7 @@ def write_results(reports: list[dict], out_dir="benchmarks") -> list[dict]:
 
 # ---- search results ------------------------------------------------------------------------------------
 
-_SEARCH_METRICS = (("accuracy", "pct"), ("keras_accuracy", "pct"), ("latency_ms", "ms"), ("size_bytes", "int"), ("gzip_bytes", "int"),
+_SEARCH_METRICS = (("accuracy", "pct"), ("keras_accuracy", "pct"), ("int8_agreement", "pct"), ("latency_ms", "ms"), ("size_bytes", "int"), ("gzip_bytes", "int"),
                    ("macs", "M"), ("params", "int"))
 
 

@@ -128,7 +128,8 @@ class SearchResult:
 def trial_metrics(report: dict) -> dict:
     """What a search can optimize, from a run report: ``accuracy`` (the benchmarked .tflite's top-1, else the
     Keras model's), ``keras_accuracy``, ``latency_ms`` (median at the first benchmarked thread count),
-    ``size_bytes``, ``gzip_bytes``, ``macs``, ``params``; missing ones are absent."""
+    ``size_bytes``, ``gzip_bytes``, ``macs``, ``params``, and the export's top-1 agreement with Keras
+    (``int8_agreement``); missing ones are absent."""
     from edgeopt.report import _bench_rows
 
     model_stages = [s["metrics"] for s in report["stages"] if "test_top1" in s["metrics"]]
@@ -137,6 +138,9 @@ def trial_metrics(report: dict) -> dict:
     if last.get("test_top1") is not None:
         out["keras_accuracy"] = out["accuracy"] = last["test_top1"]
         out["accuracy_of"] = "keras"
+    export = next((s["metrics"].get("model", {}) for s in reversed(report["stages"]) if s["type"] == "export"), {})
+    if export.get("agreement") is not None:
+        out["int8_agreement" if export.get("mode") == "int8" else "agreement"] = export["agreement"]
     row = next((r for r in _bench_rows(report) if r["artifact"] == "model"), None)
     if row is not None:
         if row["top1"] is not None:
