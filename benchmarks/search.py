@@ -19,7 +19,6 @@ import io
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,13 +74,12 @@ def samplers_part(seeds: int) -> None:
     n = len(grid_space.grid())
     recipe = RECIPES / "fmnist_lr_tiny.toml"
     runs = {}
-    start = time.perf_counter()
     grid = run_search(recipe, grid_space, SearchConfig(sampler="grid", trials=n, pruner="none", study="samplers-grid"), out_dir=WORK / "samplers-grid")
     runs["grid"] = grid
     for seed in range(seeds):
         runs[f"random seed {seed}"] = run_search(recipe, random_space, SearchConfig(sampler="random", trials=n, seed=seed, pruner="none", study=f"samplers-random-{seed}"),
                                                  out_dir=WORK / f"samplers-random-{seed}")
-    minutes = (time.perf_counter() - start) / 60
+    minutes = sum(t.seconds or 0 for r in runs.values() for t in r.trials) / 60
 
     def curve(result):
         done = sorted((t for t in result.trials if t.state == "COMPLETE"), key=lambda t: t.number)
@@ -94,29 +92,31 @@ def samplers_part(seeds: int) -> None:
         done, best = curve(result)
         reach = next((i + 1 for i, b in enumerate(best) if b >= target), None)
         lrs = sorted({round(t.overrides["train.learning_rate"], 6) for t in done})
-        rows.append({"run": name, "trials": len(done), "best_accuracy": round(best[-1], 4), "trials_to_reach_grid_best": reach,
+        rows.append({"run": name, "trials": len(done), "workers": len({t.worker for t in done}), "best_accuracy": round(best[-1], 4), "trials_to_reach_grid_best": reach,
                      "distinct_learning_rates": len(lrs), "best_learning_rate": round(max(done, key=lambda t: t.values[0]).overrides["train.learning_rate"], 6),
                      "best_so_far": [round(b, 4) for b in best]})
     random_rows = [r for r in rows if r["run"] != "grid"]
     reached = [r["trials_to_reach_grid_best"] for r in random_rows if r["trials_to_reach_grid_best"] is not None]
     grid_reach = rows[0]["trials_to_reach_grid_best"]
     lines = ["# Random search vs grid search of the same size", "",
-             f"Machine: {machine_description()}. Command: `PYTHONPATH=. python benchmarks/search.py --part samplers --seeds {seeds}` ({minutes:.0f} min).", "",
+             f"Machine: {machine_description()}. Command: `PYTHONPATH=. python benchmarks/search.py --part samplers --seeds {seeds}` ({minutes:.0f} min of recipe runs).", "",
              f"Recipe `recipes/search/fmnist_lr_tiny.toml` (tiny MobileNetV2, Fashion-MNIST 24x24x1, 6,000 training images, 2 epochs); objective: Keras top-1 on "
              f"2,000 test images. Space `recipes/search/space_lr_plus_unimportant.toml`: learning rate log-uniform in [{lr.low:g}, {lr.high:g}] (matters), "
              f"label smoothing uniform in [{ls.low:g}, {ls.high:g}] (barely matters). Grid: {n} points, 3 log-spaced learning rates x 3 smoothings, in a shuffled order. "
              f"Random: {n} Optuna RandomSampler draws per seed, {seeds} seeds. No pruning.", "",
-             "| run | trials | best accuracy | trials to reach the grid's best | distinct learning rates tried | best learning rate | best so far, trial by trial |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+             "| run | trials | worker processes | best accuracy | trials to reach the grid's best | distinct learning rates tried | best learning rate | best so far, trial by trial |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['run']} | {r['trials']} | {100 * r['best_accuracy']:.2f}% | {r['trials_to_reach_grid_best'] or 'not reached'} | "
+        lines.append(f"| {r['run']} | {r['trials']} | {r['workers']} | {100 * r['best_accuracy']:.2f}% | {r['trials_to_reach_grid_best'] or 'not reached'} | "
                      f"{r['distinct_learning_rates']} | {r['best_learning_rate']:g} | {' '.join(f'{100 * b:.1f}' for b in r['best_so_far'])} |")
     verdict = (f"{len(reached)} of {len(random_rows)} random runs reached the grid's best ({100 * target:.2f}%, found by the grid at its trial {grid_reach} of {n})"
                + (f", after {sorted(reached)} trials" if reached else "") + ".")
     lines += ["", "## Reading", "", f"* {verdict}",
               f"* The grid spends its {n} trials on only 3 learning rates; each random run tries {n} different ones. When the unimportant knob really "
               "does not matter, the grid's 9 trials are 3 trials repeated, which is Bergstra & Bengio's (JMLR 2012) argument for random search.",
-              "* One training per point, one machine: accuracy differences under about 0.5 point are within run-to-run noise of such short trainings."]
+              "* One training per point, one machine: accuracy differences under about 0.5 point are within run-to-run noise of such short trainings.",
+              "* Where 'worker processes' is 2, two `benchmarks/search.py` processes worked on the same study at once (sharing its SQLite file): "
+              "each queued trial ran exactly once, as the trial counts show."]
     write_atomic(BENCH / "search_random_vs_grid.md", "\n".join(lines) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=[k for k in rows[0] if k != "best_so_far"] + ["best_so_far"])
