@@ -92,7 +92,7 @@ def _has_running_trial(db: Path) -> bool:
 
 
 def test_a_killed_worker_s_trial_is_retried_with_the_same_values(tmp_path):
-    recipe, space = _write(tmp_path, recipe=TRAIN_ONLY.replace("steps_per_epoch = 4", "steps_per_epoch = 40"))
+    recipe, space = _write(tmp_path, recipe=TRAIN_ONLY.replace("steps_per_epoch = 4", "steps_per_epoch = 24"))
     db = tmp_path / "study.db"
     proc = _worker(recipe, space, db, tmp_path / "dead.log", "--sampler", "random", "--trials", "2", "--heartbeat-seconds", "1", "--grace-seconds", "3")
     deadline = time.time() + 300
