@@ -35,7 +35,7 @@ from typing import Callable, Literal
 
 from edgeopt._keras import keras
 from edgeopt._schema import RecipeError
-from edgeopt.pipeline import copy_artifacts
+from edgeopt.pipeline import copy_artifacts, run_recipe
 from edgeopt.recipe import recipe_from_dict
 from edgeopt._study import META_KEY, Heartbeat, retry_history, take_queued_trial, open_study
 from edgeopt.search_space import BEFORE_TRAINING, SearchSpace, apply_overrides, load_search_space
@@ -240,8 +240,6 @@ def _objective(job: _Job, trial, trial_id: int) -> list[float]:
             note = "; ".join(f"{c.metric} {cost[c.metric]:,} breaks {c}" for c in broken)
             trial.set_user_attr("note", f"pruned before training: {note}")
             raise optuna.TrialPruned(note)
-    from edgeopt.pipeline import run_recipe
-
     callbacks = (_PruningCallback(trial),) if job.use_pruner else ()
     start = time.perf_counter()
     report = run_recipe(recipe, out_dir=job.out_dir / "trials", resume=True, artifacts_dir=None, train_callbacks=callbacks,
