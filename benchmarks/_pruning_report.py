@@ -39,7 +39,7 @@ def write(cache: Path, out: Path, machine: str) -> None:
             f"batch 128, 54k training images). Every other row starts from those dense weights and is fine-tuned {mob['steps']} steps",
             f"of batch 128, Adam 5e-4 (structured: {2 * mob['steps']} steps, 1e-3); the control row fine-tunes the dense model the same way,",
             "so it shows what the extra training alone is worth. Pruning: TF-MOT polynomial schedule reaching the target at 70% of",
-            "the fine-tune, default policy (Conv2D and Dense kernels except the first conv and the classifier).",
+            "the fine-tune, default policy (every Conv2D and Dense kernel, the classifier included, except the first convolution).",
             "Accuracy: int8 .tflite on the 10,000 test images. Size: gzip -9 of the int8 file; 'sparse-fmt' = the same model",
             "converted with `Optimize.EXPERIMENTAL_SPARSITY` (`to_tflite(..., sparse_weights=True)`). Latency: int8, 1 thread, XNNPACK,",
             "batch 1, all variants interleaved in one run (edgeopt.bench.measure_latency), median of 7 rounds of per-round medians.",
