@@ -1,26 +1,15 @@
-"""Test helper: full-integer int8 export of a Keras model, through edgeopt.export.to_tflite once it supports
-``mode="int8"``, until then through a private converter call (the export helper's branch owns the real one)."""
+"""Test helpers: full-integer int8 export of a Keras model through edgeopt.export.to_tflite, and running it."""
 from __future__ import annotations
 
 import numpy as np
 
-from edgeopt._keras import tf
 
 
 def to_int8(model, calibration: np.ndarray) -> bytes:
-    """int8-in/int8-out flatbuffer bytes of ``model``, calibrated on ``calibration`` (float model inputs)."""
+    """int8-in/int8-out flatbuffer bytes of ``model`` (edgeopt.export.to_tflite), calibrated on ``calibration``."""
     from edgeopt import export
 
-    if hasattr(export, "to_tflite"):
-        return export.to_tflite(model, "int8", calibration, verify_data=None).model_bytes
-    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[None]] for x in np.asarray(calibration, np.float32))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    return converter.convert()
+    return export.to_tflite(model, "int8", calibration, verify_data=None).model_bytes
 
 
 def run_int8(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
