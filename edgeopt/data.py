@@ -232,6 +232,16 @@ def check_dataset(name: str) -> None:
         check(path)
 
 
+def class_names(name: str) -> tuple[str, ...]:
+    """The class names of dataset ``name`` without reading its images where the source allows it
+    (Fashion-MNIST's are fixed, an image folder's are its sub-folders); other sources are loaded."""
+    if name == "fashion_mnist":
+        return FASHION_MNIST_CLASSES
+    if name.startswith("folder:"):
+        return _class_folders(_folder_roots(name.split(":", 1)[1])[0])
+    return load_raw(name).class_names
+
+
 def load_raw(name: str) -> RawData:
     """The uint8 images of a source; ``folder:PATH`` reads an image folder."""
     if name.startswith("folder:"):

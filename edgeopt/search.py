@@ -154,12 +154,12 @@ def trial_metrics(report: dict) -> dict:
 
 def _cost_before_training(recipe) -> dict:
     """Multiply-adds and parameters of the recipe's model as built (nothing trained)."""
-    from edgeopt.data import load_raw
+    from edgeopt.data import class_names
     from edgeopt.models import create
     from edgeopt.profile import profile
 
     d = recipe.data
-    classes = len(load_raw(d.dataset).class_names)
+    classes = len(class_names(d.dataset))
     model = create(recipe.model.name, input_shape=(d.image_size, d.image_size, d.channels), classes=classes, **recipe.model.knobs)
     cost = profile(model)
     del model

@@ -11,6 +11,11 @@ def test_fashion_mnist_loads_offline_with_documented_sizes():
     assert raw.class_names[0] == "T-shirt/top" and len(raw.class_names) == 10
 
 
+def test_class_names_without_loading_match_the_loaded_ones():
+    for name in ("fashion_mnist", "digits"):
+        assert data.class_names(name) == data.load_raw(name).class_names
+
+
 def test_digits_loads_offline_with_documented_size():
     raw = data.load_raw("digits")
     assert raw.x_train.shape == (1797, 8, 8, 1) and raw.x_test is None
@@ -71,5 +76,6 @@ def test_image_folder_source(tmp_path):
             Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
     s = data.load_dataset(f"folder:{tmp_path}", image_size=8, test_fraction=0.2, val_fraction=0.25)
     assert s.preprocessing.class_names == ("cat", "dog")
+    assert data.class_names(f"folder:{tmp_path}") == ("cat", "dog")  # read from the folder names alone
     assert s.sizes == {"train": 12, "val": 4, "test": 4}
     assert s.arrays("train")[0].shape == (12, 8, 8, 3)
