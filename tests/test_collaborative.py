@@ -57,3 +57,56 @@ def test_prune_cluster_pcqat_survives_into_int8_tflite(digits_splits):
         assert len(kernel) == 1, (name, [r.name for r in report])
         # pruned to 50% and clustered to 16: both survive BN folding and int8 quantization, per output channel
         assert kernel[0].sparsity >= 0.49 and kernel[0].max_unique_per_channel <= 16, kernel[0]
+
+
+def _kernel_var(wrapper):
+    return next(w for w in wrapper.weights if w.name.split("/")[-1] in ("kernel:0", "depthwise_kernel:0"))
+
+
+def test_pcqat_keeps_zeros_and_clusters_of_convolutions_that_feed_a_relu(digits_splits):
+    # Clustering folds BN, so each convolution feeds its ReLU6 directly: TF-MOT's LayerReLUQuantize would give
+    # it a no-op quantize config and its kernel would train in float, losing zeros and centroids.
+    x, y = digits_splits.arrays("train", limit=64)
+    model = create("mobilenet_v1_tiny", input_shape=x.shape[1:], classes=10)
+    pruned = prune_to_sparsity(model, 0.5, digits_splits.train, steps=2, learning_rate=1e-3)
+    cfg = ClusterConfig(number_of_clusters=16, preserve_sparsity=True)
+    clustered = strip_clustering(cluster(pruned, cfg))
+    names = set(selected_layers(clustered, cfg))
+    assert not any(type(l).__name__ == "BatchNormalization" for l in clustered.layers)
+    q = pcqat(clustered)
+    wrappers = {l.layer.name: l for l in q.layers if getattr(l, "layer", None) is not None and l.layer.name in names}
+    assert set(wrappers) == names
+    q.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", run_eagerly=True)
+    for i in range(3):
+        q.train_on_batch(x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16])
+    for name, wrapper in wrappers.items():
+        assert any(w.name.endswith("kernel_min:0") for w in wrapper.weights), f"{name}: kernel not fake-quantized"
+        kernel = _kernel_var(wrapper).numpy()
+        assert np.mean(kernel == 0) >= 0.49, (name, np.mean(kernel == 0))
+        # TF-MOT keeps centroids per output channel when every channel holds (about) all of them
+        per_channel = kernel.reshape(-1, kernel.shape[-1])
+        most = max(len(np.unique(per_channel[:, c])) for c in range(per_channel.shape[1]))
+        assert most <= 16, (name, most)
+
+
+def test_qat_of_conv_feeding_relu_quantizes_weights_not_the_conv_output(tmp_path):
+    from edgeopt.compress.quantize import quantize, quantize_scope
+
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    h = keras.layers.ReLU(6.0, name="relu")(h)
+    h = keras.layers.Add(name="add")([h, h])
+    h = keras.layers.ReLU(name="add_relu")(h)
+    out = keras.layers.Dense(2, name="fc")(keras.layers.GlobalAveragePooling2D(name="gap")(h))
+    q = quantize(keras.Model(inp, out))
+    conv = q.get_layer("quant_conv")
+    assert type(conv.quantize_config).__name__ == "WeightsOnlyQuantizeConfig"
+    assert {w.name.split("/")[-1] for w in conv.weights} >= {"kernel_min:0", "kernel_max:0"}
+    assert not any("output_m" in w.name or "post_activation" in w.name for w in conv.weights)
+    assert type(q.get_layer("quant_add").quantize_config).__name__ == "NoOpQuantizeConfig"  # Add -> ReLU as TF-MOT does
+    path = tmp_path / "qat.h5"
+    q.save(path)
+    with quantize_scope():
+        loaded = keras.models.load_model(path)
+    probe = np.random.default_rng(0).random((2, 8, 8, 3), np.float32)
+    np.testing.assert_allclose(loaded.predict(probe, verbose=0), q.predict(probe, verbose=0), atol=1e-5)

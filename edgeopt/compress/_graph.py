@@ -96,6 +96,21 @@ def _consumers(config: dict) -> dict[str, int]:
     return count
 
 
+def _without_layers(config: dict, removed: dict[str, str]) -> keras.Model:
+    """A new model from ``config`` without the layers named in ``removed``, each of whose consumers read
+    from the layer it maps to instead (its single input)."""
+    rename = lambda name: removed.get(name, name)  # noqa: E731
+    layers = []
+    for entry in config["layers"]:
+        if entry["name"] in removed:
+            continue
+        entry["inbound_nodes"] = [[[rename(i[0]), *i[1:]] for i in node] for node in entry.get("inbound_nodes") or []]
+        layers.append(entry)
+    config["layers"] = layers
+    config["output_layers"] = [[rename(o[0]), *o[1:]] for o in config["output_layers"]]
+    return keras.Model.from_config(config)
+
+
 def fold_batch_norms(model: keras.Model) -> keras.Model:
     """Rebuild ``model`` with every BatchNormalization that directly follows a Conv2D/DepthwiseConv2D
     (its only consumer) folded into that convolution's kernel and bias, as the TFLite converter does.
@@ -122,16 +137,7 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
         conv["config"]["use_bias"] = True
     if not folded:
         return clone_with_weights(model)
-    rename = lambda name: folded.get(name, name)  # noqa: E731
-    layers = []
-    for entry in config["layers"]:
-        if entry["name"] in folded:
-            continue
-        entry["inbound_nodes"] = [[[rename(i[0]), *i[1:]] for i in node] for node in entry.get("inbound_nodes") or []]
-        layers.append(entry)
-    config["layers"] = layers
-    config["output_layers"] = [[rename(o[0]), *o[1:]] for o in config["output_layers"]]
-    new = keras.Model.from_config(config)
+    new = _without_layers(config, folded)
     conv_to_bn = {c: b for b, c in folded.items()}
     for layer in new.layers:
         if not layer.weights:

@@ -26,6 +26,8 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
     default_8bit_quantize_registry as _registry,
 )
 
+from edgeopt.compress._qat_layout import Scheme, WeightsOnlyQuantizeConfig  # noqa: E402
+
 L = keras.layers
 _QK = tfmot.quantization.keras
 
@@ -166,21 +168,6 @@ def plan(model: keras.Model, config: QATConfig = QATConfig()) -> list[LayerDecis
     return decisions
 
 
-def _scheme(preserve: str):
-    if preserve == "none":
-        return _QK.default_8bit.Default8BitQuantizeScheme()
-    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
-        default_8bit_cluster_preserve_quantize_scheme as cqat,
-    )
-    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
-        default_8bit_prune_preserve_quantize_scheme as pqat,
-    )
-
-    if preserve == "sparsity":
-        return pqat.Default8BitPrunePreserveQuantizeScheme()
-    return cqat.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve == "sparsity_and_clusters")
-
-
 def quantize(model: keras.Model, config: QATConfig = QATConfig()) -> keras.Model:
     """A new quantization-aware copy of ``model`` (the input is not modified).
 
@@ -213,12 +200,12 @@ def quantize(model: keras.Model, config: QATConfig = QATConfig()) -> keras.Model
     # quantize_apply then clones it again with copied weights, so the input model is never touched.
     annotated = keras.models.clone_model(model, clone_function=annotate)
     with quantize_scope():
-        return _QK.quantize_apply(annotated, _scheme(config.preserve))
+        return _QK.quantize_apply(annotated, Scheme(config.preserve))
 
 
 def quantize_scope():
     """Context manager to load a saved QAT model (``keras.models.load_model``) with every custom object it uses."""
-    return _QK.quantize_scope()
+    return _QK.quantize_scope({"WeightsOnlyQuantizeConfig": WeightsOnlyQuantizeConfig})
 
 
 def quantized_layer_names(model: keras.Model) -> list[str]:
