@@ -13,6 +13,7 @@ def _bench_rows(report: dict) -> list[dict]:
         for key, lat in m.items():
             if key.startswith("latency_"):
                 row[f"median_ms_{key.split('_')[1].rstrip('t')}"] = lat["median_ms"]
+                row.setdefault("machine", lat.get("device"))
         rows.append(row)
     return rows
 
@@ -41,7 +42,8 @@ def run_summary_markdown(report: dict) -> str:
 
 # ---- RESULTS.md across runs ----------------------------------------------------------------------------
 
-RESULT_COLUMNS = ("recipe", "artifact", "mode", "model", "keras_top1", "tflite_top1", "size_bytes", "gzip_bytes", "median_ms_1", "median_ms_2", "macs", "params")
+RESULT_COLUMNS = ("recipe", "artifact", "mode", "model", "keras_top1", "tflite_top1", "size_bytes", "gzip_bytes", "median_ms_1", "median_ms_2", "macs", "params",
+                  "machine")
 
 
 def result_rows(report: dict) -> list[dict]:
@@ -56,7 +58,8 @@ def result_rows(report: dict) -> list[dict]:
         rows.append({"recipe": report["recipe"], "artifact": r["artifact"], "mode": r["mode"],
                      "model": f"{report['model']['name']}({knobs}) {'x'.join(map(str, report['data']['input_shape']))}",
                      "keras_top1": keras_m.get("test_top1"), "tflite_top1": r["top1"], "size_bytes": r["size_bytes"], "gzip_bytes": r["gzip_bytes"],
-                     "median_ms_1": r.get("median_ms_1"), "median_ms_2": r.get("median_ms_2"), "macs": keras_m.get("macs"), "params": keras_m.get("params")})
+                     "median_ms_1": r.get("median_ms_1"), "median_ms_2": r.get("median_ms_2"), "macs": keras_m.get("macs"), "params": keras_m.get("params"),
+                     "machine": r.get("machine")})
     return rows
 
 
@@ -83,38 +86,53 @@ def _fmt(v, kind: str) -> str:
     return {"pct": lambda: f"{100 * v:.2f}%", "int": lambda: f"{int(v):,}", "ms": lambda: f"{v:.2f}", "M": lambda: f"{v / 1e6:.1f}"}.get(kind, lambda: str(v))()
 
 
-def results_markdown(rows: list[dict], machine: str) -> str:
-    lines = ["# edgeopt results", "", f"Machine: {machine}. Built by `edgeopt report` from each run's report.json; "
+def results_markdown(rows: list[dict]) -> str:
+    """RESULTS.md: one row per artifact. Latency belongs to the machine its run was benchmarked on, so the
+    machines are named in the header and, when there are several, per row (their latencies don't compare)."""
+    machines = list(dict.fromkeys(r.get("machine") or "unknown machine" for r in rows))
+    several = len(machines) > 1
+    where = (f"Latency measured on {machines[0]}" if not several else
+             "Latency measured on several machines, named per row; compare latencies only between rows of one machine")
+    lines = ["# edgeopt results", "", f"{where}. Built by `edgeopt report` from each run's report.json; "
              "accuracy is top-1 on the dataset's test split, of the Keras model and of the .tflite itself.", "",
-             "| recipe | artifact | mode | model | Keras top-1 | .tflite top-1 | size (bytes) | gzipped (bytes) | median ms @1 | median ms @2 | MACs (M) | parameters |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| recipe | artifact | mode | model | Keras top-1 | .tflite top-1 | size (bytes) | gzipped (bytes) | median ms @1 | median ms @2 | MACs (M) | parameters |"
+             + (" machine |" if several else ""),
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if several else "")]
     for r in rows:
         lines.append(f"| {r['recipe']} | {r['artifact']} | {r['mode']} | {r['model']} | {_fmt(r['keras_top1'], 'pct')} | {_fmt(r['tflite_top1'], 'pct')} | "
                      f"{_fmt(r['size_bytes'], 'int')} | {_fmt(r['gzip_bytes'], 'int')} | {_fmt(r['median_ms_1'], 'ms')} | {_fmt(r['median_ms_2'], 'ms')} | "
-                     f"{_fmt(r['macs'], 'M')} | {_fmt(r['params'], 'int')} |")
+                     f"{_fmt(r['macs'], 'M')} | {_fmt(r['params'], 'int')} |" + (f" {r.get('machine') or 'unknown machine'} |" if several else ""))
     lines += ["", "Pareto plots (optimal points ringed): `pareto_latency.png` (accuracy vs median latency at 1 thread), "
               "`pareto_size.png` (accuracy vs gzipped size)."]
     return "\n".join(lines) + "\n"
 
 
-def pareto_plot(rows: list[dict], x_key: str, x_label: str, path) -> None:
+def pareto_plot(rows: list[dict], x_key: str, x_label: str, path, per_machine: bool = False) -> None:
+    """Accuracy against ``x_key`` with the Pareto-optimal points ringed. ``per_machine`` (for latency) keeps
+    each machine's points apart, with their own marker and front, since latencies of two machines don't compare."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [(r[x_key], r["tflite_top1"], f"{r['recipe']}:{r['artifact']}") for r in rows if r.get(x_key) is not None and r.get("tflite_top1") is not None]
+    groups: dict[str, list] = {}
+    for r in rows:
+        if r.get(x_key) is not None and r.get("tflite_top1") is not None:
+            key = (r.get("machine") or "unknown machine") if per_machine else ""
+            groups.setdefault(key, []).append((r[x_key], r["tflite_top1"], f"{r['recipe']}:{r['artifact']}"))
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    if pts:
+    for (machine, pts), marker in zip(groups.items(), "osD^v"):
         xs, ys, labels = zip(*pts)
         mask = pareto_mask(list(xs), list(ys))
-        ax.scatter(xs, [100 * y for y in ys], c="tab:blue")
+        ax.scatter(xs, [100 * y for y in ys], marker=marker, label=machine or None)
         front = sorted((x, y) for x, y, m in zip(xs, ys, mask) if m)
-        ax.scatter([x for x, _ in front], [100 * y for _, y in front], s=160, facecolors="none", edgecolors="tab:red", label="Pareto-optimal")
+        ax.scatter([x for x, _ in front], [100 * y for _, y in front], s=160, facecolors="none", edgecolors="tab:red",
+                   label="Pareto-optimal" if marker == "o" else None)
         ax.plot([x for x, _ in front], [100 * y for _, y in front], "--", c="tab:red", lw=1)
         for x, y, label in pts:
             ax.annotate(label, (x, 100 * y), fontsize=7, xytext=(4, 2), textcoords="offset points")
-        ax.legend()
+    if groups:
+        ax.legend(fontsize=7)
     ax.set_xlabel(x_label)
     ax.set_ylabel(".tflite test top-1 (%)")
     ax.grid(alpha=0.3)
@@ -150,13 +168,13 @@ def write_results(reports: list[dict], out_dir="benchmarks") -> list[dict]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [row for rep in reports for row in result_rows(rep)]
-    write_atomic(out / "RESULTS.md", results_markdown(rows, machine_description()))
+    write_atomic(out / "RESULTS.md", results_markdown(rows))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(out / "RESULTS.csv", buf.getvalue())
-    pareto_plot(rows, "median_ms_1", "median latency, 1 thread (ms)", out / "pareto_latency.png")
+    pareto_plot(rows, "median_ms_1", "median latency, 1 thread (ms)", out / "pareto_latency.png", per_machine=True)
     pareto_plot(rows, "gzip_bytes", "gzipped .tflite size (bytes)", out / "pareto_size.png")
     return rows
 

@@ -7,8 +7,8 @@ REPORT = {
         {"stage": 1, "type": "prune", "seconds": 5.0, "metrics": {"test_top1": 0.88, "params": 100, "macs": 2e6, "sparsity": 0.5}},
         {"stage": 2, "type": "export", "seconds": 3.0, "metrics": {"model": {"mode": "int8"}, "baseline_float32": {"mode": "float32"}}, "files": {}},
         {"stage": 3, "type": "bench", "seconds": 9.0, "metrics": {
-            "model": {"size": {"size_bytes": 1000, "gzip_bytes": 600}, "latency_1t": {"median_ms": 1.5}, "latency_2t": {"median_ms": 1.0}, "accuracy": {"top1": 0.87}},
-            "baseline_float32": {"size": {"size_bytes": 4000, "gzip_bytes": 3700}, "latency_1t": {"median_ms": 1.6}, "latency_2t": {"median_ms": 1.1}, "accuracy": {"top1": 0.9}}}},
+            "model": {"size": {"size_bytes": 1000, "gzip_bytes": 600}, "latency_1t": {"median_ms": 1.5, "device": "Test CPU, 2 cores, x86_64"}, "latency_2t": {"median_ms": 1.0, "device": "Test CPU, 2 cores, x86_64"}, "accuracy": {"top1": 0.87}},
+            "baseline_float32": {"size": {"size_bytes": 4000, "gzip_bytes": 3700}, "latency_1t": {"median_ms": 1.6, "device": "Test CPU, 2 cores, x86_64"}, "latency_2t": {"median_ms": 1.1, "device": "Test CPU, 2 cores, x86_64"}, "accuracy": {"top1": 0.9}}}},
     ],
 }
 
@@ -24,8 +24,23 @@ def test_result_rows_pair_keras_and_tflite_metrics():
     assert rows["model"]["keras_top1"] == 0.88 and rows["model"]["tflite_top1"] == 0.87 and rows["model"]["mode"] == "int8"
     assert rows["baseline_float32"]["keras_top1"] == 0.9 and rows["baseline_float32"]["gzip_bytes"] == 3700
     assert rows["model"]["median_ms_2"] == 1.0
-    md = results_markdown(list(rows.values()), "test machine")
-    assert "| r | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 88.00% | 87.00% | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 |" in md
+    assert rows["model"]["machine"] == "Test CPU, 2 cores, x86_64"
+    md = results_markdown(list(rows.values()))
+    assert "Latency measured on Test CPU, 2 cores, x86_64." in md
+    assert "| r | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 88.00% | 87.00% | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 |\n" in md
+
+
+def test_results_name_each_rows_machine_when_runs_come_from_several():
+    import copy
+
+    other = copy.deepcopy(REPORT)
+    other["recipe"] = "r2"
+    for lat in ("latency_1t", "latency_2t"):
+        other["stages"][3]["metrics"]["model"][lat]["device"] = other["stages"][3]["metrics"]["baseline_float32"][lat]["device"] = "Other CPU, 2 cores, x86_64"
+    md = results_markdown(result_rows(REPORT) + result_rows(other))
+    assert "compare latencies only between rows of one machine" in md
+    assert "| 1.50 | 1.00 | 2.0 | 100 | Test CPU, 2 cores, x86_64 |" in md
+    assert "| r2 | model | int8 |" in md and "| Other CPU, 2 cores, x86_64 |" in md
 
 
 def test_run_summary_shows_stages_and_float_vs_int8():
