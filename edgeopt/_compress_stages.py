@@ -6,11 +6,13 @@ reports the Keras model's metrics.
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from edgeopt._keras import keras
 from edgeopt.compress import cluster as _cluster
 from edgeopt.compress import prune as _prune
 from edgeopt.compress import quantize as _quantize
@@ -58,15 +60,36 @@ def cluster_stage(ctx, model, config) -> StageOutcome:
     return StageOutcome(plain, {"val_top1": result.val_top1, "max_unique_weights": max(unique.values()) if unique else None, **model_metrics(plain, ctx.splits)})
 
 
-def _load_qat(path):
-    with _quantize.quantize_scope():
-        return keras.models.load_model(path, safe_mode=True, compile=False)
+# A QAT model is saved as its weights beside the plain model it was made from and its QATConfig, and rebuilt
+# by quantize() on load: tf_keras cannot load TF-MOT's wrappers back from a .keras file ("Layer
+# 'quantize_layer' expected 5 variables, but received 3"), and from HDF5 the cluster-preserving wrappers
+# come back with other variables, since they size them from the kernel values present when they are built.
+_QAT_INPUT, _QAT_CONFIG = "qat_input.keras", "qat_config.json"
 
 
-@stage("qat", _quantize.QATConfig, trains=True, load=_load_qat)
+def _save_qat(model, path: Path) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def _load_qat(path: Path):
+    from edgeopt.pipeline import load_model_safe
+
+    plain = load_model_safe(path.parent / _QAT_INPUT)
+    qat = _quantize.quantize(plain, _quantize.QATConfig.from_dict(json.loads((path.parent / _QAT_CONFIG).read_text())))
+    qat.load_weights(path)
+    return qat
+
+
+@stage("qat", _quantize.QATConfig, trains=True, load=_load_qat, model_file="model.weights.h5", save=_save_qat)
 def qat_stage(ctx, model, config) -> StageOutcome:
     """Quantization-aware fine-tuning (``preserve`` = sparsity / clusters for PQAT / CQAT / PCQAT); the model
     stays QAT-wrapped so the export stage converts it with its learned quantization ranges."""
+    from edgeopt.pipeline import save_model_atomic, write_atomic
+
+    save_model_atomic(model, ctx.stage_dir / _QAT_INPUT)
+    write_atomic(ctx.stage_dir / _QAT_CONFIG, json.dumps(config.technique.to_dict()))
     with ctx.strategy.scope():
         qat = _quantize.quantize(model, config.technique)
         result = fit(qat, ctx.splits, config.train)

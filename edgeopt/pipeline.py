@@ -78,12 +78,15 @@ class RunContext:
         return None
 
 
+def load_model_safe(path: Path) -> keras.Model:
+    """A saved .keras model, never running code from the file (Lambda layers are refused)."""
+    return keras.models.load_model(path, safe_mode=True, compile=False)
+
+
 def load_stage_model(stage_dir: Path, stage_type: str) -> keras.Model:
     stage = STAGES.get(stage_type)
-    path = Path(stage_dir) / "model.keras"
-    if stage.load:
-        return stage.load(path)
-    return keras.models.load_model(path, safe_mode=True, compile=False)
+    path = Path(stage_dir) / stage.model_file
+    return (stage.load or load_model_safe)(path)
 
 
 def _create_model(recipe: Recipe, splits) -> keras.Model:
@@ -165,8 +168,8 @@ def run_recipe(
         outcome: StageOutcome = stage.run(ctx, model, spec.config)
         if stage.makes_model:
             model = outcome.model if outcome.model is not None else model
-            save_model_atomic(model, stage_dir / "model.keras")
-            outcome.files.setdefault("model", "model.keras")
+            (stage.save or save_model_atomic)(model, stage_dir / stage.model_file)
+            outcome.files.setdefault("model", stage.model_file)
         result = {"stage": i, "type": spec.type, "dir": stage_dir.name, "fingerprint": fingerprint, "config": spec.raw,
                   "seconds": round(time.perf_counter() - start, 1), "metrics": outcome.metrics, "files": outcome.files}
         write_atomic(result_path, json.dumps(result, indent=1, default=str))

@@ -42,6 +42,8 @@ class Stage:
     trains: bool = False
     makes_model: bool = True
     load: Callable[[Path], keras.Model] | None = None  # how to reload its saved model (e.g. inside a TF-MOT scope)
+    model_file: str = "model.keras"  # the stage's model in its directory
+    save: Callable[[keras.Model, Path], None] | None = None  # how to save it there, atomically (default: the whole model)
 
     def parse(self, params: dict, path: str, train_section) -> StageConfig:
         own = {f.name for f in dataclasses.fields(self.config_cls)} if self.config_cls else set()
@@ -62,11 +64,12 @@ class Stage:
 STAGES: Registry[Stage] = Registry("stage")
 
 
-def stage(name: str, config_cls: type | None = None, trains: bool = False, makes_model: bool = True, load=None):
+def stage(name: str, config_cls: type | None = None, trains: bool = False, makes_model: bool = True, load=None, model_file: str = "model.keras",
+          save=None):
     """Register a stage function ``fn(ctx, model, config: StageConfig) -> StageOutcome``."""
 
     def deco(fn):
-        STAGES.register(name)(Stage(name, fn, config_cls, trains, makes_model, load))
+        STAGES.register(name)(Stage(name, fn, config_cls, trains, makes_model, load, model_file, save))
         return fn
 
     return deco

@@ -197,3 +197,31 @@ def test_multi_worker_without_tf_config_is_a_recipe_error_before_anything_runs(t
     with pytest.raises(RecipeError, match="needs the TF_CONFIG"):
         run_recipe(recipe, out_dir=tmp_path / "runs", artifacts_dir=None, progress=lambda s: None)
     assert not (tmp_path / "runs").exists()  # no run directory, no data loaded
+
+
+def test_a_saved_pcqat_stage_model_loads_back_for_resume(tmp_path, digits_splits):
+    # TF-MOT's wrappers do not come back from a .keras file, and the cluster-preserving ones size their
+    # variables from the kernel they wrap: the qat stage saves weights + its input model + its config instead.
+    import tensorflow as tf
+
+    from edgeopt.compress.cluster import ClusterConfig, cluster, strip_clustering
+    from edgeopt.compress.collaborative import prune_to_sparsity
+    from edgeopt.compress.quantize import QATConfig
+    from edgeopt.models import create
+    from edgeopt.pipeline import load_stage_model
+    from edgeopt.stages import STAGES, StageConfig
+    from edgeopt._compress_stages import qat_stage
+    from types import SimpleNamespace
+
+    x, y = digits_splits.arrays("train", limit=64)
+    model = create("mobilenet_v1_tiny", input_shape=x.shape[1:], classes=10)
+    clustered = strip_clustering(cluster(prune_to_sparsity(model, 0.5, digits_splits.train, steps=2), ClusterConfig(8, preserve_sparsity=True)))
+    ctx = SimpleNamespace(stage_dir=tmp_path, strategy=tf.distribute.get_strategy(), splits=digits_splits)
+    from edgeopt.train import TrainConfig
+
+    outcome = qat_stage(ctx, clustered, StageConfig(QATConfig(preserve="sparsity_and_clusters"), TrainConfig(epochs=1, steps_per_epoch=2, verbose=0)))
+    stage = STAGES.get("qat")
+    stage.save(outcome.model, tmp_path / stage.model_file)
+    assert not list(tmp_path.glob(".tmp-*"))
+    loaded = load_stage_model(tmp_path, "qat")
+    np.testing.assert_allclose(loaded.predict(x[:8], verbose=0), outcome.model.predict(x[:8], verbose=0), atol=1e-6)
