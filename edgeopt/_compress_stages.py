@@ -92,6 +92,9 @@ def qat_stage(ctx, model, config) -> StageOutcome:
     write_atomic(ctx.stage_dir / _QAT_CONFIG, json.dumps(config.technique.to_dict()))
     with ctx.strategy.scope():
         qat = _quantize.quantize(model, config.technique)
+        if config.technique.calibration_samples:
+            samples, _ = ctx.splits.arrays("train", limit=config.technique.calibration_samples)
+            _quantize.calibrate_ranges(qat, model, samples)
         result = fit(qat, ctx.splits, config.train)
     return StageOutcome(qat, {"val_top1": result.val_top1, **model_metrics(qat, ctx.splits)})
 
