@@ -242,7 +242,12 @@ def calibrate_ranges(qat: keras.Model, model: keras.Model, samples: np.ndarray, 
             if all(v is not None for v in pair):
                 targets.setdefault(inner.name, []).append(pair)
     names = [n for n in targets if n is not None]
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names]) if names else None
+    # a fresh copy: layers of a model made from another one (strip_clustering, clone_model) can have several
+    # call nodes, and layer.output would then belong to the other graph
+    from edgeopt.compress._graph import clone_with_weights
+
+    own = clone_with_weights(model)
+    probe = keras.Model(own.inputs, [own.get_layer(n).output for n in names]) if names else None
     lo, hi = {}, {}
     for start in range(0, len(samples), batch_size):
         batch = samples[start:start + batch_size]
