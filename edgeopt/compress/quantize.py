@@ -212,7 +212,14 @@ def quantize(model: keras.Model, config: QATConfig = QATConfig()) -> keras.Model
         return _QK.quantize_apply(annotated, Scheme(config.preserve))
 
 
-_RANGE_VARS = {"output": "output", "post_activation": "post_activation"}  # quantizers of a layer's own output
+_RANGE_PREFIXES = ("output", "post_activation")  # quantizers of a layer's own output
+
+
+def _range_pair(layer, prefix: str):
+    """The (min, max) variables named ``<prefix>_min`` / ``<prefix>_max`` of a QAT layer, or None."""
+    by_name = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+    pair = (by_name.get(f"{prefix}_min"), by_name.get(f"{prefix}_max"))
+    return pair if all(v is not None for v in pair) else None
 
 
 def calibrate_ranges(qat: keras.Model, model: keras.Model, samples: np.ndarray, batch_size: int = 128) -> int:
@@ -225,22 +232,19 @@ def calibrate_ranges(qat: keras.Model, model: keras.Model, samples: np.ndarray, 
     int8 codes of ReLU outputs. Calibrating first, as post-training quantization does, fixes that; training
     then refines them. The input quantizer and each layer's output / post-activation quantizer are set; the
     pre-activation ranges (softmax/sigmoid inputs) keep TF-MOT's."""
-    targets = {}  # float layer name -> [(min variable, max variable)]
+    targets = {}  # float layer name (None: the model input) -> [(min variable, max variable)]
+    float_names = {l.name for l in model.layers}
     for layer in qat.layers:
-        if isinstance(layer, _quantize_layer.QuantizeLayer):
-            by_name = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
-            pair = (by_name.get(f"{layer.name}_min"), by_name.get(f"{layer.name}_max"))
-            if all(v is not None for v in pair):
-                targets.setdefault(None, []).append(pair)
-            continue
         inner = getattr(layer, "layer", None)
-        if inner is None or inner.name not in {l.name for l in model.layers}:
+        if isinstance(layer, _quantize_layer.QuantizeLayer):
+            found, key = [_range_pair(layer, layer.name)], None
+        elif inner is not None and inner.name in float_names:
+            found, key = [_range_pair(layer, prefix) for prefix in _RANGE_PREFIXES], inner.name
+        else:
             continue
-        by_name = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
-        for prefix in _RANGE_VARS:
-            pair = (by_name.get(f"{prefix}_min"), by_name.get(f"{prefix}_max"))
-            if all(v is not None for v in pair):
-                targets.setdefault(inner.name, []).append(pair)
+        for pair in found:
+            if pair is not None:
+                targets.setdefault(key, []).append(pair)
     names = [n for n in targets if n is not None]
     # a fresh copy: layers of a model made from another one (strip_clustering, clone_model) can have several
     # call nodes, and layer.output would then belong to the other graph
