@@ -24,12 +24,13 @@ from edgeopt._keras import keras
 from edgeopt.bench import evaluate_tflite, machine, measure_latency, size_of
 from edgeopt.compress.cluster import ClusterConfig, cluster, strip_clustering, weight_report
 from edgeopt.compress.collaborative import pcqat, prune_to_sparsity, tflite_weight_report
-from edgeopt.compress.quantize import quantize
+from edgeopt.compress.quantize import CLUSTERED_SCALES, QATConfig, calibrate_ranges, quantize
 from edgeopt.export import to_tflite
 
 OUT = Path("benchmarks")
 CACHE = Path("runs/bench_cache/quantization")
-CLUSTER_ROWS = ("float32", "cluster16 float32", "cluster16 int8", "prune50+cluster16+PCQAT int8")
+CLUSTER_ROWS = ("float32", "cluster16 float32", "cluster16 int8", "prune50+cluster16+PCQAT int8",
+                "prune50+cluster16+PCQAT int8 (per-channel)")
 
 
 def combine(out: Path) -> None:
@@ -120,9 +121,11 @@ def main(argv=None):
     EXTRA = {}
     add("float32", to_tflite(model, "float32", calib, num_verify=0).model_bytes)
     add("int8 PTQ", to_tflite(model, "int8", calib, num_verify=0).model_bytes)
+    calib_x, _ = splits.arrays("train", limit=512)  # activation ranges start from the float model's, as the qat stage does
     qat = quantize(model)
+    calibrate_ranges(qat, model, calib_x)
     _finetune(qat, splits, args.finetune_steps, 1e-4)
-    add("int8 QAT", to_tflite(qat, "int8", calib, num_verify=0).model_bytes, "QAT fine-tune lr 1e-4")
+    add("int8 QAT", to_tflite(qat, "int8", calib, num_verify=0).model_bytes, "QAT fine-tune lr 1e-4, ranges calibrated on 512 images")
     for mode in ("dynamic", "float16", "int16x8"):
         add(mode, to_tflite(model, mode, calib, num_verify=0).model_bytes)
 
@@ -137,13 +140,16 @@ def main(argv=None):
     pc = cluster(pruned, ClusterConfig(number_of_clusters=16, preserve_sparsity=True))
     _finetune(pc, splits, args.finetune_steps // 2, 1e-4)
     pc = strip_clustering(pc)
-    q = pcqat(pc)
-    _finetune(q, splits, args.finetune_steps // 2, 1e-4)
-    blob = to_tflite(q, "int8", calib, num_verify=0).model_bytes
-    kernels = [r for r in tflite_weight_report(blob, min_size=16) if r.layer_type == "int8" and ("_conv/" in r.name or "classifier/" in r.name) and "dwconv" not in r.name]
-    note = (f"{len(kernels)} conv/dense kernels in the .tflite: min sparsity {min(r.sparsity for r in kernels):.3f}, "
-            f"max unique int8 codes per output channel {max(r.max_unique_per_channel for r in kernels)}") if kernels else "no kernels found"
-    add("prune50+cluster16+PCQAT int8", blob, note)
+    for scales in CLUSTERED_SCALES:  # one scale per clustered kernel (edgeopt's default) or per output channel (TF-MOT's)
+        q = pcqat(pc, QATConfig(clustered_scales=scales))
+        calibrate_ranges(q, pc, calib_x)
+        _finetune(q, splits, args.finetune_steps // 2, 1e-4)
+        blob = to_tflite(q, "int8", calib, num_verify=0).model_bytes
+        kernels = [r for r in tflite_weight_report(blob, min_size=16) if r.layer_type == "int8" and ("_conv/" in r.name or "classifier/" in r.name) and "dwconv" not in r.name]
+        note = (f"{scales.replace('_', '-')} scales; {len(kernels)} conv/dense kernels in the .tflite: min sparsity "
+                f"{min(r.sparsity for r in kernels):.3f}, max unique int8 codes per output channel "
+                f"{max(r.max_unique_per_channel for r in kernels)}, per tensor {max(r.unique_values for r in kernels)}") if kernels else "no kernels found"
+        add("prune50+cluster16+PCQAT int8" + ("" if scales == "per_tensor" else " (per-channel)"), blob, note)
 
     latency = {}
     for _ in range(3):  # interleave variants, keep the median of the per-round medians

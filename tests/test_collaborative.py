@@ -110,3 +110,50 @@ def test_qat_of_conv_feeding_relu_quantizes_weights_not_the_conv_output(tmp_path
         loaded = keras.models.load_model(path)
     probe = np.random.default_rng(0).random((2, 8, 8, 3), np.float32)
     np.testing.assert_allclose(loaded.predict(probe, verbose=0), q.predict(probe, verbose=0), atol=1e-5)
+
+
+def _clustered_kernel(shape, rng, zeros: bool):
+    """A kernel of 16 distinct values (one of them 0 at half the positions when ``zeros``)."""
+    centroids = np.linspace(-1, 1, 16, dtype=np.float32)
+    centroids[np.argmin(np.abs(centroids))] = 0.0 if zeros else 0.05
+    kernel = rng.choice(centroids[centroids != 0] if zeros else centroids, size=shape).astype(np.float32)
+    if zeros:
+        kernel[rng.random(shape) < 0.5] = 0.0
+    return kernel
+
+
+def _pcqat_probe_model():
+    # "first" has no zeros (an unpruned linear projection); "second" and "fc" are pruned and clustered. No ReLU
+    # directly after the convolutions: they take their quantize config from the scheme's registry.
+    rng = np.random.default_rng(0)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", name="first")(inp)
+    h = keras.layers.Activation("tanh", name="tanh")(keras.layers.Conv2D(16, 1, name="second")(h))
+    out = keras.layers.Dense(4, name="fc")(keras.layers.GlobalAveragePooling2D(name="gap")(h))
+    model = keras.Model(inp, out)
+    for name, zeros in (("first", False), ("second", True), ("fc", True)):
+        layer = model.get_layer(name)
+        layer.kernel.assign(_clustered_kernel(tuple(layer.kernel.shape), rng, zeros))
+    return model
+
+
+@pytest.mark.parametrize("scales, kernel_range_shape", [("per_tensor", ()), ("per_channel", (16,))])
+def test_pcqat_keeps_zeros_after_a_layer_without_any_and_scales_clustered_kernels_as_asked(scales, kernel_range_shape):
+    # TF-MOT shares one weight quantizer among all Conv2D layers and switches its sparsity preservation off at
+    # the first layer without zeros: "second" then lost its zeros in training. edgeopt gives each layer its own.
+    from edgeopt.compress.quantize import QATConfig
+
+    model = _pcqat_probe_model()
+    before = model.get_layer("second").kernel.numpy()
+    q = pcqat(model, QATConfig(clustered_scales=scales))
+    second = q.get_layer("quant_second")
+    kernel_min = next(w for w in second.weights if w.name.endswith("kernel_min:0"))
+    assert tuple(kernel_min.shape) == kernel_range_shape
+    rng = np.random.default_rng(1)
+    x, y = rng.random((32, 8, 8, 3), np.float32), rng.integers(0, 4, 32)
+    q.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)
+    for i in range(3):
+        q.train_on_batch(x, y)
+    after = _kernel_var(second).numpy()
+    assert not np.array_equal(after, before), "the kernel did not train"
+    np.testing.assert_array_equal(after == 0, before == 0)

@@ -12,6 +12,18 @@ and 49 int8 codes per channel instead of 0.5 and 16.
 Here such a weighted layer gets :class:`WeightsOnlyQuantizeConfig`: the scheme's own weight quantization for
 that layer (cluster- or prune-preserving where the scheme is) and no output quantization, which is what the
 transform meant.
+
+Two more changes for the cluster-preserving schemes (CQAT, PCQAT), in :func:`layer_quantize_config`:
+
+- **Tensor-wide scales for clustered convolutions** (``clustered_scales="per_tensor"``, the default). TF-MOT
+  quantizes Conv2D kernels per output channel, so the 16 shared centroids of a clustered kernel land on
+  different int8 codes in every channel: 68-80 distinct codes per tensor in the compressed MobileNetV2
+  recipe's .tflite, and one float scale per channel that does not compress. One scale per tensor keeps
+  about as many codes as clusters, which is what gzip (and any entropy coder) exploits.
+- **One weight quantizer per layer.** TF-MOT's cluster-preserving registry shares one quantizer object among
+  all layers of a kind, and that object switches sparsity preservation off for good
+  (``self.preserve_sparsity = False``) at the first layer without zeros (an unpruned first convolution,
+  say), so PCQAT silently became CQAT for every layer built after it.
 """
 from __future__ import annotations
 
@@ -26,6 +38,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.graph_transfor
 
 _QK = tfmot.quantization.keras
 _WEIGHTED = ("Conv2D", "DepthwiseConv2D", "Dense")
+CLUSTERED_SCALES = ("per_tensor", "per_channel")
 
 
 def base_scheme(preserve: str):
@@ -44,18 +57,55 @@ def base_scheme(preserve: str):
     return cqat.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve == "sparsity_and_clusters")
 
 
+def _own_weight_quantizer(config, preserve: str, clustered_scales: str):
+    """``config`` with a cluster-preserving weight quantizer of its own (see the module docstring)."""
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+        cluster_preserve_quantize_registry as cpr,
+    )
+
+    shared = getattr(config, "weight_quantizer", None)
+    if not isinstance(shared, cpr.ClusterPreserveDefaultWeightsQuantizer):
+        return config
+    keep_zeros = preserve == "sparsity_and_clusters"
+    per_channel = isinstance(shared, cpr.ClusterPreserveDefault8BitConvWeightsQuantizer) and clustered_scales == "per_channel"
+    config.weight_quantizer = (cpr.ClusterPreserveDefault8BitConvWeightsQuantizer(keep_zeros) if per_channel
+                               else cpr.ClusterPreserveDefault8BitWeightsQuantizer(keep_zeros))
+    return config
+
+
+def layer_quantize_config(layer, preserve: str, clustered_scales: str = "per_tensor"):
+    """The ``QuantizeConfig`` scheme ``preserve`` gives ``layer``, with the corrections of the module docstring."""
+    config = base_scheme(preserve).get_quantize_registry().get_quantize_config(layer)
+    return _own_weight_quantizer(config, preserve, clustered_scales)
+
+
+class _Registry:
+    """TF-MOT's registry for ``preserve``, handing out configs made by :func:`layer_quantize_config`."""
+
+    def __init__(self, preserve: str, clustered_scales: str):
+        self._base = base_scheme(preserve).get_quantize_registry()
+        self.preserve, self.clustered_scales = preserve, clustered_scales
+
+    def supports(self, layer):
+        return self._base.supports(layer)
+
+    def get_quantize_config(self, layer):
+        return _own_weight_quantizer(self._base.get_quantize_config(layer), self.preserve, self.clustered_scales)
+
+
 class WeightsOnlyQuantizeConfig(_QK.QuantizeConfig):
     """Quantize a layer's weights as scheme ``preserve`` does, but not its activation or output (a ReLU
     follows and carries the output quantizer). The scheme's config is looked up on first use, when the
     layer holds its trained weights (the cluster-preserving quantizer reads its centroids from them)."""
 
-    def __init__(self, preserve: str = "none"):
+    def __init__(self, preserve: str = "none", clustered_scales: str = "per_tensor"):
         self.preserve = preserve
+        self.clustered_scales = clustered_scales
         self._inner = None
 
     def _config(self, layer):
         if self._inner is None:
-            self._inner = base_scheme(self.preserve).get_quantize_registry().get_quantize_config(layer)
+            self._inner = layer_quantize_config(layer, self.preserve, self.clustered_scales)
         return self._inner
 
     def get_weights_and_quantizers(self, layer):
@@ -74,10 +124,10 @@ class WeightsOnlyQuantizeConfig(_QK.QuantizeConfig):
         return []
 
     def get_config(self):
-        return {"preserve": self.preserve}
+        return {"preserve": self.preserve, "clustered_scales": self.clustered_scales}
 
 
-def _make_relu_transform(base, preserve: str):
+def _make_relu_transform(base, preserve: str, clustered_scales: str):
     class WeightedLayerReLU(base):
         """``base`` for Add -> ReLU; weighted layers keep their weight quantizer (see the module docstring)."""
 
@@ -85,7 +135,7 @@ def _make_relu_transform(base, preserve: str):
             producer = match_layer.input_layers[0]
             if producer.layer["class_name"] not in _WEIGHTED:
                 return super().replacement(match_layer)
-            producer.metadata["quantize_config"] = WeightsOnlyQuantizeConfig(preserve)
+            producer.metadata["quantize_config"] = WeightsOnlyQuantizeConfig(preserve, clustered_scales)
             return match_layer
 
         def custom_objects(self):
@@ -95,8 +145,8 @@ def _make_relu_transform(base, preserve: str):
 
 
 class _LayoutTransform(_layout.Default8BitQuantizeLayoutTransform):
-    def __init__(self, preserve: str):
-        self.preserve = preserve
+    def __init__(self, preserve: str, clustered_scales: str):
+        self.preserve, self.clustered_scales = preserve, clustered_scales
 
     def apply(self, model, layer_quantize_map):
         # TF-MOT 0.8.1's list (default_8bit_quantize_layout_transform.py), with the two ReLU transforms replaced.
@@ -118,21 +168,20 @@ class _LayoutTransform(_layout.Default8BitQuantizeLayoutTransform):
             _transforms.DenseBatchNormQuantize(),
             _transforms.DenseBatchNormReLUQuantize(),
             _transforms.DenseBatchNormActivationQuantize(),
-            _make_relu_transform(_transforms.LayerReLUQuantize, self.preserve),
-            _make_relu_transform(_transforms.LayerReluActivationQuantize, self.preserve),
+            _make_relu_transform(_transforms.LayerReLUQuantize, self.preserve, self.clustered_scales),
+            _make_relu_transform(_transforms.LayerReluActivationQuantize, self.preserve, self.clustered_scales),
         ]
         return model_transformer.ModelTransformer(model, transforms, set(layer_quantize_map.keys()), layer_quantize_map).transform()
 
 
 class Scheme(_QK.QuantizeScheme):
-    """TF-MOT's 8-bit scheme for ``preserve`` with the corrected layout transform."""
+    """TF-MOT's 8-bit scheme for ``preserve`` with the corrections of the module docstring."""
 
-    def __init__(self, preserve: str = "none"):
-        self.preserve = preserve
-        self._base = base_scheme(preserve)
+    def __init__(self, preserve: str = "none", clustered_scales: str = "per_tensor"):
+        self.preserve, self.clustered_scales = preserve, clustered_scales
 
     def get_layout_transformer(self):
-        return _LayoutTransform(self.preserve)
+        return _LayoutTransform(self.preserve, self.clustered_scales)
 
     def get_quantize_registry(self):
-        return self._base.get_quantize_registry()
+        return _Registry(self.preserve, self.clustered_scales)

@@ -30,7 +30,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer  # noqa: E402
 
-from edgeopt.compress._qat_layout import Scheme, WeightsOnlyQuantizeConfig  # noqa: E402
+from edgeopt.compress._qat_layout import CLUSTERED_SCALES, Scheme, WeightsOnlyQuantizeConfig  # noqa: E402
 
 L = keras.layers
 _QK = tfmot.quantization.keras
@@ -62,12 +62,16 @@ class QATConfig:
       ``"float"`` leaves such layers in float instead.
     - ``calibration_samples``: training images whose float activations set the initial activation ranges
       before fine-tuning (:func:`calibrate_ranges`); 0 keeps TF-MOT's [-6, 6] start.
+    - ``clustered_scales``: for CQAT/PCQAT, ``"per_tensor"`` (default) gives each clustered convolution kernel
+      one int8 scale, so its clusters stay about as many int8 codes tensor-wide (smaller gzipped .tflite);
+      ``"per_channel"`` is TF-MOT's choice (one scale per output channel).
     """
 
     preserve: str = "none"
     float_layers: tuple[str, ...] = ()
     unsupported: str = "error"
     calibration_samples: int = 512
+    clustered_scales: str = "per_tensor"
 
     def __post_init__(self):
         if self.preserve not in PRESERVE_MODES:
@@ -77,6 +81,8 @@ class QATConfig:
         if isinstance(self.float_layers, str) or not all(isinstance(n, str) for n in self.float_layers):
             raise ValueError(f"QATConfig.float_layers must be a tuple of layer names, got {self.float_layers!r}")
         object.__setattr__(self, "float_layers", tuple(self.float_layers))
+        if self.clustered_scales not in CLUSTERED_SCALES:
+            raise ValueError(f"QATConfig.clustered_scales must be one of {', '.join(CLUSTERED_SCALES)}; got {self.clustered_scales!r}")
         if not isinstance(self.calibration_samples, int) or isinstance(self.calibration_samples, bool) or self.calibration_samples < 0:
             raise ValueError(f"QATConfig.calibration_samples must be an integer >= 0, got {self.calibration_samples!r}")
 
@@ -209,7 +215,7 @@ def quantize(model: keras.Model, config: QATConfig = QATConfig()) -> keras.Model
     # quantize_apply then clones it again with copied weights, so the input model is never touched.
     annotated = keras.models.clone_model(model, clone_function=annotate)
     with quantize_scope():
-        return _QK.quantize_apply(annotated, Scheme(config.preserve))
+        return _QK.quantize_apply(annotated, Scheme(config.preserve, config.clustered_scales))
 
 
 _RANGE_PREFIXES = ("output", "post_activation")  # quantizers of a layer's own output
