@@ -13,7 +13,7 @@ Here such a weighted layer gets :class:`WeightsOnlyQuantizeConfig`: the scheme's
 that layer (cluster- or prune-preserving where the scheme is) and no output quantization, which is what the
 transform meant.
 
-Two more changes for the cluster-preserving schemes (CQAT, PCQAT), in :func:`layer_quantize_config`:
+Two more changes for the cluster-preserving schemes (CQAT, PCQAT), in :func:`_own_weight_quantizer`:
 
 - **Tensor-wide scales for clustered convolutions** (``clustered_scales="per_tensor"``, the default). TF-MOT
   quantizes Conv2D kernels per output channel, so the 16 shared centroids of a clustered kernel land on
@@ -73,14 +73,8 @@ def _own_weight_quantizer(config, preserve: str, clustered_scales: str):
     return config
 
 
-def layer_quantize_config(layer, preserve: str, clustered_scales: str = "per_tensor"):
-    """The ``QuantizeConfig`` scheme ``preserve`` gives ``layer``, with the corrections of the module docstring."""
-    config = base_scheme(preserve).get_quantize_registry().get_quantize_config(layer)
-    return _own_weight_quantizer(config, preserve, clustered_scales)
-
-
 class _Registry:
-    """TF-MOT's registry for ``preserve``, handing out configs made by :func:`layer_quantize_config`."""
+    """TF-MOT's registry for ``preserve``; cluster-preserving configs get :func:`_own_weight_quantizer`."""
 
     def __init__(self, preserve: str, clustered_scales: str):
         self._base = base_scheme(preserve).get_quantize_registry()
@@ -105,7 +99,7 @@ class WeightsOnlyQuantizeConfig(_QK.QuantizeConfig):
 
     def _config(self, layer):
         if self._inner is None:
-            self._inner = layer_quantize_config(layer, self.preserve, self.clustered_scales)
+            self._inner = _Registry(self.preserve, self.clustered_scales).get_quantize_config(layer)
         return self._inner
 
     def get_weights_and_quantizers(self, layer):
