@@ -35,7 +35,7 @@ CLUSTER_ROWS = ("float32", "cluster16 float32", "cluster16 int8", "prune50+clust
 
 def combine(out: Path) -> None:
     """Concatenate every per-model table into quantization.md, and the clustering rows into clustering.md."""
-    parts = sorted(out.glob("quantization_*.md"))
+    parts = sorted(p for p in out.glob("quantization_*.md") if p.name != "quantization_findings.md")
     (out / "quantization.md").write_text(
         "# Quantization: PTQ modes, QAT and collaborative optimization on Fashion-MNIST\n\n"
         "One section per model, each from one trained float model in one run (per-model files: "
