@@ -73,11 +73,17 @@ def _save_qat(model, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def saved_qat_config(text: str) -> "_quantize.QATConfig":
+    """The QATConfig a qat stage saved; one saved before ``clustered_scales`` existed had TF-MOT's per-channel
+    scales, and its weights only load into a model rebuilt that way."""
+    return _quantize.QATConfig.from_dict({"clustered_scales": "per_channel", **json.loads(text)})
+
+
 def _load_qat(path: Path):
     from edgeopt.pipeline import load_model_safe
 
     plain = load_model_safe(path.parent / _QAT_INPUT)
-    qat = _quantize.quantize(plain, _quantize.QATConfig.from_dict(json.loads((path.parent / _QAT_CONFIG).read_text())))
+    qat = _quantize.quantize(plain, saved_qat_config((path.parent / _QAT_CONFIG).read_text()))
     qat.load_weights(path)
     return qat
 

@@ -68,3 +68,14 @@ def test_compression_stage_configs_are_validated_with_field_paths():
         parse_recipe(head + '[[stages]]\ntype = "distill"\n', source="r.toml")
     r = parse_recipe(head + '[[stages]]\ntype = "cluster"\nnumber_of_clusters = 8\nepochs = 1\n', source="r.toml")
     assert r.stages[1].config.technique.number_of_clusters == 8 and r.stages[1].config.train.epochs == 1
+
+
+def test_a_qat_config_saved_before_clustered_scales_existed_loads_as_per_channel():
+    import json
+
+    from edgeopt._compress_stages import saved_qat_config
+    from edgeopt.compress.quantize import QATConfig
+
+    old = {k: v for k, v in QATConfig(preserve="sparsity_and_clusters").to_dict().items() if k != "clustered_scales"}
+    assert saved_qat_config(json.dumps(old)).clustered_scales == "per_channel"
+    assert saved_qat_config(json.dumps(QATConfig().to_dict())).clustered_scales == "per_tensor"
