@@ -74,9 +74,10 @@ def _save_qat(model, path: Path) -> None:
 
 
 def saved_qat_config(text: str) -> "_quantize.QATConfig":
-    """The QATConfig a qat stage saved; one saved before ``clustered_scales`` existed had TF-MOT's per-channel
-    scales, and its weights only load into a model rebuilt that way."""
-    return _quantize.QATConfig.from_dict({"clustered_scales": "per_channel", **json.loads(text)})
+    """The QATConfig a qat stage saved. Fields added later default to what older edgeopt did, since the saved
+    weights only load into a model rebuilt that way: before ``clustered_scales`` existed clustered kernels had
+    TF-MOT's per-channel scales, and before ``depthwise_scales`` depthwise kernels had one range per tensor."""
+    return _quantize.QATConfig.from_dict({"clustered_scales": "per_channel", "depthwise_scales": "per_tensor", **json.loads(text)})
 
 
 def _load_qat(path: Path):

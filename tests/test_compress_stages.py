@@ -70,12 +70,15 @@ def test_compression_stage_configs_are_validated_with_field_paths():
     assert r.stages[1].config.technique.number_of_clusters == 8 and r.stages[1].config.train.epochs == 1
 
 
-def test_a_qat_config_saved_before_clustered_scales_existed_loads_as_per_channel():
+def test_a_qat_config_saved_before_a_field_existed_loads_with_the_layout_its_weights_were_saved_in():
     import json
 
     from edgeopt._compress_stages import saved_qat_config
     from edgeopt.compress.quantize import QATConfig
 
-    old = {k: v for k, v in QATConfig(preserve="sparsity_and_clusters").to_dict().items() if k != "clustered_scales"}
+    new = QATConfig(preserve="sparsity_and_clusters").to_dict()
+    old = {k: v for k, v in new.items() if k not in ("clustered_scales", "depthwise_scales")}
     assert saved_qat_config(json.dumps(old)).clustered_scales == "per_channel"
-    assert saved_qat_config(json.dumps(QATConfig().to_dict())).clustered_scales == "per_tensor"
+    assert saved_qat_config(json.dumps(old)).depthwise_scales == "per_tensor"
+    assert saved_qat_config(json.dumps(new)) == QATConfig(preserve="sparsity_and_clusters")
+    assert (saved_qat_config(json.dumps(new)).clustered_scales, saved_qat_config(json.dumps(new)).depthwise_scales) == ("per_tensor", "per_channel")

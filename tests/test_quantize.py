@@ -7,8 +7,8 @@ import pytest
 from conftest import TINY_MODELS
 
 from _int8 import float_ops, run_int8, to_int8
-from edgeopt._keras import keras
-from edgeopt.compress.quantize import QATConfig, QATUnsupportedError, plan, quantize, quantized_layer_names
+from edgeopt._keras import keras, tf
+from edgeopt.compress.quantize import QATConfig, QATUnsupportedError, plan, quantize, quantize_scope, quantized_layer_names
 from edgeopt.models import create
 
 L = keras.layers
@@ -27,6 +27,8 @@ def test_config_validates_and_round_trips():
         QATConfig(unsupported="skip")
     with pytest.raises(ValueError, match="float_layers"):
         QATConfig(float_layers="conv")
+    with pytest.raises(ValueError, match="depthwise_scales must be one of per_channel, per_tensor"):
+        QATConfig(depthwise_scales="per_axis")
     with pytest.raises(ValueError, match="unknown"):
         QATConfig.from_dict({"preserv": "none"})
 
@@ -127,3 +129,40 @@ def test_calibrated_ranges_are_the_float_activation_ranges_and_keep_accuracy(dig
     # with TF-MOT's own [-6, 6] start this model family measured 11% (chance) here
     qat_top1 = float(np.mean(np.argmax(q.predict(xt, verbose=0), -1) == yt))
     assert qat_top1 >= float_top1 - 0.08, (qat_top1, float_top1)
+
+
+def _depthwise_model():
+    inp = keras.Input((6, 6, 2))
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, use_bias=False, name="dw")(inp)
+    model = keras.Model(inp, L.Dense(3, name="fc")(L.GlobalAveragePooling2D(name="gap")(x)))
+    kernel = np.random.default_rng(0).uniform(-1, 1, size=(3, 3, 2, 2)).astype("float32")
+    kernel[:, :, 0, 0] *= 0.002  # output channel 0 (TFLite's order: channel * multiplier + m) is 500x smaller
+    model.get_layer("dw").set_weights([kernel])
+    return model
+
+
+@pytest.mark.parametrize("scales", ["per_channel", "per_tensor"])
+def test_depthwise_kernels_get_one_range_per_output_channel_as_tflite_stores_them(scales, tmp_path):
+    model = _depthwise_model()
+    q = quantize(model, QATConfig(depthwise_scales=scales))
+    wrapper = next(l for l in q.layers if getattr(l, "layer", None) is not None and l.layer.name == "dw")
+    ranges = [w for w in wrapper.weights if w.name.split("/")[-1].startswith("depthwise_kernel_m")]
+    # TF-MOT: one range per depth-multiplier index (the kernel's last axis), so per tensor at multiplier 1
+    assert [tuple(w.shape) for w in ranges] == [(4,) if scales == "per_channel" else (2,)] * 2
+    x = np.random.default_rng(1).normal(size=(4, 6, 6, 2)).astype("float32")
+    wrapper(x, training=True)  # LastValueQuantizer: a training call sets the ranges from the kernel
+    kernel = model.get_layer("dw").depthwise_kernel.numpy()
+    stored = {w.name.split("/")[-1].split(":")[0].rsplit("_", 1)[-1] + "_var": w for w in ranges}
+    fake = wrapper.quantize_config.weight_quantizer(tf.constant(kernel), training=False, weights=stored).numpy()
+    err = np.abs(fake - kernel)
+    if scales == "per_channel":  # each output channel on its own int8 grid: error within half its step
+        steps = np.abs(kernel).max(axis=(0, 1)) / 127
+        assert np.all(err <= steps / 2 + 1e-7)
+        assert len(np.unique(fake[:, :, 0, 0])) == 9  # all 9 weights of the small channel stay distinct
+        q.save(tmp_path / "qat.h5")  # TF-MOT QAT models round-trip through HDF5, not the .keras format
+        with quantize_scope():
+            back = keras.models.load_model(tmp_path / "qat.h5")
+        assert [tuple(w.shape) for w in back.get_layer(wrapper.name).weights if "depthwise_kernel_m" in w.name] == [(4,)] * 2
+    else:  # TF-MOT's layout (tensorflow/model-optimization#808): the small channel shares a step and rounds to zero
+        assert np.all(err <= np.abs(kernel).max(axis=(0, 1, 2)) / 254 + 1e-7)
+        assert np.all(fake[:, :, 0, 0] == 0) and np.count_nonzero(fake[:, :, 1, 0]) >= 8

@@ -30,7 +30,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer  # noqa: E402
 
-from edgeopt.compress._qat_layout import CLUSTERED_SCALES, Scheme, WeightsOnlyQuantizeConfig  # noqa: E402
+from edgeopt.compress._qat_layout import CLUSTERED_SCALES, DEPTHWISE_SCALES, DepthwiseQuantizeConfig, Scheme, WeightsOnlyQuantizeConfig  # noqa: E402
 
 L = keras.layers
 _QK = tfmot.quantization.keras
@@ -65,6 +65,10 @@ class QATConfig:
     - ``clustered_scales``: for CQAT/PCQAT, ``"per_tensor"`` (default) gives each clustered convolution kernel
       one int8 scale, so its clusters stay about as many int8 codes tensor-wide (smaller gzipped .tflite);
       ``"per_channel"`` is TF-MOT's choice (one scale per output channel).
+    - ``depthwise_scales``: ``"per_channel"`` (default) fake-quantizes DepthwiseConv2D kernels with one range
+      per output channel, as post-training quantization does; ``"per_tensor"`` is TF-MOT's layout, one range
+      per depth-multiplier index, so per kernel at multiplier 1 (tensorflow/model-optimization#808), where
+      channels with small weights round to few codes.
     """
 
     preserve: str = "none"
@@ -72,6 +76,7 @@ class QATConfig:
     unsupported: str = "error"
     calibration_samples: int = 512
     clustered_scales: str = "per_tensor"
+    depthwise_scales: str = "per_channel"
 
     def __post_init__(self):
         if self.preserve not in PRESERVE_MODES:
@@ -83,6 +88,8 @@ class QATConfig:
         object.__setattr__(self, "float_layers", tuple(self.float_layers))
         if self.clustered_scales not in CLUSTERED_SCALES:
             raise ValueError(f"QATConfig.clustered_scales must be one of {', '.join(CLUSTERED_SCALES)}; got {self.clustered_scales!r}")
+        if self.depthwise_scales not in DEPTHWISE_SCALES:
+            raise ValueError(f"QATConfig.depthwise_scales must be one of {', '.join(DEPTHWISE_SCALES)}; got {self.depthwise_scales!r}")
         if not isinstance(self.calibration_samples, int) or isinstance(self.calibration_samples, bool) or self.calibration_samples < 0:
             raise ValueError(f"QATConfig.calibration_samples must be an integer >= 0, got {self.calibration_samples!r}")
 
@@ -215,7 +222,7 @@ def quantize(model: keras.Model, config: QATConfig = QATConfig()) -> keras.Model
     # quantize_apply then clones it again with copied weights, so the input model is never touched.
     annotated = keras.models.clone_model(model, clone_function=annotate)
     with quantize_scope():
-        return _QK.quantize_apply(annotated, Scheme(config.preserve, config.clustered_scales))
+        return _QK.quantize_apply(annotated, Scheme(config.preserve, config.clustered_scales, config.depthwise_scales))
 
 
 _RANGE_PREFIXES = ("output", "post_activation")  # quantizers of a layer's own output
@@ -278,7 +285,7 @@ def calibrate_ranges(qat: keras.Model, model: keras.Model, samples: np.ndarray, 
 
 def quantize_scope():
     """Context manager to load a saved QAT model (``keras.models.load_model``) with every custom object it uses."""
-    return _QK.quantize_scope({"WeightsOnlyQuantizeConfig": WeightsOnlyQuantizeConfig})
+    return _QK.quantize_scope({"WeightsOnlyQuantizeConfig": WeightsOnlyQuantizeConfig, "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig})
 
 
 def quantized_layer_names(model: keras.Model) -> list[str]:
