@@ -1,0 +1,221 @@
+"""How small can gzip make a sparse (and clustered) int8 MobileNetV2? Bounds for the size targets of #4 and #5.
+
+No training: it takes the trained MobileNetV2 0.35 (32x32x3, 10 classes) that benchmarks/quantization.py caches,
+converts it to float32 and full-int8 .tflite once, and then edits the int8 weights inside the file:
+
+* ``pruned``: in each selected kernel the fraction ``s`` of weights with the smallest |code x scale| (the float
+  magnitude TF-MOT's layer-wise pruning ranks) becomes int8 zero. The other bytes of the file stay as they are.
+  Kernel sets: TF-MOT's (1x1 convolutions and the classifier; it prunes no depthwise kernel), plus depthwise
+  kernels, plus the stem.
+* ``pruned + clustered``: the survivors of each TF-MOT kernel are clustered to 16 values (1-D k-means, linear init)
+  and written with one int8 scale per kernel, as prune 50% + cluster 16 + PCQAT does. Only the kernels alone are
+  compared here (with the float32 kernels): the rest of a real PCQAT file (per-tensor bias scales, no per-channel
+  parameters) differs from this edited PTQ file; whole-file PCQAT numbers are measured in quantization_findings.md.
+
+Reported: gzip -9 sizes of the whole file against the dense int8 (#4: at most 0.7x at 50%) and against the float32
+file (#5: at most 1/8), bits per weight of the kernels alone, their order-0 entropy and what zlib's Huffman-only
+strategy (still a valid gzip stream) reaches, to show where the bytes go.
+
+Run:  PYTHONPATH=. python benchmarks/gzip_bounds.py   (after benchmarks/quantization.py has cached its model)
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+CACHED = Path("runs/bench_cache/quantization/mobilenet_v2_0.35_1266.keras")
+WORK = Path("runs/bench_cache/gzip_bounds")
+OUT = Path("benchmarks")
+KERNEL_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+
+
+def gzip9(data: bytes) -> int:
+    return len(gzip.compress(data, 9, mtime=0))
+
+
+def huffman_only(data: bytes) -> int:
+    c = zlib.compressobj(9, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)
+    return len(c.compress(data) + c.flush())
+
+
+def entropy_bits(codes: np.ndarray) -> float:
+    _, counts = np.unique(codes, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def tflite_files() -> tuple[bytes, bytes]:
+    """(float32, int8) .tflite of the cached quantization-benchmark MobileNetV2, converted once and kept in WORK."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    f32, i8 = WORK / "float32.tflite", WORK / "int8.tflite"
+    if not (f32.exists() and i8.exists()):
+        if not CACHED.exists():
+            raise SystemExit(f"{CACHED} is missing: run `PYTHONPATH=. python benchmarks/quantization.py --train-steps 1266 "
+                             "--finetune-steps 422` first (it trains and caches the model)")
+        from edgeopt import create, load_dataset
+        from edgeopt.export import convert
+
+        model = create("mobilenet_v2", input_shape=(32, 32, 3), classes=10, alpha=0.35)
+        model.load_weights(str(CACHED))
+        rep, _ = load_dataset("fashion_mnist", image_size=32, channels=3, batch_size=64).arrays("train", limit=300)
+        print("converting float32 and int8 (about a minute each on 2 cores)", flush=True)
+        f32.write_bytes(convert(model, "float32"))
+        i8.write_bytes(convert(model, "int8", rep))
+    return f32.read_bytes(), i8.read_bytes()
+
+
+class Kernels:
+    """The weight tensors of conv/depthwise/FC ops in a .tflite, editable in place (flatbuffer object API)."""
+
+    def __init__(self, data: bytes):
+        from tensorflow.lite.python import schema_py_generated as schema
+        from tensorflow.lite.tools import flatbuffer_utils
+
+        self._fu = flatbuffer_utils
+        self.model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        graph = self.model.subgraphs[0]
+        self.items = []  # (kind, tensor)
+        for op in graph.operators:
+            code = names[max(self.model.operatorCodes[op.opcodeIndex].builtinCode,
+                             self.model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)]
+            if code in KERNEL_OPS:
+                t = graph.tensors[op.inputs[1]]
+                kind = "depthwise" if code == "DEPTHWISE_CONV_2D" else "fc" if code == "FULLY_CONNECTED" else "conv"
+                self.items.append((kind, t))
+        self.items[0] = ("stem", self.items[0][1])
+
+    def codes(self, t) -> np.ndarray:
+        return np.frombuffer(bytes(self.model.buffers[t.buffer].data), np.int8).reshape(t.shape).copy()
+
+    def floats(self, t) -> np.ndarray:
+        q = t.quantization
+        scale = np.asarray(q.scale, np.float64)
+        shape = [1] * len(t.shape)
+        shape[q.quantizedDimension] = -1
+        return self.codes(t) * (scale.reshape(shape) if scale.size > 1 else scale)
+
+    def set_codes(self, t, codes: np.ndarray) -> None:
+        self.model.buffers[t.buffer].data = np.asarray(codes, np.int8).ravel()
+
+    def bytes(self) -> bytes:
+        return bytes(self._fu.convert_object_to_bytearray(self.model))
+
+
+def prune_codes(k: Kernels, t, sparsity: float) -> np.ndarray:
+    w, c = k.floats(t), k.codes(t)
+    c[np.abs(w) <= np.quantile(np.abs(w), sparsity)] = 0
+    return c
+
+
+def kmeans_1d(values: np.ndarray, clusters: int, iters: int = 30) -> np.ndarray:
+    centroids = np.linspace(values.min(), values.max(), clusters)
+    for _ in range(iters):
+        idx = np.abs(values[:, None] - centroids[None, :]).argmin(1)
+        for j in range(clusters):
+            if np.any(idx == j):
+                centroids[j] = values[idx == j].mean()
+    return centroids[np.abs(values[:, None] - centroids[None, :]).argmin(1)]
+
+
+def prune_cluster_codes(k: Kernels, t, sparsity: float, clusters: int) -> np.ndarray:
+    """int8 codes of kernel ``t`` pruned to ``sparsity``, survivors clustered, one scale for the whole kernel."""
+    w = k.floats(t)
+    keep = np.abs(w) > np.quantile(np.abs(w), sparsity)
+    out = np.zeros_like(w)
+    out[keep] = kmeans_1d(w[keep], clusters)
+    return np.round(out / (np.abs(out).max() / 127)).astype(np.int8)
+
+
+def kernel_bits(blobs: list[bytes], n: int) -> dict:
+    """Bits per weight of the kernels alone, concatenated: gzip -9, Huffman-only, and the order-0 entropy of each
+    tensor's codes (weighted by size: the floor for any coder that keeps one code table per tensor)."""
+    data = b"".join(blobs)
+    entropy = sum(len(b) * entropy_bits(np.frombuffer(b, np.int8)) for b in blobs) / n
+    return {"gzip9": 8 * gzip9(data) / n, "huffman_only": 8 * huffman_only(data) / n, "entropy": entropy}
+
+
+def run(sparsities=(0.5, 0.75), clusters: int = 16) -> dict:
+    f32, i8 = tflite_files()
+    dense_gz, f32_gz = gzip9(i8), gzip9(f32)
+    res = {"dense_int8_bytes": len(i8), "dense_int8_gzip": dense_gz, "float32_bytes": len(f32), "float32_gzip": f32_gz,
+           "pruned": [], "pruned_clustered": []}
+    base = Kernels(i8)
+    tfmot = [t for kind, t in base.items if kind in ("conv", "fc")]
+    n = sum(int(np.prod(t.shape)) for t in tfmot)
+    res["tfmot_kernel_weights"] = n
+    res["dense_kernels"] = kernel_bits([base.codes(t).tobytes() for t in tfmot], n)
+    f32_kernels = Kernels(f32)
+    fl = [f32_kernels.model.buffers[t.buffer].data for kind, t in f32_kernels.items if kind in ("conv", "fc")]
+    res["float32_kernels_gzip_bits"] = 8 * gzip9(b"".join(bytes(b) for b in fl)) / n
+    for s in sparsities:
+        for kinds in (("conv", "fc"), ("conv", "fc", "depthwise"), ("conv", "fc", "depthwise", "stem")):
+            k = Kernels(i8)
+            blobs = []
+            for kind, t in k.items:
+                if kind in kinds:
+                    c = prune_codes(k, t, s)
+                    k.set_codes(t, c)
+                    if kind in ("conv", "fc"):
+                        blobs.append(c.tobytes())
+            gz = gzip9(k.bytes())
+            row = {"sparsity": s, "kernels": "+".join(kinds), "gzip": gz, "gzip_vs_dense_int8": gz / dense_gz,
+                   "kernel_bits": kernel_bits(blobs, n)}
+            row["kernels_alone_vs_dense"] = row["kernel_bits"]["gzip9"] / res["dense_kernels"]["gzip9"]
+            res["pruned"].append(row)
+            print(row, flush=True)
+        k = Kernels(i8)
+        blobs = []
+        for kind, t in k.items:
+            if kind in ("conv", "fc"):
+                blobs.append(prune_cluster_codes(k, t, s, clusters).tobytes())
+        row = {"sparsity": s, "clusters": clusters, "kernel_bits": kernel_bits(blobs, n)}
+        row["kernels_alone_vs_float32_kernels"] = row["kernel_bits"]["gzip9"] / res["float32_kernels_gzip_bits"]
+        res["pruned_clustered"].append(row)
+        print(row, flush=True)
+    return res
+
+
+def markdown(r: dict) -> str:
+    fb = r["float32_kernels_gzip_bits"]
+    md = ["# gzip bounds for sparse and clustered int8 MobileNetV2 0.35 (32x32x3)", "",
+          "Command: `PYTHONPATH=. python benchmarks/gzip_bounds.py`. Model: the quantization benchmark's trained float model;",
+          "its dense int8 file is edited in place (weights zeroed by float magnitude, survivors optionally clustered), so these",
+          "are the sizes of files that differ from a real pruned export only in the kernel values. gzip = `gzip -9`.", "",
+          f"Dense int8: {r['dense_int8_bytes']:,} B, gzip {r['dense_int8_gzip']:,} B. Float32: {r['float32_bytes']:,} B, "
+          f"gzip {r['float32_gzip']:,} B. The {r['tfmot_kernel_weights']:,} weights TF-MOT can prune (1x1 convolutions, classifier) "
+          f"gzip to {r['dense_kernels']['gzip9']:.2f} bits each as dense int8 (entropy {r['dense_kernels']['entropy']:.2f}) and "
+          f"{fb:.2f} bits each as float32.", "",
+          "## Pruned int8 (#4: gzipped int8 at most 0.7x the dense int8's at 50%)", "",
+          "| sparsity | kernels pruned | whole file gzip B | vs dense int8 | TF-MOT kernels: gzip bits/weight | entropy | Huffman-only | kernels alone vs dense kernels (gzip) |",
+          "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for p in r["pruned"]:
+        kb = p["kernel_bits"]
+        md.append(f"| {p['sparsity']:.0%} | {p['kernels']} | {p['gzip']:,} | {p['gzip_vs_dense_int8']:.3f} | {kb['gzip9']:.2f} | {kb['entropy']:.2f} | {kb['huffman_only']:.2f} | {p['kernels_alone_vs_dense']:.3f} |")
+    md += ["", "## Pruned + clustered int8 kernels, one scale per kernel (#5: whole file gzip at most 1/8 of the float32 file's)", "",
+           "| sparsity | clusters | TF-MOT kernels: gzip bits/weight | entropy | Huffman-only | kernels alone vs float32 kernels (gzip) |",
+           "|---:|---:|---:|---:|---:|---:|"]
+    for p in r["pruned_clustered"]:
+        kb = p["kernel_bits"]
+        md.append(f"| {p['sparsity']:.0%} | {p['clusters']} | {kb['gzip9']:.2f} | {kb['entropy']:.2f} | {kb['huffman_only']:.2f} | {p['kernels_alone_vs_float32_kernels']:.3f} |")
+    return "\n".join(md) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=OUT)
+    a = ap.parse_args(argv)
+    res = run()
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "gzip_bounds.json").write_text(json.dumps(res, indent=1))
+    (a.out / "gzip_bounds.md").write_text(markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
