@@ -12,9 +12,10 @@ converts it to float32 and full-int8 .tflite once, and then edits the int8 weigh
   compared here (with the float32 kernels): the rest of a real PCQAT file (per-tensor bias scales, no per-channel
   parameters) differs from this edited PTQ file; whole-file PCQAT numbers are measured in quantization_findings.md.
 
-Reported: gzip -9 sizes of the whole file against the dense int8 (#4: at most 0.7x at 50%) and against the float32
-file (#5: at most 1/8), bits per weight of the kernels alone, their order-0 entropy and what zlib's Huffman-only
-strategy (still a valid gzip stream) reaches, to show where the bytes go.
+Reported: gzip -9 sizes of the whole pruned file against the dense int8 (#4: at most 0.7x at 50%); for the
+clustered kernels, their gzip size against the float32 kernels' (#5 asks at most 1/8 for the whole file); and for
+the kernels alone, bits per weight under gzip -9, their order-0 entropy and what zlib's Huffman-only strategy
+(still a valid gzip stream) reaches, to show where the bytes go.
 
 Run:  PYTHONPATH=. python benchmarks/gzip_bounds.py   (after benchmarks/quantization.py has cached its model)
 """
@@ -73,17 +74,16 @@ class Kernels:
     """The weight tensors of conv/depthwise/FC ops in a .tflite, editable in place (flatbuffer object API)."""
 
     def __init__(self, data: bytes):
-        from tensorflow.lite.python import schema_py_generated as schema
         from tensorflow.lite.tools import flatbuffer_utils
+
+        from edgeopt._tflite_meta import list_ops
 
         self._fu = flatbuffer_utils
         self.model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
-        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
         graph = self.model.subgraphs[0]
         self.items = []  # (kind, tensor)
-        for op in graph.operators:
-            code = names[max(self.model.operatorCodes[op.opcodeIndex].builtinCode,
-                             self.model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)]
+        for op, info in zip(graph.operators, list_ops(data)):  # both in execution order
+            code = info.op
             if code in KERNEL_OPS:
                 t = graph.tensors[op.inputs[1]]
                 kind = "depthwise" if code == "DEPTHWISE_CONV_2D" else "fc" if code == "FULLY_CONNECTED" else "conv"

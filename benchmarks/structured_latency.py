@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.pruning import latency_interleaved
 from edgeopt import create, profile
-from edgeopt.bench import machine, measure_latency
+from edgeopt.bench import machine
 from edgeopt.compress.structured import StructuredConfig, prune_filters
 from edgeopt.export import convert
 
@@ -28,14 +29,11 @@ def one_size(size: int, rounds: int = 5) -> dict:
     dense = create("mobilenet_v2", input_shape=(size, size, 3), classes=10, alpha=0.35)
     pruned = prune_filters(dense, StructuredConfig(ratio=0.5, scope="internal"))
     rep = np.random.default_rng(0).random((32, size, size, 3)).astype("float32")
-    files = {"dense": convert(dense, "int8", rep), "structured": convert(pruned, "int8", rep)}
-    times = {k: [] for k in files}
-    for _ in range(rounds):
-        for k, data in files.items():
-            times[k].append(measure_latency(data, threads=1, runs=30, min_seconds=0.2).median_ms)
-    d, s = float(np.median(times["dense"])), float(np.median(times["structured"]))
-    return {"size": size, "small_input_stem": size < 96, "dense_macs": profile(dense).macs,
-            "macs_vs_dense": profile(pruned).macs / profile(dense).macs, "dense_int8_ms": d, "structured_int8_ms": s,
+    lat = latency_interleaved({"dense": convert(dense, "int8", rep), "structured": convert(pruned, "int8", rep)}, rounds=rounds)
+    d, s = lat["dense"], lat["structured"]
+    dense_macs = profile(dense).macs
+    return {"size": size, "small_input_stem": size < 96, "dense_macs": dense_macs,
+            "macs_vs_dense": profile(pruned).macs / dense_macs, "dense_int8_ms": d, "structured_int8_ms": s,
             "latency_vs_dense": s / d}
 
 
