@@ -66,6 +66,16 @@ def write(cache: Path, out: Path, machine: str) -> None:
         fig.tight_layout()
         fig.savefig(out / "pruning_size_accuracy.png", dpi=120)
         plt.close(fig)
+    longer = json.loads((cache / "longer50.json").read_text()) if (cache / "longer50.json").exists() else None
+    if longer:
+        md += ["", f"## The 50% row with a longer fine-tune ({longer['steps']} steps)", "",
+               f"The layer-wise 50% row again, fine-tuned {longer['steps']} steps instead of {mob['steps'] if mob else '?'} (same optimizer; the schedule reaches",
+               "50% at 70% of the fine-tune), against the same cached dense model; both int8 files converted and timed in this run.",
+               f"Command: `PYTHONPATH=. python {longer['cmd']}`.", "",
+               "| variant | kernel sparsity % | Keras top-1 % | int8 top-1 % | drop (points) | gzip bytes | gzip vs dense | int8 ms | latency vs dense |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        md += [f"| {r['variant']} | {_pct(r['kernel_sparsity'])} | {_pct(r['keras_top1'])} | {_pct(r['int8_top1'])} | {r['top1_drop_points']:.2f} | "
+               f"{r['int8_gzip_bytes']:,} | {r['gzip_vs_dense']:.3f} | {r['int8_latency_ms']:.3f} | {r['latency_vs_dense']:.3f} |" for r in longer["rows"]]
     md += ["", "## XNNPACK sparse inference probe", "",
            "`benchmarks/xnnpack_sparse_probe.py` (random weights, 80% of every 1x1 kernel zeroed by magnitude, float32, 1 thread,",
            "interleaved medians; raw numbers in `pruning_xnnpack_probe.json`):", "",
