@@ -117,6 +117,20 @@ def prune_codes(k: Kernels, t, sparsity: float) -> np.ndarray:
     return c
 
 
+def prune_file(i8: bytes, sparsity: float, kinds) -> tuple[bytes, list[bytes]]:
+    """``i8`` with its ``kinds`` kernels pruned to ``sparsity`` by magnitude, and the pruned codes of the kernels
+    TF-MOT can prune (conv, fc) among them."""
+    k = Kernels(i8)
+    blobs = []
+    for kind, t in k.items:
+        if kind in kinds:
+            c = prune_codes(k, t, sparsity)
+            k.set_codes(t, c)
+            if kind in ("conv", "fc"):
+                blobs.append(c.tobytes())
+    return k.bytes(), blobs
+
+
 def kmeans_1d(values: np.ndarray, clusters: int, iters: int = 30) -> np.ndarray:
     centroids = np.linspace(values.min(), values.max(), clusters)
     for _ in range(iters):
@@ -159,15 +173,8 @@ def run(sparsities=(0.5, 0.75), clusters: int = 16) -> dict:
     res["float32_kernels_gzip_bits"] = 8 * gzip9(b"".join(bytes(b) for b in fl)) / n
     for s in sparsities:
         for kinds in (("conv", "fc"), ("conv", "fc", "depthwise"), ("conv", "fc", "depthwise", "stem")):
-            k = Kernels(i8)
-            blobs = []
-            for kind, t in k.items:
-                if kind in kinds:
-                    c = prune_codes(k, t, s)
-                    k.set_codes(t, c)
-                    if kind in ("conv", "fc"):
-                        blobs.append(c.tobytes())
-            gz = gzip9(k.bytes())
+            pruned, blobs = prune_file(i8, s, kinds)
+            gz = gzip9(pruned)
             row = {"sparsity": s, "kernels": "+".join(kinds), "gzip": gz, "gzip_vs_dense_int8": gz / dense_gz,
                    "kernel_bits": kernel_bits(blobs, n)}
             row["kernels_alone_vs_dense"] = row["kernel_bits"]["gzip9"] / res["dense_kernels"]["gzip9"]
@@ -220,10 +227,7 @@ def pruned_gzip_ratio(i8: bytes, sparsity: float, kinds=("conv", "fc")) -> dict:
     k = Kernels(i8)
     dense_gz = gzip9(i8)
     kernels_gz = gzip9(b"".join(k.codes(t).tobytes() for kind, t in k.items if kind in kinds))
-    for kind, t in k.items:
-        if kind in kinds:
-            k.set_codes(t, prune_codes(k, t, sparsity))
-    return {"dense_gzip": dense_gz, "gzip_vs_dense_int8": gzip9(k.bytes()) / dense_gz,
+    return {"dense_gzip": dense_gz, "gzip_vs_dense_int8": gzip9(prune_file(i8, sparsity, kinds)[0]) / dense_gz,
             "share_outside_kernels": 1 - kernels_gz / dense_gz}
 
 

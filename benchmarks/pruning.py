@@ -67,6 +67,17 @@ def dense_model(splits):
     return m
 
 
+def relative_to_dense(rows: list[dict], lat: dict[str, float]) -> None:
+    """Adds each row's int8 latency (``lat`` by variant) and its latency, gzip size and top-1 drop against the dense
+    row (``rows[0]``, variant "dense")."""
+    dense = rows[0]
+    for r in rows:
+        r["int8_latency_ms"] = lat[r["variant"]]
+        r["latency_vs_dense"] = lat[r["variant"]] / lat["dense"]
+        r["gzip_vs_dense"] = r["int8_gzip_bytes"] / dense["int8_gzip_bytes"]
+        r["top1_drop_points"] = 100 * (dense["int8_top1"] - r["int8_top1"])
+
+
 def finetune_pruned(dense, splits, config: PruneConfig, steps: int):
     pruned = prune(dense, config, total_steps=steps)
     fit(pruned, splits, TrainConfig(epochs=1, steps_per_epoch=steps, learning_rate=5e-4, seed=1), callbacks=pruning_callbacks(config))
@@ -120,14 +131,9 @@ def mobilenet_part(steps: int):
             float_sparse_model = model
         print(rows[-1], flush=True)
         (CACHE / "rows.json").write_text(json.dumps(rows, indent=1))
-    lat = latency_interleaved(int8)
-    dense_row = rows[0]
+    relative_to_dense(rows, latency_interleaved(int8))
     for r in rows:
-        r["int8_latency_ms"] = lat[r["variant"]]
-        r["latency_vs_dense"] = lat[r["variant"]] / lat["dense"]
-        r["gzip_vs_dense"] = r["int8_gzip_bytes"] / dense_row["int8_gzip_bytes"]
-        r["sparse_format_gzip_vs_dense"] = r["int8_sparse_format_gzip_bytes"] / dense_row["int8_gzip_bytes"]
-        r["top1_drop_points"] = 100 * (dense_row["int8_top1"] - r["int8_top1"])
+        r["sparse_format_gzip_vs_dense"] = r["int8_sparse_format_gzip_bytes"] / rows[0]["int8_gzip_bytes"]
     # sparse float32: the 75% layer-wise model (1x1 convs 75% zero) with and without EXPERIMENTAL_SPARSITY
     f_dense, f_sparse = to_tflite(dense, "float32"), to_tflite(float_sparse_model, "float32", sparse=True)
     f_plain = to_tflite(float_sparse_model, "float32")
@@ -156,12 +162,7 @@ def longer_part(steps: int) -> dict:
                      "keras_top1": evaluate(model, splits.test)["top1"], "int8_top1": evaluate_tflite(data, splits.test).top1,
                      "int8_gzip_bytes": gzip_size(data)})
         print(rows[-1], flush=True)
-    lat = latency_interleaved(datas)
-    for r in rows:
-        r["int8_latency_ms"] = lat[r["variant"]]
-        r["latency_vs_dense"] = lat[r["variant"]] / lat["dense"]
-        r["gzip_vs_dense"] = r["int8_gzip_bytes"] / rows[0]["int8_gzip_bytes"]
-        r["top1_drop_points"] = 100 * (rows[0]["int8_top1"] - r["int8_top1"])
+    relative_to_dense(rows, latency_interleaved(datas))
     return {"rows": rows, "steps": steps, "seconds": time.perf_counter() - t0, "cmd": " ".join(sys.argv)}
 
 
