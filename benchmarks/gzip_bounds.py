@@ -80,7 +80,7 @@ class Kernels:
     def __init__(self, data: bytes):
         from tensorflow.lite.tools import flatbuffer_utils
 
-        from edgeopt._tflite_meta import list_ops
+        from edgeopt.tflite.flatbuffer import list_ops
 
         self._fu = flatbuffer_utils
         self.model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))

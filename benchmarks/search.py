@@ -28,7 +28,7 @@ import edgeopt  # noqa: E402,F401  (selects tf_keras first)
 from edgeopt.pipeline import write_atomic  # noqa: E402
 from edgeopt.report import machine_description  # noqa: E402
 from edgeopt.search import SearchConfig, run_search  # noqa: E402
-from edgeopt.search_space import ParamSpec, SearchSpace, load_search_space  # noqa: E402
+from edgeopt.search.space import ParamSpec, SearchSpace, load_search_space  # noqa: E402
 
 BENCH = ROOT / "benchmarks"
 RECIPES = ROOT / "recipes" / "search"

@@ -4,7 +4,7 @@ weights (latency does not depend on their values, only on where the zeros are).
 For each graph variant: dense float32, 80%-zero 1x1 convolutions converted plainly, and the same converted
 with ``Optimize.EXPERIMENTAL_SPARSITY``; latencies at 1 thread, interleaved, medians.
 Variants marked "+ PAD/VALID rewrite" pass the dense and the sparse-format files through
-``edgeopt._tflite_sparse.explicit_pad_for_xnnpack`` (exact; checked here on random inputs) and also time the
+``edgeopt.tflite.xnnpack.explicit_pad_for_xnnpack`` (exact; checked here on random inputs) and also time the
 unrewritten files. Every file gets ``xnnpack_sparse_eligibility`` (would XNNPACK switch to sparse on ARM?).
 On x86 CPUs with AVX XNNPACK never runs sparse (``xnn_is_chw_compatible_config``), so latencies here can only
 show that the rewrite costs nothing; the speed-up needs an ARM machine (run this same script there).
@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from edgeopt._keras import keras
-from edgeopt._tflite_sparse import explicit_pad_for_xnnpack_report, xnnpack_sparse_eligibility
-from edgeopt.compress._graph import explicit_padding
+from edgeopt.tflite.xnnpack import explicit_pad_for_xnnpack_report, xnnpack_sparse_eligibility
+from edgeopt.compress.graph import explicit_padding
 from edgeopt.models import create
 
 

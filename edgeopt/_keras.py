@@ -28,7 +28,7 @@ if "tensorflow" in sys.modules and not getattr(sys.modules["tensorflow"].keras, 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-__all__ = ["tf", "keras", "require_keras2_model", "is_keras2_model"]
+__all__ = ["ends_in_softmax", "is_keras2_model", "is_softmax", "keras", "output_layer", "require_keras2_model", "tf", "unwrap_layer"]
 
 
 def is_keras2_model(obj) -> bool:
@@ -53,3 +53,32 @@ def require_keras2_model(obj, where: str = "this function") -> None:
             "with model.load_weights(path)."
         )
     raise TypeError(f"{where} needs a tf_keras.Model, got {type(obj).__name__}.")
+
+
+def unwrap_layer(layer):
+    """The layer inside TF-MOT / Keras wrappers (PruneLowMagnitude, ClusterWeights, QuantizeWrapper, ...),
+    else ``layer`` itself: the wrappers keep the original layer as ``.layer``."""
+    while isinstance(getattr(layer, "layer", None), keras.layers.Layer):
+        layer = layer.layer
+    return layer
+
+
+def output_layer(model) -> "keras.layers.Layer":
+    """The layer that produces the model's (first) output; the last layer for models without a graph."""
+    history = getattr(model.outputs[0], "_keras_history", None) if getattr(model, "outputs", None) else None
+    return history.layer if history is not None else model.layers[-1]
+
+
+def is_softmax(layer) -> bool:
+    """True when ``layer`` (under any wrappers) is a Softmax layer or has a softmax activation."""
+    layer = unwrap_layer(layer)
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    act = getattr(layer, "activation", None)
+    return act is not None and getattr(act, "__name__", "") == "softmax"
+
+
+def ends_in_softmax(model) -> bool:
+    """True when the model's output layer applies softmax (so its outputs are probabilities, not logits),
+    also through TF-MOT wrappers (QAT wraps the classifier)."""
+    return is_softmax(output_layer(model))

@@ -5,6 +5,14 @@ import argparse
 import json
 import sys
 
+from edgeopt import bench
+from edgeopt.io import write_atomic
+from edgeopt.models import MODELS, create, knobs_of
+from edgeopt.pipeline import run_recipe
+from edgeopt.profile import profile
+from edgeopt.report import run_summary_markdown, write_results
+from edgeopt.search import SearchConfig, report_search, run_search
+
 
 def _value(text: str):
     """A knob value from the command line: int, float, true/false, or a string (never eval'd)."""
@@ -30,8 +38,6 @@ def _knobs(pairs: list[str]) -> dict:
 
 
 def cmd_models(args) -> int:
-    from edgeopt.models import MODELS, knobs_of
-
     for name in MODELS.names():
         entry = MODELS.get(name)
         print(f"{name:24s} {entry.default_size:4d}px  {entry.summary}")
@@ -41,8 +47,6 @@ def cmd_models(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from edgeopt.models import create
-    from edgeopt.profile import profile
 
     model = create(args.name, input_shape=args.input, classes=args.classes, **_knobs(args.set))
     result = profile(model)
@@ -54,8 +58,6 @@ def cmd_profile(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from edgeopt.pipeline import run_recipe
-    from edgeopt.report import run_summary_markdown
 
     report = run_recipe(args.recipe, out_dir=args.out, resume=args.resume, force=args.force, artifacts_dir=args.artifacts)
     print()
@@ -68,7 +70,6 @@ def cmd_report(args) -> int:
     import json
     from pathlib import Path
 
-    from edgeopt.report import write_results
 
     paths = []
     for pattern in args.runs or ["tflite_models/*/report.json"]:
@@ -85,7 +86,6 @@ def cmd_report(args) -> int:
 def cmd_search(args) -> int:
     from pathlib import Path
 
-    from edgeopt.search import SearchConfig, report_search, run_search
 
     if args.report_only:
         if not (args.storage and args.study):
@@ -118,7 +118,6 @@ def _threads(text: str) -> tuple[int, ...]:
 def cmd_bench(args) -> int:
     from dataclasses import replace
 
-    from edgeopt import bench
 
     settings = dict(runs=args.runs, min_seconds=args.min_seconds, warmup=args.warmup, xnnpack=not args.no_xnnpack)
     if args.adb:
@@ -130,8 +129,6 @@ def cmd_bench(args) -> int:
         result = bench.measure(args.model, args.data, threads=args.threads, limit=args.limit, **settings)
     print(result.to_markdown())
     if args.json:
-        from edgeopt.export import write_atomic
-
         write_atomic(args.json, (json.dumps(result.to_dict(), indent=1) + "\n").encode(), overwrite=True)
         print(f"wrote {args.json}")
     return 0
@@ -200,17 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device_errors():
-    from edgeopt._adb import DeviceUnavailableError
-
-    return DeviceUnavailableError
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, _device_errors()) as err:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, bench.DeviceUnavailableError) as err:
         print(f"edgeopt {args.command}: error: {err}", file=sys.stderr)
         return 2
 

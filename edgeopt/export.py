@@ -11,22 +11,24 @@ SHAPE/PACK ops split the graph in front of XNNPACK.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgeopt import _litert, _tflite_meta
-from edgeopt._keras import keras, require_keras2_model, tf
-from edgeopt._litert import dequantize_output, quantize_input  # noqa: F401  (public: the app-side helpers)
-from edgeopt._oprep import OpReport, op_report  # noqa: F401
-from edgeopt._tflite_meta import InvalidModelError  # noqa: F401
+from edgeopt._keras import ends_in_softmax, keras, require_keras2_model, tf
+from edgeopt.data import preprocess_images
+from edgeopt.io import gzip_size, write_atomic
+from edgeopt.tflite import flatbuffer, runtime
+from edgeopt.tflite.flatbuffer import InvalidModelError  # noqa: F401
+from edgeopt.tflite.ops import OpReport, op_report  # noqa: F401
+from edgeopt.tflite.runtime import dequantize_output, quantize_input  # noqa: F401  (public: the app-side helpers)
+from edgeopt.tflite.xnnpack import explicit_pad_for_xnnpack, xnnpack_sparse_eligibility
+from edgeopt.version import __version__
 
 MANIFEST_KEY = "edgeopt_manifest"
 MANIFEST_FORMAT = "edgeopt.manifest/1"
@@ -136,8 +138,6 @@ def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights
     if sparse_weights and explicit_pad and mode == "float32":
         # XNNPACK's sparse (NCHW) kernels reject SAME-padded depthwise convolutions: write symmetric SAME
         # padding as PAD + VALID (exact; XNNPACK folds the PAD back into the convolution). See _tflite_sparse.
-        from edgeopt._tflite_sparse import explicit_pad_for_xnnpack
-
         data = explicit_pad_for_xnnpack(data)
     calib = Calibration(len(representative), clock["end"] - clock["start"]) if needs_data and "end" in clock else None
     return data, calib
@@ -152,8 +152,6 @@ def _collect(data, preprocessing, sample_shape: tuple, limit: int, skip: int = 0
     uint8 arrays are raw pixels and go through ``preprocessing`` (resize, channels, (p - mean) / std),
     exactly as the dataset pipelines do it.
     """
-    from edgeopt.data import preprocess_images
-
     labels = None
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
@@ -214,9 +212,9 @@ def verify(model: keras.Model, model_bytes: bytes, inputs: np.ndarray, labels: n
     """Run the Keras model and the .tflite (LiteRT, dequantized outputs) on ``inputs`` and compare them."""
     start = time.perf_counter()
     expected = _keras_outputs(model, inputs)
-    interp = _litert.make_interpreter(model_bytes)
+    interp = runtime.make_interpreter(model_bytes)
     interp.allocate_tensors()
-    got = _litert.predict(interp, inputs)
+    got = runtime.predict(interp, inputs)
     diff = np.abs(got.reshape(expected.shape) - expected)
     agree = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
     acc = (lambda out: float(np.mean(out.argmax(-1) == labels))) if labels is not None else (lambda out: None)
@@ -247,7 +245,7 @@ def manifest_path(model_path: str | os.PathLike) -> Path:
 
 def file_facts(data: bytes) -> dict:
     """sha256, raw and gzipped size (bytes, gzip level 9) of a file's bytes."""
-    return {"sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data), "gzip_bytes": len(gzip.compress(data, 9, mtime=0))}
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data), "gzip_bytes": gzip_size(data)}
 
 
 def to_tflite(
@@ -322,11 +320,9 @@ def to_tflite(
             )
     manifest = build_manifest(model, raw, mode, preprocessing, report, calib, check, convert_seconds, source)
     if sparse_weights:
-        from edgeopt._tflite_sparse import xnnpack_sparse_eligibility
-
         # whether XNNPACK on ARM would run its sparse kernels, and why not (AVX x86 never does: see _tflite_sparse)
         manifest["xnnpack_sparse"] = xnnpack_sparse_eligibility(raw).to_dict()
-    final = _tflite_meta.embed_metadata(raw, MANIFEST_KEY, json.dumps(manifest, sort_keys=True).encode())
+    final = flatbuffer.embed_metadata(raw, MANIFEST_KEY, json.dumps(manifest, sort_keys=True).encode())
     if verify_x is not None:
         _check_same_outputs(raw, final, verify_x[:4])
     manifest = {**manifest, "file": {"name": targets[0].name if targets else None, **file_facts(final)}}
@@ -343,7 +339,7 @@ def _is_splits(obj) -> bool:
 def _check_int8_io(data: bytes, mode: str, report: OpReport, name: str) -> None:
     if mode != "int8":
         return
-    ins, outs = _tflite_meta.io_tensors(data)
+    ins, outs = flatbuffer.io_tensors(data)
     bad = [t for t in (*ins, *outs) if t.dtype != "int8"]
     if bad or report.float_ops:
         raise RuntimeError(f"int8 export of {name!r} is not fully integer: non-int8 I/O {[t.name for t in bad]}, float ops {report.float_op_names}")
@@ -352,9 +348,9 @@ def _check_int8_io(data: bytes, mode: str, report: OpReport, name: str) -> None:
 def _check_same_outputs(raw: bytes, final: bytes, x: np.ndarray) -> None:
     outs = []
     for data in (raw, final):
-        interp = _litert.make_interpreter(data)
+        interp = runtime.make_interpreter(data)
         interp.allocate_tensors()
-        outs.append(_litert.predict(interp, x))
+        outs.append(runtime.predict(interp, x))
     if not np.array_equal(*outs):
         raise RuntimeError("embedding the manifest changed the model's outputs; this is a bug in edgeopt")
 
@@ -393,16 +389,14 @@ def _preprocessing_entry(prep) -> dict | None:
 
 def build_manifest(model, data: bytes, mode: str, prep, report, calib, check, convert_seconds: float, source: dict | None) -> dict:
     """Everything an app needs to feed the model and read its output, plus provenance (JSON-ready dict)."""
-    from edgeopt import __version__
-
-    ins, outs = _tflite_meta.io_tensors(data)
+    ins, outs = flatbuffer.io_tensors(data)
     config = json.dumps(model.get_config(), sort_keys=True, default=str)
     return {
         "format": MANIFEST_FORMAT,
         "mode": mode,
         "mode_description": MODES[mode][2],
         "input": ins[0].to_dict(),
-        "output": {**outs[0].to_dict(), "meaning": "class probabilities (softmax)" if _ends_in_softmax(model) else "class logits"},
+        "output": {**outs[0].to_dict(), "meaning": "class probabilities (softmax)" if ends_in_softmax(model) else "class logits"},
         "preprocessing": _preprocessing_entry(prep),
         "labels": _labels(model, prep),
         "labels_file": LABELS_FILE,
@@ -417,18 +411,13 @@ def build_manifest(model, data: bytes, mode: str, prep, report, calib, check, co
     }
 
 
-def _ends_in_softmax(model) -> bool:
-    act = getattr(model.layers[-1], "activation", None)
-    return getattr(act, "__name__", "") == "softmax"
-
-
 def read_manifest(model) -> dict:
     """The manifest embedded in a .tflite (bytes or path), with its ``file`` facts computed from the bytes.
 
     Raises ValueError when the model carries no edgeopt manifest.
     """
-    data, label = _tflite_meta.load_model_bytes(model)
-    raw = _tflite_meta.read_metadata(data, MANIFEST_KEY)
+    data, label = flatbuffer.load_model_bytes(model)
+    raw = flatbuffer.read_metadata(data, MANIFEST_KEY)
     if raw is None:
         raise ValueError(f"{label} has no embedded edgeopt manifest (metadata entry {MANIFEST_KEY!r}); it was not exported by edgeopt.export.to_tflite")
     manifest = json.loads(raw.decode())
@@ -467,48 +456,6 @@ def _write_all(targets: list[Path], data: bytes, manifest: dict, labels_text: st
     return written
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place.
-
-    Readers see the old file or the complete new one, never a partial file. Without ``overwrite`` an
-    existing ``path`` raises FileExistsError (checked atomically with a hard link where supported).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _link_no_clobber(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _link_no_clobber(tmp: str, path: Path) -> None:
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
-    except OSError:  # file systems without hard links
-        if path.exists():
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
-        os.replace(tmp, path)
-
-
 # ---- running (tests and quick checks) ------------------------------------------------------------------
 
 
@@ -517,6 +464,6 @@ def run_tflite(model_bytes: bytes, inputs: np.ndarray, num_threads: int = 1) -> 
 
     Quantized inputs/outputs are quantized/dequantized with the model's own scale and zero point.
     """
-    interp = _litert.make_interpreter(model_bytes, num_threads=num_threads)
+    interp = runtime.make_interpreter(model_bytes, num_threads=num_threads)
     interp.allocate_tensors()
-    return _litert.predict(interp, inputs)
+    return runtime.predict(interp, inputs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from edgeopt._keras import keras, require_keras2_model
+from edgeopt._keras import keras, require_keras2_model, unwrap_layer
 
 L = keras.layers
 LAYER_TYPES = ("conv", "1x1 conv", "grouped conv", "depthwise", "dense", "batch norm", "other")
@@ -101,17 +101,10 @@ _HANDLERS = (
 )
 
 
-def _unwrap(layer):
-    """The layer inside TF-MOT wrappers (pruning, clustering, quantization keep the original as .layer)."""
-    while hasattr(layer, "layer") and isinstance(layer.layer, L.Layer):
-        layer = layer.layer
-    return layer
-
-
 def _own_weights(layer) -> list:
     """The weights of the model layer itself, also under TF-MOT wrappers (a QAT wrapper owns the inner kernel;
     wrapper bookkeeping such as masks, min/max and step counters is not counted)."""
-    inner = _unwrap(layer)
+    inner = unwrap_layer(layer)
     if inner is layer:
         return list(layer.weights)
     own = [w for w in layer.weights if w.name.startswith(f"{inner.name}/")]
@@ -119,7 +112,7 @@ def _own_weights(layer) -> list:
 
 
 def layer_cost(layer) -> LayerCost:
-    inner = _unwrap(layer)
+    inner = unwrap_layer(layer)
     for cls, handler in _HANDLERS:
         if isinstance(inner, cls):
             kind, macs = handler(inner)
@@ -151,7 +144,7 @@ def weight_sparsity(model: keras.Model) -> float:
             n = sum(int(w.shape.num_elements()) for w in layer.weights if "kernel" in w.name)
             zeros, total = zeros + z * n, total + n
             continue
-        inner = _unwrap(layer)
+        inner = unwrap_layer(layer)
         for w in _own_weights(layer):
             if "kernel" in w.name.split("/")[-1] and isinstance(inner, (L.Conv2D, L.Dense)):
                 v = w.numpy()

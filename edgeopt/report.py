@@ -1,19 +1,33 @@
 """Tables (Markdown, CSV) and plots from run reports and benchmark results. Renders, never recomputes."""
 from __future__ import annotations
 
+import csv
+import json
+from functools import partial
+from io import StringIO
+from pathlib import Path
 
-def _bench_rows(report: dict) -> list[dict]:
-    """One row per benchmarked .tflite of a run report: name, accuracy, sizes, latency per thread count."""
-    bench = next((s for s in reversed(report["stages"]) if s["type"] == "bench"), None)
-    export = next((s for s in reversed(report["stages"]) if s["type"] == "export"), None)
+from edgeopt import io
+from edgeopt.bench import BenchResult, this_machine
+from edgeopt.pipeline import StageResult
+
+write_atomic = partial(io.write_atomic, overwrite=True)  # tables are regenerated in place
+
+
+def bench_rows(report: dict) -> list[dict]:
+    """One row per benchmarked .tflite of a run report: name, mode, accuracy, sizes, median latency per thread
+    count (``median_ms_<threads>``), read from the bench stage's :class:`BenchResult` records."""
+    stages = [StageResult.from_dict(s) for s in report["stages"]]
+    bench = next((s for s in reversed(stages) if s.type == "bench"), None)
+    export = next((s for s in reversed(stages) if s.type == "export"), None)
     rows = []
-    for stem, m in (bench or {}).get("metrics", {}).items():
-        row = {"artifact": stem, "mode": (export or {}).get("metrics", {}).get(stem, {}).get("mode", "?"),
-               "top1": m.get("accuracy", {}).get("top1"), "size_bytes": m["size"]["size_bytes"], "gzip_bytes": m["size"]["gzip_bytes"]}
-        for key, lat in m.items():
-            if key.startswith("latency_"):
-                row[f"median_ms_{key.split('_')[1].rstrip('t')}"] = lat["median_ms"]
-                row.setdefault("machine", lat.get("device"))
+    for stem, entry in (bench.metrics if bench else {}).items():
+        result = BenchResult.from_dict(entry, model=stem)
+        row = {"artifact": stem, "mode": (export.metrics if export else {}).get(stem, {}).get("mode", "?"),
+               "top1": result.accuracy.top1 if result.accuracy else None, "size_bytes": result.size.size_bytes, "gzip_bytes": result.size.gzip_bytes}
+        for lat in result.latency:
+            row[f"median_ms_{lat.threads}"] = lat.median_ms
+            row.setdefault("machine", lat.device)
         rows.append(row)
     return rows
 
@@ -29,7 +43,7 @@ def run_summary_markdown(report: dict) -> str:
         sparsity = f"{100 * m['sparsity']:.1f}%" if "sparsity" in m else ""
         params = f"{m['params']:,}" if "params" in m else ""
         lines.append(f"| {s['stage']} | {s['type']} | {s['seconds']:.0f} | {top1} | {sparsity} | {params} |")
-    rows = _bench_rows(report)
+    rows = bench_rows(report)
     if rows:
         threads = sorted({k for r in rows for k in r if k.startswith("median_ms_")})
         lines += ["", "| artifact | mode | .tflite top-1 | size (bytes) | gzipped (bytes) | " + " | ".join(f"median ms @{t.split('_')[-1]}" for t in threads) + " |",
@@ -53,7 +67,7 @@ def result_rows(report: dict) -> list[dict]:
     base = next((s["metrics"] for s in reversed(report["stages"]) if s["type"] == "train"), {})
     knobs = ",".join(f"{k}={v}" for k, v in report["model"].get("knobs", {}).items())
     rows = []
-    for r in _bench_rows(report):
+    for r in bench_rows(report):
         keras_m = base if r["artifact"].startswith("baseline") else last
         rows.append({"recipe": report["recipe"], "artifact": r["artifact"], "mode": r["mode"],
                      "model": f"{report['model']['name']}({knobs}) {'x'.join(map(str, report['data']['input_shape']))}",
@@ -142,34 +156,19 @@ def pareto_plot(rows: list[dict], x_key: str, x_label: str, path, per_machine: b
 
 
 def machine_description() -> str:
-    """CPU model and core count of this machine, for every committed table."""
-    import os
-    import platform
-
-    model = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
+    """CPU model, cores, architecture and SIMD flags of this machine, for every committed table."""
+    return this_machine().describe()
 
 
 def write_results(reports: list[dict], out_dir="benchmarks") -> list[dict]:
     """Write RESULTS.md, RESULTS.csv and the two Pareto plots into ``out_dir``; returns the rows."""
-    import csv
-    import io
-    from pathlib import Path
 
-    from edgeopt.pipeline import write_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [row for rep in reports for row in result_rows(rep)]
     write_atomic(out / "RESULTS.md", results_markdown(rows))
-    buf = io.StringIO()
+    buf = StringIO()
     writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
@@ -253,12 +252,7 @@ def search_plot(result, path) -> None:
 
 def write_search_report(result, out_dir, stem: str = "search") -> None:
     """Write ``<stem>.md``, ``.csv``, ``.json`` and ``<stem>_pareto.png`` into ``out_dir``."""
-    import csv
-    import io
-    import json
-    from pathlib import Path
 
-    from edgeopt.pipeline import write_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -266,7 +260,7 @@ def write_search_report(result, out_dir, stem: str = "search") -> None:
     write_atomic(out / f"{stem}.json", json.dumps(result.to_dict(), indent=1, default=str))
     params = sorted({k for t in result.trials for k in t.overrides})
     metrics = sorted({k for t in result.trials for k in t.metrics})
-    buf = io.StringIO()
+    buf = StringIO()
     writer = csv.writer(buf)
     writer.writerow(["trial", "state", *params, *metrics, "feasible", "pareto", "worker", "seconds", "note"])
     for t in sorted(result.trials, key=lambda t: t.number):

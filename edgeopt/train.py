@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from edgeopt._keras import keras, require_keras2_model, tf
+from edgeopt._keras import ends_in_softmax, keras, require_keras2_model, tf  # noqa: F401  (ends_in_softmax: public here too)
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,6 @@ class TrainResult:
     seconds: float
     history: dict = field(default_factory=dict)
     val_top1: float | None = None
-
-
-def ends_in_softmax(model: keras.Model) -> bool:
-    """True when the model's last layer applies softmax (so its outputs are probabilities, not logits)."""
-    last = model.layers[-1]
-    while not hasattr(last, "activation") and hasattr(last, "layer"):  # TF-MOT wrappers (QAT wraps the softmax)
-        last = last.layer
-    act = getattr(last, "activation", None)
-    return act is not None and getattr(act, "__name__", "") == "softmax"
 
 
 def loss_for(model: keras.Model, label_smoothing: float = 0.0):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeopt import bench, export
-from edgeopt._adb import DeviceUnavailableError
+from edgeopt.bench.adb import DeviceUnavailableError
 from edgeopt.cli import main
 from edgeopt.data import DatasetUnavailableError
 from tests._tflite_shared import digits_splits_16, exported, trained_digits_model

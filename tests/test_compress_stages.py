@@ -4,7 +4,7 @@ import json
 import pytest
 
 from edgeopt.pipeline import run_recipe
-from edgeopt.recipe import RecipeError, parse_recipe
+from edgeopt.pipeline.recipe import RecipeError, parse_recipe
 
 RECIPE = """
 name = "comp"
@@ -73,7 +73,7 @@ def test_compression_stage_configs_are_validated_with_field_paths():
 def test_a_qat_config_saved_before_a_field_existed_loads_with_the_layout_its_weights_were_saved_in():
     import json
 
-    from edgeopt._compress_stages import saved_qat_config
+    from edgeopt.pipeline.stages.compress import saved_qat_config
     from edgeopt.compress.quantize import QATConfig
 
     new = QATConfig(preserve="sparsity_and_clusters").to_dict()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeopt import export, models
-from edgeopt._tflite_meta import InvalidModelError, io_tensors
+from edgeopt.tflite.flatbuffer import InvalidModelError, io_tensors
 from tests._tflite_shared import digits_splits_16, exported, trained_digits_model
 from tests.conftest import TINY_MODELS
 
@@ -155,7 +155,7 @@ def test_sparse_weights_store_a_pruned_kernel_in_fewer_bytes():
     sparse = export.convert(model, "float32", sparse_weights=True)
     assert len(sparse) < 0.5 * len(dense)  # 32,768 float32 weights -> ~3,300 values plus indices
     x = np.random.default_rng(0).normal(size=(4, 64)).astype(np.float32)
-    from edgeopt._litert import make_interpreter
+    from edgeopt.tflite.runtime import make_interpreter
 
     outs = []
     for data in (dense, sparse):

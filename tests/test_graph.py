@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgeopt._keras import keras
-from edgeopt.compress._graph import fold_batch_norms
+from edgeopt.compress.graph import fold_batch_norms
 from edgeopt.models import create
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from edgeopt._keras import keras
 from edgeopt.pipeline import make_strategy, run_recipe
-from edgeopt.recipe import RecipeError
+from edgeopt.pipeline.recipe import RecipeError
 
 RECIPE = """
 name = "killme"
@@ -209,8 +209,8 @@ def test_a_saved_pcqat_stage_model_loads_back_for_resume(tmp_path, digits_splits
     from edgeopt.compress.quantize import QATConfig
     from edgeopt.models import create
     from edgeopt.pipeline import load_stage_model
-    from edgeopt.stages import STAGES, StageConfig
-    from edgeopt._compress_stages import qat_stage
+    from edgeopt.pipeline.stage import STAGES, StageConfig
+    from edgeopt.pipeline.stages.compress import qat_stage
     from types import SimpleNamespace
 
     x, y = digits_splits.arrays("train", limit=64)

@@ -1,7 +1,7 @@
 """Recipe parsing: every malformed recipe gets a one-line error naming the field."""
 import pytest
 
-from edgeopt.recipe import RecipeError, load_recipe, parse_recipe
+from edgeopt.pipeline.recipe import RecipeError, load_recipe, parse_recipe
 
 BASE = '[model]\nname = "mobilenet_v2_tiny"\n'
 TRAIN = '[[stages]]\ntype = "train"\n'

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt._schema import RecipeError
+from edgeopt.config import RecipeError
 from edgeopt.search import SearchConfig, run_search
-from edgeopt.search_space import parse_search_space
+from edgeopt.search.space import parse_search_space
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgeopt._schema import RecipeError
+from edgeopt.config import RecipeError
 from edgeopt.report import pareto_front
-from edgeopt.search_space import Constraint, apply_overrides, parse_search_space
+from edgeopt.search.space import Constraint, apply_overrides, parse_search_space
 
 SPACE = """
 objectives = ["accuracy", "latency_ms"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edgeopt._keras import keras
-from edgeopt._tflite_meta import list_ops
-from edgeopt._tflite_sparse import (
+from edgeopt.tflite.flatbuffer import list_ops
+from edgeopt.tflite.xnnpack import (
     explicit_pad_for_xnnpack,
     explicit_pad_for_xnnpack_report,
     same_padding,
@@ -50,7 +50,7 @@ def _converted(size: int, sparse: bool) -> bytes:
 
 
 def _outputs(data: bytes, x: np.ndarray, xnnpack: bool) -> np.ndarray:
-    from edgeopt._litert import make_interpreter, predict
+    from edgeopt.tflite.runtime import make_interpreter, predict
 
     it = make_interpreter(data, xnnpack=xnnpack)
     it.allocate_tensors()
@@ -113,7 +113,7 @@ def test_asymmetric_same_is_left_alone(rng):
 
 
 def test_rejects_non_tflite():
-    from edgeopt._tflite_meta import InvalidModelError
+    from edgeopt.tflite.flatbuffer import InvalidModelError
 
     with pytest.raises(InvalidModelError):
         explicit_pad_for_xnnpack(b"not a model at all, not a model")

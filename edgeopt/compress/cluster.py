@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from edgeopt._keras import keras, require_keras2_model, tf  # noqa: F401  (tf_keras before TF-MOT)
-
 import tensorflow_model_optimization as tfmot  # noqa: E402
-from edgeopt.compress._graph import fold_batch_norms  # noqa: E402
+from edgeopt.compress.graph import fold_batch_norms  # noqa: E402
 
 L = keras.layers
 _CK = tfmot.clustering.keras

@@ -15,10 +15,10 @@ from dataclasses import replace
 import numpy as np
 
 from edgeopt._keras import keras, require_keras2_model, tf  # noqa: F401  (tf_keras before TF-MOT)
+import tensorflow_model_optimization as tfmot  # noqa: E402
 from edgeopt.compress.cluster import LayerWeights, kernel_stats
 from edgeopt.compress.quantize import QATConfig, quantize
-
-import tensorflow_model_optimization as tfmot  # noqa: E402
+from edgeopt.train import loss_for
 
 _SK = tfmot.sparsity.keras
 L = keras.layers
@@ -53,7 +53,6 @@ def prune_to_sparsity(model: keras.Model, sparsity: float, train, steps: int, le
         return _SK.prune_low_magnitude(layer, pruning_schedule=schedule) if type(layer) in (L.Conv2D, L.Dense) else layer
 
     pruned = keras.models.clone_model(copy, clone_function=wrap)
-    from edgeopt.train import loss_for
 
     pruned.compile(keras.optimizers.Adam(learning_rate), loss_for(model), metrics=["accuracy"])
     pruned.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[_SK.UpdatePruningStep()], verbose=2)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from edgeopt._keras import keras, require_keras2_model, tf
+from edgeopt._keras import is_softmax, keras, output_layer, require_keras2_model, tf, unwrap_layer
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities")
 _PROB_FLOOR = 1e-30  # log(p) fallback: floor so underflowed probabilities stay finite
@@ -51,30 +51,10 @@ class DistillConfig:
         return cls(**d)
 
 
-def unwrap_layer(layer):
-    """The layer inside TF-MOT / Keras wrappers (PruneLowMagnitude, QuantizeWrapper, ...), else ``layer``."""
-    while isinstance(getattr(layer, "layer", None), keras.layers.Layer):
-        layer = layer.layer
-    return layer
-
-
-def _output_layer(model: keras.Model):
-    history = getattr(model.outputs[0], "_keras_history", None) if getattr(model, "outputs", None) else None
-    return history.layer if history is not None else model.layers[-1]
-
-
-def _is_softmax(layer) -> bool:
-    layer = unwrap_layer(layer)
-    if isinstance(layer, keras.layers.Softmax):
-        return True
-    act = getattr(layer, "activation", None)
-    return act is not None and getattr(act, "__name__", "") == "softmax"
-
-
 def output_kind(model: keras.Model) -> str:
     """``"probabilities"`` when the model's output layer applies softmax (also through a TF-MOT wrapper),
     else ``"logits"``."""
-    return "probabilities" if _is_softmax(_output_layer(model)) else "logits"
+    return "probabilities" if is_softmax(output_layer(model)) else "logits"
 
 
 def _check_single_output(model: keras.Model, role: str) -> None:
@@ -100,9 +80,9 @@ class LogitsView:
         self.logits_from = "outputs"
         self._graph = None
         if self.kind == "probabilities":
-            last = _output_layer(model)
+            last = output_layer(model)
             only_softmax = isinstance(unwrap_layer(last), (keras.layers.Activation, keras.layers.Softmax))
-            if only_softmax and _is_softmax(last) and getattr(model, "_is_graph_network", False):
+            if only_softmax and is_softmax(last) and getattr(model, "_is_graph_network", False):
                 self._graph = keras.Model(model.inputs, [last.input, model.outputs[0]], name=f"{model.name}_logits_view")
                 self.logits_from = "softmax_input"
             else:

@@ -20,8 +20,8 @@ from typing import Callable
 import numpy as np
 
 from edgeopt._keras import keras
-from edgeopt.compress import _policy
-from edgeopt.compress._graph import clone_with_weights, require_functional
+from edgeopt.compress import policy as _policy
+from edgeopt.compress.graph import clone_with_weights, require_functional
 from edgeopt.train import TrainConfig, evaluate, fit
 
 REWINDS = ("init", "step", "none")

@@ -19,12 +19,10 @@ from typing import Callable
 import numpy as np
 
 from edgeopt._keras import keras
-from edgeopt.compress import _policy
-from edgeopt.compress._graph import clone_with_weights, require_functional
-
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after edgeopt._keras chose tf_keras)
-
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude  # noqa: E402
+from edgeopt.compress import policy as _policy
+from edgeopt.compress.graph import clone_with_weights, require_functional
 
 sparsity = tfmot.sparsity.keras
 L = keras.layers
@@ -52,7 +50,7 @@ class PruneConfig:
     ``schedule``: ``constant`` (``final_sparsity`` from ``begin_step`` on, every ``frequency`` steps) or
     ``polynomial`` (Zhu & Gupta: ``initial_sparsity`` -> ``final_sparsity`` between ``begin_step`` and
     ``end_step`` with exponent ``power``); steps are optimizer steps (batches). ``policy``: which layers
-    (see :mod:`edgeopt.compress._policy`); ``layer_sparsity`` maps layer names to their own target
+    (see :mod:`edgeopt.compress.policy`); ``layer_sparsity`` maps layer names to their own target
     (with ``policy="explicit"`` only those layers are pruned). ``block_size`` (rows, cols) prunes blocks of
     Dense kernels; ``m_by_n`` such as (2, 4) keeps at most n-m non-zeros in every n consecutive input
     channels (the schedule is then ignored: TF-MOT applies the pattern once, at step 1).

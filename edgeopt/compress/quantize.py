@@ -21,16 +21,16 @@ from typing import Callable
 import numpy as np
 
 from edgeopt._keras import keras, require_keras2_model, tf  # noqa: F401  (tf_keras before TF-MOT)
-
 import tensorflow_model_optimization as tfmot  # noqa: E402
+from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
     default_8bit_quantize_configs as _configs,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_registry as _registry,
 )
-
-from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer  # noqa: E402
-
-from edgeopt.compress._qat_layout import CLUSTERED_SCALES, DEPTHWISE_SCALES, DepthwiseQuantizeConfig, Scheme, WeightsOnlyQuantizeConfig  # noqa: E402
+from edgeopt.compress.graph import clone_with_weights
+from edgeopt.compress.qat_layout import CLUSTERED_SCALES, DEPTHWISE_SCALES, DepthwiseQuantizeConfig, Scheme, WeightsOnlyQuantizeConfig  # noqa: E402
 
 L = keras.layers
 _QK = tfmot.quantization.keras
@@ -261,7 +261,6 @@ def calibrate_ranges(qat: keras.Model, model: keras.Model, samples: np.ndarray, 
     names = [n for n in targets if n is not None]
     # a fresh copy: layers of a model made from another one (strip_clustering, clone_model) can have several
     # call nodes, and layer.output would then belong to the other graph
-    from edgeopt.compress._graph import clone_with_weights
 
     own = clone_with_weights(model)
     probe = keras.Model(own.inputs, [own.get_layer(n).output for n in names]) if names else None

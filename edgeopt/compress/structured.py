@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeopt._keras import keras
-from edgeopt.compress._graph import require_functional, single_inbound
+from edgeopt.compress.graph import require_functional, single_inbound
 
 L = keras.layers
 

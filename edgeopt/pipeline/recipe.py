@@ -1,7 +1,7 @@
 """Recipe files: declarative TOML read with the standard library into frozen, validated dataclasses.
 
 A recipe names its data, model and default training, then an ordered list of stages from the stage
-registry (``edgeopt.stages``). Unknown keys, wrong types and bad values are errors that name the field
+registry (``edgeopt.pipeline.stage``). Unknown keys, wrong types and bad values are errors that name the field
 path (``stages[2].final_sparsity must be in [0, 1)``); nothing is evaluated or unpickled. A dataset whose
 files are not on this machine is a validation error too (a cheap look for its files; no image is read).
 """
@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-from edgeopt._schema import RecipeError, from_dict, to_dict
+import tomllib
+
+from edgeopt.config import RecipeError, from_dict, to_dict
+from edgeopt.data import SOURCES, DatasetUnavailableError, check_dataset, list_datasets
+from edgeopt.models import MODELS, knobs_of
+from edgeopt.pipeline import stages as _stages  # noqa: F401  (registers every stage type in STAGES)
+from edgeopt.pipeline.stage import STAGES
 from edgeopt.train import TrainConfig
 
 __all__ = ["DataSection", "ModelSection", "Recipe", "RecipeError", "StageSpec", "TrainSection", "load_recipe", "parse_recipe", "recipe_from_dict"]
@@ -35,8 +40,6 @@ class DataSection:
     augment: bool = False
 
     def __post_init__(self):
-        from edgeopt.data import SOURCES, list_datasets
-
         if not (self.dataset.startswith("folder:") or self.dataset in SOURCES) or self.dataset in ("folder", "folder:"):
             raise ValueError(f"dataset must be one of {', '.join(list_datasets())}; got {self.dataset!r}")
         if self.image_size < 8:
@@ -61,8 +64,6 @@ class ModelSection:
     weights: str | None = None
 
     def __post_init__(self):
-        from edgeopt.models import MODELS, knobs_of
-
         if self.name not in MODELS:
             raise ValueError(f"name must be one of {', '.join(MODELS.names())}; got {self.name!r}")
         unknown = sorted(set(self.knobs) - set(knobs_of(self.name)))
@@ -125,8 +126,6 @@ def parse_recipe(text: str, name: str = "recipe", source: str = "<string>") -> R
 
 def recipe_from_dict(doc: dict, name: str = "recipe", source: str = "<dict>") -> Recipe:
     """Validate a recipe given as plain data (what ``tomllib`` returns); errors name ``source`` and the field."""
-    from edgeopt.stages import STAGES
-
     try:
         unknown = sorted(set(doc) - _TOP_LEVEL)
         if unknown:
@@ -163,8 +162,6 @@ def recipe_from_dict(doc: dict, name: str = "recipe", source: str = "<dict>") ->
 def _check_dataset_available(data: DataSection) -> None:
     """A recipe whose images are not on this machine fails here, before a run directory is made, rather than
     at the first stage. Checked last, so a recipe with other mistakes reports those first."""
-    from edgeopt.data import DatasetUnavailableError, check_dataset
-
     try:
         check_dataset(data.dataset)
     except DatasetUnavailableError as err:

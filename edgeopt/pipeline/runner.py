@@ -12,26 +12,19 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from edgeopt import io
 from edgeopt._keras import keras, tf
-from edgeopt.recipe import Recipe, RecipeError, load_recipe
-from edgeopt.stages import STAGES, StageOutcome
+from edgeopt.data import load_dataset
+from edgeopt.io import save_model_atomic
+from edgeopt.models import create
+from edgeopt.pipeline.recipe import Recipe, RecipeError, load_recipe
+from edgeopt.pipeline.stage import STAGES, RunContext, StageOutcome, StageResult, load_stage_model
 
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Replace ``path`` with ``data`` atomically (temporary file, fsync, rename): runs own these files."""
-    from edgeopt.export import write_atomic as _write_atomic
-
-    _write_atomic(path, data.encode() if isinstance(data, str) else data, overwrite=True)
-
-
-def save_model_atomic(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    model.save(tmp)
-    os.replace(tmp, path)
+write_atomic = partial(io.write_atomic, overwrite=True)  # a run owns its directory: its files are replaced
 
 
 def make_strategy(name: str):
@@ -46,59 +39,12 @@ def make_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
-@dataclass
-class RunContext:
-    """What a stage can use: the recipe, data splits, its directory, and earlier stages' results."""
-
-    recipe: Recipe
-    splits: object
-    run_dir: Path
-    strategy: object
-    progress: Callable[[str], None]
-    results: list = field(default_factory=list)
-    train_callbacks: tuple = ()  # extra Keras callbacks for the train stage (e.g. a search's trial pruning)
-    stage_dir: Path | None = None
-    stage_label: str = ""
-
-    def stage_dirs(self) -> list[Path]:
-        return [self.run_dir / f"{i:02d}-{s.type}" for i, s in enumerate(self.recipe.stages)]
-
-    def baseline_model(self) -> keras.Model | None:
-        """The float model saved by the most recent ``train`` stage, if any."""
-        for result in reversed(self.results):
-            if result["type"] == "train":
-                return load_stage_model(self.run_dir / result["dir"], "train")
-        return None
-
-    def last_export(self) -> dict[str, Path] | None:
-        """``{name: path}`` of the .tflite files of the most recent export stage."""
-        for result in reversed(self.results):
-            if result["type"] == "export":
-                return {stem: self.run_dir / result["dir"] / name for stem, name in result["files"].items()}
-        return None
-
-
-def load_model_safe(path: Path) -> keras.Model:
-    """A saved .keras model, never running code from the file (Lambda layers are refused)."""
-    return keras.models.load_model(path, safe_mode=True, compile=False)
-
-
-def load_stage_model(stage_dir: Path, stage_type: str) -> keras.Model:
-    stage = STAGES.get(stage_type)
-    path = Path(stage_dir) / stage.model_file
-    return (stage.load or load_model_safe)(path)
-
-
 def _create_model(recipe: Recipe, splits) -> keras.Model:
-    from edgeopt.models import create
-
     prep = splits.preprocessing
     return create(recipe.model.name, input_shape=prep.input_shape, classes=len(prep.class_names), weights=recipe.model.weights, **recipe.model.knobs)
 
 
 def _load_splits(recipe: Recipe):
-    from edgeopt.data import load_dataset
-
     d = recipe.data
     return load_dataset(d.dataset, image_size=d.image_size, channels=d.channels, batch_size=d.batch_size, val_fraction=d.val_fraction,
                         seed=d.seed, limit_train=d.limit_train, limit_test=d.limit_test, augment=d.augment)
@@ -116,25 +62,12 @@ def run_recipe(
     """Run every stage of ``recipe``; returns the run report (also written to ``report.json``).
 
     ``train_callbacks`` are extra Keras callbacks for ``train`` stages (a search reports and prunes trials with them)."""
-    if not isinstance(recipe, Recipe):
-        recipe_path = Path(recipe)
-        recipe = load_recipe(recipe_path)
-        recipe_text = recipe_path.read_text()
-    else:
-        recipe_text = ""
+    recipe, recipe_text = _read_recipe(recipe)
     # Before any TensorFlow op: MultiWorkerMirroredStrategy can only configure collective ops at program startup.
     strategy = make_strategy(recipe.train.distribute)
-    run_dir = Path(out_dir) / recipe.name
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        if not force:
-            raise FileExistsError(f"run directory {run_dir} already exists: pass --resume to continue it or --force to start it again")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if recipe_text:
-        write_atomic(run_dir / "recipe.toml", recipe_text)
+    run_dir = _prepare_run_dir(Path(out_dir) / recipe.name, recipe_text, resume, force)
     if recipe.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-
     label = f"[run {recipe.name}]"
     progress(f"{label} loading {recipe.data.dataset} at {recipe.data.image_size}x{recipe.data.image_size}x{recipe.data.channels}")
     splits = _load_splits(recipe)
@@ -143,16 +76,13 @@ def run_recipe(
     total = len(recipe.stages)
     for i, (spec, stage_dir) in enumerate(zip(recipe.stages, ctx.stage_dirs())):
         stage = STAGES.get(spec.type)
-        fingerprint = recipe.fingerprint(i)
-        result_path = stage_dir / "result.json"
-        if resume and not rerun and result_path.exists():
-            done = json.loads(result_path.read_text())
-            if done.get("fingerprint") == fingerprint:
-                progress(f"{label} stage {i + 1}/{total} {spec.type}: done earlier, skipped (--resume)")
-                ctx.results.append(done)
-                if stage.makes_model:
-                    model, model_from = None, (stage_dir, spec.type)
-                continue
+        done = None if (rerun or not resume) else _finished(stage_dir, recipe.fingerprint(i))
+        if done is not None:
+            progress(f"{label} stage {i + 1}/{total} {spec.type}: done earlier, skipped (--resume)")
+            ctx.results.append(done)
+            if stage.makes_model:
+                model, model_from = None, (stage_dir, spec.type)
+            continue
         rerun = True  # from here on every stage runs again: its inputs may have changed
         if stage_dir.exists():
             shutil.rmtree(stage_dir)
@@ -164,24 +94,61 @@ def run_recipe(
         ctx.stage_dir, ctx.stage_label = stage_dir, f"stages[{i}] ({spec.type})"
         progress(f"{label} stage {i + 1}/{total} {spec.type}")
         ctx.splits = splits.with_fresh_train()  # same data order whether this stage runs first or after a resume
-        start = time.perf_counter()
-        outcome: StageOutcome = stage.run(ctx, model, spec.config)
-        if stage.makes_model:
-            model = outcome.model if outcome.model is not None else model
-            (stage.save or save_model_atomic)(model, stage_dir / stage.model_file)
-            outcome.files.setdefault("model", stage.model_file)
-        result = {"stage": i, "type": spec.type, "dir": stage_dir.name, "fingerprint": fingerprint, "config": spec.raw,
-                  "seconds": round(time.perf_counter() - start, 1), "metrics": outcome.metrics, "files": outcome.files}
-        write_atomic(result_path, json.dumps(result, indent=1, default=str))
+        model, result = _run_stage(ctx, i, model)
         ctx.results.append(result)
-        progress(f"{label} stage {i + 1}/{total} {spec.type} done in {result['seconds']:.0f} s: {_short(outcome.metrics)}")
+        progress(f"{label} stage {i + 1}/{total} {spec.type} done in {result.seconds:.0f} s: {_short(result.metrics)}")
 
     report = {"recipe": recipe.name, "description": recipe.description, "model": {"name": recipe.model.name, "knobs": recipe.model.knobs},
-              "data": {"dataset": recipe.data.dataset, "input_shape": list(splits.preprocessing.input_shape)}, "stages": ctx.results}
+              "data": {"dataset": recipe.data.dataset, "input_shape": list(splits.preprocessing.input_shape)},
+              "stages": [r.to_dict() for r in ctx.results]}
     write_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
     if artifacts_dir is not None:
         _ship(ctx, Path(artifacts_dir) / recipe.name, report)
     return report
+
+
+def _read_recipe(recipe: Recipe | str | Path) -> tuple[Recipe, str]:
+    """The validated recipe and its file's text (empty for a Recipe object: nothing to copy into the run)."""
+    if isinstance(recipe, Recipe):
+        return recipe, ""
+    return load_recipe(recipe), Path(recipe).read_text()
+
+
+def _prepare_run_dir(run_dir: Path, recipe_text: str, resume: bool, force: bool) -> Path:
+    """Create (or, with ``force``, empty) the run directory and copy the recipe into it; refuse to mix runs."""
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        if not force:
+            raise FileExistsError(f"run directory {run_dir} already exists: pass --resume to continue it or --force to start it again")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if recipe_text:
+        write_atomic(run_dir / "recipe.toml", recipe_text)
+    return run_dir
+
+
+def _finished(stage_dir: Path, fingerprint: str) -> StageResult | None:
+    """The stage's result when it finished earlier with the same inputs (its ``result.json`` is written last)."""
+    path = stage_dir / "result.json"
+    if not path.exists():
+        return None
+    done = json.loads(path.read_text())
+    return StageResult.from_dict(done) if done.get("fingerprint") == fingerprint else None
+
+
+def _run_stage(ctx: RunContext, i: int, model: keras.Model) -> tuple[keras.Model, StageResult]:
+    """Run stage ``i`` on ``model``, save its model and then its ``result.json``; returns the next model and the result."""
+    spec = ctx.recipe.stages[i]
+    stage = STAGES.get(spec.type)
+    start = time.perf_counter()
+    outcome: StageOutcome = stage.run(ctx, model, spec.config)
+    if stage.makes_model:
+        model = outcome.model if outcome.model is not None else model
+        (stage.save or save_model_atomic)(model, ctx.stage_dir / stage.model_file)
+        outcome.files.setdefault("model", stage.model_file)
+    result = StageResult(i, spec.type, ctx.stage_dir.name, ctx.recipe.fingerprint(i), spec.raw, round(time.perf_counter() - start, 1),
+                         outcome.metrics, outcome.files)
+    write_atomic(ctx.stage_dir / "result.json", json.dumps(result.to_dict(), indent=1, default=str))
+    return model, result
 
 
 def _short(metrics: dict) -> str:
@@ -199,9 +166,9 @@ def copy_artifacts(export_dir: Path, dest: Path) -> None:
 
 def _ship(ctx: RunContext, dest: Path, report: dict) -> None:
     """Copy the last export stage's files (and the report) to ``dest`` (our own artifact directory)."""
-    export = next((r for r in reversed(ctx.results) if r["type"] == "export"), None)
+    export = ctx.last_result("export")
     if export is None:
         return
-    copy_artifacts(ctx.run_dir / export["dir"], dest)
+    copy_artifacts(ctx.run_dir / export.dir, dest)
     write_atomic(dest / "report.json", json.dumps(report, indent=1, default=str))
     ctx.progress(f"[run {report['recipe']}] artifacts in {dest}")

@@ -20,11 +20,12 @@ from __future__ import annotations
 import copy
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeopt._schema import RecipeError, from_dict
+import tomllib
+
+from edgeopt.config import RecipeError, from_dict
 
 __all__ = ["CompoundSpec", "Constraint", "ParamSpec", "SearchSpace", "OBJECTIVES", "apply_overrides", "load_search_space", "parse_search_space"]
 

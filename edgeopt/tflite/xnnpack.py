@@ -22,7 +22,7 @@ The rewrite is exact: the new file computes the same outputs (TF's SAME pads ``t
 rest after, so a symmetric case is the same zeros). Asymmetric SAME (stride 2 on an even size) is left
 alone because XNNPACK's sparse path could not use it anyway; for a MobileNetV2 pick an input size of
 ``32 k + 1`` (for example 225) so that every stride-2 layer sees an odd size and pads symmetrically, or
-rebuild the model with explicit symmetric padding (``edgeopt.compress._graph.explicit_padding``).
+rebuild the model with explicit symmetric padding (``edgeopt.compress.graph.explicit_padding``).
 
 Sparse tensors (``DENSIFY`` ops) pass through untouched. Models over 2 GB (buffer offsets) are not supported.
 """
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeopt._tflite_meta import _IDENTIFIER, _SharingBuilder, _schema, check_tflite
+from edgeopt.tflite.flatbuffer import OP_NAMES, builtin_code, check_tflite, read_model, schema, write_model
 
 
 @dataclass(frozen=True)
@@ -64,16 +64,13 @@ def explicit_pad_for_xnnpack(tflite_bytes: bytes) -> bytes:
 
 def explicit_pad_for_xnnpack_report(tflite_bytes: bytes) -> tuple[bytes, PadRewriteReport]:
     """:func:`explicit_pad_for_xnnpack` plus a :class:`PadRewriteReport` of what changed."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    schema = _schema()
     data = bytes(tflite_bytes)
     check_tflite(data)
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    model = read_model(data)
     if any(getattr(b, "offset", 0) for b in model.buffers):
         raise ValueError("models stored with buffer offsets (> 2 GB) are not supported")
     conv_codes = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D}
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    codes = [builtin_code(c) for c in model.operatorCodes]
     pad_index = None
     counts = dict(padded=0, same_to_valid=0, asymmetric_left=0, dynamic_left=0)
     for graph in model.subgraphs:
@@ -109,15 +106,12 @@ def explicit_pad_for_xnnpack_report(tflite_bytes: bytes) -> tuple[bytes, PadRewr
             new_ops.append(op)
             counts["padded"] += 1
         graph.operators = new_ops
-    builder = _SharingBuilder(len(data) + 65536)
-    builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
-    return bytes(builder.Output()), PadRewriteReport(**counts)
+    return write_model(model, len(data) + 65536), PadRewriteReport(**counts)
 
 
 def _opcode_index(model, codes: list[int], builtin: int) -> int:
     if builtin in codes:
         return codes.index(builtin)
-    schema = _schema()
     code = schema.OperatorCodeT()
     code.builtinCode = builtin
     code.deprecatedBuiltinCode = min(builtin, 127)
@@ -220,14 +214,10 @@ class _Node:
 
 def xnnpack_sparse_eligibility(tflite_bytes: bytes) -> SparseEligibility:
     """Would XNNPACK run this float32 .tflite (first subgraph) in sparse NCHW mode on ARM? See module notes."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    schema = _schema()
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(bytes(tflite_bytes)))
+    model = read_model(bytes(tflite_bytes))
     graph = model.subgraphs[0]
     op = schema.BuiltinOperator
-    names = {v: k for k, v in vars(op).items() if not k.startswith("_")}
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    codes = [builtin_code(c) for c in model.operatorCodes]
     static: dict[int, np.ndarray] = {}
     for t, tensor in enumerate(graph.tensors):
         buf = model.buffers[tensor.buffer]
@@ -252,7 +242,7 @@ def xnnpack_sparse_eligibility(tflite_bytes: bytes) -> SparseEligibility:
         ins, outs = [int(t) for t in o.inputs if t >= 0], [int(t) for t in o.outputs]
         has_sparse |= any(t in sparse_outputs for t in ins)
         fp = all(is_fp32(t) for t in ins + outs if t not in static or code in (op.CONV_2D, op.DEPTHWISE_CONV_2D, op.FULLY_CONNECTED))
-        params: dict = {"fp32": fp, "name": names.get(code, str(code))}
+        params: dict = {"fp32": fp, "name": OP_NAMES.get(code, str(code))}
         dyn = [t for t in ins if t not in static]
         if code in (op.CONV_2D, op.DEPTHWISE_CONV_2D):
             opts = o.builtinOptions

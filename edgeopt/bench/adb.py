@@ -15,8 +15,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edgeopt._bench_results import LatencyResult
-from edgeopt._tflite_meta import load_model_bytes
+from edgeopt.bench.results import LatencyResult
+from edgeopt.tflite.flatbuffer import load_model_bytes
 
 _NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 _TIMINGS = re.compile(

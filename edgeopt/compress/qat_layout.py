@@ -5,7 +5,7 @@ followed by a ReLU and give the first layer a ``NoOpQuantizeConfig`` so that no 
 the ReLU (TFLite fuses the two). For ``Add`` that is right; for a convolution it also drops the *weight*
 quantizer, so its kernel trains in float, and the collaborative schemes (PQAT, CQAT, PCQAT) neither keep its
 zeros nor its centroids. The pattern appears whenever a convolution feeds a ReLU directly: after
-:func:`edgeopt.compress._graph.fold_batch_norms` (which clustering does by default), or in models built
+:func:`edgeopt.compress.graph.fold_batch_norms` (which clustering does by default), or in models built
 without batch norm. Measured on MobileNetV1 0.25 with BN folded: after PCQAT the .tflite kept 0.24 sparsity
 and 49 int8 codes per channel instead of 0.5 and 16.
 
@@ -37,14 +37,20 @@ behaviour (and loads QAT weights saved by edgeopt before this existed).
 """
 from __future__ import annotations
 
-from edgeopt._keras import keras  # tf_keras before TF-MOT
 
+from edgeopt._keras import keras  # tf_keras before TF-MOT
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras import quantizers as _quantizers  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
     default_8bit_quantize_layout_transform as _layout,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_registry as _default_registry,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantizers as _default_quantizers,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_transforms as _transforms,
 )
 from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import model_transformer  # noqa: E402

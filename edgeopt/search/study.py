@@ -16,8 +16,8 @@ import time
 import warnings
 from pathlib import Path
 
-from edgeopt._schema import RecipeError
-from edgeopt.search_space import SearchSpace
+from edgeopt.config import RecipeError
+from edgeopt.search.space import SearchSpace
 
 META_KEY = "edgeopt"  # study user attribute: what the study was created for, and its budget
 

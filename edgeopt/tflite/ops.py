@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from edgeopt import _tflite_meta
+from edgeopt.tflite import flatbuffer
 
 _INT_TYPES = {"int8", "int32", "int64", "bool"}  # int32/int64: biases, shapes, axes; bool: masks
 
@@ -77,7 +77,7 @@ class OpReport:
         return "\n".join(lines)
 
 
-def _kernel(op: _tflite_meta.OpInstance) -> str:
+def _kernel(op: flatbuffer.OpInstance) -> str:
     types = set(op.input_dtypes) | set(op.output_dtypes)
     if "float32" in types or "float16" in types:
         if op.op in ("QUANTIZE", "DEQUANTIZE"):
@@ -108,7 +108,7 @@ def op_report(model_bytes: bytes, mode: str | None = None) -> OpReport:
     ``mode`` (the export mode, when known) only shapes the notes: float ops of a float export need no reason.
     """
     counts: Counter[tuple[str, str, str]] = Counter()
-    for op in _tflite_meta.list_ops(model_bytes):
+    for op in flatbuffer.list_ops(model_bytes):
         kernel = _kernel(op)
         counts[(op.op, kernel, f"{','.join(op.input_dtypes)} -> {','.join(op.output_dtypes)}")] += 1
     entries = []

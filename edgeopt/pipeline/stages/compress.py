@@ -7,31 +7,26 @@ reports the Keras model's metrics.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import numpy as np
 
 from edgeopt.compress import cluster as _cluster
 from edgeopt.compress import prune as _prune
 from edgeopt.compress import quantize as _quantize
 from edgeopt.compress import structured as _structured
-from edgeopt.stages import StageOutcome, model_metrics, stage
-from edgeopt.train import fit
-
-
-def _steps(ctx, train_cfg) -> int:
-    per_epoch = train_cfg.steps_per_epoch or int(np.ceil(ctx.splits.sizes["train"] / ctx.recipe.data.batch_size))
-    return per_epoch * train_cfg.epochs
+from edgeopt.compress.distill import DistillConfig, Distiller
+from edgeopt.io import load_model_safe, save_model_atomic, save_weights_atomic, write_atomic
+from edgeopt.models import MODELS, create
+from edgeopt.pipeline.stage import RunContext, StageOutcome, load_stage_model, model_metrics, stage
+from edgeopt.train import fit, make_optimizer
 
 
 @stage("prune", _prune.PruneConfig, trains=True)
-def prune_stage(ctx, model, config) -> StageOutcome:
+def prune_stage(ctx: RunContext, model, config) -> StageOutcome:
     """Magnitude pruning while fine-tuning, then stripped: the next stage gets a plain model with zeros."""
     cfg = config.technique
     with ctx.strategy.scope():
-        wrapped = _prune.prune(model, cfg, total_steps=_steps(ctx, config.train))
+        wrapped = _prune.prune(model, cfg, total_steps=ctx.train_steps(config.train))
         result = fit(wrapped, ctx.splits, config.train, callbacks=_prune.pruning_callbacks(cfg))
         plain = _prune.strip_pruning(wrapped)
     report = _prune.sparsity_report(plain)
@@ -39,7 +34,7 @@ def prune_stage(ctx, model, config) -> StageOutcome:
 
 
 @stage("prune_structured", _structured.StructuredConfig, trains=True)
-def prune_structured_stage(ctx, model, config) -> StageOutcome:
+def prune_structured_stage(ctx: RunContext, model, config) -> StageOutcome:
     """Remove whole filters by L1 norm (a smaller dense model), then fine-tune it."""
     before = model_metrics(model, ctx.splits)
     with ctx.strategy.scope():
@@ -50,7 +45,7 @@ def prune_structured_stage(ctx, model, config) -> StageOutcome:
 
 
 @stage("cluster", _cluster.ClusterConfig, trains=True)
-def cluster_stage(ctx, model, config) -> StageOutcome:
+def cluster_stage(ctx: RunContext, model, config) -> StageOutcome:
     """Weight clustering while fine-tuning, then stripped (kernels hold only centroid values)."""
     with ctx.strategy.scope():
         wrapped = _cluster.cluster(model, config.technique)
@@ -67,12 +62,6 @@ def cluster_stage(ctx, model, config) -> StageOutcome:
 _QAT_INPUT, _QAT_CONFIG = "qat_input.keras", "qat_config.json"
 
 
-def _save_qat(model, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
-
-
 def saved_qat_config(text: str) -> "_quantize.QATConfig":
     """The QATConfig a qat stage saved. Fields added later default to what older edgeopt did, since the saved
     weights only load into a model rebuilt that way: before ``clustered_scales`` existed clustered kernels had
@@ -81,22 +70,18 @@ def saved_qat_config(text: str) -> "_quantize.QATConfig":
 
 
 def _load_qat(path: Path):
-    from edgeopt.pipeline import load_model_safe
-
     plain = load_model_safe(path.parent / _QAT_INPUT)
     qat = _quantize.quantize(plain, saved_qat_config((path.parent / _QAT_CONFIG).read_text()))
     qat.load_weights(path)
     return qat
 
 
-@stage("qat", _quantize.QATConfig, trains=True, load=_load_qat, model_file="model.weights.h5", save=_save_qat)
-def qat_stage(ctx, model, config) -> StageOutcome:
+@stage("qat", _quantize.QATConfig, trains=True, load=_load_qat, model_file="model.weights.h5", save=save_weights_atomic)
+def qat_stage(ctx: RunContext, model, config) -> StageOutcome:
     """Quantization-aware fine-tuning (``preserve`` = sparsity / clusters for PQAT / CQAT / PCQAT); the model
     stays QAT-wrapped so the export stage converts it with its learned quantization ranges."""
-    from edgeopt.pipeline import save_model_atomic, write_atomic
-
     save_model_atomic(model, ctx.stage_dir / _QAT_INPUT)
-    write_atomic(ctx.stage_dir / _QAT_CONFIG, json.dumps(config.technique.to_dict()))
+    write_atomic(ctx.stage_dir / _QAT_CONFIG, json.dumps(config.technique.to_dict()), overwrite=True)
     with ctx.strategy.scope():
         qat = _quantize.quantize(model, config.technique)
         if config.technique.calibration_samples:
@@ -121,31 +106,22 @@ class DistillStageConfig:
     teacher_epochs: int = 3
 
     def __post_init__(self):
-        from edgeopt.compress.distill import DistillConfig
-
         DistillConfig(self.alpha, self.temperature)
         if (self.teacher_stage is None) == (self.teacher_model is None):
             raise ValueError("teacher_stage or teacher_model must be given (exactly one of them)")
         if self.teacher_model is not None:
-            from edgeopt.models import MODELS
-
             if self.teacher_model not in MODELS:
                 raise ValueError(f"teacher_model must be one of {', '.join(MODELS.names())}; got {self.teacher_model!r}")
         if self.teacher_epochs < 0:
             raise ValueError(f"teacher_epochs must be >= 0, got {self.teacher_epochs}")
 
 
-def _teacher(ctx, cfg: DistillStageConfig, train_cfg):
-    from dataclasses import replace
-
-    from edgeopt.models import create
-    from edgeopt.pipeline import load_stage_model
-
+def _teacher(ctx: RunContext, cfg: DistillStageConfig, train_cfg):
     if cfg.teacher_stage is not None:
-        done = [r for r in ctx.results if r["stage"] == cfg.teacher_stage and "model" in r["files"]]
+        done = [r for r in ctx.results if r.stage == cfg.teacher_stage and "model" in r.files]
         if not done:
             raise ValueError(f"{ctx.stage_label}: teacher_stage={cfg.teacher_stage} is not an earlier stage that saved a model")
-        return load_stage_model(ctx.run_dir / done[0]["dir"], done[0]["type"])
+        return load_stage_model(ctx.run_dir / done[0].dir, done[0].type)
     prep = ctx.splits.preprocessing
     teacher = create(cfg.teacher_model, input_shape=prep.input_shape, classes=len(prep.class_names), weights=cfg.teacher_weights, **cfg.teacher_knobs)
     if cfg.teacher_weights is None and cfg.teacher_epochs:
@@ -155,16 +131,13 @@ def _teacher(ctx, cfg: DistillStageConfig, train_cfg):
 
 
 @stage("distill", DistillStageConfig, trains=True)
-def distill_stage(ctx, model, config) -> StageOutcome:
+def distill_stage(ctx: RunContext, model, config) -> StageOutcome:
     """Knowledge distillation (Hinton loss with temperature) of the current model from a teacher."""
-    from edgeopt.compress.distill import Distiller
-    from edgeopt.train import make_optimizer
-
     cfg: DistillStageConfig = config.technique
     with ctx.strategy.scope():
         teacher = _teacher(ctx, cfg, config.train)
         distiller = Distiller(model, teacher)
-        distiller.compile(optimizer=make_optimizer(config.train, _steps(ctx, config.train)), metrics=["accuracy"], alpha=cfg.alpha, temperature=cfg.temperature)
+        distiller.compile(optimizer=make_optimizer(config.train, ctx.train_steps(config.train)), metrics=["accuracy"], alpha=cfg.alpha, temperature=cfg.temperature)
         result = fit(distiller, ctx.splits, config.train, compile=False)
     teacher_top1 = model_metrics(teacher, ctx.splits)["test_top1"]
     return StageOutcome(distiller.student, {"val_top1": result.val_top1, "teacher_test_top1": teacher_top1, **model_metrics(distiller.student, ctx.splits)})

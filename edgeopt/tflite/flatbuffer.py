@@ -10,22 +10,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 
 from edgeopt._keras import tf  # noqa: F401  (TensorFlow must come through edgeopt._keras)
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
 
 _MIN_BYTES = 16  # root offset + "TFL3" identifier + a vtable at the very least
-_IDENTIFIER = b"TFL3"
+IDENTIFIER = b"TFL3"
 
 
 class InvalidModelError(ValueError):
     """Bytes that are not a readable .tflite flatbuffer (empty, truncated, corrupted or another format)."""
-
-
-def _schema():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return schema
 
 
 def _names_of(enum_cls) -> dict[int, str]:
@@ -55,8 +52,8 @@ def check_tflite(data: bytes, label: str = "model") -> None:
     hint = "Re-export it (edgeopt.export.to_tflite) or copy the file again; a partial download or copy truncates it."
     if len(data) < _MIN_BYTES:
         raise InvalidModelError(f"{label} is not a .tflite model: only {len(data)} bytes. {hint}")
-    if data[4:8] != _IDENTIFIER:
-        raise InvalidModelError(f"{label} is not a .tflite model: file identifier is {data[4:8]!r}, expected {_IDENTIFIER!r}. {hint}")
+    if data[4:8] != IDENTIFIER:
+        raise InvalidModelError(f"{label} is not a .tflite model: file identifier is {data[4:8]!r}, expected {IDENTIFIER!r}. {hint}")
     try:
         _walk(data)
     except Exception as err:  # the flatbuffer accessors raise struct/index errors on out-of-range offsets
@@ -64,7 +61,6 @@ def check_tflite(data: bytes, label: str = "model") -> None:
 
 
 def _walk(data: bytes) -> None:
-    schema = _schema()
     m = schema.Model.GetRootAs(data, 0)
     if m.SubgraphsLength() < 1:
         raise ValueError("no subgraph")
@@ -100,6 +96,34 @@ def _end_of_buffers(m) -> int:
     return end
 
 
+# ---- the op-code and tensor-type tables, and the object API ----------------------------------------
+
+OP_NAMES: dict[int, str] = _names_of(schema.BuiltinOperator)  # builtin op code -> name ("CONV_2D")
+OPS = schema.BuiltinOperator  # name -> code: OPS.CONV_2D, OPS.DEPTHWISE_CONV_2D, ...
+TENSOR_TYPE_NAMES: dict[int, str] = {k: v.lower() for k, v in _names_of(schema.TensorType).items()}  # 0 -> "float32"
+TENSOR_TYPES = schema.TensorType  # name -> code: TENSOR_TYPES.INT8, ...
+
+
+def builtin_code(op_code) -> int:
+    """The builtin op code of an OperatorCode (table or object API): the larger of the two fields, since
+    codes above 127 live only in ``builtin_code`` and old files fill only ``deprecated_builtin_code``."""
+    if hasattr(op_code, "BuiltinCode"):
+        return max(op_code.BuiltinCode(), op_code.DeprecatedBuiltinCode())
+    return max(op_code.builtinCode, op_code.deprecatedBuiltinCode)
+
+
+def read_model(data: bytes):
+    """The model as the schema's mutable object API (``ModelT``: buffers, subgraphs, operatorCodes, ...)."""
+    return flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+
+
+def write_model(model, size_hint: int = 1024) -> bytes:
+    """Pack an object-API model back into .tflite bytes (numeric vectors shared, see :class:`SharingBuilder`)."""
+    builder = SharingBuilder(max(1024, size_hint))
+    builder.Finish(model.Pack(builder), file_identifier=IDENTIFIER)
+    return bytes(builder.Output())
+
+
 # ---- tensors and operators ------------------------------------------------------------------------
 
 
@@ -117,10 +141,6 @@ class TensorInfo:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point}
 
 
-def _dtype_names() -> dict[int, str]:
-    return {k: v.lower() for k, v in _names_of(_schema().TensorType).items()}
-
-
 def _tensor_info(tensor, dtypes: dict[int, str]) -> TensorInfo:
     q = tensor.Quantization()
     scale = zero = None
@@ -132,8 +152,8 @@ def _tensor_info(tensor, dtypes: dict[int, str]) -> TensorInfo:
 
 def io_tensors(data: bytes) -> tuple[list[TensorInfo], list[TensorInfo]]:
     """Inputs and outputs of the main subgraph."""
-    g = _schema().Model.GetRootAs(data, 0).Subgraphs(0)
-    dtypes = _dtype_names()
+    g = schema.Model.GetRootAs(data, 0).Subgraphs(0)
+    dtypes = TENSOR_TYPE_NAMES
     ins = [_tensor_info(g.Tensors(int(i)), dtypes) for i in g.InputsAsNumpy()]
     outs = [_tensor_info(g.Tensors(int(i)), dtypes) for i in g.OutputsAsNumpy()]
     return ins, outs
@@ -151,17 +171,15 @@ class OpInstance:
 
 def list_ops(data: bytes) -> list[OpInstance]:
     """Every operator of the main subgraph, in execution order."""
-    schema = _schema()
     m = schema.Model.GetRootAs(data, 0)
-    builtin = _names_of(schema.BuiltinOperator)
-    dtypes = _dtype_names()
+    dtypes = TENSOR_TYPE_NAMES
     g = m.Subgraphs(0)
     ops = []
     for o in range(g.OperatorsLength()):
         op = g.Operators(o)
         code = m.OperatorCodes(op.OpcodeIndex())
-        num = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = builtin.get(num, f"BUILTIN_{num}")
+        num = builtin_code(code)
+        name = OP_NAMES.get(num, f"BUILTIN_{num}")
         if name == "CUSTOM" and code.CustomCode():
             name = "CUSTOM:" + code.CustomCode().decode()
         ins = tuple(dtypes[g.Tensors(int(i)).Type()] for i in op.InputsAsNumpy() if i >= 0)
@@ -176,13 +194,13 @@ def list_ops(data: bytes) -> list[OpInstance]:
 
 
 def metadata_names(data: bytes) -> list[str]:
-    m = _schema().Model.GetRootAs(data, 0)
+    m = schema.Model.GetRootAs(data, 0)
     return [m.Metadata(i).Name().decode() for i in range(m.MetadataLength())]
 
 
 def read_metadata(data: bytes, name: str) -> bytes | None:
     """The bytes stored under metadata entry ``name``, or None when the model has no such entry."""
-    m = _schema().Model.GetRootAs(data, 0)
+    m = schema.Model.GetRootAs(data, 0)
     for i in range(m.MetadataLength()):
         entry = m.Metadata(i)
         if entry.Name().decode() == name:
@@ -200,9 +218,6 @@ def embed_metadata(data: bytes, name: str, payload: bytes) -> bytes:
     enough for every kernel (XNNPACK packs its own weights at init). Models over 2 GB (buffer offsets)
     are not supported.
     """
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    schema = _schema()
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     if any(getattr(b, "offset", 0) for b in model.buffers):
         raise ValueError("models stored with buffer offsets (> 2 GB) cannot take embedded metadata")
@@ -214,40 +229,29 @@ def embed_metadata(data: bytes, name: str, payload: bytes) -> bytes:
     entry.name = name
     entry.buffer = len(model.buffers) - 1
     model.metadata = [*metadata, entry]
-    builder = _SharingBuilder(max(1024, len(data) + len(payload) + 4096))
-    builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
-    return bytes(builder.Output())
+    return write_model(model, len(data) + len(payload) + 4096)
 
 
-def _sharing_builder_class():
-    import flatbuffers
+class SharingBuilder(flatbuffers.Builder):
+    """Writes each distinct numeric vector (int32, int64, float32) once and points every user at it.
 
-    class SharingBuilder(flatbuffers.Builder):
-        """Writes each distinct numeric vector (int32, int64, float32) once and points every user at it.
+    Per-channel quantized tensors carry an int64 zero point per channel, almost all zeros: a weight
+    and its bias share one vector, and so do layers of equal width. In MobileNetV2 that saves about
+    a quarter of a megabyte (7% of the int8 file) at no cost: flatbuffer readers only follow offsets.
+    Tensor shapes, operator input/output lists and scales repeat too (a few KB more). Byte vectors
+    (buffer data) are left alone: the converter already shares identical constants by buffer index.
+    """
 
-        Per-channel quantized tensors carry an int64 zero point per channel, almost all zeros: a weight
-        and its bias share one vector, and so do layers of equal width. In MobileNetV2 that saves about
-        a quarter of a megabyte (7% of the int8 file) at no cost: flatbuffer readers only follow offsets.
-        Tensor shapes, operator input/output lists and scales repeat too (a few KB more). Byte vectors
-        (buffer data) are left alone: the converter already shares identical constants by buffer index.
-        """
+    _SHARED = (np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.float32))
 
-        _SHARED = (np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.float32))
+    def __init__(self, size: int):
+        super().__init__(size)
+        self._vectors: dict[tuple[str, bytes], int] = {}
 
-        def __init__(self, size: int):
-            super().__init__(size)
-            self._vectors: dict[tuple[str, bytes], int] = {}
-
-        def CreateNumpyVector(self, x):
-            if getattr(x, "dtype", None) not in self._SHARED:
-                return super().CreateNumpyVector(x)
-            key = (x.dtype.str, np.ascontiguousarray(x).tobytes())
-            if key not in self._vectors:
-                self._vectors[key] = super().CreateNumpyVector(x)
-            return self._vectors[key]
-
-    return SharingBuilder
-
-
-def _SharingBuilder(size: int):
-    return _sharing_builder_class()(size)
+    def CreateNumpyVector(self, x):
+        if getattr(x, "dtype", None) not in self._SHARED:
+            return super().CreateNumpyVector(x)
+        key = (x.dtype.str, np.ascontiguousarray(x).tobytes())
+        if key not in self._vectors:
+            self._vectors[key] = super().CreateNumpyVector(x)
+        return self._vectors[key]

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from edgeopt._tflite_meta import InvalidModelError, load_model_bytes
+from edgeopt.tflite.flatbuffer import InvalidModelError, load_model_bytes
 
 _INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 

@@ -1,0 +1,23 @@
+"""Benchmarks of .tflite files: latency, accuracy and size on the LiteRT interpreter, or on a phone over adb.
+
+``measure_latency`` follows TFLite's ``benchmark_model`` tool; ``evaluate_tflite`` feeds float model
+inputs, quantized with the model's own input scale and zero point; results are dataclasses with units in
+their field names (``results``); ``machine`` describes the machine every number was measured on.
+
+Modules: ``latency``, ``accuracy``, ``size``, ``measure`` (all three as one BenchResult), ``results``,
+``adb`` (benchmark_model on a phone), ``machine``.
+"""
+from edgeopt.bench.accuracy import evaluate_tflite, load_test_data
+from edgeopt.bench.adb import DeviceUnavailableError, measure_latency_adb, parse_benchmark_output
+from edgeopt.bench.latency import measure_latency
+from edgeopt.bench.machine import Machine, machine, this_machine
+from edgeopt.bench.measure import measure
+from edgeopt.bench.results import AccuracyResult, BenchResult, LatencyResult, SizeResult
+from edgeopt.bench.size import size_of
+from edgeopt.tflite.flatbuffer import InvalidModelError
+
+__all__ = [
+    "AccuracyResult", "BenchResult", "DeviceUnavailableError", "InvalidModelError", "LatencyResult", "Machine", "SizeResult",
+    "evaluate_tflite", "load_test_data", "machine", "measure", "measure_latency", "measure_latency_adb", "parse_benchmark_output",
+    "size_of", "this_machine",
+]

@@ -1,0 +1,51 @@
+"""Accuracy of a .tflite itself on a test split: float inputs quantized with the model's own input scale."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from edgeopt.bench.results import AccuracyResult
+from edgeopt.data import load_dataset
+from edgeopt.tflite import flatbuffer, runtime
+
+
+def evaluate_tflite(model, dataset, limit: int | None = None) -> AccuracyResult:
+    """Top-1 and top-5 accuracy (fractions) of a .tflite on a batched (float inputs, labels) dataset.
+
+    Quantized models get their inputs quantized with the model's own input scale and zero point.
+    """
+    interp = runtime.make_interpreter(model)
+    interp.allocate_tensors()
+    correct1 = correct5 = total = 0
+    for x, y in dataset:
+        x, y = np.asarray(x), np.asarray(y).reshape(-1)
+        if limit is not None:
+            x, y = x[: limit - total], y[: limit - total]
+        scores = runtime.predict(interp, x)
+        top = np.argsort(-scores, axis=1)[:, :5]
+        correct1 += int((top[:, 0] == y).sum())
+        correct5 += int((top == y[:, None]).any(axis=1).sum())
+        total += len(y)
+        if limit is not None and total >= limit:
+            break
+    if total == 0:
+        raise ValueError("evaluate_tflite got an empty dataset")
+    return AccuracyResult(correct1 / total, correct5 / total, total)
+
+
+def load_test_data(model, dataset: str, limit: int | None = None, batch_size: int = 64):
+    """The test split of ``dataset`` preprocessed as ``model`` expects; returns (tf.data.Dataset, Preprocessing).
+
+    The preprocessing comes from the model's embedded edgeopt manifest; without one, from its input
+    shape with the default normalization (pixel - 127.5) / 127.5.
+    """
+    data, _ = flatbuffer.load_model_bytes(model)
+    ins, _ = flatbuffer.io_tensors(data)
+    (h, w, c), mean, std = ins[0].shape[1:], 127.5, 127.5
+    raw = flatbuffer.read_metadata(data, "edgeopt_manifest")
+    if raw is not None:
+        prep = json.loads(raw.decode()).get("preprocessing") or {}
+        mean, std = prep.get("mean", mean), prep.get("std", std)
+    splits = load_dataset(dataset, image_size=(h, w), channels=c, batch_size=batch_size, limit_test=limit, mean=mean, std=std, limit_train=1)
+    return splits.test, splits.preprocessing

@@ -1,0 +1,155 @@
+"""One trial of a search: the recipe with the trial's values, run and measured; what a search can optimize."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from edgeopt._keras import keras
+from edgeopt.bench import BenchResult
+from edgeopt.config import RecipeError
+from edgeopt.data import class_names
+from edgeopt.models import create
+from edgeopt.pipeline import StageResult, run_recipe
+from edgeopt.pipeline.recipe import recipe_from_dict
+from edgeopt.profile import profile
+from edgeopt.search.result import SearchConfig
+from edgeopt.search.space import BEFORE_TRAINING, SearchSpace, apply_overrides
+from edgeopt.search.study import retry_history
+
+
+def trial_metrics(report: dict) -> dict:
+    """What a search can optimize, from a run report: ``accuracy`` (the benchmarked .tflite's top-1, else the
+    Keras model's), ``keras_accuracy``, ``latency_ms`` (median at the first benchmarked thread count),
+    ``size_bytes``, ``gzip_bytes``, ``macs``, ``params``, and the export's top-1 agreement with Keras
+    (``int8_agreement``); missing ones are absent."""
+    stages = [StageResult.from_dict(s) for s in report["stages"]]
+    model_stages = [s.metrics for s in stages if "test_top1" in s.metrics]
+    last = model_stages[-1] if model_stages else {}
+    out = {k: last[k] for k in ("macs", "params") if last.get(k) is not None}
+    if last.get("test_top1") is not None:
+        out["keras_accuracy"] = out["accuracy"] = last["test_top1"]
+        out["accuracy_of"] = "keras"
+    export = next((s for s in reversed(stages) if s.type == "export"), None)
+    shipped = export.metrics.get("model", {}) if export else {}
+    if shipped.get("agreement") is not None:
+        out["int8_agreement" if shipped.get("mode") == "int8" else "agreement"] = shipped["agreement"]
+    bench = next((s for s in reversed(stages) if s.type == "bench"), None)
+    if bench is not None and "model" in bench.metrics:
+        result = BenchResult.from_dict(bench.metrics["model"])
+        if result.accuracy is not None:
+            out["accuracy"], out["accuracy_of"] = result.accuracy.top1, f"tflite {shipped.get('mode', '?')}"
+        out["size_bytes"], out["gzip_bytes"] = result.size.size_bytes, result.size.gzip_bytes
+        if result.latency:
+            first = min(result.latency, key=lambda r: r.threads)
+            out["latency_ms"], out["latency_threads"] = first.median_ms, first.threads
+    return out
+
+
+def _cost_before_training(recipe) -> dict:
+    """Multiply-adds and parameters of the recipe's model as built (nothing trained)."""
+
+    d = recipe.data
+    classes = len(class_names(d.dataset))
+    model = create(recipe.model.name, input_shape=(d.image_size, d.image_size, d.channels), classes=classes, **recipe.model.knobs)
+    cost = profile(model)
+    del model
+    keras.backend.clear_session()
+    return {"macs": cost.macs, "params": cost.params}
+
+
+# ---- one trial ---------------------------------------------------------------------------------------
+
+
+class _PruningCallback(keras.callbacks.Callback):
+    """Reports validation accuracy after each epoch to the trial and stops it when the pruner says so."""
+
+    def __init__(self, trial):
+        super().__init__()
+        self.trial = trial
+
+    def on_epoch_end(self, epoch, logs=None):
+        import optuna
+
+        value = (logs or {}).get("val_accuracy")
+        if value is None:
+            return
+        self.trial.report(float(value), step=epoch)
+        if self.trial.should_prune():
+            why = f"pruned after epoch {epoch + 1}: validation accuracy {value:.4f} below the pruner's bar"
+            self.trial.set_user_attr("note", why)
+            raise optuna.TrialPruned(why)
+
+
+def _suggest(trial, name: str, dist):
+    import optuna
+
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(name, list(dist.choices))
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+@dataclass
+class Job:
+    """Everything a worker needs to run trials of one search."""
+
+    base_doc: dict
+    recipe_name: str
+    space: SearchSpace
+    config: SearchConfig
+    out_dir: Path
+    progress: Callable[[str], None]
+    use_pruner: bool
+
+
+def run_trial(job: Job, trial, trial_id: int) -> list[float]:
+    """Run one trial's recipe and return its objective values; raises optuna.TrialPruned for a pruned one."""
+    import optuna
+
+    params = {name: _suggest(trial, name, dist) for name, dist in job.space.distributions().items()}
+    origin = _retry_origin(trial.storage.get_trial(trial_id))
+    run_name = f"trial-{origin:04d}"
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("run_dir", str(job.out_dir / "trials" / run_name))
+    try:
+        overrides = job.space.overrides(params, job.base_doc)
+    except ValueError as err:  # a compound point off the budget (resolution would shrink)
+        trial.set_user_attr("note", str(err))
+        raise optuna.TrialPruned(str(err)) from None
+    trial.set_user_attr("overrides", overrides)
+    doc = apply_overrides(job.base_doc, overrides)
+    doc["name"] = run_name
+    recipe = recipe_from_dict(doc, run_name, source=f"trial {trial.number}")
+    early = [c for c in job.space.constraints if c.metric in BEFORE_TRAINING]
+    if early:
+        cost = _cost_before_training(recipe)
+        broken = [c for c in early if c.violation(cost[c.metric]) > 0]
+        if broken:
+            trial.set_user_attr("metrics", cost)
+            trial.set_user_attr("constraints", [c.violation(cost[c.metric]) if c.metric in cost else 1.0 for c in job.space.constraints])
+            note = "; ".join(f"{c.metric} {cost[c.metric]:,} breaks {c}" for c in broken)
+            trial.set_user_attr("note", f"pruned before training: {note}")
+            raise optuna.TrialPruned(note)
+    callbacks = (_PruningCallback(trial),) if job.use_pruner else ()
+    start = time.perf_counter()
+    report = run_recipe(recipe, out_dir=job.out_dir / "trials", resume=True, artifacts_dir=None, train_callbacks=callbacks,
+                        progress=lambda msg: job.progress(f"  {msg}"))
+    metrics = trial_metrics(report)
+    trial.set_user_attr("metrics", metrics)
+    trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
+    missing = [o for o in job.space.objectives if metrics.get(o) is None]
+    if missing:
+        raise RecipeError(f"objective {missing[0]} was not measured: the recipe needs {'export and bench stages' if missing[0] != 'keras_accuracy' else 'a train stage'} for it")
+    trial.set_user_attr("constraints", [c.violation(metrics[c.metric]) if metrics.get(c.metric) is not None else 1.0 for c in job.space.constraints])
+    return [float(metrics[o]) for o in job.space.objectives]
+
+
+def _retry_origin(frozen) -> int:
+    """The number of the first try of this trial (a retried trial resumes that try's recipe run)."""
+    history = retry_history(frozen)
+    return history[0] if history else frozen.number
