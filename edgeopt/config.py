@@ -63,6 +63,8 @@ def _coerce(value: Any, tp, path: str):
         if isinstance(value, str):
             return value
     elif origin in (tuple, list) or tp in (tuple, list):
+        if isinstance(value, dict) and _is_pairs(tp):  # {name = value, ...} for a list of (name, value) pairs
+            value = list(value.items())
         if isinstance(value, (list, tuple)):
             args = get_args(tp)
             if not args:
@@ -83,6 +85,11 @@ def _coerce(value: Any, tp, path: str):
     else:  # pragma: no cover - annotation kinds we do not use
         return value
     raise RecipeError(f"{path} must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def _is_pairs(tp) -> bool:
+    args = get_args(tp)
+    return len(args) == 2 and args[1] is Ellipsis and get_origin(args[0]) is tuple and len(get_args(args[0])) == 2
 
 
 def from_dict(cls, data: dict, path: str = ""):
@@ -123,3 +130,15 @@ def to_dict(obj) -> dict:
         return v
 
     return plain(obj)
+
+
+class Config:
+    """Mixin for frozen config dataclasses: ``to_dict`` / ``from_dict`` round-trip through plain data
+    (what TOML and JSON hold), with the same field-path errors as a recipe."""
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, path: str = ""):
+        return from_dict(cls, data, path)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from edgeopt._keras import tf
+from edgeopt.config import Config
 from edgeopt.registry import Registry
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -32,7 +33,7 @@ class DatasetUnavailableError(FileNotFoundError):
 
 
 @dataclass(frozen=True)
-class Preprocessing:
+class Preprocessing(Config):
     """What an app must feed the model: resize to ``image_size``, ``channels``, then (pixel - mean) / std.
 
     ``mean``/``std`` are in pixel units (0..255), the TFLite-metadata convention; the defaults map
@@ -58,12 +59,6 @@ class Preprocessing:
         """uint8/float pixels (already resized) -> float32 model input."""
         return ((np.asarray(pixels, np.float32) - self.mean) / self.std).astype(np.float32)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessing":
-        return cls(**{**d, "image_size": tuple(d["image_size"]), "class_names": tuple(d.get("class_names", ()))})
 
 
 @dataclass(frozen=True)

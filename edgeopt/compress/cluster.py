@@ -8,11 +8,12 @@ export keeps at most that many codes per channel. Which layers are clustered is 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from edgeopt._keras import keras, require_keras2_model, tf  # noqa: F401  (tf_keras before TF-MOT)
+from edgeopt.config import Config
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from edgeopt.compress.graph import fold_batch_norms  # noqa: E402
 
@@ -39,7 +40,7 @@ _KERNEL_ATTR = {L.Conv2D: "kernel", L.DepthwiseConv2D: "depthwise_kernel", L.Den
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
+class ClusterConfig(Config):
     """How to cluster.
 
     - ``number_of_clusters``: centroids per kernel (per output channel with ``per_channel``), >= 2.
@@ -80,16 +81,6 @@ class ClusterConfig:
                 raise ValueError(f"ClusterConfig.{name} must be a tuple of layer names, got {value!r}")
             object.__setattr__(self, name, tuple(value))
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "layers": list(self.layers), "exclude": list(self.exclude)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClusterConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ClusterConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{**d, **{k: tuple(d[k]) for k in ("layers", "exclude") if k in d}})
 
 
 def _kernel(layer) -> np.ndarray | None:

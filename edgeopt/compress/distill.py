@@ -18,16 +18,17 @@ walks ``model.layers`` recursively) finds its pruning wrappers.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from edgeopt._keras import is_softmax, keras, output_layer, require_keras2_model, tf, unwrap_layer
+from edgeopt.config import Config
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities")
 _PROB_FLOOR = 1e-30  # log(p) fallback: floor so underflowed probabilities stay finite
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(Config):
     """Distillation knobs: ``alpha`` weighs the hard-label cross-entropy (1 - alpha the soft KL term),
     ``temperature`` T > 0 softens both distributions."""
 
@@ -40,15 +41,6 @@ class DistillConfig:
         if not self.temperature > 0:
             raise ValueError(f"DistillConfig.temperature must be > 0, got {self.temperature}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DistillConfig":
-        unknown = sorted(set(d) - {"alpha", "temperature"})
-        if unknown:
-            raise ValueError(f"DistillConfig has no field(s) {', '.join(unknown)}; fields: alpha, temperature")
-        return cls(**d)
 
 
 def output_kind(model: keras.Model) -> str:

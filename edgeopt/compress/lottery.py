@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from edgeopt._keras import keras
+from edgeopt.config import Config
 from edgeopt.compress import policy as _policy
 from edgeopt.compress.graph import clone_with_weights, require_functional
 from edgeopt.train import TrainConfig, evaluate, fit
@@ -29,7 +30,7 @@ SCOPES = ("layer", "global")
 
 
 @dataclass(frozen=True)
-class LotteryConfig:
+class LotteryConfig(Config):
     """``rounds`` of pruning ``fraction`` of the remaining weights; ``rewind``: ``init``, ``step``
     (to ``rewind_step`` optimizer steps) or ``none`` (keep the trained weights: iterative pruning);
     ``train``: the training of each round; ``random_control``: also train each mask from a fresh init."""
@@ -57,12 +58,6 @@ class LotteryConfig:
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}; got {self.scope!r}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LotteryConfig":
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from edgeopt._keras import keras
+from edgeopt.config import Config
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after edgeopt._keras chose tf_keras)
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude  # noqa: E402
 from edgeopt.compress import policy as _policy
@@ -44,7 +45,7 @@ SCHEDULES: dict[str, Callable] = {"constant": _constant, "polynomial": _polynomi
 
 
 @dataclass(frozen=True)
-class PruneConfig:
+class PruneConfig(Config):
     """How to prune.
 
     ``schedule``: ``constant`` (``final_sparsity`` from ``begin_step`` on, every ``frequency`` steps) or
@@ -118,14 +119,6 @@ class PruneConfig:
         if not 0.0 < self.max_layer_sparsity < 1.0:
             raise ValueError(f"max_layer_sparsity must be in (0, 1), got {self.max_layer_sparsity}")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["layer_sparsity"] = dict(self.layer_sparsity)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PruneConfig":
-        return cls(**d)
 
     def resolved_end_step(self, total_steps: int | None) -> int | None:
         """``end_step``, or when unset and ``total_steps`` is known: 70% of the way from ``begin_step`` to

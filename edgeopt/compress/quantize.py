@@ -15,12 +15,13 @@ saved QAT model needs :func:`quantize_scope`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from edgeopt._keras import keras, require_keras2_model, tf  # noqa: F401  (tf_keras before TF-MOT)
+from edgeopt.config import Config
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
@@ -50,7 +51,7 @@ class QATUnsupportedError(ValueError):
 
 
 @dataclass(frozen=True)
-class QATConfig:
+class QATConfig(Config):
     """How to make a model quantization-aware.
 
     - ``preserve``: ``"none"`` (plain QAT), ``"sparsity"`` (PQAT), ``"clusters"`` (CQAT) or
@@ -93,16 +94,6 @@ class QATConfig:
         if not isinstance(self.calibration_samples, int) or isinstance(self.calibration_samples, bool) or self.calibration_samples < 0:
             raise ValueError(f"QATConfig.calibration_samples must be an integer >= 0, got {self.calibration_samples!r}")
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "float_layers": list(self.float_layers)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "QATConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown QATConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{**d, "float_layers": tuple(d.get("float_layers", ()))})
 
 
 # ---------------------------------------------------------------------------------------------- policy table

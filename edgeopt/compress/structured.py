@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgeopt._keras import keras
+from edgeopt.config import Config
 from edgeopt.compress.graph import require_functional, single_inbound
 
 L = keras.layers
@@ -38,7 +39,7 @@ _ELEMENTWISE = ("Add", "Multiply", "Average", "Maximum", "Minimum", "Subtract")
 
 
 @dataclass(frozen=True)
-class StructuredConfig:
+class StructuredConfig(Config):
     """How to prune filters.
 
     ``ratio``: fraction of the channels removed from each pruned group. ``scope``: ``internal`` prunes only
@@ -65,12 +66,6 @@ class StructuredConfig:
         if self.round_to < 1 or self.min_channels < 1:
             raise ValueError(f"round_to and min_channels must be >= 1, got {self.round_to} and {self.min_channels}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StructuredConfig":
-        return cls(**d)
 
 
 @dataclass

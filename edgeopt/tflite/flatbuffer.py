@@ -255,3 +255,37 @@ class SharingBuilder(flatbuffers.Builder):
         if key not in self._vectors:
             self._vectors[key] = super().CreateNumpyVector(x)
         return self._vectors[key]
+
+
+# ---- constant weights ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConstantWeights:
+    """One constant float32/int8 weight tensor, with its output channel on the last axis."""
+
+    name: str
+    dtype: str  # "float32" | "int8"
+    values: np.ndarray
+
+
+def constant_weights(data: bytes, min_size: int = 64) -> list[ConstantWeights]:
+    """Every constant float32/int8 tensor of the main subgraph with at least ``min_size`` elements (int32 biases
+    are skipped), reshaped so that the output channel is last: TFLite keeps it on the first axis of CONV_2D /
+    FULLY_CONNECTED kernels and on the last of DEPTHWISE_CONV_2D kernels."""
+    model = read_model(data)
+    graph = model.subgraphs[0]
+    depthwise_inputs = {int(op.inputs[1]) for op in graph.operators if builtin_code(model.operatorCodes[op.opcodeIndex]) == OPS.DEPTHWISE_CONV_2D}
+    numpy_types = {TENSOR_TYPES.FLOAT32: np.float32, TENSOR_TYPES.INT8: np.int8}
+    out = []
+    for index, tensor in enumerate(graph.tensors):
+        buf = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+        if buf is None or tensor.type not in numpy_types:
+            continue
+        values = np.frombuffer(bytes(buf), numpy_types[tensor.type])
+        if values.size < min_size or tensor.shape is None or values.size != int(np.prod(tensor.shape)):
+            continue
+        values = values.reshape(tuple(tensor.shape))
+        name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+        out.append(ConstantWeights(name, TENSOR_TYPE_NAMES[tensor.type], values if index in depthwise_inputs else np.moveaxis(values, 0, -1)))
+    return out
