@@ -276,15 +276,51 @@ def to_tflite(
     TFLite's sparse format, which shrinks the file and lets XNNPACK's sparse kernels see the zeros.
     Returns an :class:`Artifact`.
     """
+    _check_arguments(model, mode, min_agreement, num_calibration, num_verify)
+    targets = _targets(path)
+    if targets and not overwrite:
+        _refuse_existing(targets, _labels_text(model, preprocessing))
+    data = collect_data(model, representative_data, verify_data, preprocessing, num_calibration, num_verify)
+    start = time.perf_counter()
+    raw, calib = _convert(model, mode, data.calibration if MODES[mode][1] else None, sparse_weights)
+    convert_seconds = time.perf_counter() - start
+    report = op_report(raw, mode)
+    _check_int8_io(raw, mode, report, model.name)
+    check = _verify_or_refuse(model, raw, mode, data, min_agreement)
+    manifest = build_manifest(model, raw, mode, data.preprocessing, report, calib, check, convert_seconds, source)
+    if sparse_weights:
+        # whether XNNPACK on ARM would run its sparse kernels, and why not (AVX x86 never does: see tflite.xnnpack)
+        manifest["xnnpack_sparse"] = xnnpack_sparse_eligibility(raw).to_dict()
+    final = _embed_manifest(raw, manifest, data.verify_inputs)
+    manifest = {**manifest, "file": {"name": targets[0].name if targets else None, **file_facts(final)}}
+    art = Artifact(final, manifest, None, report, check, calib, convert_seconds)
+    if targets:
+        art.path, art.files = targets[0], _write_all(targets, final, manifest, _labels_text(model, data.preprocessing), overwrite)
+    return art
+
+
+def _check_arguments(model, mode: str, min_agreement: float, num_calibration: int, num_verify: int) -> None:
     require_keras2_model(model, "edgeopt.export.to_tflite")
     _check_mode(mode)
     if not 0 <= min_agreement <= 1:
         raise ValueError(f"min_agreement must be in [0, 1], got {min_agreement}")
     if num_calibration < 1 or num_verify < 0:
         raise ValueError(f"num_calibration must be >= 1 and num_verify >= 0; got {num_calibration}, {num_verify}")
-    targets = _targets(path)
-    if targets and not overwrite:
-        _refuse_existing(targets, _labels_text(model, preprocessing))
+
+
+@dataclass(frozen=True)
+class ExportData:
+    """The samples an export uses: float model inputs to calibrate with, held-out inputs (and labels) to
+    verify on (None: not verified), and the preprocessing that made them."""
+
+    calibration: np.ndarray | None
+    verify_inputs: np.ndarray | None
+    verify_labels: np.ndarray | None
+    preprocessing: object | None
+
+
+def collect_data(model: keras.Model, representative_data, verify_data, preprocessing, num_calibration: int, num_verify: int) -> ExportData:
+    """Calibration and verification samples for :func:`to_tflite` (see there for what each argument may be)."""
     if _is_splits(representative_data):
         splits = representative_data
         preprocessing = preprocessing or splits.preprocessing
@@ -302,34 +338,30 @@ def to_tflite(
             verify_x, verify_y = _collect(representative_data, preprocessing, sample_shape, num_verify, skip=num_calibration, where="representative_data")
         except ValueError:  # nothing left after the calibration samples: not verified
             verify_x = None
+    return ExportData(calib_x, verify_x, verify_y, preprocessing)
 
-    start = time.perf_counter()
-    raw, calib = _convert(model, mode, calib_x if MODES[mode][1] else None, sparse_weights)
-    convert_seconds = time.perf_counter() - start
-    report = op_report(raw, mode)
-    _check_int8_io(raw, mode, report, model.name)
-    check = None
-    if verify_x is not None:
-        check = verify(model, raw, verify_x, verify_y)
-        if check.top1_agreement < min_agreement:
-            raise ExportVerificationError(
-                f"{mode} export of {model.name!r} agrees with the Keras model on only {check.top1_agreement:.1%} of "
-                f"{check.samples} held-out samples (min_agreement={min_agreement:.0%}; mean |diff| {check.mean_abs_diff:.4g}); "
-                "nothing was written. Calibrate with more or more representative samples (num_calibration), "
-                "use quantization-aware training, or export float16/dynamic instead."
-            )
-    manifest = build_manifest(model, raw, mode, preprocessing, report, calib, check, convert_seconds, source)
-    if sparse_weights:
-        # whether XNNPACK on ARM would run its sparse kernels, and why not (AVX x86 never does: see _tflite_sparse)
-        manifest["xnnpack_sparse"] = xnnpack_sparse_eligibility(raw).to_dict()
+
+def _verify_or_refuse(model, raw: bytes, mode: str, data: ExportData, min_agreement: float) -> Verification | None:
+    """:func:`verify` on the held-out samples; raises :class:`ExportVerificationError` below ``min_agreement``."""
+    if data.verify_inputs is None:
+        return None
+    check = verify(model, raw, data.verify_inputs, data.verify_labels)
+    if check.top1_agreement < min_agreement:
+        raise ExportVerificationError(
+            f"{mode} export of {model.name!r} agrees with the Keras model on only {check.top1_agreement:.1%} of "
+            f"{check.samples} held-out samples (min_agreement={min_agreement:.0%}; mean |diff| {check.mean_abs_diff:.4g}); "
+            "nothing was written. Calibrate with more or more representative samples (num_calibration), "
+            "use quantization-aware training, or export float16/dynamic instead."
+        )
+    return check
+
+
+def _embed_manifest(raw: bytes, manifest: dict, verify_inputs: np.ndarray | None) -> bytes:
+    """The model with its manifest embedded as metadata, checked to compute exactly what ``raw`` computes."""
     final = flatbuffer.embed_metadata(raw, MANIFEST_KEY, json.dumps(manifest, sort_keys=True).encode())
-    if verify_x is not None:
-        _check_same_outputs(raw, final, verify_x[:4])
-    manifest = {**manifest, "file": {"name": targets[0].name if targets else None, **file_facts(final)}}
-    art = Artifact(final, manifest, None, report, check, calib, convert_seconds)
-    if targets:
-        art.path, art.files = targets[0], _write_all(targets, final, manifest, _labels_text(model, preprocessing), overwrite)
-    return art
+    if verify_inputs is not None:
+        _check_same_outputs(raw, final, verify_inputs[:4])
+    return final
 
 
 def _is_splits(obj) -> bool:
