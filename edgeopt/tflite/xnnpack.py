@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeopt.tflite.flatbuffer import OP_NAMES, builtin_code, check_tflite, read_model, schema, write_model
+from edgeopt.tflite.flatbuffer import OP_NAMES, OPS, TENSOR_TYPES, builtin_code, check_tflite, read_model, schema, write_model
 
 
 @dataclass(frozen=True)
@@ -212,65 +212,92 @@ class _Node:
     cluster: int = 0
 
 
-def xnnpack_sparse_eligibility(tflite_bytes: bytes) -> SparseEligibility:
-    """Would XNNPACK run this float32 .tflite (first subgraph) in sparse NCHW mode on ARM? See module notes."""
-    model = read_model(bytes(tflite_bytes))
-    graph = model.subgraphs[0]
-    op = schema.BuiltinOperator
+def _conv_node(i, code, o, graph, ins, outs, dyn, static, params):
+    opts = o.builtinOptions
+    k = graph.tensors[ins[1]].shape
+    params.update(kh=int(k[1]), kw=int(k[2]), sh=opts.strideH, sw=opts.strideW,
+                  dil=(opts.dilationHFactor or 1, opts.dilationWFactor or 1), same=opts.padding == schema.Padding.SAME,
+                  pad=[0, 0, 0, 0], cin=int(k[3]), weights=ins[1])
+    if code == OPS.DEPTHWISE_CONV_2D:
+        params["multiplier"] = opts.depthMultiplier or 1
+    return _Node(i, "conv" if code == OPS.CONV_2D else "dwconv", dyn, outs, params)
+
+
+def _pad_node(i, code, o, graph, ins, outs, dyn, static, params):
+    if ins[1] not in static:  # paddings computed at run time: XNNPACK cannot fold it
+        return _Node(i, "other", dyn, outs, params)
+    return _Node(i, "pad", [ins[0]], outs, {**params, "p": static[ins[1]].reshape(-1, 2)})
+
+
+def _binary_node(i, code, o, graph, ins, outs, dyn, static, params):
+    params["rank4"] = all(len(graph.tensors[t].shape) == 4 for t in ins)
+    params["static_vec"] = all(int(np.sum(np.asarray(graph.tensors[t].shape) != 1)) <= 1 for t in ins if t in static)
+    return _Node(i, "binary", dyn, outs, params)
+
+
+def _mean_node(i, code, o, graph, ins, outs, dyn, static, params):
+    params["rank4"] = len(graph.tensors[ins[0]].shape) == 4
+    return _Node(i, "mean", [ins[0]], outs, params)
+
+
+def _fc_node(i, code, o, graph, ins, outs, dyn, static, params):
+    params["weights"] = ins[1]
+    return _Node(i, "fc", dyn, outs, params)
+
+
+def _unary_node(i, code, o, graph, ins, outs, dyn, static, params):
+    params["rank4"] = len(graph.tensors[ins[0]].shape) == 4
+    return _Node(i, "unary", dyn, outs, params)
+
+
+# builtin op code -> how it becomes a node of XNNPACK's NCHW analysis; any other op is "other"
+_NODE_OF_OP = {
+    OPS.CONV_2D: _conv_node, OPS.DEPTHWISE_CONV_2D: _conv_node, OPS.PAD: _pad_node, OPS.ADD: _binary_node, OPS.MUL: _binary_node,
+    OPS.MEAN: _mean_node, OPS.SUM: _mean_node, OPS.FULLY_CONNECTED: _fc_node,
+    **{code: _unary_node for code in (OPS.RELU, OPS.RELU6, OPS.LOGISTIC, OPS.TANH, OPS.HARD_SWISH, OPS.ABS, OPS.NEG, OPS.ELU, OPS.LEAKY_RELU)},
+}
+_WEIGHTED = (OPS.CONV_2D, OPS.DEPTHWISE_CONV_2D, OPS.FULLY_CONNECTED)
+
+
+def _static_tensors(model, graph) -> dict[int, np.ndarray]:
+    """Constant tensors by id (float32 / int32 values, other types as bytes), sparse float32 weights densified."""
     codes = [builtin_code(c) for c in model.operatorCodes]
     static: dict[int, np.ndarray] = {}
     for t, tensor in enumerate(graph.tensors):
         buf = model.buffers[tensor.buffer]
         if buf.data is not None and len(buf.data):
-            dtype = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.INT32: np.int32}.get(tensor.type, np.uint8)
+            dtype = {TENSOR_TYPES.FLOAT32: np.float32, TENSOR_TYPES.INT32: np.int32}.get(tensor.type, np.uint8)
             static[t] = np.frombuffer(np.asarray(buf.data, np.uint8).tobytes(), dtype=dtype)
-    sparse_outputs: set[int] = set()
     for o in graph.operators:
-        if codes[o.opcodeIndex] == op.DENSIFY:
+        if codes[o.opcodeIndex] == OPS.DENSIFY:
             src = graph.tensors[o.inputs[0]]
-            if src.sparsity is not None and src.type == schema.TensorType.FLOAT32:
-                sparse_outputs.add(int(o.outputs[0]))
+            if src.sparsity is not None and src.type == TENSOR_TYPES.FLOAT32:
                 static[int(o.outputs[0])] = _densify(src, static.get(int(o.inputs[0])))
-    is_fp32 = lambda t: graph.tensors[t].type == schema.TensorType.FLOAT32  # noqa: E731
+    return static
+
+
+def xnnpack_sparse_eligibility(tflite_bytes: bytes) -> SparseEligibility:
+    """Would XNNPACK run this float32 .tflite (first subgraph) in sparse NCHW mode on ARM? See module notes."""
+    model = read_model(bytes(tflite_bytes))
+    graph = model.subgraphs[0]
+    codes = [builtin_code(c) for c in model.operatorCodes]
+    static = _static_tensors(model, graph)
+    sparse_outputs = {int(o.outputs[0]) for o in graph.operators if codes[o.opcodeIndex] == OPS.DENSIFY
+                      and graph.tensors[o.inputs[0]].sparsity is not None and graph.tensors[o.inputs[0]].type == TENSOR_TYPES.FLOAT32}
+    is_fp32 = lambda t: graph.tensors[t].type == TENSOR_TYPES.FLOAT32  # noqa: E731
     nodes: list[_Node] = []
     has_sparse = False
-    unary = {op.RELU, op.RELU6, op.LOGISTIC, op.TANH, op.HARD_SWISH, op.ABS, op.NEG, op.ELU, op.LEAKY_RELU}
     for i, o in enumerate(graph.operators):
         code = codes[o.opcodeIndex]
-        if code == op.DENSIFY:
+        if code == OPS.DENSIFY:
             continue
         ins, outs = [int(t) for t in o.inputs if t >= 0], [int(t) for t in o.outputs]
         has_sparse |= any(t in sparse_outputs for t in ins)
-        fp = all(is_fp32(t) for t in ins + outs if t not in static or code in (op.CONV_2D, op.DEPTHWISE_CONV_2D, op.FULLY_CONNECTED))
+        fp = all(is_fp32(t) for t in ins + outs if t not in static or code in _WEIGHTED)
         params: dict = {"fp32": fp, "name": OP_NAMES.get(code, str(code))}
         dyn = [t for t in ins if t not in static]
-        if code in (op.CONV_2D, op.DEPTHWISE_CONV_2D):
-            opts = o.builtinOptions
-            k = graph.tensors[ins[1]].shape
-            params.update(kh=int(k[1]), kw=int(k[2]), sh=opts.strideH, sw=opts.strideW,
-                          dil=(opts.dilationHFactor or 1, opts.dilationWFactor or 1), same=opts.padding == schema.Padding.SAME,
-                          pad=[0, 0, 0, 0], cin=int(k[3]), weights=ins[1])
-            if code == op.DEPTHWISE_CONV_2D:
-                params["multiplier"] = opts.depthMultiplier or 1
-            nodes.append(_Node(i, "conv" if code == op.CONV_2D else "dwconv", dyn, outs, params))
-        elif code == op.PAD and ins[1] in static:
-            p = static[ins[1]].reshape(-1, 2)
-            nodes.append(_Node(i, "pad", [ins[0]], outs, {**params, "p": p}))
-        elif code in (op.ADD, op.MUL):
-            params["rank4"] = all(len(graph.tensors[t].shape) == 4 for t in ins)
-            params["static_vec"] = all(int(np.sum(np.asarray(graph.tensors[t].shape) != 1)) <= 1 for t in ins if t in static)
-            nodes.append(_Node(i, "binary", dyn, outs, params))
-        elif code in (op.MEAN, op.SUM):
-            params["rank4"] = len(graph.tensors[ins[0]].shape) == 4
-            nodes.append(_Node(i, "mean", [ins[0]], outs, params))
-        elif code == op.FULLY_CONNECTED:
-            params["weights"] = ins[1]
-            nodes.append(_Node(i, "fc", dyn, outs, params))
-        elif code in unary:
-            params["rank4"] = len(graph.tensors[ins[0]].shape) == 4
-            nodes.append(_Node(i, "unary", dyn, outs, params))
-        else:
-            nodes.append(_Node(i, "other", dyn, outs, params))
+        make = _NODE_OF_OP.get(code)
+        nodes.append(make(i, code, o, graph, ins, outs, dyn, static, params) if make else _Node(i, "other", dyn, outs, params))
     graph_inputs = {int(t) for t in graph.inputs}
     graph_outputs = {int(t) for t in graph.outputs}
     nodes = _fuse_pads(nodes, graph_outputs)
