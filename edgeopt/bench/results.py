@@ -4,13 +4,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 
+class _Record:
+    """Results serialize to plain dicts (JSON) with their field names, units included."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def _from_fields(cls, data: dict):
     """``cls`` from a dict written by ``asdict``; fields a record gained later (absent in older files) are None."""
     return cls(**{f.name: data.get(f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
-class LatencyResult:
+class LatencyResult(_Record):
     """Latency of one .tflite at one setting. Times in milliseconds, memory in MB (None when unknown).
 
     ``first_ms`` is the first run (it includes lazy allocations, e.g. XNNPACK weight packing on some
@@ -41,35 +48,26 @@ class LatencyResult:
     runtime: str
     device: str
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class AccuracyResult:
+class AccuracyResult(_Record):
     """Top-1 and top-5 accuracy (fractions in [0, 1]) over ``samples`` test images."""
 
     top1: float
     top5: float
     samples: int
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class SizeResult:
+class SizeResult(_Record):
     """File size in bytes, raw and gzip-compressed (level 9): what an app download costs."""
 
     size_bytes: int
     gzip_bytes: int
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
-class BenchResult:
+class BenchResult(_Record):
     """Size, latency (one entry per thread count / setting) and accuracy of one .tflite."""
 
     model: str
@@ -77,9 +75,6 @@ class BenchResult:
     latency: list[LatencyResult] = field(default_factory=list)
     accuracy: AccuracyResult | None = None
     dataset: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict, model: str = "") -> "BenchResult":

@@ -28,10 +28,10 @@ class BenchStageConfig:
 
 @stage("bench", BenchStageConfig, makes_model=False)
 def bench_stage(ctx: RunContext, model, config: StageConfig) -> StageOutcome:
-    cfg: BenchStageConfig = config.technique
     exported = ctx.last_export()
     if exported is None:
         raise RecipeError(f"{ctx.stage_label}: a bench stage needs an export stage before it")
+    cfg: BenchStageConfig = config.technique
     metrics = {}
     images, _ = ctx.splits.arrays("test", limit=16)
     for stem, path in exported.items():
