@@ -142,8 +142,18 @@ def split_targets(y):
     return y, None
 
 
+class SharedStepModel(keras.Model):
+    """A training harness whose ``train_step`` and ``test_step`` are one ``_step(data, training)``."""
+
+    def train_step(self, data):
+        return self._step(data, training=True)
+
+    def test_step(self, data):
+        return self._step(data, training=False)
+
+
 @keras.saving.register_keras_serializable(package="edgeopt")
-class Distiller(keras.Model):
+class Distiller(SharedStepModel):
     """Trains ``student`` to match ``teacher`` (frozen, inference mode) and the labels; see the module docstring.
 
     ``student_output`` / ``teacher_output``: ``"auto"`` (detect a final softmax), ``"logits"`` or
@@ -176,13 +186,8 @@ class Distiller(keras.Model):
         _check_from_logits(self.student_loss_fn, "student_loss_fn")
         self.distillation_loss_fn = distillation_loss_fn
 
-    @property
-    def alpha(self) -> float:
-        return self.distill_config.alpha
-
-    @property
-    def temperature(self) -> float:
-        return self.distill_config.temperature
+    alpha = property(lambda self: self.distill_config.alpha, doc="weight of the hard-label loss")
+    temperature = property(lambda self: self.distill_config.temperature, doc="softmax temperature of the soft targets")
 
     @property
     def student_logits_from(self) -> str:
@@ -239,12 +244,6 @@ class Distiller(keras.Model):
         self.distill_tracker.update_state(d_loss)
         self.compiled_metrics.update_state(y, s_out, sample_weight)
         return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        return self._step(data, training=True)
-
-    def test_step(self, data):
-        return self._step(data, training=False)
 
     def save_student(self, path, **kwargs):
         """Save the student alone (e.g. ``student.keras``); the Distiller itself is a training harness."""

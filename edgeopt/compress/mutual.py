@@ -13,11 +13,11 @@ The paper uses T = 1 and w = 1, the defaults.
 from __future__ import annotations
 
 from edgeopt._keras import keras, require_keras2_model, tf
-from edgeopt.compress.distill import LogitsView, check_pair, soft_kl, weighted_mean
+from edgeopt.compress.distill import LogitsView, SharedStepModel, check_pair, soft_kl, weighted_mean
 
 
 @keras.saving.register_keras_serializable(package="edgeopt")
-class MutualLearner(keras.Model):
+class MutualLearner(SharedStepModel):
     """Trains ``students`` (a list of 2+ classifiers with the same inputs and classes) by deep mutual learning.
 
     Logs ``loss`` (sum over students), and per student k: ``s{k}_loss``, ``s{k}_ce``, ``s{k}_kl``,
@@ -103,12 +103,6 @@ class MutualLearner(keras.Model):
         ensemble = tf.add_n([tf.nn.softmax(z) for z in logits]) / len(logits)
         self.ensemble_accuracy.update_state(y, ensemble, sample_weight)
         return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        return self._step(data, training=True)
-
-    def test_step(self, data):
-        return self._step(data, training=False)
 
     def save_student(self, index: int, path, **kwargs):
         """Save student ``index`` alone (e.g. ``student0.keras``)."""
