@@ -78,9 +78,10 @@ def median_latency_ms(files: Mapping[str, bytes | os.PathLike], rounds: int, **k
 # ---- writing --------------------------------------------------------------------------------------------
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (readers never see half a table), replacing any old file."""
-    return write_atomic(path, text, overwrite=True)
+def write_file(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically (readers never see half a table), replacing
+    any old file."""
+    return write_atomic(path, data, overwrite=True)
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], fields: Sequence[str] | None = None,
@@ -94,7 +95,7 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], fields: Sequence
     w.writeheader()
     for row in rows:
         w.writerow({k: float_format.format(v) if float_format and isinstance(v, float) else v for k, v in row.items()})
-    return write_text(path, buf.getvalue())
+    return write_file(path, buf.getvalue())
 
 
 def md_row(cells: Iterable) -> str:

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks._common import md_table, write_csv, write_text  # noqa: E402
+from benchmarks._common import md_table, write_csv, write_file  # noqa: E402
 
 
 def _pct(v):
@@ -104,7 +104,7 @@ def write(cache: Path, out: Path, machine: str) -> None:
         fig.tight_layout()
         fig.savefig(out / "pruning_lottery.png", dpi=120)
         plt.close(fig)
-    write_text(out / "pruning.md", "\n".join(md) + "\n" + _findings(cache))
+    write_file(out / "pruning.md", "\n".join(md) + "\n" + _findings(cache))
 
 
 def _lottery_from_csv(out: Path) -> dict | None:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks._common import machine_line, median_latency_ms, write_text
+from benchmarks._common import machine_line, median_latency_ms, write_file
 from edgeopt import TrainConfig, create, evaluate, fit, keras, load_dataset, profile
 from edgeopt.compress.lottery import LotteryConfig, lottery_ticket
 from edgeopt.compress.prune import PruneConfig, prune, pruning_callbacks, sparsity_report, strip_pruning
@@ -119,7 +119,7 @@ def mobilenet_part(steps: int):
         if name == "layer-wise 75%":
             float_sparse_model = model
         print(rows[-1], flush=True)
-        write_text(CACHE / "rows.json", json.dumps(rows, indent=1))
+        write_file(CACHE / "rows.json", json.dumps(rows, indent=1))
     relative_to_dense(rows, latency_interleaved(int8))
     for r in rows:
         r["sparse_format_gzip_vs_dense"] = r["int8_sparse_format_gzip_bytes"] / rows[0]["int8_gzip_bytes"]
@@ -186,12 +186,12 @@ def main():
     CACHE.mkdir(parents=True, exist_ok=True)
     if a.part in (None, "mobilenet"):
         rows, floats, kept = mobilenet_part(a.finetune_steps)
-        write_text(CACHE / "mobilenet.json", json.dumps({"rows": rows, "floats": floats, "structured_kept": kept, "steps": a.finetune_steps, "cmd": " ".join(sys.argv)}, indent=1))
+        write_file(CACHE / "mobilenet.json", json.dumps({"rows": rows, "floats": floats, "structured_kept": kept, "steps": a.finetune_steps, "cmd": " ".join(sys.argv)}, indent=1))
     if a.part == "longer":
-        write_text(CACHE / "longer50.json", json.dumps(longer_part(a.longer_steps), indent=1))
+        write_file(CACHE / "longer50.json", json.dumps(longer_part(a.longer_steps), indent=1))
     if a.part in (None, "lottery"):
         res = lottery_part(a.lottery_rounds, a.lottery_fraction, a.lottery_limit)
-        write_text(CACHE / "lottery.json", json.dumps({"result": res, "limit": a.lottery_limit, "cmd": " ".join(sys.argv)}, indent=1))
+        write_file(CACHE / "lottery.json", json.dumps({"result": res, "limit": a.lottery_limit, "cmd": " ".join(sys.argv)}, indent=1))
     if a.part in (None, "report"):
         from benchmarks._pruning_report import write
 
