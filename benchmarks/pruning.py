@@ -17,10 +17,10 @@ from pathlib import Path
 
 from benchmarks._common import machine_line, median_latency_ms, write_file
 from edgeopt import TrainConfig, create, evaluate, fit, keras, load_dataset, profile
+from edgeopt.bench import evaluate_tflite
 from edgeopt.compress.lottery import LotteryConfig, lottery_ticket
 from edgeopt.compress.prune import PruneConfig, prune, pruning_callbacks, sparsity_report, strip_pruning
 from edgeopt.compress.structured import StructuredConfig, plan, prune_filters
-from edgeopt.bench import evaluate_tflite
 from edgeopt.export import convert
 from edgeopt.io import gzip_size
 

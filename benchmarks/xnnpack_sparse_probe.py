@@ -13,8 +13,8 @@ Run: PYTHONPATH=. python benchmarks/xnnpack_sparse_probe.py benchmarks/pruning_x
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 
 import numpy as np
 
@@ -62,7 +62,10 @@ def ops(data: bytes) -> dict:
     return out
 
 
-def main():
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", nargs="?", help="JSON file for the results (default: print only)")
+    args = ap.parse_args(argv)
     variants = {
         "zoo_32x32 (stem s1, 'same' padding)": (create("mobilenet_v2", input_shape=(32, 32, 3), classes=10, alpha=0.35), False),
         "zoo_224 (stem s2, 'same' padding)": (create("mobilenet_v2", input_shape=(224, 224, 3), classes=10, alpha=0.35), False),
@@ -109,8 +112,8 @@ def main():
             **extra,
         }
         print(name, json.dumps({k: results[name][k] for k in ("ms", "bytes", "xnnpack_would_switch_on_arm")}), flush=True)
-    if len(sys.argv) > 1:
-        write_file(sys.argv[1], json.dumps(results, indent=1))
+    if args.out:
+        write_file(args.out, json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
