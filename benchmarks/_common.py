@@ -98,7 +98,7 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], fields: Sequence
     return write_file(path, buf.getvalue())
 
 
-def md_row(cells: Iterable) -> str:
+def _md_row(cells: Iterable) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -108,4 +108,4 @@ def md_table(header: Sequence[str], rows: Iterable[Iterable], align: str = "") -
     align = align or "l" * len(header)
     if len(align) != len(header):
         raise ValueError(f"align {align!r} has {len(align)} columns, header {len(header)}")
-    return [md_row(header), "|" + "".join("---:|" if a == "r" else "---|" for a in align), *(md_row(r) for r in rows)]
+    return [_md_row(header), "|" + "".join("---:|" if a == "r" else "---|" for a in align), *(_md_row(r) for r in rows)]
