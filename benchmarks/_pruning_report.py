@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks._common import md_table, write_csv, write_file  # noqa: E402
+
 
 def _pct(v):
     return f"{100 * v:.2f}"
@@ -28,11 +30,7 @@ def write(cache: Path, out: Path, machine: str) -> None:
     md = ["# Pruning on Fashion-MNIST", "", f"Machine: {machine}.", ""]
     if mob:
         rows = mob["rows"]
-        keys = [k for k in rows[0] if k != "seconds"]
-        with open(out / "pruning.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(out / "pruning.csv", rows, [k for k in rows[0] if k != "seconds"])
         md += [
             "Model: `mobilenet_v2` alpha 0.35, input 32x32x3 (Fashion-MNIST resized, grey repeated to 3 channels; the zoo's",
             "small-input variant: stride-1 stem, head at 4x4), 10 classes, trained from scratch 3 epochs (Adam 3e-3, cosine,",
@@ -45,17 +43,15 @@ def write(cache: Path, out: Path, machine: str) -> None:
             "batch 1, all variants interleaved in one run (edgeopt.bench.measure_latency), median of 7 rounds of per-round medians.",
             f"Command: `PYTHONPATH=. python {mob['cmd']}` (the dense baseline is cached in runs/bench_cache/pruning/).",
             "",
-            "| variant | kind | kernel sparsity % | Keras top-1 % | int8 top-1 % | drop (points) | gzip bytes | gzip vs dense | sparse-fmt gzip vs dense | MACs vs dense | int8 ms | latency vs dense |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for r in rows:
-            md.append(
-                f"| {r['variant']} | {r['kind']} | {_pct(r['kernel_sparsity'])} | {_pct(r['keras_top1'])} | {_pct(r['int8_top1'])} | {r['top1_drop_points']:.2f} | "
-                f"{r['int8_gzip_bytes']:,} | {r['gzip_vs_dense']:.3f} | {r.get('sparse_format_gzip_vs_dense', float('nan')):.3f} | {r['macs_vs_dense']:.3f} | {r['int8_latency_ms']:.3f} | {r['latency_vs_dense']:.3f} |"
-            )
-        md += ["", "Float32 sparse inference (the layer-wise 75% model: every conv/dense kernel 75% zeros), interleaved:", "",
-               "| file | float32 ms | bytes | gzip bytes |", "|---|---:|---:|---:|"]
-        md += [f"| {f['variant']} | {f['float32_latency_ms']:.3f} | {f['bytes']:,} | {f['gzip_bytes']:,} |" for f in mob["floats"]]
+        md += md_table(["variant", "kind", "kernel sparsity %", "Keras top-1 %", "int8 top-1 %", "drop (points)", "gzip bytes", "gzip vs dense",
+                        "sparse-fmt gzip vs dense", "MACs vs dense", "int8 ms", "latency vs dense"],
+                       ([r["variant"], r["kind"], _pct(r["kernel_sparsity"]), _pct(r["keras_top1"]), _pct(r["int8_top1"]), f"{r['top1_drop_points']:.2f}",
+                         f"{r['int8_gzip_bytes']:,}", f"{r['gzip_vs_dense']:.3f}", f"{r.get('sparse_format_gzip_vs_dense', float('nan')):.3f}",
+                         f"{r['macs_vs_dense']:.3f}", f"{r['int8_latency_ms']:.3f}", f"{r['latency_vs_dense']:.3f}"] for r in rows), "ll" + "r" * 10)
+        md += ["", "Float32 sparse inference (the layer-wise 75% model: every conv/dense kernel 75% zeros), interleaved:", ""]
+        md += md_table(["file", "float32 ms", "bytes", "gzip bytes"],
+                       ([f["variant"], f"{f['float32_latency_ms']:.3f}", f"{f['bytes']:,}", f"{f['gzip_bytes']:,}"] for f in mob["floats"]), "lrrr")
         fig, ax = plt.subplots(figsize=(6, 4))
         for r in rows:
             ax.scatter(r["int8_gzip_bytes"] / 1e3, 100 * r["int8_top1"])
@@ -71,34 +67,29 @@ def write(cache: Path, out: Path, machine: str) -> None:
         md += ["", f"## The 50% row with a longer fine-tune ({longer['steps']} steps)", "",
                f"The layer-wise 50% row again, fine-tuned {longer['steps']} steps instead of {mob['steps'] if mob else '?'} (same optimizer; the schedule reaches",
                "50% at 70% of the fine-tune), against the same cached dense model; both int8 files converted and timed in this run.",
-               f"Command: `PYTHONPATH=. python {longer['cmd']}`.", "",
-               "| variant | kernel sparsity % | Keras top-1 % | int8 top-1 % | drop (points) | gzip bytes | gzip vs dense | int8 ms | latency vs dense |",
-               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        md += [f"| {r['variant']} | {_pct(r['kernel_sparsity'])} | {_pct(r['keras_top1'])} | {_pct(r['int8_top1'])} | {r['top1_drop_points']:.2f} | "
-               f"{r['int8_gzip_bytes']:,} | {r['gzip_vs_dense']:.3f} | {r['int8_latency_ms']:.3f} | {r['latency_vs_dense']:.3f} |" for r in longer["rows"]]
+               f"Command: `PYTHONPATH=. python {longer['cmd']}`.", ""]
+        md += md_table(["variant", "kernel sparsity %", "Keras top-1 %", "int8 top-1 %", "drop (points)", "gzip bytes", "gzip vs dense", "int8 ms", "latency vs dense"],
+                       ([r["variant"], _pct(r["kernel_sparsity"]), _pct(r["keras_top1"]), _pct(r["int8_top1"]), f"{r['top1_drop_points']:.2f}",
+                         f"{r['int8_gzip_bytes']:,}", f"{r['gzip_vs_dense']:.3f}", f"{r['int8_latency_ms']:.3f}", f"{r['latency_vs_dense']:.3f}"]
+                        for r in longer["rows"]), "l" + "r" * 8)
     md += ["", "## XNNPACK sparse inference probe", "",
            "`benchmarks/xnnpack_sparse_probe.py` (random weights, 80% of every 1x1 kernel zeroed by magnitude, float32, 1 thread,",
-           "interleaved medians; raw numbers in `pruning_xnnpack_probe.json`):", "",
-           "| graph | dense ms | pruned, plain ms | pruned, EXPERIMENTAL_SPARSITY ms | bytes dense -> sparse format | PAD ops |", "|---|---:|---:|---:|---|---:|"]
-    for name, p in probe.items():
-        md.append(f"| {name} | {p['ms']['dense']:.2f} | {p['ms']['pruned_plain']:.2f} | {p['ms']['pruned_sparsity_flag']:.2f} | "
-                  f"{p['bytes']['dense']:,} -> {p['bytes']['pruned_sparsity_flag']:,} | {p['ops_dense'].get('PAD', 0)} |")
+           "interleaved medians; raw numbers in `pruning_xnnpack_probe.json`):", ""]
+    md += md_table(["graph", "dense ms", "pruned, plain ms", "pruned, EXPERIMENTAL_SPARSITY ms", "bytes dense -> sparse format", "PAD ops"],
+                   ([name, f"{p['ms']['dense']:.2f}", f"{p['ms']['pruned_plain']:.2f}", f"{p['ms']['pruned_sparsity_flag']:.2f}",
+                     f"{p['bytes']['dense']:,} -> {p['bytes']['pruned_sparsity_flag']:,}", p["ops_dense"].get("PAD", 0)] for name, p in probe.items()), "lrrrlr")
     if lot:
         res = lot["result"]
         init, step = res["init"]["rounds"], res["step"]["rounds"]
-        with open(out / "pruning_lottery.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["round", "remaining", "ticket_rewind_init_top1", "random_reinit_top1", "ticket_rewind_step50_top1"])
-            for a, b in zip(init, step):
-                w.writerow([a["round"], f"{a['remaining']:.4f}", a["top1"], a["top1_random"], b["top1"]])
+        write_csv(out / "pruning_lottery.csv", ({"round": a["round"], "remaining": f"{a['remaining']:.4f}", "ticket_rewind_init_top1": a["top1"],
+                                                 "random_reinit_top1": a["top1_random"], "ticket_rewind_step50_top1": b["top1"]} for a, b in zip(init, step)))
         md += ["", "## Lottery tickets (MLP 784-300-100-10, Fashion-MNIST 28x28)", "",
                f"Iterative magnitude pruning, {res['init']['config']['fraction']:.0%} of the remaining weights per round (output layer at half rate),",
                f"each round trained 2 epochs (Adam 1.2e-3) on the first {lot['limit']:,} training images; test top-1 on 10,000 images.",
                "Ticket = survivors rewound to their initial values (Frankle & Carbin) or to step 50 (late rewinding); control = same mask,",
-               f"fresh random init. Command: `PYTHONPATH=. python {lot['cmd']}`.", "",
-               "| round | weights left % | ticket (rewind to init) % | random re-init % | ticket (rewind to step 50) % |", "|---:|---:|---:|---:|---:|"]
-        for a, b in zip(init, step):
-            md.append(f"| {a['round']} | {_pct(a['remaining'])} | {_pct(a['top1'])} | {_pct(a['top1_random'])} | {_pct(b['top1'])} |")
+               f"fresh random init. Command: `PYTHONPATH=. python {lot['cmd']}`.", ""]
+        md += md_table(["round", "weights left %", "ticket (rewind to init) %", "random re-init %", "ticket (rewind to step 50) %"],
+                       ([a["round"], _pct(a["remaining"]), _pct(a["top1"]), _pct(a["top1_random"]), _pct(b["top1"])] for a, b in zip(init, step)), "rrrrr")
         fig, ax = plt.subplots(figsize=(6, 4))
         xs = [100 * a["remaining"] for a in init]
         ax.plot(xs, [100 * a["top1"] for a in init], "o-", label="ticket, rewind to init")
@@ -113,7 +104,7 @@ def write(cache: Path, out: Path, machine: str) -> None:
         fig.tight_layout()
         fig.savefig(out / "pruning_lottery.png", dpi=120)
         plt.close(fig)
-    (out / "pruning.md").write_text("\n".join(md) + "\n" + _findings(cache))
+    write_file(out / "pruning.md", "\n".join(md) + "\n" + _findings(cache))
 
 
 def _lottery_from_csv(out: Path) -> dict | None:

@@ -14,9 +14,7 @@ Writes benchmarks/architectures.md, .csv and .png (latency against multiply-adds
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import edgeopt  # noqa: F401  (picks tf_keras first)
+from benchmarks._common import interleaved_latency, machine_line, md_table, median_ms, write_csv, write_file
 from edgeopt import bench, export, models
 from edgeopt.profile import profile
 
@@ -40,16 +39,6 @@ FAMILIES = {
     "EfficientNet-Lite0": ("efficientnet_lite0", {}),
 }
 MODES = ("float32", "int8")
-
-
-def cpu_flags() -> str:
-    """Which int8 dot-product extensions the CPU has (they decide whether int8 beats float32 on x86)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
-    except (OSError, IndexError):
-        return "unknown"
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-    return ", ".join(f for f in wanted if f in flags) or "none of avx2/avx512/vnni"
 
 
 def convert_family(label: str, name: str, knobs: dict, num_calibration: int, reuse: bool) -> dict:
@@ -81,31 +70,29 @@ def convert_family(label: str, name: str, knobs: dict, num_calibration: int, reu
     return row
 
 
-def measure_latencies(rows: list[dict], threads: tuple[int, ...], rounds: int, runs: int, min_seconds: float) -> None:
-    """Median latency per (family, mode, threads): float32 and int8 interleaved, median over ``rounds``."""
+def measure_latencies(rows: list[dict], threads: tuple[int, ...], rounds: int, runs: int, min_seconds: float) -> str:
+    """Median latency per (family, mode, threads): float32 and int8 interleaved (f, i, i, f, ...), median over
+    ``rounds``; returns the runtime the results name."""
+    runtime = ""
     for row in rows:
         for t in threads:
-            medians = {m: [] for m in MODES}
-            for r in range(rounds):
-                for mode in MODES if r % 2 == 0 else MODES[::-1]:
-                    res = bench.measure_latency(row[f"{mode}_path"], threads=t, runs=runs, min_seconds=min_seconds, warmup=1)
-                    medians[mode].append(res.median_ms)
-                    row[f"{mode}_peak_mb"] = max(row.get(f"{mode}_peak_mb") or 0, res.peak_mem_mb or 0)
-            for mode in MODES:
-                row[f"{mode}_{t}t_ms"] = float(np.median(medians[mode]))
+            results = interleaved_latency({m: row[f"{m}_path"] for m in MODES}, rounds, alternate=True, threads=t, runs=runs,
+                                          min_seconds=min_seconds, warmup=1)
+            for mode, res in results.items():  # peaks first: the CSV's columns follow the row's key order
+                row[f"{mode}_peak_mb"] = max([row.get(f"{mode}_peak_mb") or 0] + [r.peak_mem_mb or 0 for r in res])
+            for mode, res in results.items():
+                row[f"{mode}_{t}t_ms"] = median_ms(res)
+                runtime = res[-1].runtime
             ratio = row[f"float32_{t}t_ms"] / row[f"int8_{t}t_ms"]
             row[f"int8_speedup_{t}t"] = ratio
+            medians = {m: [r.median_ms for r in res] for m, res in results.items()}
             print(f"  {row['family']} {t} thread(s): float32 {row[f'float32_{t}t_ms']:.2f} ms, int8 {row[f'int8_{t}t_ms']:.2f} ms "
                   f"(int8 {ratio:.2f}x faster); rounds {medians}", flush=True)
+    return runtime
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    keys = [k for k in rows[0] if not k.endswith("_path")]
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items() if k in keys})
+def write_table_csv(rows: list[dict], path: Path) -> None:
+    write_csv(path, rows, [k for k in rows[0] if not k.endswith("_path")], float_format="{:.4g}")
 
 
 def write_plot(rows: list[dict], threads: tuple[int, ...], path: Path) -> None:
@@ -131,15 +118,14 @@ def write_plot(rows: list[dict], threads: tuple[int, ...], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def write_markdown(rows: list[dict], threads: tuple[int, ...], args, path: Path, seconds: float) -> None:
-    lat_head = " | ".join(f"float32 {t}T ms | int8 {t}T ms | int8 speed-up {t}T" for t in threads)
+def write_markdown(rows: list[dict], threads: tuple[int, ...], args, path: Path, seconds: float, runtime: str) -> None:
     lines = [
         "# Architecture table: float32 vs int8 .tflite at the paper configuration",
         "",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{args.command}` in {seconds / 60:.1f} min.",
         "",
-        f"- Machine: {bench.machine()}; CPU flags: {cpu_flags()}; Python {platform.python_version()}",
-        f"- Runtime: {bench._litert_version()}, XNNPACK on; timing as TFLite's benchmark_model: 1 warm-up run, then >= {args.runs} runs "
+        f"- Machine: {machine_line()}",
+        f"- Runtime: {runtime}, XNNPACK on; timing as TFLite's benchmark_model: 1 warm-up run, then >= {args.runs} runs "
         f"and >= {args.min_seconds} s; random inputs.",
         f"- Each latency is the median over {args.rounds} rounds of per-round medians, float32 and int8 interleaved in the same run.",
         "  Other jobs shared the machine's cores during this run, so absolute numbers are noisy; compare columns within a row.",
@@ -147,18 +133,19 @@ def write_markdown(rows: list[dict], threads: tuple[int, ...], args, path: Path,
         f"int8 = full integer (int8 input/output), calibrated on {args.calibration} random images; conversion time is "
         "`TFLiteConverter.convert()` wall time including calibration.",
         "",
-        f"| family | params | MACs (M) | float32 MB | int8 MB | int8/float32 size | gzip float32 MB | gzip int8 MB | convert float32 s | convert int8 s | {lat_head} | int8 I/O | float ops in int8 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|" * len(threads) + "---|---|",
     ]
-    for r in rows:
-        lat = " | ".join(f"{r[f'float32_{t}t_ms']:.2f} | {r[f'int8_{t}t_ms']:.2f} | {r[f'int8_speedup_{t}t']:.2f}x" for t in threads)
-        lines.append(
-            f"| {r['family']} | {r['params']:,} | {r['macs'] / 1e6:.0f} | {r['float32_bytes'] / 1e6:.2f} | {r['int8_bytes'] / 1e6:.2f} | "
-            f"{r['int8_size_ratio']:.3f} | {r['float32_gzip_bytes'] / 1e6:.2f} | {r['int8_gzip_bytes'] / 1e6:.2f} | {r['float32_convert_s']:.1f} | "
-            f"{r['int8_convert_s']:.1f} | {lat} | {r['int8_io']} | {r['int8_float_ops'] or 'none'} |"
-        )
+    header = ["family", "params", "MACs (M)", "float32 MB", "int8 MB", "int8/float32 size", "gzip float32 MB", "gzip int8 MB", "convert float32 s",
+              "convert int8 s", *(h for t in threads for h in (f"float32 {t}T ms", f"int8 {t}T ms", f"int8 speed-up {t}T")), "int8 I/O", "float ops in int8"]
+    lines += md_table(header, (_table_row(r, threads) for r in rows), "l" + "r" * (9 + 3 * len(threads)) + "ll")
     lines += ["", "![latency against multiply-adds](architectures.png)", "", _reading(rows, threads)]
-    path.write_text("\n".join(lines) + "\n")
+    write_file(path, "\n".join(lines) + "\n")
+
+
+def _table_row(r: dict, threads: tuple[int, ...]) -> list:
+    lat = [v for t in threads for v in (f"{r[f'float32_{t}t_ms']:.2f}", f"{r[f'int8_{t}t_ms']:.2f}", f"{r[f'int8_speedup_{t}t']:.2f}x")]
+    return [r["family"], f"{r['params']:,}", f"{r['macs'] / 1e6:.0f}", f"{r['float32_bytes'] / 1e6:.2f}", f"{r['int8_bytes'] / 1e6:.2f}",
+            f"{r['int8_size_ratio']:.3f}", f"{r['float32_gzip_bytes'] / 1e6:.2f}", f"{r['int8_gzip_bytes'] / 1e6:.2f}", f"{r['float32_convert_s']:.1f}",
+            f"{r['int8_convert_s']:.1f}", *lat, r["int8_io"], r["int8_float_ops"] or "none"]
 
 
 def _reading(rows: list[dict], threads: tuple[int, ...]) -> str:
@@ -201,11 +188,11 @@ def main(argv=None) -> int:
         print(f"[{label}] converting", flush=True)
         rows.append(convert_family(label, name, knobs, args.calibration, args.reuse))
     print("measuring latency", flush=True)
-    measure_latencies(rows, threads, args.rounds, args.runs, args.min_seconds)
+    runtime = measure_latencies(rows, threads, args.rounds, args.runs, args.min_seconds)
     out = Path(args.out)
-    write_csv(rows, out.with_suffix(".csv"))
+    write_table_csv(rows, out.with_suffix(".csv"))
     write_plot(rows, threads, out.with_suffix(".png"))
-    write_markdown(rows, threads, args, out.with_suffix(".md"), time.perf_counter() - start)
+    write_markdown(rows, threads, args, out.with_suffix(".md"), time.perf_counter() - start, runtime)
     print(f"wrote {out.with_suffix('.md')}, .csv, .png", flush=True)
     return 0
 

@@ -14,17 +14,16 @@ reported separately.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-import edgeopt  # noqa: F401  (picks tf_keras first)
-from edgeopt import bench, export, models
-from edgeopt._keras import tf
+from benchmarks._common import interleave, machine_line, md_table, write_csv, write_file
+from edgeopt import export, models, tf
 
 HERE = Path(__file__).resolve().parent
 CASES = (  # (label, zoo name, input side)
@@ -49,6 +48,60 @@ def ours(model, mode: str, rep: np.ndarray) -> bytes:
     return export.to_tflite(model, mode, rep if mode == "int8" else None, num_calibration=len(rep), num_verify=0).model_bytes
 
 
+def timed(label: str, who: str, fn, *args) -> tuple[float, bytes]:
+    """(wall seconds, result) of ``fn(*args)``."""
+    start = time.perf_counter()
+    data = fn(*args)
+    seconds = time.perf_counter() - start
+    print(f"  {label} {who}: {seconds:.1f} s", flush=True)
+    return seconds, data
+
+
+def one_case(label: str, model, mode: str, rep: np.ndarray, rounds: int) -> dict:
+    """Both conversions of ``model`` timed interleaved (edgeopt, baseline, baseline, edgeopt, ...), then the
+    verification of edgeopt's file; the row of the tables."""
+    runs = interleave({who: partial(timed, f"{label} {mode}", who, fn, model, mode, rep) for who, fn in (("edgeopt", ours), ("baseline", baseline))},
+                      rounds, alternate=True)
+    times = {who: [t for t, _ in r] for who, r in runs.items()}
+    sizes = {who: len(r[-1][1]) for who, r in runs.items()}
+    start = time.perf_counter()
+    export.verify(model, runs["edgeopt"][-1][1], rep[:50])
+    verify_s = time.perf_counter() - start
+    ratio = float(np.median(times["edgeopt"]) / np.median(times["baseline"]))
+    return {"model": label, "mode": mode, "edgeopt_s": float(np.median(times["edgeopt"])), "baseline_s": float(np.median(times["baseline"])),
+            "ratio": ratio, "edgeopt_runs_s": times["edgeopt"], "baseline_runs_s": times["baseline"],
+            "edgeopt_bytes": sizes["edgeopt"], "baseline_bytes": sizes["baseline"], "verify_50_s": verify_s}
+
+
+def write_outputs(rows: list[dict], out: Path, command: str, calibration: int, rounds: int) -> None:
+    """conversion_speed.csv and .md (``out`` without suffix)."""
+    write_csv(out.with_suffix(".csv"), rows, float_format="{:.4g}")
+    lines = [
+        "# Conversion speed: edgeopt.export.to_tflite vs TFLiteConverter.from_keras_model",
+        "",
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`.",
+        f"Machine: {machine_line()} (edgeopt and baseline runs interleaved, so load on the machine hits both alike).",
+        f"Untrained models; int8 calibrated on the same {calibration} random images in both. Median of {rounds} runs each. "
+        "Target: ratio <= 1.15.",
+        "",
+    ]
+    lines += md_table(["model", "mode", "edgeopt s", "from_keras_model s", "ratio", "all runs edgeopt / baseline (s)", "bytes edgeopt / baseline",
+                       "verify 50 images s"], (_table_row(r) for r in rows), "llrrrllr")
+    worst = max(r["ratio"] for r in rows)
+    sizes = "; ".join(f"{r['model']} {r['mode']} {r['edgeopt_bytes'] - r['baseline_bytes']:+,} B" for r in rows)
+    lines += ["", f"Worst ratio: {worst:.2f}x ({'meets' if worst <= 1.15 else 'MISSES'} the 1.15x target). File size, edgeopt minus baseline: "
+              f"{sizes} (edgeopt adds its embedded manifest; its int8 files come out smaller, probably from tracing at batch 1 and its repack that stores repeated vectors once: not broken down). "
+              "Verification (Keras and LiteRT on held-out images, column 'verify') is extra work the baseline does not do; "
+              "to_tflite runs it only when it has held-out data."]
+    write_file(out.with_suffix(".md"), "\n".join(lines) + "\n")
+
+
+def _table_row(r: dict) -> list[str]:
+    runs = f"{', '.join(f'{t:.1f}' for t in r['edgeopt_runs_s'])} / {', '.join(f'{t:.1f}' for t in r['baseline_runs_s'])}"
+    return [r["model"], r["mode"], f"{r['edgeopt_s']:.1f}", f"{r['baseline_s']:.1f}", f"{r['ratio']:.2f}x", runs,
+            f"{r['edgeopt_bytes']:,} / {r['baseline_bytes']:,}", f"{r['verify_50_s']:.1f}"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (each times both once)")
@@ -63,54 +116,11 @@ def main(argv=None) -> int:
         model = models.create(name, input_shape=(side, side, 3), classes=1000 if side == 224 else 10)
         rep = np.random.default_rng(0).uniform(-1, 1, (args.calibration, side, side, 3)).astype(np.float32)
         for mode in args.modes.split(","):
-            times = {"edgeopt": [], "baseline": []}
-            sizes = {}
-            for r in range(args.rounds):
-                order = ("edgeopt", "baseline") if r % 2 == 0 else ("baseline", "edgeopt")
-                for who in order:
-                    start = time.perf_counter()
-                    data = (ours if who == "edgeopt" else baseline)(model, mode, rep)
-                    times[who].append(time.perf_counter() - start)
-                    sizes[who] = len(data)
-                    if who == "edgeopt":
-                        converted = data
-                    print(f"  {label} {mode} {who}: {times[who][-1]:.1f} s", flush=True)
-            start = time.perf_counter()
-            export.verify(model, converted, rep[:50])
-            verify_s = time.perf_counter() - start
-            ratio = float(np.median(times["edgeopt"]) / np.median(times["baseline"]))
-            rows.append({"model": label, "mode": mode, "edgeopt_s": float(np.median(times["edgeopt"])), "baseline_s": float(np.median(times["baseline"])),
-                         "ratio": ratio, "edgeopt_runs_s": times["edgeopt"], "baseline_runs_s": times["baseline"],
-                         "edgeopt_bytes": sizes["edgeopt"], "baseline_bytes": sizes["baseline"], "verify_50_s": verify_s})
-            print(f"{label} {mode}: edgeopt {rows[-1]['edgeopt_s']:.1f} s vs from_keras_model {rows[-1]['baseline_s']:.1f} s -> {ratio:.2f}x", flush=True)
+            rows.append(one_case(label, model, mode, rep, args.rounds))
+            r = rows[-1]
+            print(f"{label} {mode}: edgeopt {r['edgeopt_s']:.1f} s vs from_keras_model {r['baseline_s']:.1f} s -> {r['ratio']:.2f}x", flush=True)
     out = Path(args.out)
-    with out.with_suffix(".csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-    lines = [
-        "# Conversion speed: edgeopt.export.to_tflite vs TFLiteConverter.from_keras_model",
-        "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`.",
-        f"Machine: {bench.machine()} (edgeopt and baseline runs interleaved, so load on the machine hits both alike).",
-        f"Untrained models; int8 calibrated on the same {args.calibration} random images in both. Median of {args.rounds} runs each. "
-        "Target: ratio <= 1.15.",
-        "",
-        "| model | mode | edgeopt s | from_keras_model s | ratio | all runs edgeopt / baseline (s) | bytes edgeopt / baseline | verify 50 images s |",
-        "|---|---|---:|---:|---:|---|---|---:|",
-    ]
-    for r in rows:
-        runs = f"{', '.join(f'{t:.1f}' for t in r['edgeopt_runs_s'])} / {', '.join(f'{t:.1f}' for t in r['baseline_runs_s'])}"
-        lines.append(f"| {r['model']} | {r['mode']} | {r['edgeopt_s']:.1f} | {r['baseline_s']:.1f} | {r['ratio']:.2f}x | {runs} | "
-                     f"{r['edgeopt_bytes']:,} / {r['baseline_bytes']:,} | {r['verify_50_s']:.1f} |")
-    worst = max(r["ratio"] for r in rows)
-    sizes = "; ".join(f"{r['model']} {r['mode']} {r['edgeopt_bytes'] - r['baseline_bytes']:+,} B" for r in rows)
-    lines += ["", f"Worst ratio: {worst:.2f}x ({'meets' if worst <= 1.15 else 'MISSES'} the 1.15x target). File size, edgeopt minus baseline: "
-              f"{sizes} (edgeopt adds its embedded manifest; its int8 files come out smaller, probably from tracing at batch 1 and its repack that stores repeated vectors once: not broken down). "
-              "Verification (Keras and LiteRT on held-out images, column 'verify') is extra work the baseline does not do; "
-              "to_tflite runs it only when it has held-out data."]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_outputs(rows, out, command, args.calibration, args.rounds)
     print(f"wrote {out.with_suffix('.md')} and .csv")
     return 0
 

@@ -2,13 +2,13 @@
 
 Same student architecture, data subset, epochs, batch and optimizer for every variant; the teacher is trained
 once on the same subset and cached in runs/bench_cache/. Writes benchmarks/distillation.md and .csv.
+int8: ``edgeopt.export.convert`` (full integer), accuracy and size with ``edgeopt.bench``.
 
     PYTHONPATH=. python benchmarks/distillation.py
 """
 from __future__ import annotations
 
 import csv
-import platform
 import sys
 import time
 from pathlib import Path
@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 
 import edgeopt
-from edgeopt._keras import keras, tf
+from benchmarks._common import machine_line, md_table, write_csv, write_file
+from edgeopt import keras, tf
+from edgeopt.bench import evaluate_tflite, size_of
 from edgeopt.compress.distill import Distiller
 from edgeopt.compress.mutual import MutualLearner
+from edgeopt.export import convert
 from edgeopt.train import loss_for
 
 OUT = Path(__file__).parent
@@ -55,26 +58,9 @@ def keras_top1(model, x, y):
 
 
 def int8_top1(model, x_cal, x, y):
-    """Temporary private fallback until edgeopt.export/bench land: full-int8 conversion + LiteRT interpreter."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x_cal[i : i + 1]] for i in range(len(x_cal)))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    data = conv.convert()
-    interp = Interpreter(model_content=data, num_threads=2)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    scale, zero = inp["quantization"]
-    correct = 0
-    for xi, yi in zip(x, y):
-        q = np.clip(np.round(xi / scale + zero), -128, 127).astype(np.int8)
-        interp.set_tensor(inp["index"], q[None])
-        interp.invoke()
-        correct += int(interp.get_tensor(out["index"])[0].argmax() == yi)
-    return correct / len(y), len(data)
+    """Top-1 of the full-int8 .tflite of ``model`` (calibrated on ``x_cal``) on (``x``, ``y``), and its size in bytes."""
+    data = convert(model, "int8", x_cal)
+    return evaluate_tflite(data, [(x, y)]).top1, size_of(data).size_bytes
 
 
 def main(seeds=SEEDS, sweep=SWEEP, tag=""):
@@ -137,19 +123,9 @@ def main(seeds=SEEDS, sweep=SWEEP, tag=""):
     log(f"done in {time.perf_counter() - t_start:.0f} s")
 
 
-def _cpu():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def write(rows, teacher_top1, seconds, tag=""):
     rows = [{**r, "teacher_top1": round(teacher_top1, 4)} for r in rows]
-    with open(OUT / f"distillation{tag}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(OUT / f"distillation{tag}.csv", rows)
     if not tag:
         write_markdown(rows, teacher_top1, seconds)
 
@@ -189,7 +165,7 @@ def write_markdown(rows, teacher_top1, seconds):
         "# Knowledge distillation and deep mutual learning on Fashion-MNIST",
         "",
         "Command: `PYTHONPATH=. python benchmarks/distillation.py` (one process, all seeds and settings; train_s is per-run wall time). "
-        f"Machine: {_cpu()}, {__import__('os').cpu_count()} cores, shared with other jobs (load average 2-6 during the run, so train_s is only indicative).",
+        f"Machine: {machine_line()}, shared with other jobs (load average 2-6 during the run, so train_s is only indicative).",
         "",
         f"Data: Fashion-MNIST, first {TRAIN} training images (after the seed-0 validation split), {TEST} test images, "
         f"resized to {SIZE}x{SIZE}x3, pixels to [-1, 1], no augmentation. Every student variant: {EPOCHS} epochs, batch {BATCH}, "
@@ -201,18 +177,15 @@ def write_markdown(rows, teacher_top1, seconds):
         "",
         "## Summary (top-1 %, mean ± std over seeds)",
         "",
-        "| variant | T | alpha | Keras top-1 | int8 top-1 |",
-        "|---|---|---|---|---|",
-        f"| student alone | - | - | {stats('alone', 'keras_top1')} | {stats('alone', 'int8_top1')} |",
     ]
-    for t, a in (MAIN_KD, *SWEEP):
-        lines.append(f"| distilled | {t} | {a} | {stats('distilled', 'keras_top1', t, a)} | {stats('distilled', 'int8_top1', t, a)} |")
-    lines.append(f"| mutual, student 0 | 1 | - | {stats('mutual', 'keras_top1', first_mutual_only=True)} | {stats('mutual', 'int8_top1', first_mutual_only=True)} |")
-    lines.append(f"| mutual, both students | 1 | - | {stats('mutual', 'keras_top1')} | {stats('mutual', 'int8_top1')} |")
-    lines += ["", "## All runs", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
+    summary = [["student alone", "-", "-", stats("alone", "keras_top1"), stats("alone", "int8_top1")]]
+    summary += [["distilled", t, a, stats("distilled", "keras_top1", t, a), stats("distilled", "int8_top1", t, a)] for t, a in (MAIN_KD, *SWEEP)]
+    summary += [["mutual, student 0", 1, "-", stats("mutual", "keras_top1", first_mutual_only=True), stats("mutual", "int8_top1", first_mutual_only=True)],
+                ["mutual, both students", 1, "-", stats("mutual", "keras_top1"), stats("mutual", "int8_top1")]]
+    lines += md_table(["variant", "T", "alpha", "Keras top-1", "int8 top-1"], summary)
+    lines += ["", "## All runs", "", *md_table(list(rows[0]), (r.values() for r in rows))]
     notes = OUT / "distillation_findings.md"  # hand-written reading of the numbers
-    (OUT / "distillation.md").write_text("\n".join(lines) + "\n" + ("\n" + notes.read_text() if notes.exists() else ""))
+    write_file(OUT / "distillation.md", "\n".join(lines) + "\n" + ("\n" + notes.read_text() if notes.exists() else ""))
 
 
 if __name__ == "__main__":

@@ -26,21 +26,20 @@ Run:  PYTHONPATH=. python benchmarks/gzip_bounds.py [--widths 0.35 0.5 1.0]   (a
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._common import md_table, write_file
+from edgeopt.io import gzip_size as gzip9
+from edgeopt.tflite import flatbuffer
+
 CACHED = Path("runs/bench_cache/quantization/mobilenet_v2_0.35_1266.keras")
 WORK = Path("runs/bench_cache/gzip_bounds")
 OUT = Path("benchmarks")
 KERNEL_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
-
-
-def gzip9(data: bytes) -> int:
-    return len(gzip.compress(data, 9, mtime=0))
 
 
 def huffman_only(data: bytes) -> int:
@@ -69,8 +68,8 @@ def tflite_files() -> tuple[bytes, bytes]:
         model.load_weights(str(CACHED))
         rep, _ = load_dataset("fashion_mnist", image_size=32, channels=3, batch_size=64).arrays("train", limit=300)
         print("converting float32 and int8 (about a minute each on 2 cores)", flush=True)
-        f32.write_bytes(convert(model, "float32"))
-        i8.write_bytes(convert(model, "int8", rep))
+        write_file(f32, convert(model, "float32"))
+        write_file(i8, convert(model, "int8", rep))
     return f32.read_bytes(), i8.read_bytes()
 
 
@@ -78,16 +77,12 @@ class Kernels:
     """The weight tensors of conv/depthwise/FC ops in a .tflite, editable in place (flatbuffer object API)."""
 
     def __init__(self, data: bytes):
-        from tensorflow.lite.tools import flatbuffer_utils
-
-        from edgeopt.tflite.flatbuffer import list_ops
-
-        self._fu = flatbuffer_utils
-        self.model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+        self.model = flatbuffer.read_model(data)
+        self._size = len(data)
         graph = self.model.subgraphs[0]
-        self.items = []  # (kind, tensor)
-        for op, info in zip(graph.operators, list_ops(data)):  # both in execution order
-            code = info.op
+        self.items = []  # (kind, tensor), in execution order
+        for op in graph.operators:
+            code = flatbuffer.OP_NAMES.get(flatbuffer.builtin_code(self.model.operatorCodes[op.opcodeIndex]))
             if code in KERNEL_OPS:
                 t = graph.tensors[op.inputs[1]]
                 kind = "depthwise" if code == "DEPTHWISE_CONV_2D" else "fc" if code == "FULLY_CONNECTED" else "conv"
@@ -108,7 +103,7 @@ class Kernels:
         self.model.buffers[t.buffer].data = np.asarray(codes, np.int8).ravel()
 
     def bytes(self) -> bytes:
-        return bytes(self._fu.convert_object_to_bytearray(self.model))
+        return flatbuffer.write_model(self.model, self._size)
 
 
 def prune_codes(k: Kernels, t, sparsity: float) -> np.ndarray:
@@ -198,8 +193,7 @@ def synthetic_int8(alpha: float, seed: int = 0) -> bytes:
     statistics (so folded biases and per-channel scales are dense, as after training). Converted once, kept in WORK."""
     path = WORK / f"synthetic_mobilenet_v2_{alpha}.tflite"
     if not path.exists():
-        from edgeopt import create
-        from edgeopt._keras import keras
+        from edgeopt import create, keras
         from edgeopt.export import convert
 
         rng = np.random.default_rng(seed)
@@ -217,7 +211,7 @@ def synthetic_int8(alpha: float, seed: int = 0) -> bytes:
         rep = rng.random((64, 32, 32, 3)).astype("float32")
         print(f"converting synthetic MobileNetV2 {alpha} to int8", flush=True)
         WORK.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(convert(model, "int8", rep))
+        write_file(path, convert(model, "int8", rep))
     return path.read_bytes()
 
 
@@ -241,6 +235,10 @@ def width_sweep(alphas=(0.35, 0.5, 0.75, 1.0, 1.4), sparsity: float = 0.5) -> li
     return rows
 
 
+def _bits(kb: dict) -> list[str]:
+    return [f"{kb['gzip9']:.2f}", f"{kb['entropy']:.2f}", f"{kb['huffman_only']:.2f}"]
+
+
 def markdown(r: dict) -> str:
     fb = r["float32_kernels_gzip_bits"]
     md = ["# gzip bounds for sparse and clustered int8 MobileNetV2 0.35 (32x32x3)", "",
@@ -251,26 +249,23 @@ def markdown(r: dict) -> str:
           f"gzip {r['float32_gzip']:,} B. The {r['tfmot_kernel_weights']:,} weights TF-MOT can prune (1x1 convolutions, classifier) "
           f"gzip to {r['dense_kernels']['gzip9']:.2f} bits each as dense int8 (entropy {r['dense_kernels']['entropy']:.2f}) and "
           f"{fb:.2f} bits each as float32.", "",
-          "## Pruned int8 (#4: gzipped int8 at most 0.7x the dense int8's at 50%)", "",
-          "| sparsity | kernels pruned | whole file gzip B | vs dense int8 | TF-MOT kernels: gzip bits/weight | entropy | Huffman-only | kernels alone vs dense kernels (gzip) |",
-          "|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for p in r["pruned"]:
-        kb = p["kernel_bits"]
-        md.append(f"| {p['sparsity']:.0%} | {p['kernels']} | {p['gzip']:,} | {p['gzip_vs_dense_int8']:.3f} | {kb['gzip9']:.2f} | {kb['entropy']:.2f} | {kb['huffman_only']:.2f} | {p['kernels_alone_vs_dense']:.3f} |")
-    md += ["", "## Pruned + clustered int8 kernels, one scale per kernel (#5: whole file gzip at most 1/8 of the float32 file's)", "",
-           "| sparsity | clusters | TF-MOT kernels: gzip bits/weight | entropy | Huffman-only | kernels alone vs float32 kernels (gzip) |",
-           "|---:|---:|---:|---:|---:|---:|"]
-    for p in r["pruned_clustered"]:
-        kb = p["kernel_bits"]
-        md.append(f"| {p['sparsity']:.0%} | {p['clusters']} | {kb['gzip9']:.2f} | {kb['entropy']:.2f} | {kb['huffman_only']:.2f} | {p['kernels_alone_vs_float32_kernels']:.3f} |")
+          "## Pruned int8 (#4: gzipped int8 at most 0.7x the dense int8's at 50%)", ""]
+    md += md_table(["sparsity", "kernels pruned", "whole file gzip B", "vs dense int8", "TF-MOT kernels: gzip bits/weight", "entropy", "Huffman-only",
+                    "kernels alone vs dense kernels (gzip)"],
+                   ([f"{p['sparsity']:.0%}", p["kernels"], f"{p['gzip']:,}", f"{p['gzip_vs_dense_int8']:.3f}", *_bits(p["kernel_bits"]),
+                     f"{p['kernels_alone_vs_dense']:.3f}"] for p in r["pruned"]), "rlrrrrrr")
+    md += ["", "## Pruned + clustered int8 kernels, one scale per kernel (#5: whole file gzip at most 1/8 of the float32 file's)", ""]
+    md += md_table(["sparsity", "clusters", "TF-MOT kernels: gzip bits/weight", "entropy", "Huffman-only", "kernels alone vs float32 kernels (gzip)"],
+                   ([f"{p['sparsity']:.0%}", p["clusters"], *_bits(p["kernel_bits"]), f"{p['kernels_alone_vs_float32_kernels']:.3f}"]
+                    for p in r["pruned_clustered"]), "rrrrrr")
     if r.get("widths"):
         md += ["", "## Other widths: TF-MOT kernels 50% pruned, whole file vs dense int8", "",
                "Synthetic weights (untrained MobileNetV2 at 32x32x3 with Laplace kernels and random BatchNorm statistics,",
                "`synthetic_int8`) against the trained alpha 0.35 file: a wider model puts a larger share of its bytes in the",
-               "1x1 kernels that TF-MOT prunes, so its bound falls.", "",
-               "| alpha | weights | dense int8 gzip B | share of gzip bytes outside TF-MOT kernels | 50% pruned vs dense |",
-               "|---:|---|---:|---:|---:|"]
-        md += [f"| {w['alpha']} | {w['weights']} | {w['dense_gzip']:,} | {w['share_outside_kernels']:.3f} | {w['gzip_vs_dense_int8']:.3f} |" for w in r["widths"]]
+               "1x1 kernels that TF-MOT prunes, so its bound falls.", ""]
+        md += md_table(["alpha", "weights", "dense int8 gzip B", "share of gzip bytes outside TF-MOT kernels", "50% pruned vs dense"],
+                       ([w["alpha"], w["weights"], f"{w['dense_gzip']:,}", f"{w['share_outside_kernels']:.3f}", f"{w['gzip_vs_dense_int8']:.3f}"]
+                        for w in r["widths"]), "rlrrr")
     return "\n".join(md) + "\n"
 
 
@@ -284,8 +279,8 @@ def main(argv=None):
     if a.widths:
         res["widths"] = width_sweep(tuple(a.widths))
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "gzip_bounds.json").write_text(json.dumps(res, indent=1))
-    (a.out / "gzip_bounds.md").write_text(markdown(res))
+    write_file(a.out / "gzip_bounds.json", json.dumps(res, indent=1))
+    write_file(a.out / "gzip_bounds.md", markdown(res))
     print(markdown(res))
 
 

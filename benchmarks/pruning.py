@@ -10,44 +10,33 @@ Conversion: edgeopt.export.convert; accuracy, latency, size: edgeopt.bench.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from edgeopt import TrainConfig, create, evaluate, fit, load_dataset, profile
-from edgeopt._keras import keras, tf
+from benchmarks._common import machine_line, median_latency_ms, write_file
+from edgeopt import TrainConfig, create, evaluate, fit, keras, load_dataset, profile
+from edgeopt.bench import evaluate_tflite
 from edgeopt.compress.lottery import LotteryConfig, lottery_ticket
 from edgeopt.compress.prune import PruneConfig, prune, pruning_callbacks, sparsity_report, strip_pruning
 from edgeopt.compress.structured import StructuredConfig, plan, prune_filters
-from edgeopt.bench import evaluate_tflite, measure_latency, size_of
 from edgeopt.export import convert
+from edgeopt.io import gzip_size
 
 OUT = Path("benchmarks")
 CACHE = Path("runs/bench_cache/pruning")
 ALPHA, SIZE = 0.35, 32
+LATENCY = {"threads": 1, "runs": 30, "min_seconds": 0.2}  # per file and round; 7 interleaved rounds, medians
 
 
 def to_tflite(model, mode, rep_x=None, sparse=False) -> bytes:
     return convert(model, mode, rep_x if mode == "int8" else None, sparse_weights=sparse)
 
 
-def latency_interleaved(datas: dict[str, bytes], rounds=7, runs=30) -> dict[str, float]:
+def latency_interleaved(datas: dict[str, bytes], rounds: int = 7) -> dict[str, float]:
     """Median over ``rounds`` of each file's median latency (ms, 1 thread, XNNPACK), files interleaved A,B,C,A,B,C..."""
-    times = {k: [] for k in datas}
-    for i in range(rounds):
-        for k, data in datas.items():
-            times[k].append(measure_latency(data, threads=1, runs=runs, min_seconds=0.2).median_ms)
-        print(f"latency round {i + 1}/{rounds}", flush=True)
-    return {k: float(np.median(v)) for k, v in times.items()}
-
-
-def gzip_size(data: bytes) -> int:
-    return size_of(data).gzip_bytes
+    return median_latency_ms(datas, rounds, progress="latency", **LATENCY)
 
 
 # ---- MobileNetV2 rows ----
@@ -130,7 +119,7 @@ def mobilenet_part(steps: int):
         if name == "layer-wise 75%":
             float_sparse_model = model
         print(rows[-1], flush=True)
-        (CACHE / "rows.json").write_text(json.dumps(rows, indent=1))
+        write_file(CACHE / "rows.json", json.dumps(rows, indent=1))
     relative_to_dense(rows, latency_interleaved(int8))
     for r in rows:
         r["sparse_format_gzip_vs_dense"] = r["int8_sparse_format_gzip_bytes"] / rows[0]["int8_gzip_bytes"]
@@ -185,13 +174,6 @@ def lottery_part(rounds: int, fraction: float, limit: int):
     return out
 
 
-def machine() -> str:
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    import os
-
-    return f"{cpu}, {os.cpu_count()} cores (shared with other TensorFlow jobs while this ran), Python {platform.python_version()}, TF {tf.__version__}"
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=["mobilenet", "lottery", "longer", "report"], default=None)
@@ -204,16 +186,16 @@ def main():
     CACHE.mkdir(parents=True, exist_ok=True)
     if a.part in (None, "mobilenet"):
         rows, floats, kept = mobilenet_part(a.finetune_steps)
-        (CACHE / "mobilenet.json").write_text(json.dumps({"rows": rows, "floats": floats, "structured_kept": kept, "steps": a.finetune_steps, "cmd": " ".join(sys.argv)}, indent=1))
+        write_file(CACHE / "mobilenet.json", json.dumps({"rows": rows, "floats": floats, "structured_kept": kept, "steps": a.finetune_steps, "cmd": " ".join(sys.argv)}, indent=1))
     if a.part == "longer":
-        (CACHE / "longer50.json").write_text(json.dumps(longer_part(a.longer_steps), indent=1))
+        write_file(CACHE / "longer50.json", json.dumps(longer_part(a.longer_steps), indent=1))
     if a.part in (None, "lottery"):
         res = lottery_part(a.lottery_rounds, a.lottery_fraction, a.lottery_limit)
-        (CACHE / "lottery.json").write_text(json.dumps({"result": res, "limit": a.lottery_limit, "cmd": " ".join(sys.argv)}, indent=1))
+        write_file(CACHE / "lottery.json", json.dumps({"result": res, "limit": a.lottery_limit, "cmd": " ".join(sys.argv)}, indent=1))
     if a.part in (None, "report"):
         from benchmarks._pruning_report import write
 
-        write(CACHE, OUT, machine())
+        write(CACHE, OUT, f"{machine_line()} (shared with other TensorFlow jobs while this ran)")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
+from benchmarks._common import machine_line, md_table, median_latency_ms, write_csv, write_file
 from edgeopt import TrainConfig, create, evaluate, fit, load_dataset
-from edgeopt._keras import keras
-from edgeopt.bench import evaluate_tflite, machine, measure_latency, size_of
+from edgeopt.bench import evaluate_tflite, size_of
 from edgeopt.compress.cluster import ClusterConfig, cluster, strip_clustering, weight_report
 from edgeopt.compress.collaborative import pcqat, prune_to_sparsity, tflite_weight_report
 from edgeopt.compress.quantize import CLUSTERED_SCALES, QATConfig, calibrate_ranges, quantize
@@ -36,7 +34,7 @@ CLUSTER_ROWS = ("float32", "cluster16 float32", "cluster16 int8", "prune50+clust
 def combine(out: Path) -> None:
     """Concatenate every per-model table into quantization.md, and the clustering rows into clustering.md."""
     parts = sorted(p for p in out.glob("quantization_*.md") if p.name != "quantization_findings.md")
-    (out / "quantization.md").write_text(
+    write_file(out / "quantization.md",
         "# Quantization: PTQ modes, QAT and collaborative optimization on Fashion-MNIST\n\n"
         "One section per model, each from one trained float model in one run (per-model files: "
         + ", ".join(f"`{p.name}`" for p in parts) + ").\n\n"
@@ -49,11 +47,9 @@ def combine(out: Path) -> None:
         rows = [r for r in csv.DictReader(open(p)) if r["variant"] in CLUSTER_ROWS]
         if not rows:
             continue
-        header = list(rows[0])
-        lines += [f"## {p.stem.removeprefix('quantization_')}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows] + [""]
+        lines += [f"## {p.stem.removeprefix('quantization_')}", "", *md_table(list(rows[0]), (r.values() for r in rows)), ""]
     notes = out / "clustering_findings.md"
-    (out / "clustering.md").write_text("\n".join(lines) + "\n" + (notes.read_text() if notes.exists() else ""))
+    write_file(out / "clustering.md", "\n".join(lines) + "\n" + (notes.read_text() if notes.exists() else ""))
 
 
 def _finetune(model, splits, steps, lr):
@@ -104,18 +100,14 @@ def main(argv=None):
             r["delta_pts_vs_float"] = round(100 * (r["top1"] - base["top1"]), 2)
             r["gzip_vs_float32"] = round(r["gzip_bytes"] / base["gzip_bytes"], 3)
             r["median_ms"] = latency.get(r["variant"], "")
-        with open(out / f"quantization_{name}.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, header)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(out / f"quantization_{name}.csv", rows, header)
         lines = [f"# Quantization and clustering: {name} on Fashion-MNIST 32x32x3", "",
-                 f"Machine: {machine()} (shared with other jobs: latency is noisy; medians, variants interleaved).",
+                 f"Machine: {machine_line()} (shared with other jobs: latency is noisy; medians, variants interleaved).",
                  f"Command: `PYTHONPATH=. python benchmarks/quantization.py {' '.join(sys.argv[1:])}`", "",
                  f"Float model: {args.train_steps} training steps of batch 64; fine-tunes {args.finetune_steps} steps. "
-                 f"Keras float top-1 {keras_top1:.4f}. Test samples: {splits.sizes['test']}.", "",
-                 "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(str(round(r[h], 4) if isinstance(r[h], float) else r[h]) for h in header) + " |" for r in rows]
-        (out / f"quantization_{name}.md").write_text("\n".join(lines) + "\n" + EXTRA.get("text", ""))
+                 f"Keras float top-1 {keras_top1:.4f}. Test samples: {splits.sizes['test']}.", ""]
+        lines += md_table(header, ([round(r[h], 4) if isinstance(r[h], float) else r[h] for h in header] for r in rows))
+        write_file(out / f"quantization_{name}.md", "\n".join(lines) + "\n" + EXTRA.get("text", ""))
         combine(out)
 
     EXTRA = {}
@@ -153,11 +145,8 @@ def main(argv=None):
                 f"{max(r.max_unique_per_channel for r in kernels)}, per tensor {max(r.unique_values for r in kernels)}") if kernels else "no kernels found"
         add("prune50+cluster16+PCQAT int8" + ("" if scales == "per_tensor" else " (per-channel)"), blob, note)
 
-    latency = {}
-    for _ in range(3):  # interleave variants, keep the median of the per-round medians
-        for variant, b in blobs.items():
-            latency.setdefault(variant, []).append(measure_latency(b, runs=20, min_seconds=0.3).median_ms)
-    write(rows, {k: round(float(np.median(v)), 3) for k, v in latency.items()})
+    latency = median_latency_ms(blobs, 3, threads=1, runs=20, min_seconds=0.3)  # variants interleaved, median of per-round medians
+    write(rows, {k: round(v, 3) for k, v in latency.items()})
     print(open(out / f"quantization_{name}.md").read())
 
 

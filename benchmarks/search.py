@@ -14,8 +14,6 @@ search_random_vs_grid.md / .csv / .png: after how many trials each random run re
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import shutil
 import sys
@@ -25,8 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import edgeopt  # noqa: E402,F401  (selects tf_keras first)
-from edgeopt.pipeline import write_atomic  # noqa: E402
-from edgeopt.report import machine_description  # noqa: E402
+from benchmarks._common import machine_line, md_table, write_csv, write_file  # noqa: E402
 from edgeopt.search import SearchConfig, run_search  # noqa: E402
 from edgeopt.search.space import ParamSpec, SearchSpace, load_search_space  # noqa: E402
 
@@ -50,7 +47,7 @@ def pareto_part(trials: int, seed: int) -> None:
             "and measures the .tflite on 2,000 test images and its latency (LiteRT interpreter, XNNPACK, 1 thread, median of >= 100 runs and >= 1.5 s). "
             "Latencies of different trials come from different moments of a shared 2-core machine: compare them with some slack. "
             "The Pareto trials' int8 .tflite files, manifests and labels are in `tflite_models/search_fmnist_mobilenet_v2/trial-NNNN/`.")
-    write_atomic(BENCH / "search.md", f"{head}\n\n{note}\n\n{rest}")
+    write_file(BENCH / "search.md", f"{head}\n\n{note}\n\n{rest}")
     for name in ("search.csv", "search.json", "search_pareto.png"):
         shutil.copyfile(out / name, BENCH / name)
     print(f"pareto part: {result.counts()}, {len(result.pareto)} Pareto trials; wrote benchmarks/search.md")
@@ -99,16 +96,11 @@ def samplers_part(seeds: int) -> None:
     reached = [r["trials_to_reach_grid_best"] for r in random_rows if r["trials_to_reach_grid_best"] is not None]
     grid_reach = rows[0]["trials_to_reach_grid_best"]
     lines = ["# Random search vs grid search of the same size", "",
-             f"Machine: {machine_description()}. Command: `PYTHONPATH=. python benchmarks/search.py --part samplers --seeds {seeds}` ({minutes:.0f} min of recipe runs).", "",
+             f"Machine: {machine_line()}. Command: `PYTHONPATH=. python benchmarks/search.py --part samplers --seeds {seeds}` ({minutes:.0f} min of recipe runs).", "",
              f"Recipe `recipes/search/fmnist_lr_tiny.toml` (tiny MobileNetV2, Fashion-MNIST 24x24x1, 6,000 training images, 2 epochs); objective: Keras top-1 on "
              f"2,000 test images. Space `recipes/search/space_lr_plus_unimportant.toml`: learning rate log-uniform in [{lr.low:g}, {lr.high:g}] (matters), "
              f"label smoothing uniform in [{ls.low:g}, {ls.high:g}] (barely matters). Grid: {n} points, 3 log-spaced learning rates x 3 smoothings, in a shuffled order. "
-             f"Random: {n} Optuna RandomSampler draws per seed, {seeds} seeds. No pruning.", "",
-             "| run | trials | worker processes | best accuracy | trials to reach the grid's best | distinct learning rates tried | best learning rate | best so far, trial by trial |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        lines.append(f"| {r['run']} | {r['trials']} | {r['workers']} | {100 * r['best_accuracy']:.2f}% | {r['trials_to_reach_grid_best'] or 'not reached'} | "
-                     f"{r['distinct_learning_rates']} | {r['best_learning_rate']:g} | {' '.join(f'{100 * b:.1f}' for b in r['best_so_far'])} |")
+             f"Random: {n} Optuna RandomSampler draws per seed, {seeds} seeds. No pruning.", "", *_samplers_table(rows)]
     verdict = (f"{len(reached)} of {len(random_rows)} random runs reached the grid's best ({100 * target:.2f}%, found by the grid at its trial {grid_reach} of {n})"
                + (f", after {sorted(reached)} trials" if reached else "") + ".")
     lines += ["", "## Reading", "", f"* {verdict}",
@@ -117,15 +109,19 @@ def samplers_part(seeds: int) -> None:
               "* One training per point, one machine: accuracy differences under about 0.5 point are within run-to-run noise of such short trainings.",
               "* Where 'worker processes' is 2, two `benchmarks/search.py` processes worked on the same study at once (sharing its SQLite file): "
               "each queued trial ran exactly once, as the trial counts show."]
-    write_atomic(BENCH / "search_random_vs_grid.md", "\n".join(lines) + "\n")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[k for k in rows[0] if k != "best_so_far"] + ["best_so_far"])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({**r, "best_so_far": json.dumps(r["best_so_far"])})
-    write_atomic(BENCH / "search_random_vs_grid.csv", buf.getvalue())
+    write_file(BENCH / "search_random_vs_grid.md", "\n".join(lines) + "\n")
+    write_csv(BENCH / "search_random_vs_grid.csv", ({**r, "best_so_far": json.dumps(r["best_so_far"])} for r in rows),
+              [k for k in rows[0] if k != "best_so_far"] + ["best_so_far"])
     _plot_samplers(rows, target, BENCH / "search_random_vs_grid.png")
     print(f"samplers part: {verdict}")
+
+
+def _samplers_table(rows: list[dict]) -> list[str]:
+    return md_table(["run", "trials", "worker processes", "best accuracy", "trials to reach the grid's best", "distinct learning rates tried",
+                     "best learning rate", "best so far, trial by trial"],
+                    ([r["run"], r["trials"], r["workers"], f"{100 * r['best_accuracy']:.2f}%", r["trials_to_reach_grid_best"] or "not reached",
+                      r["distinct_learning_rates"], f"{r['best_learning_rate']:g}", " ".join(f"{100 * b:.1f}" for b in r["best_so_far"])] for r in rows),
+                    "l" + "r" * 6 + "l")
 
 
 def _plot_samplers(rows, target, path) -> None:

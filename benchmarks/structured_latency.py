@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.pruning import latency_interleaved
+from benchmarks._common import machine_line, md_table, median_latency_ms, write_file
+from benchmarks.pruning import LATENCY
 from edgeopt import create, profile
-from edgeopt.bench import machine
 from edgeopt.compress.structured import StructuredConfig, prune_filters
 from edgeopt.export import convert
 
@@ -29,7 +29,7 @@ def one_size(size: int, rounds: int = 5) -> dict:
     dense = create("mobilenet_v2", input_shape=(size, size, 3), classes=10, alpha=0.35)
     pruned = prune_filters(dense, StructuredConfig(ratio=0.5, scope="internal"))
     rep = np.random.default_rng(0).random((32, size, size, 3)).astype("float32")
-    lat = latency_interleaved({"dense": convert(dense, "int8", rep), "structured": convert(pruned, "int8", rep)}, rounds=rounds)
+    lat = median_latency_ms({"dense": convert(dense, "int8", rep), "structured": convert(pruned, "int8", rep)}, rounds, progress="latency", **LATENCY)
     d, s = lat["dense"], lat["structured"]
     dense_macs = profile(dense).macs
     return {"size": size, "small_input_stem": size < 96, "dense_macs": dense_macs,
@@ -41,12 +41,10 @@ def markdown(rows: list[dict], where: str) -> str:
     md = ["# Structured pruning: int8 latency against input size", "", f"Machine: {where}.", "",
           "Command: `PYTHONPATH=. python benchmarks/structured_latency.py`. MobileNetV2 0.35, 10 classes, untrained weights;",
           "structured = 50% of the expansion filters removed (the pruning benchmark's structured row). Under 96 px the zoo",
-          "uses its small-input stem (stride 1), so 32 and 64 px run larger feature maps than 96 px does.", "",
-          "| input | stem stride 1 | dense MACs | MACs vs dense | dense int8 ms | structured int8 ms | latency vs dense |",
-          "|---:|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        md.append(f"| {r['size']} | {'yes' if r['small_input_stem'] else 'no'} | {r['dense_macs']:,} | {r['macs_vs_dense']:.3f} | "
-                  f"{r['dense_int8_ms']:.3f} | {r['structured_int8_ms']:.3f} | {r['latency_vs_dense']:.3f} |")
+          "uses its small-input stem (stride 1), so 32 and 64 px run larger feature maps than 96 px does.", ""]
+    md += md_table(["input", "stem stride 1", "dense MACs", "MACs vs dense", "dense int8 ms", "structured int8 ms", "latency vs dense"],
+                   ([r["size"], "yes" if r["small_input_stem"] else "no", f"{r['dense_macs']:,}", f"{r['macs_vs_dense']:.3f}",
+                     f"{r['dense_int8_ms']:.3f}", f"{r['structured_int8_ms']:.3f}", f"{r['latency_vs_dense']:.3f}"] for r in rows), "rlrrrrr")
     return "\n".join(md) + "\n"
 
 
@@ -61,9 +59,9 @@ def main(argv=None):
         rows.append(one_size(size))
         print(rows[-1], flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
-    where = machine()
-    (a.out / "structured_latency.json").write_text(json.dumps({"machine": where, "rows": rows}, indent=1))
-    (a.out / "structured_latency.md").write_text(markdown(rows, where))
+    where = machine_line()
+    write_file(a.out / "structured_latency.json", json.dumps({"machine": where, "rows": rows}, indent=1))
+    write_file(a.out / "structured_latency.md", markdown(rows, where))
     print(markdown(rows, where))
 
 

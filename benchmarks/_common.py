@@ -1,0 +1,111 @@
+"""What the benchmark scripts share, on edgeopt's public API only: the machine line every table carries,
+interleaved latency (one timing method for every script), and atomic writes of text, CSV and Markdown tables.
+
+Sizes come from ``edgeopt.io.gzip_size`` / ``edgeopt.bench.size_of``, flatbuffers are read and written with
+``edgeopt.tflite.flatbuffer``; nothing here re-implements them.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import platform
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from edgeopt import tf
+from edgeopt.bench import LatencyResult, measure_latency, this_machine
+from edgeopt.io import write_atomic
+
+T = TypeVar("T")
+
+
+# ---- the machine ----------------------------------------------------------------------------------------
+
+
+def machine_line() -> str:
+    """One line for a table header: CPU, cores, architecture, SIMD flags (VNNI or not), Python and TF versions."""
+    return f"{this_machine().describe()}, Python {platform.python_version()}, TF {tf.__version__}"
+
+
+def litert_version() -> str:
+    """The installed ai-edge-litert version ("?" when its package metadata is missing)."""
+    try:
+        return metadata.version("ai-edge-litert")
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+# ---- interleaved timing ---------------------------------------------------------------------------------
+
+
+def interleave(calls: Mapping[str, Callable[[], T]], rounds: int, *, alternate: bool = False, progress: str = "") -> dict[str, list[T]]:
+    """Call every function once per round (A, B, C, A, B, C, ...; with ``alternate`` every other round runs
+    backwards, C, B, A), so the load of a shared machine hits all of them alike. Returns each one's results in
+    round order. ``progress``: a label printed after each round."""
+    results: dict[str, list[T]] = {k: [] for k in calls}
+    for i in range(rounds):
+        for k in (reversed(list(calls)) if alternate and i % 2 else list(calls)):
+            results[k].append(calls[k]())
+        if progress:
+            print(f"{progress} round {i + 1}/{rounds}", flush=True)
+    return results
+
+
+def interleaved_latency(files: Mapping[str, bytes | os.PathLike], rounds: int, *, alternate: bool = False, progress: str = "",
+                        **measure_kw) -> dict[str, list[LatencyResult]]:
+    """``edgeopt.bench.measure_latency(file, **measure_kw)`` of every .tflite (bytes or path) once per round,
+    interleaved as :func:`interleave`; returns each file's results in round order."""
+    return interleave({k: partial(measure_latency, f, **measure_kw) for k, f in files.items()}, rounds, alternate=alternate, progress=progress)
+
+
+def median_ms(results: Sequence[LatencyResult]) -> float:
+    """Median over rounds of the per-round median latencies (ms)."""
+    return float(np.median([r.median_ms for r in results]))
+
+
+def median_latency_ms(files: Mapping[str, bytes | os.PathLike], rounds: int, **kw) -> dict[str, float]:
+    """Each file's median over ``rounds`` interleaved rounds of its per-round median latency (ms); ``kw`` as
+    :func:`interleaved_latency`."""
+    return {k: median_ms(v) for k, v in interleaved_latency(files, rounds, **kw).items()}
+
+
+# ---- writing --------------------------------------------------------------------------------------------
+
+
+def write_file(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically (readers never see half a table), replacing
+    any old file."""
+    return write_atomic(path, data, overwrite=True)
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], fields: Sequence[str] | None = None,
+              float_format: str | None = None) -> Path:
+    """Write ``rows`` (dicts) as CSV with header ``fields`` (default: the first row's keys; other keys are left out),
+    floats formatted with ``float_format`` (e.g. ``"{:.4g}"``) when given; atomically."""
+    rows = list(rows)
+    fields = list(fields if fields is not None else rows[0])
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: float_format.format(v) if float_format and isinstance(v, float) else v for k, v in row.items()})
+    return write_file(path, buf.getvalue())
+
+
+def _md_row(cells: Iterable) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def md_table(header: Sequence[str], rows: Iterable[Iterable], align: str = "") -> list[str]:
+    """A Markdown table's lines: header, alignment row (``align``: one "l" or "r" per column, default all left),
+    one line per row of cells (formatted with ``str``)."""
+    align = align or "l" * len(header)
+    if len(align) != len(header):
+        raise ValueError(f"align {align!r} has {len(align)} columns, header {len(header)}")
+    return [_md_row(header), "|" + "".join("---:|" if a == "r" else "---|" for a in align), *(_md_row(r) for r in rows)]
