@@ -14,5 +14,5 @@ from edgeopt.profile import Profile, profile
 from edgeopt.train import TrainConfig, evaluate, fit
 from edgeopt.version import __version__
 
-__all__ = ["Preprocessing", "Profile", "Splits", "TrainConfig", "__version__", "create", "evaluate", "fit", "list_datasets", "list_models",
+__all__ = ["Preprocessing", "Profile", "Splits", "TrainConfig", "__version__", "keras", "tf", "create", "evaluate", "fit", "list_datasets", "list_models",
            "load_dataset", "profile", "read_manifest", "run_recipe", "to_tflite"]

@@ -137,7 +137,7 @@ def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights
         raise RuntimeError(f"TFLite conversion of {model.name!r} to {mode} failed: {err}") from err
     if sparse_weights and explicit_pad and mode == "float32":
         # XNNPACK's sparse (NCHW) kernels reject SAME-padded depthwise convolutions: write symmetric SAME
-        # padding as PAD + VALID (exact; XNNPACK folds the PAD back into the convolution). See _tflite_sparse.
+        # padding as PAD + VALID (exact; XNNPACK folds the PAD back into the convolution). See edgeopt.tflite.xnnpack.
         data = explicit_pad_for_xnnpack(data)
     calib = Calibration(len(representative), clock["end"] - clock["start"]) if needs_data and "end" in clock else None
     return data, calib

@@ -9,7 +9,7 @@ Modules: ``latency``, ``accuracy``, ``size``, ``measure`` (all three as one Benc
 """
 from edgeopt.bench.accuracy import evaluate_tflite, load_test_data
 from edgeopt.bench.adb import DeviceUnavailableError, measure_latency_adb, parse_benchmark_output
-from edgeopt.bench.latency import measure_latency
+from edgeopt.bench.latency import litert_version, measure_latency
 from edgeopt.bench.machine import Machine, machine, this_machine
 from edgeopt.bench.measure import measure
 from edgeopt.bench.results import AccuracyResult, BenchResult, LatencyResult, SizeResult
@@ -18,6 +18,6 @@ from edgeopt.tflite.flatbuffer import InvalidModelError
 
 __all__ = [
     "AccuracyResult", "BenchResult", "DeviceUnavailableError", "InvalidModelError", "LatencyResult", "Machine", "SizeResult",
-    "evaluate_tflite", "load_test_data", "machine", "measure", "measure_latency", "measure_latency_adb", "parse_benchmark_output",
+    "evaluate_tflite", "litert_version", "load_test_data", "machine", "measure", "measure_latency", "measure_latency_adb", "parse_benchmark_output",
     "size_of", "this_machine",
 ]

@@ -13,7 +13,7 @@ from edgeopt.tflite import flatbuffer, runtime
 from edgeopt.tflite.runtime import quantize_input
 
 
-def _litert_version() -> str:
+def litert_version() -> str:
     try:
         from importlib.metadata import version
 
@@ -93,5 +93,5 @@ def measure_latency(
         model=label, threads=threads, xnnpack=xnnpack, runs=len(times), warmup_runs=warmup,
         init_ms=init_ms, first_ms=warm[0], warmup_ms=float(np.mean(warm)), **_stats(times),
         init_mem_mb=init_mem, peak_mem_mb=peak, inputs="dataset" if inputs is not None else "random",
-        runtime=_litert_version(), device=machine(),
+        runtime=litert_version(), device=machine(),
     )
