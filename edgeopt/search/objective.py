@@ -125,16 +125,7 @@ def run_trial(job: Job, trial, trial_id: int) -> list[float]:
     doc = apply_overrides(job.base_doc, overrides)
     doc["name"] = run_name
     recipe = recipe_from_dict(doc, run_name, source=f"trial {trial.number}")
-    early = [c for c in job.space.constraints if c.metric in BEFORE_TRAINING]
-    if early:
-        cost = _cost_before_training(recipe)
-        broken = [c for c in early if c.violation(cost[c.metric]) > 0]
-        if broken:
-            trial.set_user_attr("metrics", cost)
-            trial.set_user_attr("constraints", [c.violation(cost[c.metric]) if c.metric in cost else 1.0 for c in job.space.constraints])
-            note = "; ".join(f"{c.metric} {cost[c.metric]:,} breaks {c}" for c in broken)
-            trial.set_user_attr("note", f"pruned before training: {note}")
-            raise optuna.TrialPruned(note)
+    _prune_before_training(job, trial, recipe)
     callbacks = (_PruningCallback(trial),) if job.use_pruner else ()
     start = time.perf_counter()
     report = run_recipe(recipe, out_dir=job.out_dir / "trials", resume=True, artifacts_dir=None, train_callbacks=callbacks,
@@ -147,6 +138,23 @@ def run_trial(job: Job, trial, trial_id: int) -> list[float]:
         raise RecipeError(f"objective {missing[0]} was not measured: the recipe needs {'export and bench stages' if missing[0] != 'keras_accuracy' else 'a train stage'} for it")
     trial.set_user_attr("constraints", [c.violation(metrics[c.metric]) if metrics.get(c.metric) is not None else 1.0 for c in job.space.constraints])
     return [float(metrics[o]) for o in job.space.objectives]
+
+
+def _prune_before_training(job: Job, trial, recipe) -> None:
+    """Raise optuna.TrialPruned when the built (untrained) model breaks a multiply-add or parameter constraint."""
+    import optuna  # optional dependency (edgeopt[search])
+
+    early = [c for c in job.space.constraints if c.metric in BEFORE_TRAINING]
+    if not early:
+        return
+    cost = _cost_before_training(recipe)
+    broken = [c for c in early if c.violation(cost[c.metric]) > 0]
+    if broken:
+        trial.set_user_attr("metrics", cost)
+        trial.set_user_attr("constraints", [c.violation(cost[c.metric]) if c.metric in cost else 1.0 for c in job.space.constraints])
+        note = "; ".join(f"{c.metric} {cost[c.metric]:,} breaks {c}" for c in broken)
+        trial.set_user_attr("note", f"pruned before training: {note}")
+        raise optuna.TrialPruned(note)
 
 
 def _retry_origin(frozen) -> int:

@@ -43,9 +43,7 @@ from edgeopt.search.study import META_KEY, Heartbeat, open_study, take_queued_tr
 
 def _work(study, storage, job: Job) -> int:
     """Run queued trials until none is left; returns how many this worker ran."""
-    import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-    from optuna.trial import TrialState
+    import optuna  # optional dependency (edgeopt[search]), loaded when a search runs
 
     ran = 0
     budget = study.user_attrs[META_KEY]["budget"]
@@ -60,28 +58,37 @@ def _work(study, storage, job: Job) -> int:
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in planned.items()) or f"values from {job.config.sampler}"
         job.progress(f"[search {study.study_name}] trial {trial.number} (budget {budget}): {shown}")
         with Heartbeat(storage, trial_id, job.config.heartbeat_seconds):
-            try:
-                values = run_trial(job, trial, trial_id)
-            except optuna.TrialPruned as why:
-                study.tell(trial, state=TrialState.PRUNED)
-                job.progress(f"[search {study.study_name}] trial {trial.number} pruned: {why}")
-            except KeyboardInterrupt:
-                study.tell(trial, state=TrialState.FAIL)
-                RetryHeartbeatStaleTrialCallback(max_retry=None)(study, storage.get_trial(trial_id))  # queued again for the resume
-                raise
-            except Exception as err:  # a config that cannot train/convert: recorded, the search goes on
-                trial.set_user_attr("note", f"{type(err).__name__}: {err}"[:500])
-                study.tell(trial, state=TrialState.FAIL)
-                job.progress(f"[search {study.study_name}] trial {trial.number} failed: {type(err).__name__}: {err}")
-                if isinstance(err, RecipeError):
-                    raise
-            else:
-                study.tell(trial, values)
-                shown = ", ".join(f"{o}={v:.4g}" for o, v in zip(job.space.objectives, values))
-                job.progress(f"[search {study.study_name}] trial {trial.number} done: {shown}")
-            finally:
-                keras.backend.clear_session()  # free the trial's graphs: a long search would otherwise grow by each model
+            _run_and_tell(study, storage, job, trial, trial_id)
         ran += 1
+
+
+def _run_and_tell(study, storage, job: Job, trial, trial_id: int) -> None:
+    """Run one taken trial and record how it ended (complete, pruned, failed; queued again on Ctrl-C)."""
+    import optuna  # optional dependency (edgeopt[search])
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    label = f"[search {study.study_name}] trial {trial.number}"
+    try:
+        values = run_trial(job, trial, trial_id)
+    except optuna.TrialPruned as why:
+        study.tell(trial, state=TrialState.PRUNED)
+        job.progress(f"{label} pruned: {why}")
+    except KeyboardInterrupt:
+        study.tell(trial, state=TrialState.FAIL)
+        RetryHeartbeatStaleTrialCallback(max_retry=None)(study, storage.get_trial(trial_id))  # queued again for the resume
+        raise
+    except Exception as err:  # a config that cannot train/convert: recorded, the search goes on
+        trial.set_user_attr("note", f"{type(err).__name__}: {err}"[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        job.progress(f"{label} failed: {type(err).__name__}: {err}")
+        if isinstance(err, RecipeError):
+            raise
+    else:
+        study.tell(trial, values)
+        job.progress(f"{label} done: " + ", ".join(f"{o}={v:.4g}" for o, v in zip(job.space.objectives, values)))
+    finally:
+        keras.backend.clear_session()  # free the trial's graphs: a long search would otherwise grow by each model
 
 
 def keep_pareto_artifacts(result: SearchResult, dest: Path) -> list[Path]:
