@@ -1,1 +1,10 @@
-"""Compression steps: each is ``fn(model, Config) -> new model``; TF-MOT is imported only in this package."""
+"""Compression steps, each ``fn(model, Config) -> new model`` (the input is never mutated); TF-MOT is imported only here.
+
+- ``prune`` (magnitude, schedules, 2:4, blocks, global), ``policy`` (which layers: a registry of tables),
+  ``structured`` (remove filters), ``lottery`` (iterative pruning, tickets);
+- ``cluster`` (weight clustering), ``quantize`` (QAT, PQAT/CQAT/PCQAT schemes) with ``qat_layout``
+  (quantize configs TF-MOT lacks), ``collaborative`` (prune -> cluster -> QAT in one place);
+- ``distill`` (Hinton distillation, logits views), ``mutual`` (deep mutual learning);
+- ``graph`` (cloning with weights, batch-norm folding, explicit padding).
+Submodules are imported by name (``from edgeopt.compress import prune``); nothing is loaded here.
+"""
