@@ -17,28 +17,15 @@ from edgeopt._keras import keras
 from edgeopt.pipeline import make_strategy, run_recipe
 from edgeopt.pipeline.recipe import RecipeError
 
-RECIPE = """
-name = "killme"
-[data]
-dataset = "digits"
-image_size = 16
-batch_size = 32
-[model]
-name = "mobilenet_v1_tiny"
-[train]
-epochs = 1
-steps_per_epoch = 12
-learning_rate = 0.003
-[[stages]]
-type = "train"
-[[stages]]
-type = "train"
-learning_rate = 0.001
-[[stages]]
-type = "train"
-epochs = 3
-learning_rate = 0.0005
-"""
+from conftest import make_recipe, write_recipe
+
+# three train stages; the last one long enough to be killed in
+KILL_STAGES = [{"type": "train"}, {"type": "train", "learning_rate": 0.001}, {"type": "train", "epochs": 3, "learning_rate": 0.0005}]
+
+
+def _recipe(name: str, stages: list[dict], train: dict | None = None, **sections) -> dict:
+    """A digits / mobilenet_v1_tiny recipe of ``stages`` (12 steps an epoch unless they say otherwise)."""
+    return make_recipe(name=name, train={"steps_per_epoch": 12, **(train or {})}, stages=stages, **sections)
 
 
 def _run_cli(recipe: Path, out: Path, *extra) -> subprocess.Popen:
@@ -52,8 +39,7 @@ def _weights(path: Path):
 
 
 def test_run_killed_with_sigkill_resumes_to_identical_weights(tmp_path):
-    recipe = tmp_path / "killme.toml"
-    recipe.write_text(RECIPE)
+    recipe = write_recipe(tmp_path / "killme.toml", _recipe("killme", KILL_STAGES))
     full = run_recipe(recipe, out_dir=tmp_path / "a", artifacts_dir=None, progress=lambda s: None)
     assert [s["type"] for s in full["stages"]] == ["train"] * 3
 
@@ -80,8 +66,7 @@ def test_run_killed_with_sigkill_resumes_to_identical_weights(tmp_path):
 
 
 def test_existing_run_directory_is_not_overwritten_without_asking(tmp_path):
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(RECIPE.replace('name = "killme"', 'name = "r"').split("[[stages]]")[0] + '[[stages]]\ntype = "train"\nsteps_per_epoch = 2\n')
+    recipe = write_recipe(tmp_path / "r.toml", _recipe("r", [{"type": "train", "steps_per_epoch": 2}]))
     run_recipe(recipe, out_dir=tmp_path, artifacts_dir=None, progress=lambda s: None)
     with pytest.raises(FileExistsError, match="--resume .* --force"):
         run_recipe(recipe, out_dir=tmp_path, artifacts_dir=None, progress=lambda s: None)
@@ -90,11 +75,10 @@ def test_existing_run_directory_is_not_overwritten_without_asking(tmp_path):
 
 
 def test_changed_stage_settings_rerun_that_stage_and_later_ones(tmp_path):
-    recipe = tmp_path / "r.toml"
-    head = RECIPE.replace('name = "killme"', 'name = "r"').split("[[stages]]")[0]
-    recipe.write_text(head + '[[stages]]\ntype = "train"\nsteps_per_epoch = 2\n[[stages]]\ntype = "train"\nsteps_per_epoch = 2\n')
+    short = {"type": "train", "steps_per_epoch": 2}
+    recipe = write_recipe(tmp_path / "r.toml", _recipe("r", [short, short]))
     first = run_recipe(recipe, out_dir=tmp_path, artifacts_dir=None, progress=lambda s: None)
-    recipe.write_text(head + '[[stages]]\ntype = "train"\nsteps_per_epoch = 2\n[[stages]]\ntype = "train"\nsteps_per_epoch = 3\n')
+    write_recipe(recipe, _recipe("r", [short, {**short, "steps_per_epoch": 3}]))
     lines = []
     second = run_recipe(recipe, out_dir=tmp_path, resume=True, artifacts_dir=None, progress=lines.append)
     assert any("stage 1/2 train: done earlier, skipped" in s for s in lines)
@@ -114,22 +98,21 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 RUN_SCRIPT = """
 import sys
 from edgeopt import pipeline
+from edgeopt.pipeline import runner
 seen = []
-real = pipeline.make_strategy
+real = runner.make_strategy
 def spy(name):
     s = real(name)
     seen.append(s.num_replicas_in_sync)
     return s
-pipeline.make_strategy = spy
+runner.make_strategy = spy  # the runner looks the name up in its own module
 report = pipeline.run_recipe(sys.argv[1], out_dir=sys.argv[2], artifacts_dir=None, progress=lambda s: None)
 print("REPLICAS", seen[0], "TOP1", report["stages"][0]["metrics"]["test_top1"])
 """
 
 
 def test_mirrored_strategy_trains_on_two_local_replicas(tmp_path):
-    recipe = tmp_path / "m.toml"
-    head = RECIPE.replace('name = "killme"', 'name = "m"').split("[[stages]]")[0].replace("[train]\n", '[train]\ndistribute = "mirrored"\n')
-    recipe.write_text(head + '[[stages]]\ntype = "train"\nepochs = 2\nsteps_per_epoch = 41\n')
+    recipe = write_recipe(tmp_path / "m.toml", _recipe("m", [{"type": "train", "epochs": 2, "steps_per_epoch": 41}], train={"distribute": "mirrored"}))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, "-c", TWO_LOCAL_CPUS + RUN_SCRIPT, str(recipe), str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -153,16 +136,14 @@ def _free_loopback_ports(n: int) -> list[int]:
 def test_multi_worker_trains_two_workers_in_lockstep_to_identical_weights(tmp_path):
     """Two processes on loopback, one TF_CONFIG each, run the same recipe except for the data seed (so each
     worker shuffles its own way): only gradients averaged across workers every step give identical weights."""
-    head = RECIPE.replace('name = "killme"', 'name = "mw"').split("[[stages]]")[0].replace("[train]\n", '[train]\ndistribute = "multi_worker"\n')
-    stage = '[[stages]]\ntype = "train"\nsteps_per_epoch = 4\n'
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_loopback_ports(2)]}
     base_env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}  # gRPC must not route loopback through a proxy
     base_env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     procs = []
     try:
         for index in range(2):
-            recipe = tmp_path / f"mw{index}.toml"
-            recipe.write_text(head.replace("[data]\n", f"[data]\nseed = {index}\nval_fraction = 0.0\nlimit_test = 64\n") + stage)
+            recipe = write_recipe(tmp_path / f"mw{index}.toml", _recipe("mw", [{"type": "train", "steps_per_epoch": 4}], train={"distribute": "multi_worker"},
+                                                                       data={"seed": index, "val_fraction": 0.0, "limit_test": 64}))
             env = {**base_env, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
             # output to files: a worker blocked on a full pipe would stall the other one too
             with open(tmp_path / f"w{index}.out", "w") as out, open(tmp_path / f"w{index}.err", "w") as err:
@@ -192,8 +173,7 @@ def test_multi_worker_without_tf_config_is_a_recipe_error_before_anything_runs(t
     with pytest.raises(RecipeError, match='^train.distribute = "multi_worker" needs the TF_CONFIG environment variable') as err:
         make_strategy("multi_worker")
     assert "\n" not in str(err.value)
-    recipe = tmp_path / "mw.toml"
-    recipe.write_text(RECIPE.replace('name = "killme"', 'name = "mw"').replace("[train]\n", '[train]\ndistribute = "multi_worker"\n'))
+    recipe = write_recipe(tmp_path / "mw.toml", _recipe("mw", KILL_STAGES, train={"distribute": "multi_worker"}))
     with pytest.raises(RecipeError, match="needs the TF_CONFIG"):
         run_recipe(recipe, out_dir=tmp_path / "runs", artifacts_dir=None, progress=lambda s: None)
     assert not (tmp_path / "runs").exists()  # no run directory, no data loaded
