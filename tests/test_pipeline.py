@@ -179,7 +179,7 @@ def test_multi_worker_without_tf_config_is_a_recipe_error_before_anything_runs(t
     assert not (tmp_path / "runs").exists()  # no run directory, no data loaded
 
 
-def test_a_saved_pcqat_stage_model_loads_back_for_resume(tmp_path, digits_splits):
+def test_a_saved_pcqat_stage_model_loads_back_for_resume(tmp_path, monkeypatch):
     # TF-MOT's wrappers do not come back from a .keras file, and the cluster-preserving ones size their
     # variables from the kernel they wrap: the qat stage saves weights + its input model + its config instead.
     import tensorflow as tf
@@ -193,15 +193,32 @@ def test_a_saved_pcqat_stage_model_loads_back_for_resume(tmp_path, digits_splits
     from edgeopt.pipeline.stages.compress import qat_stage
     from types import SimpleNamespace
 
-    x, y = digits_splits.arrays("train", limit=64)
-    model = create("mobilenet_v1_tiny", input_shape=x.shape[1:], classes=10)
-    clustered = strip_clustering(cluster(prune_to_sparsity(model, 0.5, digits_splits.train, steps=2), ClusterConfig(8, preserve_sparsity=True)))
-    ctx = SimpleNamespace(stage_dir=tmp_path, strategy=tf.distribute.get_strategy(), splits=digits_splits)
+    from edgeopt.data import load_dataset
     from edgeopt.train import TrainConfig
 
-    outcome = qat_stage(ctx, clustered, StageConfig(QATConfig(preserve="sparsity_and_clusters"), TrainConfig(epochs=1, steps_per_epoch=2, verbose=0)))
+    # what is saved and loaded is the point here, not accuracy: a few images, no validation split
+    splits = load_dataset("digits", image_size=16, channels=3, batch_size=32, val_fraction=0.0, limit_train=64, limit_test=32)
+    x, y = splits.arrays("train")
+    model = create("mobilenet_v1_tiny", input_shape=x.shape[1:], classes=10)
+    clustered = strip_clustering(cluster(prune_to_sparsity(model, 0.5, splits.train, steps=2), ClusterConfig(8, preserve_sparsity=True)))
+    ctx = SimpleNamespace(stage_dir=tmp_path, strategy=tf.distribute.get_strategy(), splits=splits)
+    config = StageConfig(QATConfig(preserve="sparsity_and_clusters", calibration_samples=32), TrainConfig(epochs=1, steps_per_epoch=2, verbose=0))
+    # the stage's two training steps run eagerly: tracing a cluster-preserving QAT model's train function takes
+    # ~85 s on 2 cores (eager: 5 s), and saving and loading are the point here, not graph mode
+    from edgeopt.pipeline.stages import compress
+    from edgeopt.train import compile_for_training
+
+    def eager_fit(model, splits, train, callbacks=(), compile=True):
+        compile_for_training(model, train, train.steps_per_epoch * train.epochs)
+        model.run_eagerly = True
+        return fit(model, splits, train, callbacks, compile=False)
+
+    fit = compress.fit
+    monkeypatch.setattr(compress, "fit", eager_fit)
+    outcome = qat_stage(ctx, clustered, config)
+    assert outcome.model.optimizer.iterations.numpy() == 2  # it trained
     stage = STAGES.get("qat")
     stage.save(outcome.model, tmp_path / stage.model_file)
     assert not list(tmp_path.glob(".tmp-*"))
     loaded = load_stage_model(tmp_path, "qat")
-    np.testing.assert_allclose(loaded.predict(x[:8], verbose=0), outcome.model.predict(x[:8], verbose=0), atol=1e-6)
+    np.testing.assert_allclose(loaded(x[:8], training=False).numpy(), outcome.model(x[:8], training=False).numpy(), atol=1e-6)
