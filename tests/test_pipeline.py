@@ -19,8 +19,8 @@ from edgeopt.pipeline.recipe import RecipeError
 
 from conftest import make_recipe, write_recipe
 
-# three train stages; the last one long enough to be killed in
-KILL_STAGES = [{"type": "train"}, {"type": "train", "learning_rate": 0.001}, {"type": "train", "epochs": 3, "learning_rate": 0.0005}]
+# two train stages; the second one long enough to be killed in
+KILL_STAGES = [{"type": "train"}, {"type": "train", "epochs": 3, "learning_rate": 0.0005}]
 
 
 def _recipe(name: str, stages: list[dict], train: dict | None = None, **sections) -> dict:
@@ -41,28 +41,28 @@ def _weights(path: Path):
 def test_run_killed_with_sigkill_resumes_to_identical_weights(tmp_path):
     recipe = write_recipe(tmp_path / "killme.toml", _recipe("killme", KILL_STAGES))
     full = run_recipe(recipe, out_dir=tmp_path / "a", artifacts_dir=None, progress=lambda s: None)
-    assert [s["type"] for s in full["stages"]] == ["train"] * 3
+    assert [s["type"] for s in full["stages"]] == ["train"] * 2
 
     proc = _run_cli(recipe, tmp_path / "b")
     run_dir = tmp_path / "b" / "killme"
     deadline = time.time() + 600
-    while not (run_dir / "01-train" / "result.json").exists():  # kill during the last stage
+    while not (run_dir / "00-train" / "result.json").exists():  # kill during the last stage
         assert proc.poll() is None, "run ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (run_dir / "02-train" / "result.json").exists()
+    stage0 = json.loads((run_dir / "00-train" / "result.json").read_text())
+    assert not (run_dir / "01-train" / "result.json").exists()
     assert not (run_dir / "report.json").exists()
 
     resumed = _run_cli(recipe, tmp_path / "b", "--resume")
     assert resumed.wait(timeout=600) == 0
     report = json.loads((run_dir / "report.json").read_text())
-    stage1 = json.loads((run_dir / "01-train" / "result.json").read_text())
-    assert report["stages"][1] == stage1  # completed stages were reused, not re-run
-    for a, b in zip(_weights(tmp_path / "a" / "killme" / "02-train" / "model.keras"), _weights(run_dir / "02-train" / "model.keras")):
+    assert report["stages"][0] == stage0  # the completed stage was reused, not re-run
+    for a, b in zip(_weights(tmp_path / "a" / "killme" / "01-train" / "model.keras"), _weights(run_dir / "01-train" / "model.keras")):
         np.testing.assert_array_equal(a, b)
-    assert report["stages"][2]["metrics"]["test_top1"] == full["stages"][2]["metrics"]["test_top1"]
+    assert report["stages"][1]["metrics"]["test_top1"] == full["stages"][1]["metrics"]["test_top1"]
 
 
 def test_existing_run_directory_is_not_overwritten_without_asking(tmp_path):

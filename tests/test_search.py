@@ -106,7 +106,7 @@ def test_a_killed_worker_s_trial_is_retried_with_the_same_values(tmp_path):
 
 
 def test_candidates_over_the_multiply_add_budget_are_pruned_before_training(tmp_path):
-    recipe = _recipe(model={"name": "mobilenet_v1", "knobs": {"alpha": 0.25}})
+    recipe = _recipe(model={"name": "mobilenet_v1", "knobs": {"alpha": 0.25}}, train={"steps_per_epoch": 1})  # costs, not accuracy: one step
     space = '''objectives = ["keras_accuracy"]
 constraints = ["macs <= 10e6"]
 [params]
@@ -172,7 +172,7 @@ constraints = ["latency_ms <= 1000"]
 
 
 def test_compound_scaling_search_scales_an_efficientnet_by_the_flops_rule(tmp_path):
-    recipe = _recipe(model={"name": "efficientnet", "knobs": {"width": 0.1, "depth": 0.2}}, train={"steps_per_epoch": 2})
+    recipe = _recipe(model={"name": "efficientnet", "knobs": {"width": 0.1, "depth": 0.2}}, train={"steps_per_epoch": 1})  # scaling, not accuracy
     space = '''objectives = ["keras_accuracy"]
 [compound]
 alpha = { low = 1.0, high = 1.5 }
