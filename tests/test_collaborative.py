@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _int8 import float_ops, to_int8
+from conftest import float_ops, to_int8
 from edgeopt._keras import keras
 from edgeopt.compress.cluster import ClusterConfig, cluster, selected_layers, strip_clustering, weight_report
 from edgeopt.compress.collaborative import pcqat, pqat, prune_to_sparsity, tflite_weight_report

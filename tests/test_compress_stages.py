@@ -6,48 +6,24 @@ import pytest
 from edgeopt.pipeline import run_recipe
 from edgeopt.pipeline.recipe import RecipeError, parse_recipe
 
-RECIPE = """
-name = "comp"
-[data]
-dataset = "digits"
-image_size = 16
-batch_size = 32
-[model]
-name = "mobilenet_v1_tiny"
-[train]
-epochs = 3
-learning_rate = 0.003
-[[stages]]
-type = "train"
-[[stages]]
-type = "prune"
-final_sparsity = 0.5
-schedule = "constant"
-frequency = 5
-epochs = 1
-learning_rate = 0.001
-[[stages]]
-type = "qat"
-preserve = "sparsity"
-epochs = 1
-steps_per_epoch = 10
-learning_rate = 0.0005
-[[stages]]
-type = "export"
-mode = "int8"
-min_agreement = 0.5
-baseline = false
-[[stages]]
-type = "bench"
-threads = [1]
-runs = 5
-min_seconds = 0.05
-"""
+from conftest import make_recipe, write_recipe
+
+RECIPE = make_recipe(
+    name="comp",
+    data={"limit_test": 128},
+    train={"epochs": 3, "steps_per_epoch": None},  # full epochs: the accuracy claims below need a trained model
+    stages=[
+        {"type": "train"},
+        {"type": "prune", "final_sparsity": 0.5, "schedule": "constant", "frequency": 5, "epochs": 1, "learning_rate": 0.001},
+        {"type": "qat", "preserve": "sparsity", "epochs": 1, "steps_per_epoch": 10, "learning_rate": 0.0005, "calibration_samples": 128},
+        {"type": "export", "mode": "int8", "min_agreement": 0.5, "baseline": False, "num_calibration": 64},
+        {"type": "bench", "threads": [1], "runs": 5, "min_seconds": 0.05},
+    ],
+)
 
 
 def test_prune_pqat_int8_recipe_keeps_sparsity_and_ships_an_int8_model(tmp_path):
-    (tmp_path / "comp.toml").write_text(RECIPE)
-    report = run_recipe(tmp_path / "comp.toml", out_dir=tmp_path / "runs", artifacts_dir=tmp_path / "art", progress=lambda s: None)
+    report = run_recipe(write_recipe(tmp_path / "comp.toml", RECIPE), out_dir=tmp_path / "runs", artifacts_dir=tmp_path / "art", progress=lambda s: None)
     by_type = {s["type"]: s for s in report["stages"]}
     assert by_type["prune"]["metrics"]["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert by_type["qat"]["metrics"]["sparsity"] == pytest.approx(0.5, abs=0.02)  # PQAT kept the zeros

@@ -162,16 +162,14 @@ def test_get_config_round_trip(batch):
     assert clone.student.output_shape == d.student.output_shape
 
 
-def _digits(n=256, size=16):
-    from edgeopt.data import load_dataset
-
-    splits = load_dataset("digits", image_size=size, channels=3, batch_size=32, seed=0)
-    x, y = splits.arrays("train", limit=n)
-    return x, y
+def _digits(arrays: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` digits training images (16x16x3) and labels from the session's ``digits_arrays``."""
+    x, y = arrays["train"]
+    return x[:n], y[:n]
 
 
-def test_teacher_frozen_and_student_learns_real_data(tmp_path):
-    x, y = _digits(512)
+def test_teacher_frozen_and_student_learns_real_data(tmp_path, digits_arrays):
+    x, y = _digits(digits_arrays, 512)
     teacher = _convnet(1)  # has BatchNorm, whose moving statistics must not move either
     student = _mlp(0, shape=(16, 16, 3), hidden=64)  # no BatchNorm, so inference accuracy follows training quickly
     t_before = [w.copy() for w in teacher.get_weights()]
@@ -204,10 +202,10 @@ def test_precomputed_teacher_logits_equal_live_teacher(batch):
     assert cached["loss"] == pytest.approx(live["loss"], rel=1e-6)
 
 
-def test_distillation_guides_pruning_to_target_sparsity():
+def test_distillation_guides_pruning_to_target_sparsity(digits_arrays):
     import tensorflow_model_optimization as tfmot
 
-    x, y = _digits(256)
+    x, y = _digits(digits_arrays, 256)
     teacher, base = _convnet(1), _convnet(2)
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.6, begin_step=0, end_step=12, frequency=2)
     student = tfmot.sparsity.keras.prune_low_magnitude(base, pruning_schedule=schedule)
@@ -221,10 +219,10 @@ def test_distillation_guides_pruning_to_target_sparsity():
     assert min(sparsity) == pytest.approx(0.6, abs=0.02), sparsity
 
 
-def test_qat_student_trains():
+def test_qat_student_trains(digits_arrays):
     import tensorflow_model_optimization as tfmot
 
-    x, y = _digits(64)
+    x, y = _digits(digits_arrays, 64)
     teacher = _convnet(1)
     student = tfmot.quantization.keras.quantize_model(_convnet(2))
     before = student.get_layer("quant_classifier").get_weights()[0].copy()

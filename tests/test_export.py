@@ -9,27 +9,26 @@ import pytest
 
 from edgeopt import export, models
 from edgeopt.tflite.flatbuffer import InvalidModelError, io_tensors
-from tests._tflite_shared import digits_splits_16, exported, trained_digits_model
-from tests.conftest import TINY_MODELS
+from conftest import TINY_MODELS, agreement, assert_tflite_matches_keras, top1
 
 
 @pytest.fixture(scope="module")
-def splits():
-    return digits_splits_16()
+def splits(digits_splits):
+    return digits_splits
 
 
 @pytest.fixture(scope="module")
-def model():
-    return trained_digits_model()
+def model(trained_tiny):
+    return trained_tiny("mobilenet_v2_tiny")
 
 
 @pytest.fixture(scope="module")
-def int8():
+def int8(exported):
     return exported("int8")
 
 
 @pytest.fixture(scope="module")
-def float32():
+def float32(exported):
     return exported("float32")
 
 
@@ -48,17 +47,17 @@ def test_int8_agrees_with_keras_on_the_digits_test_split(model, splits, int8):
     x, y = splits.arrays("test")
     keras_out = model(x, training=False).numpy()
     tflite_out = export.run_tflite(int8.model_bytes, x)
-    agreement = float(np.mean(keras_out.argmax(1) == tflite_out.argmax(1)))
-    assert agreement >= 0.97, agreement
-    assert float(np.mean(tflite_out.argmax(1) == y)) > 0.8  # chance is 0.1
+    agree = agreement(keras_out, tflite_out)
+    assert agree >= 0.97, agree
+    assert top1(tflite_out, y) > 0.8  # chance is 0.1
     v = int8.verification
-    assert v.samples == digits_splits_16().sizes["val"]
+    assert v.samples == splits.sizes["val"]
     assert v.top1_agreement == int8.manifest["verified_agreement"] >= 0.9
     assert 0 < v.mean_abs_diff < 0.05 and v.max_abs_diff >= v.mean_abs_diff
     assert int8.calibration.samples == 200 and int8.calibration.seconds > 0
 
 
-def test_manifest_describes_the_io_tensors_and_preprocessing(int8, splits):
+def test_manifest_describes_the_io_tensors_and_preprocessing(int8, splits, model):
     m = int8.manifest
     ins, outs = io_tensors(int8.model_bytes)
     assert m["input"] == ins[0].to_dict() and m["output"]["scale"] == outs[0].scale
@@ -66,7 +65,7 @@ def test_manifest_describes_the_io_tensors_and_preprocessing(int8, splits):
     assert m["output"]["scale"] == pytest.approx(1 / 256) and m["output"]["zero_point"] == -128  # softmax output
     assert m["preprocessing"]["mean"] == 127.5 and m["preprocessing"]["image_size"] == [16, 16]
     assert m["labels"] == list(splits.preprocessing.class_names)
-    assert m["source_model"]["name"] == "mobilenet_v2_tiny" and m["source_model"]["params"] == trained_digits_model().count_params()
+    assert m["source_model"]["name"] == "mobilenet_v2_tiny" and m["source_model"]["params"] == model.count_params()
 
 
 def test_files_manifest_and_embedded_manifest_agree(int8):
@@ -108,20 +107,22 @@ def test_quantize_helpers_round_trip_with_the_manifest_parameters(int8, splits):
     assert export.dequantize_output(np.array([-128, 127], np.int8), int8.manifest["output"]) == pytest.approx([0.0, 255 / 256])
 
 
-def test_existing_file_is_never_overwritten_silently(model, int8):
+def test_existing_file_is_never_overwritten_silently(model, int8, splits):
     before = int8.path.read_bytes()
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        export.to_tflite(model, "int8", digits_splits_16(), path=int8.path)
+        export.to_tflite(model, "int8", splits, path=int8.path)
     assert int8.path.read_bytes() == before
 
 
 def test_write_atomic_refuses_then_replaces(tmp_path):
+    from edgeopt.io import write_atomic
+
     target = tmp_path / "a.bin"
-    export.write_atomic(target, b"one")
+    write_atomic(target, b"one")
     with pytest.raises(FileExistsError):
-        export.write_atomic(target, b"two")
+        write_atomic(target, b"two")
     assert target.read_bytes() == b"one"
-    export.write_atomic(target, b"three", overwrite=True)
+    write_atomic(target, b"three", overwrite=True)
     assert target.read_bytes() == b"three"
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
 
@@ -130,8 +131,6 @@ def test_write_atomic_refuses_then_replaces(tmp_path):
 
 
 def test_float32_matches_keras_and_its_ops_are_float(model, splits, float32):
-    from tests.conftest import assert_tflite_matches_keras
-
     x, _ = splits.arrays("test", limit=16)
     assert_tflite_matches_keras(model, float32.model_bytes, x, atol=1e-4)
     assert float32.verification.top1_agreement == 1.0
@@ -155,22 +154,13 @@ def test_sparse_weights_store_a_pruned_kernel_in_fewer_bytes():
     sparse = export.convert(model, "float32", sparse_weights=True)
     assert len(sparse) < 0.5 * len(dense)  # 32,768 float32 weights -> ~3,300 values plus indices
     x = np.random.default_rng(0).normal(size=(4, 64)).astype(np.float32)
-    from edgeopt.tflite.runtime import make_interpreter
-
-    outs = []
-    for data in (dense, sparse):
-        it = make_interpreter(data)
-        it.resize_tensor_input(it.get_input_details()[0]["index"], x.shape)
-        it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        it.invoke()
-        outs.append(it.get_tensor(it.get_output_details()[0]["index"]))
-    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(export.run_tflite(sparse, x), export.run_tflite(dense, x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(export.run_tflite(dense, x), model(x).numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["float16", "dynamic", "int16x8"])
-def test_other_modes_convert_and_agree(mode, float32):
+def test_other_modes_convert_and_agree(mode, float32, exported):
     art = exported(mode)
     assert art.verification.top1_agreement >= 0.97
     ins, outs = io_tensors(art.model_bytes)
@@ -192,19 +182,14 @@ def _int8_of(name: str, side: int = 32):
     return export.to_tflite(model, "int8", rep, num_calibration=32, num_verify=0)
 
 
-@pytest.mark.parametrize("name", ["efficientnet_tiny"])
-def test_zoo_int8_export_is_fully_integer(name):
+# efficientnet_tiny (swish, squeeze-excite) in the quick suite; the other families' conversions with -m slow
+@pytest.mark.parametrize("name", [n if n == "efficientnet_tiny" else pytest.param(n, marks=pytest.mark.slow) for n in TINY_MODELS])
+def test_every_tiny_family_int8_export_is_fully_integer(name):
     art = _int8_of(name)
     ins, outs = io_tensors(art.model_bytes)
     assert ins[0].dtype == outs[0].dtype == "int8"
     assert art.op_report.float_ops == [], art.op_report.to_markdown()
     assert art.verification is None and art.manifest["verified_agreement"] is None
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in TINY_MODELS if n != "efficientnet_tiny"])
-def test_every_tiny_family_int8_export_is_fully_integer(name):
-    test_zoo_int8_export_is_fully_integer(name)
 
 
 # ---- errors -----------------------------------------------------------------------------------------------
@@ -218,14 +203,14 @@ def test_bad_calibration_fails_verification_and_writes_nothing(model, splits, tm
     assert list(tmp_path.iterdir()) == []
 
 
-def test_wrong_input_size_is_a_clear_error(model):
+def test_wrong_input_size_is_a_clear_error(model, float32):
     from edgeopt.data import load_dataset
 
     wrong = load_dataset("digits", image_size=8, channels=1, limit_train=64)
     with pytest.raises(ValueError, match=r"wrong input size: .*\(8, 8, 1\).*expects \(16, 16, 3\)"):
         export.to_tflite(model, "int8", wrong)
     with pytest.raises(ValueError, match="wrong input size"):
-        export.run_tflite(exported("float32").model_bytes, np.zeros((1, 8, 8, 1), np.float32))
+        export.run_tflite(float32.model_bytes, np.zeros((1, 8, 8, 1), np.float32))
 
 
 def test_argument_errors(model):
@@ -263,11 +248,14 @@ def test_model_without_manifest_says_so(float32):
 
 
 def _without_manifest(data: bytes) -> bytes:
-    from tensorflow.lite.tools import flatbuffer_utils
+    from edgeopt.tflite.flatbuffer import metadata_names, read_model, write_model
 
-    m = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    assert "edgeopt_manifest" in metadata_names(data)
+    m = read_model(data)
     m.metadata = [e for e in m.metadata if e.name not in (b"edgeopt_manifest", "edgeopt_manifest")]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
+    stripped = write_model(m)
+    assert "edgeopt_manifest" not in metadata_names(stripped)
+    return stripped
 
 
 # ---- the must-show on Fashion-MNIST ------------------------------------------------------------------

@@ -8,7 +8,7 @@ from edgeopt import models
 from edgeopt._keras import keras
 from edgeopt.models import decode_block, make_divisible
 from edgeopt.profile import profile
-from tests.conftest import TINY_MODELS, assert_tflite_matches_keras
+from conftest import TINY_MODELS, assert_tflite_matches_keras
 
 
 def test_list_models_has_every_family_and_a_tiny_variant_each():

@@ -7,7 +7,7 @@ import pytest
 import edgeopt  # noqa: F401  (selects tf_keras)
 from edgeopt._keras import keras, tf
 from edgeopt.compress.mutual import MutualLearner
-from tests.test_distill import _digits, _mlp, _np_log_softmax, _twin_with_softmax
+from test_distill import _digits, _mlp, _np_log_softmax, _twin_with_softmax
 
 
 def np_mutual_losses(y, logits, t, w):
@@ -65,8 +65,8 @@ def test_rejects_bad_students():
         MutualLearner([_mlp(0), _mlp(1)]).compile(temperature=0)
 
 
-def test_students_learn_real_data_and_save(tmp_path):
-    x, y = _digits(512)
+def test_students_learn_real_data_and_save(tmp_path, digits_arrays):
+    x, y = _digits(digits_arrays, 512)
     a = _mlp(0, shape=(16, 16, 3), hidden=64, name="a")
     b = _twin_with_softmax(_mlp(1, shape=(16, 16, 3), hidden=32, name="b"))  # mixed logits / softmax students
     learner = MutualLearner([a, b])

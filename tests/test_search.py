@@ -16,24 +16,16 @@ from edgeopt.config import RecipeError
 from edgeopt.search import SearchConfig, run_search
 from edgeopt.search.space import parse_search_space
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, make_recipe, recipe_toml
 
-TRAIN_ONLY = """
-name = "tinysearch"
-[data]
-dataset = "digits"
-image_size = 16
-batch_size = 32
-[model]
-name = "mobilenet_v1_tiny"
-[train]
-epochs = 1
-steps_per_epoch = 4
-learning_rate = 0.003
-verbose = 0
-[[stages]]
-type = "train"
-"""
+
+
+def _recipe(**overrides) -> dict:
+    """One 4-step train stage of mobilenet_v1_tiny on digits 16x16 (each trial tests on the first 96 test images)."""
+    return make_recipe(name="tinysearch", data={"limit_test": 96}, **overrides)
+
+
+TRAIN_ONLY = _recipe()
 
 GRID_SPACE = """
 objectives = ["keras_accuracy"]
@@ -43,8 +35,8 @@ objectives = ["keras_accuracy"]
 """
 
 
-def _write(tmp_path: Path, recipe: str = TRAIN_ONLY, space: str = GRID_SPACE) -> tuple[Path, Path]:
-    (tmp_path / "tinysearch.toml").write_text(recipe)
+def _write(tmp_path: Path, recipe: dict = TRAIN_ONLY, space: str = GRID_SPACE) -> tuple[Path, Path]:
+    (tmp_path / "tinysearch.toml").write_text(recipe_toml(recipe))
     (tmp_path / "space.toml").write_text(space)
     return tmp_path / "tinysearch.toml", tmp_path / "space.toml"
 
@@ -92,7 +84,7 @@ def _has_running_trial(db: Path) -> bool:
 
 
 def test_a_killed_worker_s_trial_is_retried_with_the_same_values(tmp_path):
-    recipe, space = _write(tmp_path, recipe=TRAIN_ONLY.replace("steps_per_epoch = 4", "steps_per_epoch = 24"))
+    recipe, space = _write(tmp_path, recipe=_recipe(train={"steps_per_epoch": 24}))
     db = tmp_path / "study.db"
     proc = _worker(recipe, space, db, tmp_path / "dead.log", "--sampler", "random", "--trials", "2", "--heartbeat-seconds", "1", "--grace-seconds", "3")
     deadline = time.time() + 300
@@ -114,7 +106,7 @@ def test_a_killed_worker_s_trial_is_retried_with_the_same_values(tmp_path):
 
 
 def test_candidates_over_the_multiply_add_budget_are_pruned_before_training(tmp_path):
-    recipe = TRAIN_ONLY.replace('name = "mobilenet_v1_tiny"', 'name = "mobilenet_v1"\nknobs = { alpha = 0.25 }')
+    recipe = _recipe(model={"name": "mobilenet_v1", "knobs": {"alpha": 0.25}}, train={"steps_per_epoch": 1})  # costs, not accuracy: one step
     space = '''objectives = ["keras_accuracy"]
 constraints = ["macs <= 10e6"]
 [params]
@@ -149,20 +141,9 @@ def test_joining_a_study_made_for_another_space_is_refused(tmp_path):
 
 
 def test_multi_objective_search_measures_the_tflite_and_keeps_pareto_artifacts(tmp_path):
-    recipe = TRAIN_ONLY + """
-[[stages]]
-type = "export"
-mode = "int8"
-baseline = false
-num_calibration = 32
-verify_samples = 64
-min_agreement = 0.0
-[[stages]]
-type = "bench"
-threads = [1]
-runs = 5
-min_seconds = 0.05
-"""
+    recipe = _recipe(stages=[{"type": "train"},
+                             {"type": "export", "mode": "int8", "baseline": False, "num_calibration": 32, "verify_samples": 64, "min_agreement": 0.0},
+                             {"type": "bench", "threads": [1], "runs": 5, "min_seconds": 0.05}])
     space = '''objectives = ["accuracy", "latency_ms"]
 constraints = ["latency_ms <= 1000"]
 [params]
@@ -191,7 +172,7 @@ constraints = ["latency_ms <= 1000"]
 
 
 def test_compound_scaling_search_scales_an_efficientnet_by_the_flops_rule(tmp_path):
-    recipe = TRAIN_ONLY.replace('name = "mobilenet_v1_tiny"', 'name = "efficientnet"\nknobs = { width = 0.1, depth = 0.2 }').replace("steps_per_epoch = 4", "steps_per_epoch = 2")
+    recipe = _recipe(model={"name": "efficientnet", "knobs": {"width": 0.1, "depth": 0.2}}, train={"steps_per_epoch": 1})  # scaling, not accuracy
     space = '''objectives = ["keras_accuracy"]
 [compound]
 alpha = { low = 1.0, high = 1.5 }
