@@ -87,14 +87,12 @@ def test_embedding_the_manifest_keeps_the_model_running(int8, splits):
 
 
 def test_embedding_writes_each_distinct_shape_and_zero_point_vector_once(int8):
-    from tensorflow.lite.python import schema_py_generated as schema
+    from edgeopt.tflite.flatbuffer import vector_storage
 
-    g = schema.Model.GetRootAs(int8.model_bytes, 0).Subgraphs(0)
-    tensors = [g.Tensors(i) for i in range(g.TensorsLength())]
-    for vectors in ([t.ShapeAsNumpy() for t in tensors], [t.Quantization().ZeroPointAsNumpy() for t in tensors]):
-        vectors = [v for v in vectors if isinstance(v, np.ndarray)]  # an absent field reads as 0
-        stored_at = {v.__array_interface__["data"][0] for v in vectors}  # views into the file's bytes
-        assert len(stored_at) == len({v.tobytes() for v in vectors}) < len(vectors)
+    storage = vector_storage(int8.model_bytes)
+    for field in ("shape", "zero_point"):
+        places, distinct, vectors = storage[field]
+        assert places == distinct < vectors, (field, storage[field])
 
 
 def test_quantize_helpers_round_trip_with_the_manifest_parameters(int8, splits):

@@ -289,3 +289,18 @@ def constant_weights(data: bytes, min_size: int = 64) -> list[ConstantWeights]:
         name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
         out.append(ConstantWeights(name, TENSOR_TYPE_NAMES[tensor.type], values if index in depthwise_inputs else np.moveaxis(values, 0, -1)))
     return out
+
+
+def vector_storage(data: bytes) -> dict[str, tuple[int, int, int]]:
+    """How the tensors' ``shape`` and ``zero_point`` vectors are stored: (places in the file, distinct
+    values, vectors) each; places == distinct values when every distinct vector is written once
+    (:class:`SharingBuilder`). Absent vectors are not counted."""
+    g = schema.Model.GetRootAs(data, 0).Subgraphs(0)
+    tensors = [g.Tensors(i) for i in range(g.TensorsLength())]
+    out = {}
+    for field, vectors in (("shape", [t.ShapeAsNumpy() for t in tensors]),
+                           ("zero_point", [t.Quantization().ZeroPointAsNumpy() for t in tensors if t.Quantization() is not None])):
+        vectors = [v for v in vectors if isinstance(v, np.ndarray)]  # an absent field reads as 0
+        places = {v.__array_interface__["data"][0] for v in vectors}  # views into the file's bytes
+        out[field] = (len(places), len({v.tobytes() for v in vectors}), len(vectors))
+    return out
