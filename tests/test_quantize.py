@@ -30,7 +30,7 @@ def test_config_validates_and_round_trips():
         QATConfig(float_layers="conv")
     with pytest.raises(ValueError, match="depthwise_scales must be one of per_channel, per_tensor"):
         QATConfig(depthwise_scales="per_axis")
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ValueError, match="^preserv is not a known field; known fields: .*preserve"):
         QATConfig.from_dict({"preserv": "none"})
 
 
