@@ -23,8 +23,8 @@ class TrainConfig:
     verbose: int = 2
 
     def __post_init__(self):
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1 (Keras trains at least one epoch), got {self.epochs}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.optimizer not in ("adam", "sgd", "rmsprop"):

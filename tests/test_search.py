@@ -126,7 +126,7 @@ def test_objectives_the_recipe_cannot_measure_and_bad_values_fail_before_trainin
     with pytest.raises(RecipeError, match="latency_ms needs export and bench stages"):
         run_search(recipe, space, SearchConfig(sampler="grid", trials=1), out_dir=tmp_path / "a", progress=lambda s: None)
     recipe, space = _write(tmp_path, space='objectives = ["accuracy"]\n[params]\n"train.epochs" = { choices = [1, -2] }')
-    with pytest.raises(RecipeError, match=r"params.'train.epochs'.*train.epochs must be >= 0"):
+    with pytest.raises(RecipeError, match=r"params.'train.epochs'.*train.epochs must be >= 1"):
         run_search(recipe, space, SearchConfig(sampler="grid", trials=2), out_dir=tmp_path / "b", progress=lambda s: None)
     assert not (tmp_path / "b" / "trials").exists()
 
