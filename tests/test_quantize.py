@@ -73,29 +73,36 @@ def test_input_model_is_not_modified():
 
 
 def _quantize_and_train_a_step(name, x, y):
+    """The QAT model of zoo model ``name`` after one training step on (x, y), with what the step showed: the
+    layers with weights left unquantized, the loss, and whether any weight changed."""
     model = create(name, input_shape=x.shape[1:], classes=10)
     q = quantize(model)
-    wrapped = quantized_layer_names(q)
-    convs = [layer.name for layer in model.layers if isinstance(layer, (L.Conv2D, L.Dense))]
-    assert set(convs) <= set(wrapped), f"{name}: layers with weights left unquantized: {set(convs) - set(wrapped)}"
+    convs = {layer.name for layer in model.layers if isinstance(layer, (L.Conv2D, L.Dense))}
     q.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True)
     first = q.get_weights()
-    loss = q.train_on_batch(x[:32], y[:32])
-    assert np.isfinite(loss)
-    assert any(not np.array_equal(a, b) for a, b in zip(first, q.get_weights()))
-    return q
+    loss = float(q.train_on_batch(x[:32], y[:32]))
+    changed = any(not np.array_equal(a, b) for a, b in zip(first, q.get_weights()))
+    return q, convs - set(quantized_layer_names(q)), loss, changed
+
+
+def _assert_quantized_and_trained(name, unquantized, loss, changed):
+    assert unquantized == set(), f"{name}: layers with weights left unquantized: {unquantized}"
+    assert np.isfinite(loss), f"{name}: loss {loss}"
+    assert changed, f"{name}: one training step changed no weight"
 
 
 @pytest.mark.parametrize("name", TINY_MODELS)
 def test_every_family_quantizes_and_trains_a_step(name, digits_splits):
     x, y = digits_splits.arrays("train", limit=32)
-    _quantize_and_train_a_step(name, x, y)
+    _, unquantized, loss, changed = _quantize_and_train_a_step(name, x, y)
+    _assert_quantized_and_trained(name, unquantized, loss, changed)
 
 
 @pytest.mark.parametrize("name", [n if n in _QUICK_EXPORT else pytest.param(n, marks=pytest.mark.slow) for n in TINY_MODELS])
 def test_every_family_quantizes_trains_and_exports_int8(name, digits_splits):
     x, y = digits_splits.arrays("train", limit=64)
-    q = _quantize_and_train_a_step(name, x, y)
+    q, unquantized, loss, changed = _quantize_and_train_a_step(name, x, y)
+    _assert_quantized_and_trained(name, unquantized, loss, changed)
 
     tflite = to_int8(q, x[:32])
     assert float_ops(tflite) == []  # full integer: no float kernels inside
