@@ -141,21 +141,20 @@ class TensorInfo:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point}
 
 
-def _tensor_info(tensor, dtypes: dict[int, str]) -> TensorInfo:
+def _tensor_info(tensor) -> TensorInfo:
     q = tensor.Quantization()
     scale = zero = None
     if q is not None and q.ScaleLength() == 1:
         scale, zero = float(q.ScaleAsNumpy()[0]), int(q.ZeroPointAsNumpy()[0])
     name = tensor.Name().decode() if tensor.Name() else ""
-    return TensorInfo(name, tuple(int(v) for v in tensor.ShapeAsNumpy()), dtypes[tensor.Type()], scale, zero)
+    return TensorInfo(name, tuple(int(v) for v in tensor.ShapeAsNumpy()), TENSOR_TYPE_NAMES[tensor.Type()], scale, zero)
 
 
 def io_tensors(data: bytes) -> tuple[list[TensorInfo], list[TensorInfo]]:
     """Inputs and outputs of the main subgraph."""
     g = schema.Model.GetRootAs(data, 0).Subgraphs(0)
-    dtypes = TENSOR_TYPE_NAMES
-    ins = [_tensor_info(g.Tensors(int(i)), dtypes) for i in g.InputsAsNumpy()]
-    outs = [_tensor_info(g.Tensors(int(i)), dtypes) for i in g.OutputsAsNumpy()]
+    ins = [_tensor_info(g.Tensors(int(i))) for i in g.InputsAsNumpy()]
+    outs = [_tensor_info(g.Tensors(int(i))) for i in g.OutputsAsNumpy()]
     return ins, outs
 
 
@@ -172,7 +171,6 @@ class OpInstance:
 def list_ops(data: bytes) -> list[OpInstance]:
     """Every operator of the main subgraph, in execution order."""
     m = schema.Model.GetRootAs(data, 0)
-    dtypes = TENSOR_TYPE_NAMES
     g = m.Subgraphs(0)
     ops = []
     for o in range(g.OperatorsLength()):
@@ -182,9 +180,9 @@ def list_ops(data: bytes) -> list[OpInstance]:
         name = OP_NAMES.get(num, f"BUILTIN_{num}")
         if name == "CUSTOM" and code.CustomCode():
             name = "CUSTOM:" + code.CustomCode().decode()
-        ins = tuple(dtypes[g.Tensors(int(i)).Type()] for i in op.InputsAsNumpy() if i >= 0)
+        ins = tuple(TENSOR_TYPE_NAMES[g.Tensors(int(i)).Type()] for i in op.InputsAsNumpy() if i >= 0)
         out_ids = [int(i) for i in op.OutputsAsNumpy()]
-        outs = tuple(dtypes[g.Tensors(i).Type()] for i in out_ids)
+        outs = tuple(TENSOR_TYPE_NAMES[g.Tensors(i).Type()] for i in out_ids)
         out_name = g.Tensors(out_ids[0]).Name().decode() if out_ids else ""
         ops.append(OpInstance(name, ins, outs, out_name))
     return ops
@@ -218,7 +216,7 @@ def embed_metadata(data: bytes, name: str, payload: bytes) -> bytes:
     enough for every kernel (XNNPACK packs its own weights at init). Models over 2 GB (buffer offsets)
     are not supported.
     """
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    model = read_model(data)
     if any(getattr(b, "offset", 0) for b in model.buffers):
         raise ValueError("models stored with buffer offsets (> 2 GB) cannot take embedded metadata")
     metadata = [md for md in (model.metadata or []) if (md.name.decode() if isinstance(md.name, bytes) else md.name) != name]

@@ -69,7 +69,7 @@ def explicit_pad_for_xnnpack_report(tflite_bytes: bytes) -> tuple[bytes, PadRewr
     model = read_model(data)
     if any(getattr(b, "offset", 0) for b in model.buffers):
         raise ValueError("models stored with buffer offsets (> 2 GB) are not supported")
-    conv_codes = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D}
+    conv_codes = {OPS.CONV_2D, OPS.DEPTHWISE_CONV_2D}
     codes = [builtin_code(c) for c in model.operatorCodes]
     pad_index = None
     counts = dict(padded=0, same_to_valid=0, asymmetric_left=0, dynamic_left=0)
@@ -101,7 +101,7 @@ def explicit_pad_for_xnnpack_report(tflite_bytes: bytes) -> tuple[bytes, PadRewr
                 new_ops.append(op)
                 continue
             if pad_index is None:
-                pad_index = _opcode_index(model, codes, schema.BuiltinOperator.PAD)
+                pad_index = _opcode_index(model, codes, OPS.PAD)
             new_ops.append(_insert_pad(schema, model, graph, op, pad_index, ph, pw, paddings_tensors))
             new_ops.append(op)
             counts["padded"] += 1
@@ -259,21 +259,23 @@ _NODE_OF_OP = {
 _WEIGHTED = (OPS.CONV_2D, OPS.DEPTHWISE_CONV_2D, OPS.FULLY_CONNECTED)
 
 
-def _static_tensors(model, graph) -> dict[int, np.ndarray]:
-    """Constant tensors by id (float32 / int32 values, other types as bytes), sparse float32 weights densified."""
-    codes = [builtin_code(c) for c in model.operatorCodes]
+def _static_tensors(model, graph, codes: list[int]) -> tuple[dict[int, np.ndarray], set[int]]:
+    """Constant tensors by id (float32 / int32 values, other types as bytes), sparse float32 weights densified,
+    and the ids of those densified sparse weights (the outputs of DENSIFY ops)."""
     static: dict[int, np.ndarray] = {}
     for t, tensor in enumerate(graph.tensors):
         buf = model.buffers[tensor.buffer]
         if buf.data is not None and len(buf.data):
             dtype = {TENSOR_TYPES.FLOAT32: np.float32, TENSOR_TYPES.INT32: np.int32}.get(tensor.type, np.uint8)
             static[t] = np.frombuffer(np.asarray(buf.data, np.uint8).tobytes(), dtype=dtype)
+    sparse_outputs: set[int] = set()
     for o in graph.operators:
         if codes[o.opcodeIndex] == OPS.DENSIFY:
             src = graph.tensors[o.inputs[0]]
             if src.sparsity is not None and src.type == TENSOR_TYPES.FLOAT32:
+                sparse_outputs.add(int(o.outputs[0]))
                 static[int(o.outputs[0])] = _densify(src, static.get(int(o.inputs[0])))
-    return static
+    return static, sparse_outputs
 
 
 def xnnpack_sparse_eligibility(tflite_bytes: bytes) -> SparseEligibility:
@@ -281,9 +283,7 @@ def xnnpack_sparse_eligibility(tflite_bytes: bytes) -> SparseEligibility:
     model = read_model(bytes(tflite_bytes))
     graph = model.subgraphs[0]
     codes = [builtin_code(c) for c in model.operatorCodes]
-    static = _static_tensors(model, graph)
-    sparse_outputs = {int(o.outputs[0]) for o in graph.operators if codes[o.opcodeIndex] == OPS.DENSIFY
-                      and graph.tensors[o.inputs[0]].sparsity is not None and graph.tensors[o.inputs[0]].type == TENSOR_TYPES.FLOAT32}
+    static, sparse_outputs = _static_tensors(model, graph, codes)
     is_fp32 = lambda t: graph.tensors[t].type == TENSOR_TYPES.FLOAT32  # noqa: E731
     nodes: list[_Node] = []
     has_sparse = False
