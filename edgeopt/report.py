@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgeopt import io
 from edgeopt.bench import BenchResult, this_machine
-from edgeopt.pipeline import StageResult
+from edgeopt.pipeline.stage import last_model_metrics, latest, stage_results
 
 write_atomic = partial(io.write_atomic, overwrite=True)  # tables are regenerated in place
 
@@ -17,9 +17,8 @@ write_atomic = partial(io.write_atomic, overwrite=True)  # tables are regenerate
 def bench_rows(report: dict) -> list[dict]:
     """One row per benchmarked .tflite of a run report: name, mode, accuracy, sizes, median latency per thread
     count (``median_ms_<threads>``), read from the bench stage's :class:`BenchResult` records."""
-    stages = [StageResult.from_dict(s) for s in report["stages"]]
-    bench = next((s for s in reversed(stages) if s.type == "bench"), None)
-    export = next((s for s in reversed(stages) if s.type == "export"), None)
+    stages = stage_results(report)
+    bench, export = latest(stages, "bench"), latest(stages, "export")
     rows = []
     for stem, entry in (bench.metrics if bench else {}).items():
         result = BenchResult.from_dict(entry, model=stem)
@@ -62,9 +61,10 @@ RESULT_COLUMNS = ("recipe", "artifact", "mode", "model", "keras_top1", "tflite_t
 
 def result_rows(report: dict) -> list[dict]:
     """Rows of RESULTS.md for one run report: one per benchmarked .tflite, with the model's Keras metrics."""
-    model_stages = [s for s in report["stages"] if "test_top1" in s["metrics"]]
-    last = model_stages[-1]["metrics"] if model_stages else {}
-    base = next((s["metrics"] for s in reversed(report["stages"]) if s["type"] == "train"), {})
+    stages = stage_results(report)
+    last = last_model_metrics(stages)
+    train = latest(stages, "train")
+    base = train.metrics if train else {}
     knobs = ",".join(f"{k}={v}" for k, v in report["model"].get("knobs", {}).items())
     rows = []
     for r in bench_rows(report):

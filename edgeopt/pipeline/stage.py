@@ -122,6 +122,22 @@ class StageResult:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
+def stage_results(report: dict) -> list[StageResult]:
+    """The stages of a run report (``report.json``) as :class:`StageResult` records."""
+    return [StageResult.from_dict(s) for s in report["stages"]]
+
+
+def latest(results: list[StageResult], stage_type: str) -> StageResult | None:
+    """The most recent finished stage of ``stage_type`` among ``results``, if any."""
+    return next((r for r in reversed(results) if r.type == stage_type), None)
+
+
+def last_model_metrics(results: list[StageResult]) -> dict:
+    """The metrics of the last stage that measured a Keras model (``test_top1``, ``params``, ``macs``, ...);
+    empty when none did."""
+    return next((r.metrics for r in reversed(results) if "test_top1" in r.metrics), {})
+
+
 @dataclass
 class RunContext:
     """What a stage can use: the recipe, data splits, its directory, and earlier stages' results."""
@@ -141,7 +157,7 @@ class RunContext:
 
     def last_result(self, stage_type: str) -> StageResult | None:
         """The most recent finished stage of ``stage_type``, if any."""
-        return next((r for r in reversed(self.results) if r.type == stage_type), None)
+        return latest(self.results, stage_type)
 
     def baseline_model(self) -> keras.Model | None:
         """The float model saved by the most recent ``train`` stage, if any."""

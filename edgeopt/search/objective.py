@@ -13,7 +13,8 @@ from edgeopt.bench import BenchResult
 from edgeopt.config import RecipeError
 from edgeopt.data import class_names
 from edgeopt.models import create
-from edgeopt.pipeline import StageResult, run_recipe
+from edgeopt.pipeline import run_recipe
+from edgeopt.pipeline.stage import last_model_metrics, latest, stage_results
 from edgeopt.pipeline.recipe import recipe_from_dict
 from edgeopt.profile import profile
 from edgeopt.search.result import SearchConfig
@@ -26,18 +27,17 @@ def trial_metrics(report: dict) -> dict:
     Keras model's), ``keras_accuracy``, ``latency_ms`` (median at the first benchmarked thread count),
     ``size_bytes``, ``gzip_bytes``, ``macs``, ``params``, and the export's top-1 agreement with Keras
     (``int8_agreement``); missing ones are absent."""
-    stages = [StageResult.from_dict(s) for s in report["stages"]]
-    model_stages = [s.metrics for s in stages if "test_top1" in s.metrics]
-    last = model_stages[-1] if model_stages else {}
+    stages = stage_results(report)
+    last = last_model_metrics(stages)
     out = {k: last[k] for k in ("macs", "params") if last.get(k) is not None}
     if last.get("test_top1") is not None:
         out["keras_accuracy"] = out["accuracy"] = last["test_top1"]
         out["accuracy_of"] = "keras"
-    export = next((s for s in reversed(stages) if s.type == "export"), None)
+    export = latest(stages, "export")
     shipped = export.metrics.get("model", {}) if export else {}
     if shipped.get("agreement") is not None:
         out["int8_agreement" if shipped.get("mode") == "int8" else "agreement"] = shipped["agreement"]
-    bench = next((s for s in reversed(stages) if s.type == "bench"), None)
+    bench = latest(stages, "bench")
     if bench is not None and "model" in bench.metrics:
         result = BenchResult.from_dict(bench.metrics["model"])
         if result.accuracy is not None:
