@@ -47,7 +47,6 @@ def cmd_models(args) -> int:
 
 
 def cmd_profile(args) -> int:
-
     model = create(args.name, input_shape=args.input, classes=args.classes, **_knobs(args.set))
     result = profile(model)
     if args.json:
@@ -58,7 +57,6 @@ def cmd_profile(args) -> int:
 
 
 def cmd_run(args) -> int:
-
     report = run_recipe(args.recipe, out_dir=args.out, resume=args.resume, force=args.force, artifacts_dir=args.artifacts)
     print()
     print(run_summary_markdown(report))

@@ -60,7 +60,6 @@ class Preprocessing(Config):
         return ((np.asarray(pixels, np.float32) - self.mean) / self.std).astype(np.float32)
 
 
-
 @dataclass(frozen=True)
 class RawData:
     """A source's images as uint8 (N, H, W, C) with integer labels; test may be split off by the loader."""

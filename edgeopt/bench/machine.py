@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 # x86 flags that decide XNNPACK's kernels: int8 beats float32 only with VNNI; AVX turns its sparse path off
 _FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp", "i8mm")
@@ -42,8 +43,9 @@ def _cpuinfo() -> tuple[str | None, set[str]]:
     return model, set(flags)
 
 
+@lru_cache(maxsize=1)
 def this_machine() -> Machine:
-    """A :class:`Machine` for the machine this process runs on (Linux reads /proc/cpuinfo)."""
+    """A :class:`Machine` for the machine this process runs on (Linux reads /proc/cpuinfo once per process)."""
     model, flags = _cpuinfo()
     return Machine(model or platform.processor() or platform.machine(), os.cpu_count() or 1, platform.machine(), platform.system(),
                    tuple(f for f in _FLAGS_OF_INTEREST if f in flags))

@@ -82,7 +82,6 @@ class ClusterConfig(Config):
             object.__setattr__(self, name, tuple(value))
 
 
-
 def _kernel(layer) -> np.ndarray | None:
     attr = _KERNEL_ATTR.get(type(layer))
     if attr is None:

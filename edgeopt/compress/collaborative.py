@@ -21,7 +21,6 @@ from edgeopt.tflite.flatbuffer import constant_weights
 from edgeopt.train import loss_for
 
 
-
 def pqat(model: keras.Model, config: QATConfig = QATConfig()) -> keras.Model:
     """Pruning-preserving QAT: zeros of the (stripped, pruned) input stay zero."""
     return quantize(model, replace(config, preserve="sparsity"))

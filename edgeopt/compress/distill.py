@@ -42,7 +42,6 @@ class DistillConfig(Config):
             raise ValueError(f"DistillConfig.temperature must be > 0, got {self.temperature}")
 
 
-
 def output_kind(model: keras.Model) -> str:
     """``"probabilities"`` when the model's output layer applies softmax (also through a TF-MOT wrapper),
     else ``"logits"``."""

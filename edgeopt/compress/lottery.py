@@ -59,7 +59,6 @@ class LotteryConfig(Config):
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}; got {self.scope!r}")
 
 
-
 @dataclass(frozen=True)
 class RoundResult:
     """One round: ``remaining`` fraction of prunable weights, test top-1 of the ticket (or the fine-tuned

@@ -258,9 +258,8 @@ class SparsityReport:
     size: int = field(init=False)
 
     def __post_init__(self):
-        zeros, size = np.sum([(l.zeros, l.size) for l in self.layers], axis=0, dtype=np.int64) if self.layers else (0, 0)
-        object.__setattr__(self, "zeros", int(zeros))
-        object.__setattr__(self, "size", int(size))
+        object.__setattr__(self, "zeros", sum(l.zeros for l in self.layers))
+        object.__setattr__(self, "size", sum(l.size for l in self.layers))
 
     @property
     def sparsity(self) -> float:

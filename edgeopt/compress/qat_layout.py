@@ -37,20 +37,14 @@ behaviour (and loads QAT weights saved by edgeopt before this existed).
 """
 from __future__ import annotations
 
-
 from edgeopt._keras import keras  # tf_keras before TF-MOT
+
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras import quantizers as _quantizers  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
     default_8bit_quantize_layout_transform as _layout,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_registry as _default_registry,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantizers as _default_quantizers,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_transforms as _transforms,
 )
 from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import model_transformer  # noqa: E402

@@ -26,8 +26,6 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
     default_8bit_quantize_configs as _configs,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_registry as _registry,
 )
 from edgeopt.compress.graph import clone_with_weights
@@ -93,7 +91,6 @@ class QATConfig(Config):
             raise ValueError(f"QATConfig.depthwise_scales must be one of {', '.join(DEPTHWISE_SCALES)}; got {self.depthwise_scales!r}")
         if not isinstance(self.calibration_samples, int) or isinstance(self.calibration_samples, bool) or self.calibration_samples < 0:
             raise ValueError(f"QATConfig.calibration_samples must be an integer >= 0, got {self.calibration_samples!r}")
-
 
 
 # ---------------------------------------------------------------------------------------------- policy table

@@ -67,7 +67,6 @@ class StructuredConfig(Config):
             raise ValueError(f"round_to and min_channels must be >= 1, got {self.round_to} and {self.min_channels}")
 
 
-
 @dataclass
 class ChannelGroup:
     """Tensors that share one set of channels. ``producers`` make them, ``members`` carry them,

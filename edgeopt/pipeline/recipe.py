@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
-
-import tomllib
 
 from edgeopt.config import RecipeError, from_dict, to_dict
 from edgeopt.data import SOURCES, DatasetUnavailableError, check_dataset, list_datasets
