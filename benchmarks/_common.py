@@ -12,7 +12,6 @@ import os
 import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,14 +30,6 @@ T = TypeVar("T")
 def machine_line() -> str:
     """One line for a table header: CPU, cores, architecture, SIMD flags (VNNI or not), Python and TF versions."""
     return f"{this_machine().describe()}, Python {platform.python_version()}, TF {tf.__version__}"
-
-
-def litert_version() -> str:
-    """The installed ai-edge-litert version ("?" when its package metadata is missing)."""
-    try:
-        return metadata.version("ai-edge-litert")
-    except metadata.PackageNotFoundError:
-        return "?"
 
 
 # ---- interleaved timing ---------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ import json
 
 import numpy as np
 
-from benchmarks._common import litert_version, median_latency_ms, write_file
+from benchmarks._common import median_latency_ms, write_file
 from edgeopt import keras
-from edgeopt.bench import this_machine
+from edgeopt.bench import litert_version, this_machine
 from edgeopt.compress.graph import explicit_padding
 from edgeopt.export import convert as export_convert
 from edgeopt.export import run_tflite
@@ -51,7 +51,7 @@ def host() -> dict:
     m = this_machine()
     avx = "avx" in m.flags
     return {"cpu": m.cpu, "machine": m.arch, "cores": m.cores, "avx": avx,
-            "xnnpack_chw_enabled": not (m.arch in ("x86_64", "AMD64", "i686") and avx), "ai_edge_litert": litert_version()}
+            "xnnpack_chw_enabled": not (m.arch in ("x86_64", "AMD64", "i686") and avx), "ai_edge_litert": litert_version() or "?"}
 
 
 def ops(data: bytes) -> dict:

@@ -5,6 +5,8 @@ A first run and warm-up runs, then at least ``runs`` runs and at least ``min_sec
 """
 from __future__ import annotations
 
+from importlib import metadata
+
 import numpy as np
 
 from edgeopt.bench.machine import machine
@@ -13,13 +15,18 @@ from edgeopt.tflite import flatbuffer, runtime
 from edgeopt.tflite.runtime import quantize_input
 
 
-def litert_version() -> str:
+def litert_version() -> str | None:
+    """The installed ai-edge-litert version, e.g. "2.3.0"; None when its package metadata is missing."""
     try:
-        from importlib.metadata import version
+        return metadata.version("ai-edge-litert")
+    except metadata.PackageNotFoundError:  # pragma: no cover - metadata missing in odd installs
+        return None
 
-        return f"ai-edge-litert {version('ai-edge-litert')} (Python interpreter)"
-    except Exception:  # pragma: no cover - metadata missing in odd installs
-        return "ai-edge-litert (Python interpreter)"
+
+def _runtime_label() -> str:
+    """What every LatencyResult records as its ``runtime``."""
+    version = litert_version()
+    return f"ai-edge-litert {version} (Python interpreter)" if version else "ai-edge-litert (Python interpreter)"
 
 
 def _stats(times_ms: list[float]) -> dict:
@@ -93,5 +100,5 @@ def measure_latency(
         model=label, threads=threads, xnnpack=xnnpack, runs=len(times), warmup_runs=warmup,
         init_ms=init_ms, first_ms=warm[0], warmup_ms=float(np.mean(warm)), **_stats(times),
         init_mem_mb=init_mem, peak_mem_mb=peak, inputs="dataset" if inputs is not None else "random",
-        runtime=litert_version(), device=machine(),
+        runtime=_runtime_label(), device=machine(),
     )
