@@ -6,12 +6,14 @@ import json
 import sys
 
 from edgeopt import bench
+from edgeopt.export import ModelInfo, make_android_ready
 from edgeopt.io import write_atomic
 from edgeopt.models import MODELS, create, knobs_of
 from edgeopt.pipeline import run_recipe
 from edgeopt.profile import profile
 from edgeopt.report import run_summary_markdown, write_results
 from edgeopt.search import SearchConfig, report_search, run_search
+from edgeopt.tflite.inspect import inspect_model
 
 
 def _value(text: str):
@@ -124,11 +126,28 @@ def cmd_bench(args) -> int:
         result = bench.measure(args.model, args.data, threads=(), limit=args.limit, **settings)
         result = replace(result, latency=[bench.measure_latency_adb(args.model, args.benchmark_model, serial=args.serial, threads=t, **settings) for t in args.threads])
     else:
-        result = bench.measure(args.model, args.data, threads=args.threads, limit=args.limit, **settings)
+        result = bench.measure(args.model, args.data, threads=args.threads, limit=args.limit, runtime=args.runtime, **settings)
     print(result.to_markdown())
     if args.json:
         write_atomic(args.json, (json.dumps(result.to_dict(), indent=1) + "\n").encode(), overwrite=True)
         print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    report = inspect_model(args.model, with_op_times=args.op_times)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.to_markdown())
+    return 0
+
+
+def cmd_android(args) -> int:
+    from pathlib import Path
+
+    out = Path(args.out) if args.out else Path(args.model).with_name(Path(args.model).stem + "_android.tflite")
+    info = ModelInfo(args.name, args.description, args.version, args.author, args.license) if args.name else None
+    art = make_android_ready(args.model, io=args.io, info=info, path=out, overwrite=args.overwrite)
+    print(f"wrote {art.path} ({len(art.model_bytes):,} bytes): {art.manifest['mode_description']}; standard metadata with "
+          f"{len(art.manifest['labels'])} labels inside; outputs identical to {args.model}")
     return 0
 
 
@@ -191,7 +210,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adb", action="store_true", help="time on a connected Android device with benchmark_model over adb")
     p.add_argument("--serial", default=None, help="adb serial of the device (when several are connected)")
     p.add_argument("--benchmark-model", default=None, metavar="PATH", help="path of the Android benchmark_model binary (with --adb)")
+    p.add_argument("--runtime", choices=bench.RUNTIMES, default="litert",
+                   help="mediapipe: also classify the test set through MediaPipe's ImageClassifier, as an Android app does (needs --data)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("inspect", help="deployability of a .tflite: ops and versions, minimum runtime, GPU delegate, memory, metadata")
+    p.add_argument("model", help="path to a .tflite file")
+    p.add_argument("--op-times", action="store_true", help="also estimate the time of each operator (times every prefix of the model)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("android", help="make an edgeopt .tflite loadable by Android's standard APIs (uint8 I/O, metadata, labels inside)")
+    p.add_argument("model", help="an edgeopt .tflite (with its embedded manifest)")
+    p.add_argument("--out", default=None, help="output .tflite (default: MODEL_android.tflite beside it)")
+    p.add_argument("--io", choices=("uint8", "int8", "float32"), default=None, help="input/output type of an int8 model (default uint8)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    for name in ("name", "description", "version", "author", "license"):
+        p.add_argument(f"--{name}", default="", help=f"model {name} in the metadata" + (" (default: the recipe's name)" if name == "name" else ""))
+    p.set_defaults(func=cmd_android)
     return parser
 
 

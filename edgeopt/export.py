@@ -1,10 +1,15 @@
 """Keras -> verified .tflite for apps. The only module that calls the TFLite converter.
 
 ``to_tflite(model, mode, representative_data, ...)`` converts (float32, float16, dynamic-range, full int8
-with int8 input/output, int16x8), verifies the result against the Keras model on held-out samples, and
-writes ``<name>.tflite`` + ``<name>.json`` (manifest) + ``labels.txt`` atomically. The manifest is also
-embedded in the .tflite metadata (entry ``edgeopt_manifest``) so the file alone describes itself;
-``read_manifest`` gets it back.
+with uint8 (default), int8 or float32 input/output, int16x8), verifies the result against the Keras model
+on held-out samples, and writes ``<name>.tflite`` + ``<name>.json`` (manifest) + ``labels.txt`` atomically.
+
+Each file carries standard TFLite Metadata (``edgeopt.tflite.metadata``: name, description, version,
+author, input image properties and NormalizationOptions, the labels packed inside as a
+TENSOR_AXIS_LABELS file), so MediaPipe's ImageClassifier on Android loads it as it is. uint8 input is
+what a camera or Bitmap gives: raw RGB bytes, the normalization folded into the input quantization.
+The edgeopt manifest is embedded too (metadata entry ``edgeopt_manifest``) so the file alone describes
+itself; ``read_manifest`` gets it back.
 
 Models are traced with a fixed batch of 1 (what an app feeds), which keeps reshapes static so no
 SHAPE/PACK ops split the graph in front of XNNPACK.
@@ -23,7 +28,7 @@ import numpy as np
 from edgeopt._keras import ends_in_softmax, keras, require_keras2_model, tf
 from edgeopt.data import preprocess_images
 from edgeopt.io import gzip_size, write_atomic
-from edgeopt.tflite import flatbuffer, runtime
+from edgeopt.tflite import flatbuffer, interface, metadata, runtime
 from edgeopt.tflite.flatbuffer import InvalidModelError  # noqa: F401
 from edgeopt.tflite.ops import OpReport, op_report  # noqa: F401
 from edgeopt.tflite.runtime import dequantize_output, quantize_input  # noqa: F401  (public: the app-side helpers)
@@ -32,7 +37,8 @@ from edgeopt.version import __version__
 
 MANIFEST_KEY = "edgeopt_manifest"
 MANIFEST_FORMAT = "edgeopt.manifest/1"
-LABELS_FILE = "labels.txt"
+LABELS_FILE = metadata.LABELS_NAME
+IO_TYPES = ("uint8", "int8", "float32")  # input/output types of a full-integer (int8) model
 
 
 class ExportVerificationError(ValueError):
@@ -56,11 +62,18 @@ def _setup_dynamic(conv, rep):
 
 
 def _setup_int8(conv, rep):
+    # int8 input/output here; export gives the file uint8 I/O afterwards (edgeopt.tflite.interface) or,
+    # for io="float32", the converter keeps float I/O with QUANTIZE/DEQUANTIZE at the ends
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
+
+
+def _setup_int8_float_io(conv, rep):
+    _setup_int8(conv, rep)
+    conv.inference_input_type = conv.inference_output_type = tf.float32
 
 
 def _setup_int16x8(conv, rep):
@@ -75,7 +88,7 @@ MODES = {
     "float32": (_setup_float32, False, "float32 weights and activations"),
     "float16": (_setup_float16, False, "float16 weights, float32 activations (half the size)"),
     "dynamic": (_setup_dynamic, False, "dynamic-range: int8 weights, float activations quantized on the fly"),
-    "int8": (_setup_int8, True, "full integer: int8 weights and activations, int8 input and output"),
+    "int8": (_setup_int8, True, "full integer: int8 weights and activations"),
     "int16x8": (_setup_int16x8, True, "int16 activations, int8 weights, float input and output"),
 }
 
@@ -83,6 +96,26 @@ MODES = {
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+
+
+def resolve_io(mode: str, io: str | None) -> str:
+    """The input/output type of a ``mode`` export: int8 takes ``io`` (default uint8, what Android's camera
+    and Bitmap APIs give); the other modes have float32 I/O."""
+    _check_mode(mode)
+    if mode == "int8":
+        if io is None:
+            return "uint8"
+        if io not in IO_TYPES:
+            raise ValueError(f"io must be one of {', '.join(IO_TYPES)} for an int8 export; got {io!r}")
+        return io
+    if io not in (None, "float32"):
+        raise ValueError(f"io={io!r} needs mode='int8' (a {mode} model has float32 input and output); use mode='int8' or io='float32'")
+    return "float32"
+
+
+def describe_mode(mode: str, io: str) -> str:
+    """One line saying what a ``mode`` file with ``io`` input/output holds."""
+    return f"{MODES[mode][2]}, {io} input and output" if mode == "int8" else MODES[mode][2]
 
 
 # ---- conversion ---------------------------------------------------------------------------------------
@@ -103,20 +136,23 @@ class Calibration:
 
 
 def convert(model: keras.Model, mode: str = "float32", representative: np.ndarray | None = None, sparse_weights: bool = False,
-            explicit_pad: bool = True) -> bytes:
+            explicit_pad: bool = True, io: str | None = None) -> bytes:
     """Convert ``model`` to .tflite bytes in ``mode`` (no verification, no metadata); see :func:`to_tflite`.
 
     ``representative`` holds float model inputs (N, H, W, C) for calibration; int8 and int16x8 need it.
     ``explicit_pad=False`` keeps the converter's SAME padding in a float32 ``sparse_weights`` file.
+    ``io``: input/output type of an int8 model (see :func:`resolve_io`).
     """
-    return _convert(model, mode, representative, sparse_weights, explicit_pad)[0]
+    return _convert(model, mode, representative, sparse_weights, explicit_pad, io)[0]
 
 
 def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights: bool = False,
-             explicit_pad: bool = True) -> tuple[bytes, Calibration | None]:
+             explicit_pad: bool = True, io: str | None = None, preprocessing=None) -> tuple[bytes, Calibration | None]:
     require_keras2_model(model, "edgeopt.export")
-    _check_mode(mode)
+    io = resolve_io(mode, io)
     setup, needs_data, _ = MODES[mode]
+    if mode == "int8" and io == "float32":
+        setup = _setup_int8_float_io
     if needs_data and (representative is None or len(representative) == 0):
         raise ValueError(f"mode {mode!r} needs representative_data (a few hundred model inputs) to calibrate activation ranges")
     clock = {}
@@ -139,6 +175,10 @@ def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights
         # XNNPACK's sparse (NCHW) kernels reject SAME-padded depthwise convolutions: write symmetric SAME
         # padding as PAD + VALID (exact; XNNPACK folds the PAD back into the convolution). See edgeopt.tflite.xnnpack.
         data = explicit_pad_for_xnnpack(data)
+    if io == "uint8":
+        # raw pixel bytes in: the uint8 input's quantization is the normalization when it is known
+        pixels = interface.pixel_quantization(preprocessing.mean, preprocessing.std) if preprocessing is not None else None
+        data = interface.retype_io(data, "uint8", input_quantization=pixels)
     calib = Calibration(len(representative), clock["end"] - clock["start"]) if needs_data and "end" in clock else None
     return data, calib
 
@@ -262,6 +302,10 @@ def to_tflite(
     overwrite: bool = False,
     source: dict | None = None,
     sparse_weights: bool = False,
+    io: str | None = None,
+    info: ModelInfo | None = None,
+    labels=None,
+    android_metadata: bool = True,
 ) -> Artifact:
     """Convert ``model`` to .tflite in ``mode``, verify it, and (with ``path``) write it for an app.
 
@@ -274,29 +318,74 @@ def to_tflite(
     nothing. ``source`` (e.g. the recipe) is copied into the manifest. ``sparse_weights`` adds the
     converter's ``Optimize.EXPERIMENTAL_SPARSITY``: kernels with many zeros (pruned models) are stored in
     TFLite's sparse format, which shrinks the file and lets XNNPACK's sparse kernels see the zeros.
-    Returns an :class:`Artifact`.
+
+    ``io``: input/output type of an int8 model, "uint8" (default: raw RGB bytes in, probabilities as
+    uint8 out), "int8" or "float32". ``info`` (:class:`ModelInfo`) names the model in the standard
+    metadata (default: the Keras model's name); ``labels`` are the class names (default: the
+    preprocessing's), one per output. ``android_metadata=False`` leaves out the standard TFLite
+    Metadata (for a model whose input is not an image). Returns an :class:`Artifact`.
     """
     _check_arguments(model, mode, min_agreement, num_calibration, num_verify)
+    io = resolve_io(mode, io)
+    class_names = _labels(model, preprocessing, labels)
+    if android_metadata or io == "uint8":
+        _check_image_input(model, io)
     targets = _targets(path)
     if targets and not overwrite:
-        _refuse_existing(targets, _labels_text(model, preprocessing))
+        _refuse_existing(targets, _labels_text(class_names))
     data = collect_data(model, representative_data, verify_data, preprocessing, num_calibration, num_verify)
+    if labels is None and data.preprocessing is not preprocessing:  # labels from the Splits' preprocessing
+        class_names = _labels(model, data.preprocessing, None)
     start = time.perf_counter()
-    raw, calib = _convert(model, mode, data.calibration if MODES[mode][1] else None, sparse_weights)
+    raw, calib = _convert(model, mode, data.calibration if MODES[mode][1] else None, sparse_weights, io=io, preprocessing=data.preprocessing)
     convert_seconds = time.perf_counter() - start
     report = op_report(raw, mode)
-    _check_int8_io(raw, mode, report, model.name)
+    _check_io(raw, mode, io, report, model.name)
     check = _verify_or_refuse(model, raw, mode, data, min_agreement)
-    manifest = build_manifest(model, raw, mode, data.preprocessing, report, calib, check, convert_seconds, source)
+    manifest = build_manifest(model, raw, mode, data.preprocessing, report, calib, check, convert_seconds, source, io=io, labels=class_names)
     if sparse_weights:
         # whether XNNPACK on ARM would run its sparse kernels, and why not (AVX x86 never does: see tflite.xnnpack)
         manifest["xnnpack_sparse"] = xnnpack_sparse_eligibility(raw).to_dict()
-    final = _embed_manifest(raw, manifest, data.verify_inputs)
+    standard = classifier_metadata(model, class_names, data.preprocessing, info) if android_metadata else None
+    if standard is not None:
+        manifest["metadata"] = {"standard": "TFLITE_METADATA", "name": standard.name, "packed_files": [standard.labels_file],
+                                "normalization": data.preprocessing is not None}
+    final = _embed(raw, manifest, standard, data.verify_inputs)
     manifest = {**manifest, "file": {"name": targets[0].name if targets else None, **file_facts(final)}}
     art = Artifact(final, manifest, None, report, check, calib, convert_seconds)
     if targets:
-        art.path, art.files = targets[0], _write_all(targets, final, manifest, _labels_text(model, data.preprocessing), overwrite)
+        art.path, art.files = targets[0], _write_all(targets, final, manifest, _labels_text(class_names), overwrite)
     return art
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """How the standard metadata names a model (MediaPipe and Android Studio show these)."""
+
+    name: str
+    description: str = ""
+    version: str = ""
+    author: str = ""
+    license: str = ""
+
+
+def classifier_metadata(model, class_names: list[str], prep, info: ModelInfo | None = None) -> metadata.ClassifierMetadata:
+    """The standard TFLite Metadata of an image classifier export (see :mod:`edgeopt.tflite.metadata`)."""
+    info = info or ModelInfo(model.name)
+    h, w, c = (int(v) for v in model.input_shape[1:])
+    norm = {"mean": prep.mean, "std": prep.std, "input_range": tuple(prep.input_range)} if prep is not None else {}
+    meaning = "Probability of each class." if ends_in_softmax(model) else "Score (logit) of each class; softmax gives probabilities."
+    return metadata.ClassifierMetadata(name=info.name or model.name, labels=tuple(class_names), image_size=(h, w), channels=c,
+                                       description=info.description, version=info.version, author=info.author, license=info.license,
+                                       output_description=meaning, normalization=prep is not None, **norm)
+
+
+def _check_image_input(model, io: str) -> None:
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[-1] not in (1, 3) or None in shape[1:]:
+        need = "io='uint8' needs" if io == "uint8" else "the standard image metadata needs"
+        raise ValueError(f"model {model.name!r} input {shape} is not an image tensor (batch, height, width, 1 or 3 channels): {need} one; "
+                         "export a non-image model with android_metadata=False and io='int8' or 'float32'")
 
 
 def _check_arguments(model, mode: str, min_agreement: float, num_calibration: int, num_verify: int) -> None:
@@ -356,9 +445,12 @@ def _verify_or_refuse(model, raw: bytes, mode: str, data: ExportData, min_agreem
     return check
 
 
-def _embed_manifest(raw: bytes, manifest: dict, verify_inputs: np.ndarray | None) -> bytes:
-    """The model with its manifest embedded as metadata, checked to compute exactly what ``raw`` computes."""
+def _embed(raw: bytes, manifest: dict, standard: metadata.ClassifierMetadata | None, verify_inputs: np.ndarray | None) -> bytes:
+    """The model with its manifest and standard metadata embedded and its labels packed inside, checked to
+    compute exactly what ``raw`` computes."""
     final = flatbuffer.embed_metadata(raw, MANIFEST_KEY, json.dumps(manifest, sort_keys=True).encode())
+    if standard is not None:
+        final = metadata.attach(final, standard)
     if verify_inputs is not None:
         _check_same_outputs(raw, final, verify_inputs[:4])
     return final
@@ -368,13 +460,14 @@ def _is_splits(obj) -> bool:
     return all(hasattr(obj, a) for a in ("train", "val", "test", "preprocessing"))
 
 
-def _check_int8_io(data: bytes, mode: str, report: OpReport, name: str) -> None:
+def _check_io(data: bytes, mode: str, io: str, report: OpReport, name: str) -> None:
+    """An int8 export must have ``io`` inputs/outputs and no float computation inside."""
     if mode != "int8":
         return
     ins, outs = flatbuffer.io_tensors(data)
-    bad = [t for t in (*ins, *outs) if t.dtype != "int8"]
+    bad = [t for t in (*ins, *outs) if t.dtype != io]
     if bad or report.float_ops:
-        raise RuntimeError(f"int8 export of {name!r} is not fully integer: non-int8 I/O {[t.name for t in bad]}, float ops {report.float_op_names}")
+        raise RuntimeError(f"int8 export of {name!r} is not fully integer: I/O not {io} {[t.name for t in bad]}, float ops {report.float_op_names}")
 
 
 def _check_same_outputs(raw: bytes, final: bytes, x: np.ndarray) -> None:
@@ -394,13 +487,22 @@ def _class_count(model) -> int:
     return int(model.output_shape[-1])
 
 
-def _labels(model, preprocessing) -> list[str]:
-    names = list(getattr(preprocessing, "class_names", ()) or ())
-    return names if len(names) == _class_count(model) else [str(i) for i in range(_class_count(model))]
+def _labels(model, preprocessing, labels=None) -> list[str]:
+    """The class names of ``model``'s outputs: ``labels``, else the preprocessing's, else "0", "1", ...;
+    a count that differs from the model's outputs is an error naming both."""
+    names, where = (list(labels), "labels") if labels is not None else (list(getattr(preprocessing, "class_names", ()) or ()), "")
+    if not where and names:
+        where = f"dataset {getattr(preprocessing, 'dataset', '') or '?'!r}"
+    if names and len(names) != _class_count(model):
+        raise ValueError(f"{where} has {len(names)} class names but model {model.name!r} has {_class_count(model)} outputs; "
+                         "give one label per output (or train the model on this dataset)")
+    if any(not isinstance(n, str) or not n.strip() or "\n" in n for n in names):
+        raise ValueError(f"{where or 'labels'}: every class name must be a non-empty one-line string")
+    return names or [str(i) for i in range(_class_count(model))]
 
 
-def _labels_text(model, preprocessing) -> str:
-    return "".join(f"{name}\n" for name in _labels(model, preprocessing))
+def _labels_text(class_names: list[str]) -> str:
+    return metadata.labels_text(class_names).decode()
 
 
 def _preprocessing_entry(prep) -> dict | None:
@@ -412,25 +514,29 @@ def _preprocessing_entry(prep) -> dict | None:
         "channels": prep.channels,
         "mean": prep.mean,
         "std": prep.std,
-        "formula": "input = (pixel - mean) / std, pixel in [0, 255], after resizing to image_size (bilinear)",
+        "formula": "input = (pixel - mean) / std, pixel in [0, 255], after resizing to image_size (bilinear, "
+                   "asymmetric coordinates without half-pixel centers: what MediaPipe's ImageClassifier does)",
         "input_range": [lo, hi],
         "color": "RGB" if prep.channels == 3 else "grayscale",
         "dataset": prep.dataset,
     }
 
 
-def build_manifest(model, data: bytes, mode: str, prep, report, calib, check, convert_seconds: float, source: dict | None) -> dict:
+def build_manifest(model, data: bytes, mode: str, prep, report, calib, check, convert_seconds: float, source: dict | None,
+                   io: str | None = None, labels: list[str] | None = None) -> dict:
     """Everything an app needs to feed the model and read its output, plus provenance (JSON-ready dict)."""
     ins, outs = flatbuffer.io_tensors(data)
     config = json.dumps(model.get_config(), sort_keys=True, default=str)
+    io = resolve_io(mode, io)
     return {
         "format": MANIFEST_FORMAT,
         "mode": mode,
-        "mode_description": MODES[mode][2],
-        "input": ins[0].to_dict(),
+        "mode_description": describe_mode(mode, io),
+        "io": io,
+        "input": {**ins[0].to_dict(), **({"feed": "raw RGB bytes 0..255 after resizing (normalization is in the input quantization)"} if io == "uint8" else {})},
         "output": {**outs[0].to_dict(), "meaning": "class probabilities (softmax)" if ends_in_softmax(model) else "class logits"},
         "preprocessing": _preprocessing_entry(prep),
-        "labels": _labels(model, prep),
+        "labels": labels if labels is not None else _labels(model, prep),
         "labels_file": LABELS_FILE,
         "source_model": {"name": model.name, "params": int(model.count_params()), "input_shape": list(model.input_shape[1:]), "config_sha256": hashlib.sha256(config.encode()).hexdigest()},
         "source": source or {},
@@ -455,6 +561,75 @@ def read_manifest(model) -> dict:
     manifest = json.loads(raw.decode())
     name = None if isinstance(model, (bytes, bytearray, memoryview)) else Path(model).name
     return {**manifest, "file": {"name": name, **file_facts(data)}}
+
+
+# ---- existing files ------------------------------------------------------------------------------------
+
+
+def make_android_ready(model, *, io: str | None = None, info: ModelInfo | None = None, path: str | os.PathLike | None = None,
+                       overwrite: bool = False, samples: int = 64) -> Artifact:
+    """An edgeopt .tflite (bytes or path) made loadable by Android's standard APIs without converting again:
+    int8 input/output becomes ``io`` (default uint8: an exact re-quantization, see :mod:`edgeopt.tflite.interface`;
+    float files keep float32),
+    the standard metadata and the labels go inside, the manifest says so. Checked: the new file's
+    dequantized outputs equal the old file's on ``samples`` inputs spread over the input range (the int8
+    graph is the same, so its verification against Keras carries over). ``path`` writes it like
+    :func:`to_tflite` (model, manifest, labels)."""
+    data, label = flatbuffer.load_model_bytes(model)
+    manifest = read_manifest(data)
+    mode = manifest["mode"]
+    io = resolve_io(mode, io)
+    ins, _ = flatbuffer.io_tensors(data)
+    prep = manifest.get("preprocessing") or {}
+    if io != ins[0].dtype:
+        if mode != "int8" or io != "uint8":
+            raise ValueError(f"{label}: cannot change a {mode} model's {ins[0].dtype} input to {io}; export it again from the Keras model")
+        _check_pixel_scale(label, ins[0], prep)
+    new = interface.retype_io(metadata.strip_files(data), io) if io != ins[0].dtype else metadata.strip_files(data)
+    x = np.random.default_rng(0).uniform(*(prep.get("input_range") or (-1.0, 1.0)), size=(samples, *ins[0].shape[1:])).astype(np.float32)
+    _check_same_outputs(data, new, x)
+    h, w, c = ins[0].shape[1:]
+    info = info or ModelInfo((manifest.get("source") or {}).get("recipe") or manifest.get("source_model", {}).get("name") or Path(label).stem)
+    standard = metadata.ClassifierMetadata(
+        name=info.name, labels=tuple(manifest["labels"]), image_size=(h, w), channels=c, description=info.description, version=info.version,
+        author=info.author, license=info.license, normalization=bool(prep), mean=prep.get("mean", 127.5), std=prep.get("std", 127.5),
+        input_range=tuple(prep.get("input_range") or (-1.0, 1.0)),
+        output_description="Probability of each class." if "softmax" in manifest["output"].get("meaning", "") or _ends_in_softmax_op(new)
+        else "Score (logit) of each class; softmax gives probabilities.")
+    ins, outs = flatbuffer.io_tensors(new)
+    updated = {key: value for key, value in manifest.items() if key != "file"}
+    updated.update(io=io, mode_description=describe_mode(mode, io),
+                   input={**ins[0].to_dict(), **({"feed": "raw RGB bytes 0..255 after resizing (normalization is in the input quantization)"} if io == "uint8" else {})},
+                   output={**outs[0].to_dict(), "meaning": "class probabilities (softmax)" if _ends_in_softmax_op(new) else manifest["output"].get("meaning")},
+                   ops=op_report(new, mode).summary(),
+                   metadata={"standard": metadata.METADATA_KEY, "name": standard.name, "packed_files": [standard.labels_file], "normalization": bool(prep)},
+                   android_ready_from={"sha256": manifest["file"]["sha256"], "checked_samples": samples, "outputs": "identical"})
+    final = _embed(new, updated, standard, x[:4])
+    updated["file"] = {"name": Path(path).name if path else None, **file_facts(final)}
+    art = Artifact(final, updated)
+    if path is not None:
+        targets = _targets(path)
+        if not overwrite:
+            _refuse_existing(targets, _labels_text(manifest["labels"]))
+        art.path, art.files = targets[0], _write_all(targets, final, updated, _labels_text(manifest["labels"]), overwrite)
+    return art
+
+
+def _ends_in_softmax_op(data: bytes) -> bool:
+    """Whether the last computing op of a .tflite (before a final QUANTIZE/DEQUANTIZE) is SOFTMAX."""
+    ops = [o.op for o in flatbuffer.list_ops(data) if o.op not in ("QUANTIZE", "DEQUANTIZE")]
+    return bool(ops) and ops[-1] == "SOFTMAX"
+
+
+def _check_pixel_scale(label: str, tensor, prep: dict) -> None:
+    """uint8 input with the int8 input's scale is raw pixels only when that scale is 1 / std (and the zero
+    point the mean); otherwise an app feeding camera bytes would feed the wrong values."""
+    if not prep:
+        raise ValueError(f"{label}: its manifest has no preprocessing (mean/std), so uint8 pixel input cannot be checked; export it again with preprocessing=")
+    scale, zero = interface.pixel_quantization(prep["mean"], prep["std"])
+    if abs(tensor.scale - scale) > 1e-3 * scale or abs(tensor.zero_point + 128 - zero) > 1:
+        raise ValueError(f"{label}: its int8 input quantization (scale {tensor.scale:.6g}, zero point {tensor.zero_point}) is not pixel "
+                         f"normalization (scale {scale:.6g}, zero point {zero - 128}); export it again from the Keras model with io='uint8'")
 
 
 # ---- writing --------------------------------------------------------------------------------------------

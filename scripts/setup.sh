@@ -14,6 +14,13 @@ fi
 echo "[setup] installing edgeopt and its dependencies into .venv"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,search]"
+# MediaPipe (the Android ImageClassifier's C++ task, the tests' judge of "an app can load it") in its own
+# step: it pins absl-py~=2.3 and TF-MOT 0.8.1 pins absl-py~=1.2, so no single resolve holds both (README).
+if ! .venv/bin/python -c 'import mediapipe' >/dev/null 2>&1; then
+  echo "[setup] installing mediapipe (Android's ImageClassifier task, for tests and bench --runtime mediapipe)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "mediapipe~=1.2" 2>&1 | grep -v "dependency conflicts\|absl-py\|dependency resolver" || true
+  .venv/bin/python -c 'import mediapipe' || { echo "[setup] ERROR: mediapipe did not install"; exit 1; }
+fi
 
 # Fashion-MNIST, offline: Debian's dataset-fashion-mnist package puts the idx files in /usr/share/datasets.
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ ! -f "$HOME/.keras/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz" ]; then

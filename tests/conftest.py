@@ -190,7 +190,7 @@ def assert_sparsity(model, targets: dict[str, float], tol: float = 0.01) -> None
 
 
 def to_int8(model, calibration: np.ndarray) -> bytes:
-    """int8-in/int8-out .tflite bytes of ``model`` (edgeopt.export.to_tflite), calibrated on ``calibration``."""
+    """Full-integer .tflite bytes of ``model`` (edgeopt.export.to_tflite: uint8 in/out, its default), calibrated on ``calibration``."""
     from edgeopt import export
 
     return export.to_tflite(model, "int8", calibration, verify_data=None).model_bytes

@@ -29,7 +29,7 @@ def test_prune_pqat_int8_recipe_keeps_sparsity_and_ships_an_int8_model(tmp_path)
     assert by_type["qat"]["metrics"]["sparsity"] == pytest.approx(0.5, abs=0.02)  # PQAT kept the zeros
     assert by_type["qat"]["metrics"]["test_top1"] > 0.3  # digits: chance is 0.1
     manifest = json.loads((tmp_path / "art" / "comp" / "model.json").read_text())
-    assert manifest["mode"] == "int8" and manifest["input"]["dtype"] == "int8" and manifest["output"]["dtype"] == "int8"
+    assert manifest["mode"] == "int8" and manifest["input"]["dtype"] == "uint8" and manifest["output"]["dtype"] == "uint8"
     assert by_type["bench"]["metrics"]["model"]["accuracy"]["top1"] > 0.3
     assert (tmp_path / "art" / "comp" / "report.json").exists()
 

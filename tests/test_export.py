@@ -35,9 +35,11 @@ def float32(exported):
 # ---- int8 -------------------------------------------------------------------------------------------
 
 
-def test_int8_has_int8_io_and_only_integer_ops(int8):
+def test_int8_has_uint8_io_by_default_and_only_integer_ops(int8):
     ins, outs = io_tensors(int8.model_bytes)
-    assert [t.dtype for t in ins + outs] == ["int8", "int8"]
+    assert [t.dtype for t in ins + outs] == ["uint8", "uint8"]  # raw camera bytes in (Android's default)
+    assert int8.manifest["io"] == "uint8" and "uint8 input and output" in int8.manifest["mode_description"]
+    assert int8.op_report.op_counts["QUANTIZE"] == 2  # uint8 -> int8 in front, int8 -> uint8 at the end
     assert int8.op_report.all_integer, int8.op_report.to_markdown()
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED"} <= set(int8.op_report.op_counts)
     assert int8.manifest["ops"]["float_ops"] == []
@@ -61,7 +63,7 @@ def test_manifest_describes_the_io_tensors_and_preprocessing(int8, splits, model
     m = int8.manifest
     ins, outs = io_tensors(int8.model_bytes)
     assert m["input"] == ins[0].to_dict() and m["output"]["scale"] == outs[0].scale
-    assert m["input"]["shape"] == [1, 16, 16, 3] and m["input"]["dtype"] == "int8"
+    assert m["input"]["shape"] == [1, 16, 16, 3] and m["input"]["dtype"] == "uint8"
     assert m["output"]["scale"] == pytest.approx(1 / 256) and m["output"]["zero_point"] == -128  # softmax output
     assert m["preprocessing"]["mean"] == 127.5 and m["preprocessing"]["image_size"] == [16, 16]
     assert m["labels"] == list(splits.preprocessing.class_names)
@@ -99,10 +101,10 @@ def test_quantize_helpers_round_trip_with_the_manifest_parameters(int8, splits):
     x, _ = splits.arrays("test", limit=4)
     params = int8.manifest["input"]
     q = export.quantize_input(x, params)
-    assert q.dtype == np.int8
+    assert q.dtype == np.uint8
     back = export.dequantize_output(q, params)
     assert np.abs(back - x).max() <= params["scale"] / 2 + 1e-6
-    assert export.dequantize_output(np.array([-128, 127], np.int8), int8.manifest["output"]) == pytest.approx([0.0, 255 / 256])
+    assert export.dequantize_output(np.array([0, 255], np.uint8), int8.manifest["output"]) == pytest.approx([0.0, 255 / 256])
 
 
 def test_existing_file_is_never_overwritten_silently(model, int8, splits):
@@ -185,7 +187,7 @@ def _int8_of(name: str, side: int = 32):
 def test_every_tiny_family_int8_export_is_fully_integer(name):
     art = _int8_of(name)
     ins, outs = io_tensors(art.model_bytes)
-    assert ins[0].dtype == outs[0].dtype == "int8"
+    assert ins[0].dtype == outs[0].dtype == "uint8"
     assert art.op_report.float_ops == [], art.op_report.to_markdown()
     assert art.verification is None and art.manifest["verified_agreement"] is None
 

@@ -5,19 +5,21 @@ inputs, quantized with the model's own input scale and zero point; results are d
 their field names (``results``); ``machine`` describes the machine every number was measured on.
 
 Modules: ``latency``, ``accuracy``, ``size``, ``measure`` (all three as one BenchResult), ``results``,
-``adb`` (benchmark_model on a phone), ``machine``.
+``adb`` (benchmark_model on a phone), ``machine``, ``mediapipe`` (accuracy through MediaPipe's
+ImageClassifier, what an Android app gets).
 """
 from edgeopt.bench.accuracy import evaluate_tflite, load_test_data
 from edgeopt.bench.adb import DeviceUnavailableError, measure_latency_adb, parse_benchmark_output
 from edgeopt.bench.latency import litert_version, measure_latency
 from edgeopt.bench.machine import Machine, machine, this_machine
-from edgeopt.bench.measure import measure
+from edgeopt.bench.mediapipe import classify, evaluate_mediapipe, mediapipe_classifier
+from edgeopt.bench.measure import RUNTIMES, measure
 from edgeopt.bench.results import AccuracyResult, BenchResult, LatencyResult, SizeResult
 from edgeopt.bench.size import size_of
 from edgeopt.tflite.flatbuffer import InvalidModelError
 
 __all__ = [
-    "AccuracyResult", "BenchResult", "DeviceUnavailableError", "InvalidModelError", "LatencyResult", "Machine", "SizeResult",
-    "evaluate_tflite", "litert_version", "load_test_data", "machine", "measure", "measure_latency", "measure_latency_adb", "parse_benchmark_output",
+    "RUNTIMES", "AccuracyResult", "BenchResult", "DeviceUnavailableError", "InvalidModelError", "LatencyResult", "Machine", "SizeResult",
+    "classify", "evaluate_mediapipe", "evaluate_tflite", "mediapipe_classifier", "litert_version", "load_test_data", "machine", "measure", "measure_latency", "measure_latency_adb", "parse_benchmark_output",
     "size_of", "this_machine",
 ]

@@ -1,7 +1,7 @@
 """Result records of edgeopt.bench: dataclasses with units in their field names; reports render them, never recompute."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 
 class _Record:
@@ -12,8 +12,9 @@ class _Record:
 
 
 def _from_fields(cls, data: dict):
-    """``cls`` from a dict written by ``asdict``; fields a record gained later (absent in older files) are None."""
-    return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+    """``cls`` from a dict written by ``asdict``; fields a record gained later (absent in older files) take
+    their default, or None when they have none."""
+    return cls(**{f.name: data.get(f.name) for f in fields(cls) if f.name in data or f.default is MISSING})
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class AccuracyResult(_Record):
     top1: float
     top5: float
     samples: int
+    runtime: str = "litert"  # "litert": edgeopt's preprocessing + LiteRT interpreter; "mediapipe": MediaPipe's ImageClassifier
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class BenchResult(_Record):
     latency: list[LatencyResult] = field(default_factory=list)
     accuracy: AccuracyResult | None = None
     dataset: str | None = None
+    app_accuracy: AccuracyResult | None = None  # through MediaPipe's ImageClassifier (bench --runtime mediapipe)
 
     @classmethod
     def from_dict(cls, data: dict, model: str = "") -> "BenchResult":
@@ -86,7 +89,8 @@ class BenchResult(_Record):
             legacy = {int(k[len("latency_"):].rstrip("t")): v for k, v in data.items() if k.startswith("latency_")}
             latency = [_from_fields(LatencyResult, {"threads": t, **legacy[t]}) for t in sorted(legacy)]
         accuracy = _from_fields(AccuracyResult, data["accuracy"]) if data.get("accuracy") else None
-        return cls(data.get("model", model), _from_fields(SizeResult, data["size"]), latency, accuracy, data.get("dataset"))
+        app = _from_fields(AccuracyResult, data["app_accuracy"]) if data.get("app_accuracy") else None
+        return cls(data.get("model", model), _from_fields(SizeResult, data["size"]), latency, accuracy, data.get("dataset"), app)
 
     def median_ms(self, threads: int) -> float | None:
         """Median latency at ``threads`` threads (XNNPACK as measured), or None when not measured."""
@@ -96,6 +100,10 @@ class BenchResult(_Record):
         lines = [f"**{self.model}**: {self.size.size_bytes:,} bytes ({self.size.gzip_bytes:,} gzipped)"]
         if self.accuracy:
             lines.append(f"accuracy on {self.dataset} test ({self.accuracy.samples} images): top-1 {self.accuracy.top1:.2%}, top-5 {self.accuracy.top5:.2%}")
+        if self.app_accuracy:
+            a = self.app_accuracy
+            gap = f" ({(a.top1 - self.accuracy.top1) * 100:+.2f} points vs LiteRT)" if self.accuracy else ""
+            lines.append(f"accuracy through MediaPipe's ImageClassifier ({a.samples} images): top-1 {a.top1:.2%}{gap}, top-5 {a.top5:.2%}")
         if self.latency:
             lines += ["", "| threads | XNNPACK | runs | init ms | first ms | median ms | p90 ms | mean ms | std ms | min ms | max ms | peak MB | inputs | runtime |",
                       "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]

@@ -1,7 +1,11 @@
 """The .tflite layer: read and edit flatbuffers without running them, the op report, the XNNPACK rewrite, the runtime.
 
 - ``flatbuffer``: validity checks, I/O tensors, operators (the op-code table), metadata read/embed, the
-  object API (``read_model`` / ``write_model``). The only module that parses a flatbuffer.
+  object API (``read_model`` / ``write_model``). The only module that parses a .tflite flatbuffer.
+- ``metadata``: standard TFLite Metadata of image classifiers (what MediaPipe's ImageClassifier reads) and
+  files packed inside a .tflite (labels).
+- ``interface``: uint8 input/output for full-integer models (raw camera bytes), by an exact re-quantization.
+- ``inspect``: the deployability report (ops and versions, minimum runtime, GPU delegate, arena, metadata).
 - ``ops``: which operators a file holds and in which number format each runs (``OpReport``).
 - ``xnnpack``: rewrite SAME padding so XNNPACK's sparse kernels can take a file; whether they would.
 - ``runtime``: LiteRT interpreter helpers and the app-side (de)quantization arithmetic.
