@@ -29,6 +29,7 @@ from edgeopt._keras import ends_in_softmax, keras, require_keras2_model, tf
 from edgeopt.data import preprocess_images
 from edgeopt.io import gzip_size, write_atomic
 from edgeopt.tflite import flatbuffer, interface, metadata, runtime
+from edgeopt.tflite.inspect import deploy_summary
 from edgeopt.tflite.flatbuffer import InvalidModelError  # noqa: F401
 from edgeopt.tflite.ops import OpReport, op_report  # noqa: F401
 from edgeopt.tflite.runtime import dequantize_output, quantize_input  # noqa: F401  (public: the app-side helpers)
@@ -346,6 +347,7 @@ def to_tflite(
     if sparse_weights:
         # whether XNNPACK on ARM would run its sparse kernels, and why not (AVX x86 never does: see tflite.xnnpack)
         manifest["xnnpack_sparse"] = xnnpack_sparse_eligibility(raw).to_dict()
+    manifest["deploy"] = deploy_summary(raw)  # ops + versions, minimum runtime, GPU delegate, arena (edgeopt inspect shows more)
     standard = classifier_metadata(model, class_names, data.preprocessing, info) if android_metadata else None
     if standard is not None:
         manifest["metadata"] = {"standard": "TFLITE_METADATA", "name": standard.name, "packed_files": [standard.labels_file],
@@ -601,7 +603,7 @@ def make_android_ready(model, *, io: str | None = None, info: ModelInfo | None =
     updated.update(io=io, mode_description=describe_mode(mode, io),
                    input={**ins[0].to_dict(), **({"feed": "raw RGB bytes 0..255 after resizing (normalization is in the input quantization)"} if io == "uint8" else {})},
                    output={**outs[0].to_dict(), "meaning": "class probabilities (softmax)" if _ends_in_softmax_op(new) else manifest["output"].get("meaning")},
-                   ops=op_report(new, mode).summary(),
+                   ops=op_report(new, mode).summary(), deploy=deploy_summary(new),
                    metadata={"standard": metadata.METADATA_KEY, "name": standard.name, "packed_files": [standard.labels_file], "normalization": bool(prep)},
                    android_ready_from={"sha256": manifest["file"]["sha256"], "checked_samples": samples, "outputs": "identical"})
     final = _embed(new, updated, standard, x[:4])

@@ -163,6 +163,9 @@ def test_inspect_reports_ops_runtime_gpu_memory_and_metadata(uint8_art, capsys):
     # the biggest activation (16x16 input, widest expansion) fits; all non-constant tensors at once would be more
     assert 16 * 16 * 3 < report.arena_bytes == arena_bytes(uint8_art.model_bytes)
     assert report.metadata["inputs"][0]["image"]["color_space"] == "RGB" and report.missing_for_mediapipe == []
+    deploy = uint8_art.manifest["deploy"]  # the same facts in the manifest, before the QUANTIZE ops count twice there too
+    assert {o["op"]: o["count"] for o in deploy["ops"]} == {o.op: o.count for o in report.ops}
+    assert deploy["min_runtime_version"] == report.min_runtime_version and deploy["arena_bytes"] == report.arena_bytes
     assert cli(["inspect", str(uint8_art.path)]) == 0
     assert "MediaPipe ImageClassifier: loads it" in capsys.readouterr().out
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from edgeopt import export, models
+from edgeopt.tflite import metadata
 from edgeopt.tflite.flatbuffer import InvalidModelError, io_tensors
 from conftest import TINY_MODELS, agreement, assert_tflite_matches_keras, top1
 
@@ -62,9 +63,10 @@ def test_int8_agrees_with_keras_on_the_digits_test_split(model, splits, int8):
 def test_manifest_describes_the_io_tensors_and_preprocessing(int8, splits, model):
     m = int8.manifest
     ins, outs = io_tensors(int8.model_bytes)
-    assert m["input"] == ins[0].to_dict() and m["output"]["scale"] == outs[0].scale
-    assert m["input"]["shape"] == [1, 16, 16, 3] and m["input"]["dtype"] == "uint8"
-    assert m["output"]["scale"] == pytest.approx(1 / 256) and m["output"]["zero_point"] == -128  # softmax output
+    assert m["input"] == {**ins[0].to_dict(), "feed": m["input"]["feed"]} and m["output"]["scale"] == outs[0].scale
+    assert m["input"]["shape"] == [1, 16, 16, 3] and m["input"]["dtype"] == "uint8" and m["input"]["feed"].startswith("raw RGB bytes")
+    assert m["input"]["scale"] == pytest.approx(1 / 127.5) and m["input"]["zero_point"] == 128  # pixel p is the input byte
+    assert m["output"]["scale"] == pytest.approx(1 / 256) and m["output"]["zero_point"] == 0  # softmax output, uint8
     assert m["preprocessing"]["mean"] == 127.5 and m["preprocessing"]["image_size"] == [16, 16]
     assert m["labels"] == list(splits.preprocessing.class_names)
     assert m["source_model"]["name"] == "mobilenet_v2_tiny" and m["source_model"]["params"] == model.count_params()
@@ -230,11 +232,14 @@ def test_argument_errors(model):
 
 def test_truncated_or_corrupted_model_is_a_clear_error(int8, tmp_path):
     data = int8.model_bytes
-    for bad in (b"", data[:12], data[: len(data) // 2], data[:-40]):
+    flat = len(metadata.strip_files(data))  # the flatbuffer; the labels zip follows it
+    for bad in (b"", data[:12], data[: len(data) // 2], data[: flat - 40]):
         with pytest.raises(InvalidModelError, match="not a .tflite model|truncated or corrupted"):
             export.read_manifest(bad)
         with pytest.raises(InvalidModelError):
             export.run_tflite(bad, np.zeros((1, 16, 16, 3), np.float32))
+    # cut in the packed labels: the model still runs, and what MediaPipe would miss is named
+    assert any("labels.txt" in m and "not packed" in m for m in metadata.missing_for_image_classifier(data[:-40]))
     wrong_id = data[:4] + b"XXXX" + data[8:]
     with pytest.raises(InvalidModelError, match="file identifier"):
         export.read_manifest(wrong_id)

@@ -188,6 +188,19 @@ def op_times(data: bytes, runs: int = 30) -> list[dict]:
     return [{"index": k, "op": o.op, "output": o.output_name, "ms": max(0.0, m - p)} for k, (o, m, p) in enumerate(zip(ops, medians, previous))]
 
 
+def deploy_summary(data: bytes) -> dict:
+    """The part of the deployability report that needs no interpreter (JSON-ready; export puts it in the
+    manifest): operators with versions and GPU-delegate support, minimum runtime version, activation arena."""
+    bare = metadata.strip_files(data)
+    ok, notes, summary = gpu_compatibility(bare)
+    return {
+        "ops": [{"op": name, "version": version, "count": count, "gpu": name not in notes} for name, version, count in op_versions(bare)],
+        "min_runtime_version": min_runtime_version(bare),
+        "gpu_delegate": {"compatible": ok, "summary": summary, "warnings": notes},
+        "arena_bytes": arena_bytes(bare),
+    }
+
+
 def inspect_model(model, *, with_op_times: bool = False) -> DeployReport:
     """The deployability report of a .tflite (bytes or path); see the module docstring."""
     data, label = flatbuffer.load_model_bytes(model)
