@@ -32,7 +32,7 @@ import numpy as np
 from benchmarks._common import interleaved_latency, machine_line, md_table, median_ms, write_csv, write_file
 from edgeopt import bench, export
 from edgeopt.data import raw_test_split
-from edgeopt.tflite import metadata, runtime
+from edgeopt.tflite import runtime
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -127,7 +127,7 @@ def main() -> None:
         bench_top1 = bench.evaluate_tflite(new, bench.load_test_data(new, DATASET, limit=args.limit)[0]).top1
         orig_pred, _ = litert_predictions(original, args.limit)
         row = {
-            "file": name, "mode": art.manifest["mode"], "io_before": json.loads(json.dumps(export.read_manifest(original)["input"]["dtype"])),
+            "file": name, "mode": art.manifest["mode"], "io_before": export.read_manifest(original)["input"]["dtype"],
             "io_after": art.manifest["io"], "size_before": len(original), "size_after": len(new),
             "mediapipe_before": before or "loads", "mediapipe_after": after or "loads", "names_from_labels": names_ok,
             "test_images": len(y), "mediapipe_top1": float(np.mean(mp_pred == y)), "bench_top1": bench_top1,

@@ -144,7 +144,7 @@ def cmd_android(args) -> int:
     from pathlib import Path
 
     out = Path(args.out) if args.out else Path(args.model).with_name(Path(args.model).stem + "_android.tflite")
-    info = ModelInfo(args.name, args.description, args.version, args.author, args.license) if args.name else None
+    info = ModelInfo(args.name, args.description, args.version, args.author, args.license)  # an empty name: the recipe's
     art = make_android_ready(args.model, io=args.io, info=info, path=out, overwrite=args.overwrite)
     print(f"wrote {art.path} ({len(art.model_bytes):,} bytes): {art.manifest['mode_description']}; standard metadata with "
           f"{len(art.manifest['labels'])} labels inside; outputs identical to {args.model}")

@@ -20,13 +20,13 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgeopt._keras import ends_in_softmax, keras, require_keras2_model, tf
-from edgeopt.data import preprocess_images
+from edgeopt.data import Preprocessing, preprocess_images
 from edgeopt.io import gzip_size, write_atomic
 from edgeopt.tflite import flatbuffer, interface, metadata, runtime
 from edgeopt.tflite.inspect import deploy_summary
@@ -328,15 +328,13 @@ def to_tflite(
     """
     _check_arguments(model, mode, min_agreement, num_calibration, num_verify)
     io = resolve_io(mode, io)
-    class_names = _labels(model, preprocessing, labels)
+    class_names = _labels(model, preprocessing or getattr(representative_data, "preprocessing", None), labels)
     if android_metadata or io == "uint8":
         _check_image_input(model, io)
     targets = _targets(path)
     if targets and not overwrite:
         _refuse_existing(targets, _labels_text(class_names))
     data = collect_data(model, representative_data, verify_data, preprocessing, num_calibration, num_verify)
-    if labels is None and data.preprocessing is not preprocessing:  # labels from the Splits' preprocessing
-        class_names = _labels(model, data.preprocessing, None)
     start = time.perf_counter()
     raw, calib = _convert(model, mode, data.calibration if MODES[mode][1] else None, sparse_weights, io=io, preprocessing=data.preprocessing)
     convert_seconds = time.perf_counter() - start
@@ -348,10 +346,10 @@ def to_tflite(
         # whether XNNPACK on ARM would run its sparse kernels, and why not (AVX x86 never does: see tflite.xnnpack)
         manifest["xnnpack_sparse"] = xnnpack_sparse_eligibility(raw).to_dict()
     manifest["deploy"] = deploy_summary(raw)  # ops + versions, minimum runtime, GPU delegate, arena (edgeopt inspect shows more)
-    standard = classifier_metadata(model, class_names, data.preprocessing, info) if android_metadata else None
-    if standard is not None:
-        manifest["metadata"] = {"standard": "TFLITE_METADATA", "name": standard.name, "packed_files": [standard.labels_file],
-                                "normalization": data.preprocessing is not None}
+    standard = None
+    if android_metadata:
+        standard = classifier_metadata(_named(info, model.name), class_names, model.input_shape[1:], data.preprocessing, ends_in_softmax(model))
+        manifest["metadata"] = standard.manifest_entry()
     final = _embed(raw, manifest, standard, data.verify_inputs)
     manifest = {**manifest, "file": {"name": targets[0].name if targets else None, **file_facts(final)}}
     art = Artifact(final, manifest, None, report, check, calib, convert_seconds)
@@ -371,15 +369,32 @@ class ModelInfo:
     license: str = ""
 
 
-def classifier_metadata(model, class_names: list[str], prep, info: ModelInfo | None = None) -> metadata.ClassifierMetadata:
-    """The standard TFLite Metadata of an image classifier export (see :mod:`edgeopt.tflite.metadata`)."""
-    info = info or ModelInfo(model.name)
-    h, w, c = (int(v) for v in model.input_shape[1:])
+def _named(info: ModelInfo | None, default_name: str) -> ModelInfo:
+    """``info`` with ``default_name`` where it gives no name (a ModelInfo of just that name when None)."""
+    return replace(info, name=info.name or default_name) if info else ModelInfo(default_name)
+
+
+# what the output holds, as the manifest and as the standard metadata say it
+_MEANINGS = {True: ("class probabilities (softmax)", "Probability of each class."),
+             False: ("class logits", "Score (logit) of each class; softmax gives probabilities.")}
+
+
+def classifier_metadata(info: ModelInfo, class_names, input_shape, prep, probabilities: bool) -> metadata.ClassifierMetadata:
+    """The standard TFLite Metadata of an image classifier (see :mod:`edgeopt.tflite.metadata`): ``input_shape``
+    is (height, width, channels), ``prep`` the :class:`~edgeopt.data.Preprocessing` (None: normalization
+    unknown), ``probabilities`` whether the output is softmax probabilities."""
+    h, w, c = (int(v) for v in input_shape)
     norm = {"mean": prep.mean, "std": prep.std, "input_range": tuple(prep.input_range)} if prep is not None else {}
-    meaning = "Probability of each class." if ends_in_softmax(model) else "Score (logit) of each class; softmax gives probabilities."
-    return metadata.ClassifierMetadata(name=info.name or model.name, labels=tuple(class_names), image_size=(h, w), channels=c,
+    return metadata.ClassifierMetadata(name=info.name, labels=tuple(class_names), image_size=(h, w), channels=c,
                                        description=info.description, version=info.version, author=info.author, license=info.license,
-                                       output_description=meaning, normalization=prep is not None, **norm)
+                                       output_description=_MEANINGS[probabilities][1], normalization=prep is not None, **norm)
+
+
+def _io_entries(data: bytes, io: str, probabilities: bool) -> tuple[dict, dict]:
+    """The manifest's ``input`` and ``output`` entries of a .tflite with ``io`` input/output."""
+    ins, outs = flatbuffer.io_tensors(data)
+    feed = {"feed": "raw RGB bytes 0..255 after resizing (normalization is in the input quantization)"} if io == "uint8" else {}
+    return {**ins[0].to_dict(), **feed}, {**outs[0].to_dict(), "meaning": _MEANINGS[probabilities][0]}
 
 
 def _check_image_input(model, io: str) -> None:
@@ -527,16 +542,16 @@ def _preprocessing_entry(prep) -> dict | None:
 def build_manifest(model, data: bytes, mode: str, prep, report, calib, check, convert_seconds: float, source: dict | None,
                    io: str | None = None, labels: list[str] | None = None) -> dict:
     """Everything an app needs to feed the model and read its output, plus provenance (JSON-ready dict)."""
-    ins, outs = flatbuffer.io_tensors(data)
     config = json.dumps(model.get_config(), sort_keys=True, default=str)
     io = resolve_io(mode, io)
+    inp, out = _io_entries(data, io, ends_in_softmax(model))
     return {
         "format": MANIFEST_FORMAT,
         "mode": mode,
         "mode_description": describe_mode(mode, io),
         "io": io,
-        "input": {**ins[0].to_dict(), **({"feed": "raw RGB bytes 0..255 after resizing (normalization is in the input quantization)"} if io == "uint8" else {})},
-        "output": {**outs[0].to_dict(), "meaning": "class probabilities (softmax)" if ends_in_softmax(model) else "class logits"},
+        "input": inp,
+        "output": out,
         "preprocessing": _preprocessing_entry(prep),
         "labels": labels if labels is not None else _labels(model, prep),
         "labels_file": LABELS_FILE,
@@ -587,24 +602,20 @@ def make_android_ready(model, *, io: str | None = None, info: ModelInfo | None =
         if mode != "int8" or io != "uint8":
             raise ValueError(f"{label}: cannot change a {mode} model's {ins[0].dtype} input to {io}; export it again from the Keras model")
         _check_pixel_scale(label, ins[0], prep)
-    new = interface.retype_io(metadata.strip_files(data), io) if io != ins[0].dtype else metadata.strip_files(data)
+    bare = metadata.strip_files(data)
+    new = interface.retype_io(bare, io) if io != ins[0].dtype else bare
     x = np.random.default_rng(0).uniform(*(prep.get("input_range") or (-1.0, 1.0)), size=(samples, *ins[0].shape[1:])).astype(np.float32)
     _check_same_outputs(data, new, x)
-    h, w, c = ins[0].shape[1:]
-    info = info or ModelInfo((manifest.get("source") or {}).get("recipe") or manifest.get("source_model", {}).get("name") or Path(label).stem)
-    standard = metadata.ClassifierMetadata(
-        name=info.name, labels=tuple(manifest["labels"]), image_size=(h, w), channels=c, description=info.description, version=info.version,
-        author=info.author, license=info.license, normalization=bool(prep), mean=prep.get("mean", 127.5), std=prep.get("std", 127.5),
-        input_range=tuple(prep.get("input_range") or (-1.0, 1.0)),
-        output_description="Probability of each class." if "softmax" in manifest["output"].get("meaning", "") or _ends_in_softmax_op(new)
-        else "Score (logit) of each class; softmax gives probabilities.")
-    ins, outs = flatbuffer.io_tensors(new)
+    default_name = (manifest.get("source") or {}).get("recipe") or manifest.get("source_model", {}).get("name") or Path(label).stem
+    info = _named(info, default_name)
+    preprocessing = Preprocessing(tuple(prep["image_size"]), prep["channels"], prep["mean"], prep["std"], tuple(manifest["labels"]),
+                                  prep.get("dataset", "")) if prep else None
+    probabilities = _ends_in_softmax_op(new) or "softmax" in manifest["output"].get("meaning", "")
+    standard = classifier_metadata(info, manifest["labels"], ins[0].shape[1:], preprocessing, probabilities)
+    inp, out = _io_entries(new, io, probabilities)
     updated = {key: value for key, value in manifest.items() if key != "file"}
-    updated.update(io=io, mode_description=describe_mode(mode, io),
-                   input={**ins[0].to_dict(), **({"feed": "raw RGB bytes 0..255 after resizing (normalization is in the input quantization)"} if io == "uint8" else {})},
-                   output={**outs[0].to_dict(), "meaning": "class probabilities (softmax)" if _ends_in_softmax_op(new) else manifest["output"].get("meaning")},
-                   ops=op_report(new, mode).summary(), deploy=deploy_summary(new),
-                   metadata={"standard": metadata.METADATA_KEY, "name": standard.name, "packed_files": [standard.labels_file], "normalization": bool(prep)},
+    updated.update(io=io, mode_description=describe_mode(mode, io), input=inp, output=out,
+                   ops=op_report(new, mode).summary(), deploy=deploy_summary(new), metadata=standard.manifest_entry(),
                    android_ready_from={"sha256": manifest["file"]["sha256"], "checked_samples": samples, "outputs": "identical"})
     final = _embed(new, updated, standard, x[:4])
     updated["file"] = {"name": Path(path).name if path else None, **file_facts(final)}

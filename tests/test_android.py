@@ -10,7 +10,7 @@ import pytest
 
 from edgeopt import bench, export, keras, tf
 from edgeopt.cli import main as cli
-from edgeopt.data import resize_like_mediapipe
+from edgeopt.data import raw_test_split, resize_like_mediapipe
 from edgeopt.tflite import flatbuffer, interface, metadata
 from edgeopt.tflite.inspect import arena_bytes, inspect_model
 from conftest import agreement
@@ -82,7 +82,7 @@ def test_export_loads_in_mediapipe_names_classes_and_matches_bench(exported, mod
     art = exported(mode)
     missing = metadata.missing_for_image_classifier(art.model_bytes)
     assert missing == []
-    images, labels, _ = __import__("edgeopt.data", fromlist=["raw_test_split"]).raw_test_split("digits", 40)
+    images, labels, _ = raw_test_split("digits", 40)
     with bench.mediapipe_classifier(art.path, max_results=3) as classifier:
         top = bench.classify(classifier, images)
     assert all(name == art.manifest["labels"][index] for t in top for index, name, _ in t)  # names from the packed labels

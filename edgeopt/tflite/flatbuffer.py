@@ -166,6 +166,7 @@ class OpInstance:
     input_dtypes: tuple[str, ...]
     output_dtypes: tuple[str, ...]
     output_name: str
+    version: int = 1  # the operator code's version (what the runtime must implement)
 
 
 def list_ops(data: bytes) -> list[OpInstance]:
@@ -184,7 +185,7 @@ def list_ops(data: bytes) -> list[OpInstance]:
         out_ids = [int(i) for i in op.OutputsAsNumpy()]
         outs = tuple(TENSOR_TYPE_NAMES[g.Tensors(i).Type()] for i in out_ids)
         out_name = g.Tensors(out_ids[0]).Name().decode() if out_ids else ""
-        ops.append(OpInstance(name, ins, outs, out_name))
+        ops.append(OpInstance(name, ins, outs, out_name, code.Version()))
     return ops
 
 

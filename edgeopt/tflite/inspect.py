@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeopt._keras import tf  # noqa: F401  (TensorFlow comes through edgeopt._keras)
 from edgeopt.tflite import flatbuffer, metadata, runtime
-from edgeopt.tflite.flatbuffer import OP_NAMES, TENSOR_TYPE_NAMES, builtin_code, read_model, schema, write_model
+from edgeopt.tflite.flatbuffer import TENSOR_TYPE_NAMES, read_model, write_model
 
 _DTYPE_BYTES = {"float32": 4, "int32": 4, "uint8": 1, "int8": 1, "int16": 2, "float16": 2, "int64": 8, "bool": 1}
 
@@ -93,15 +93,7 @@ def _tensor_line(t: dict) -> str:
 
 def op_versions(data: bytes) -> list[tuple[str, int, int]]:
     """(op name, op version, count) of the main subgraph, in order of first use."""
-    m = schema.Model.GetRootAs(data, 0)
-    g = m.Subgraphs(0)
-    counts: Counter = Counter()
-    for i in range(g.OperatorsLength()):
-        code = m.OperatorCodes(g.Operators(i).OpcodeIndex())
-        name = OP_NAMES.get(builtin_code(code), "CUSTOM")
-        if name == "CUSTOM" and code.CustomCode():
-            name = "CUSTOM:" + code.CustomCode().decode()
-        counts[(name, code.Version())] += 1
+    counts = Counter((op.op, op.version) for op in flatbuffer.list_ops(data))
     return [(name, version, n) for (name, version), n in counts.items()]
 
 
@@ -206,8 +198,9 @@ def inspect_model(model, *, with_op_times: bool = False) -> DeployReport:
     data, label = flatbuffer.load_model_bytes(model)
     bare = metadata.strip_files(data)
     ins, outs = flatbuffer.io_tensors(bare)
-    ok, notes, summary = gpu_compatibility(bare)
-    ops = [OpEntry(name, version, count, name not in notes, notes.get(name, "")) for name, version, count in op_versions(bare)]
+    deploy = deploy_summary(bare)
+    gpu = deploy["gpu_delegate"]
+    ops = [OpEntry(o["op"], o["version"], o["count"], o["gpu"], gpu["warnings"].get(o["op"], "")) for o in deploy["ops"]]
     before = runtime.rss_mb()
     interp = runtime.make_interpreter(bare)
     interp.allocate_tensors()
@@ -216,7 +209,7 @@ def inspect_model(model, *, with_op_times: bool = False) -> DeployReport:
     del interp
     return DeployReport(
         file=label, size_bytes=len(data), input=ins[0].to_dict(), output=outs[0].to_dict(), ops=ops,
-        min_runtime_version=min_runtime_version(bare), gpu_compatible=ok, gpu_summary=summary, arena_bytes=arena_bytes(bare),
+        min_runtime_version=deploy["min_runtime_version"], gpu_compatible=gpu["compatible"], gpu_summary=gpu["summary"], arena_bytes=deploy["arena_bytes"],
         load_rss_mb=(after - before) if before is not None and after is not None else None,
         metadata=metadata.read_model_metadata(bare), packed_files=sorted(metadata.packed_files(data)),
         missing_for_mediapipe=metadata.missing_for_image_classifier(data),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeopt.tflite.flatbuffer import OPS, TENSOR_TYPE_NAMES, TENSOR_TYPES, builtin_code, read_model, schema, write_model
+from edgeopt.tflite.flatbuffer import OPS, TENSOR_TYPES, builtin_code, io_tensors, read_model, schema, write_model
 
 IO_TYPES = ("uint8", "int8")
 _QUANTIZE_VERSION = 2  # QUANTIZE with int8/uint8 on both sides (requantization) is version 2 of the op
@@ -66,9 +66,8 @@ def _quantize_op(opcode: int, src: int, dst: int):
 
 def io_dtypes(data: bytes) -> tuple[str, str]:
     """(input dtype, output dtype) of the main subgraph's first input and output."""
-    graph = schema.Model.GetRootAs(data, 0).Subgraphs(0)
-    first = lambda ids: TENSOR_TYPE_NAMES[graph.Tensors(int(ids[0])).Type()]  # noqa: E731
-    return first(graph.InputsAsNumpy()), first(graph.OutputsAsNumpy())
+    ins, outs = io_tensors(data)
+    return ins[0].dtype, outs[0].dtype
 
 
 def pixel_quantization(mean: float, std: float) -> tuple[float, int]:

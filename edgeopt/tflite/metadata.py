@@ -72,6 +72,10 @@ class ClassifierMetadata:
     def color_space(self) -> str:
         return "RGB" if self.channels == 3 else "GRAYSCALE"
 
+    def manifest_entry(self) -> dict:
+        """What edgeopt's manifest says about this metadata."""
+        return {"standard": METADATA_KEY, "name": self.name, "packed_files": [self.labels_file], "normalization": self.normalization}
+
 
 # ---- writing --------------------------------------------------------------------------------------------
 
