@@ -80,19 +80,15 @@ class ClassifierMetadata:
 # ---- writing --------------------------------------------------------------------------------------------
 
 
+_PREPEND = {"off": "PrependUOffsetTRelativeSlot", "i8": "PrependInt8Slot", "u8": "PrependUint8Slot", "u32": "PrependUint32Slot"}
+
+
 def _table(b: flatbuffers.Builder, slots: list[tuple[str, int, object]]) -> int:
-    """One table from (kind, field id, value) slots; kind is 'off' (offset), 'i8', 'u8', 'u32'; None values are skipped."""
+    """One table from (kind, field id, value) slots; kind is a key of :data:`_PREPEND`; None values are skipped."""
     slots = [s for s in slots if s[2] is not None]
     b.StartObject(1 + max((s[1] for s in slots), default=-1))
     for kind, slot, value in slots:
-        if kind == "off":
-            b.PrependUOffsetTRelativeSlot(slot, value, 0)
-        elif kind == "i8":
-            b.PrependInt8Slot(slot, value, 0)
-        elif kind == "u8":
-            b.PrependUint8Slot(slot, value, 0)
-        elif kind == "u32":
-            b.PrependUint32Slot(slot, value, 0)
+        getattr(b, _PREPEND[kind])(slot, value, 0)
     return b.EndObject()
 
 
