@@ -31,6 +31,10 @@ def _error(text: str) -> str:
         ("[[stages]]\ntype = 'train'\n", "model is required"),
         (BASE + TRAIN + "learning_rate = -1.0\n", "stages[0].learning_rate must be > 0, got -1.0"),
         (BASE + "[data]\nimage_size = 'big'\n" + TRAIN, "data.image_size must be integer"),
+        (BASE + "[data]\nimage_size = 100000\n" + TRAIN, "data.image_size must be in [8, 2048] pixels"),
+        ('[model]\nname = "mobilenet_v2"\nknobs = { alpha = -1 }\n' + TRAIN, "model.knobs.alpha must be a width multiplier > 0 (e.g. 0.35, 0.5, 1.0), got -1"),
+        ('[model]\nname = "shufflenet_v1"\nknobs = { groups = 5 }\n' + TRAIN, "model.knobs.groups must be one of 1, 2, 3, 4, 8"),
+        ('[model]\nname = "mobilenet_v2"\nknobs = { dropout = 1.5 }\n' + TRAIN, "model.knobs.dropout must be a rate in [0, 1), got 1.5"),
         (BASE + "[train]\ndistribute = 'cluster'\n" + TRAIN, "train.distribute must be one of 'none', 'mirrored', 'multi_worker'; got 'cluster'"),
         (BASE + TRAIN + '[[stages]]\ntype = "bench"\nthreads = [1, 0]\n', "stages[1].threads must be a non-empty list of counts >= 1, got [1, 0]"),
         ("[recipe]\n" + BASE + TRAIN, "recipe is not a known section"),
@@ -39,6 +43,21 @@ def _error(text: str) -> str:
 )
 def test_malformed_recipes_get_one_line_errors_naming_the_field(text, expected):
     assert expected in _error(text)
+
+
+def test_bad_recipe_file_fails_before_a_run_directory_is_made(tmp_path):
+    from edgeopt.pipeline import run_recipe
+
+    latin1 = tmp_path / "caf\u00e9.toml"
+    latin1.write_bytes('description = "caf\u00e9"\n'.encode("latin-1") + (BASE + TRAIN).encode())
+    with pytest.raises(RecipeError, match=r"caf\u00e9.toml: not UTF-8 text \(byte 18 is 0xe9\); save the recipe as UTF-8 TOML"):
+        load_recipe(latin1)
+    huge = tmp_path / "huge.toml"
+    huge.write_text(BASE + "[data]\nimage_size = 100000\n" + TRAIN)
+    for bad in (latin1, huge):
+        with pytest.raises(RecipeError):
+            run_recipe(bad, out_dir=tmp_path / "runs", artifacts_dir=None)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_valid_recipe_parses_with_train_defaults_and_overrides():

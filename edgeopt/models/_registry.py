@@ -38,6 +38,45 @@ def register_model(name: str, default_size: int):
     return deco
 
 
+# What each knob accepts, as data: (test, what would work). Checked before a model is built, so a recipe's
+# ``knobs = { alpha = -1 }`` fails at parse time naming ``model.knobs.alpha`` instead of deep in the builder.
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fraction(v) -> bool:
+    return _number(v) and 0 <= v < 1
+
+
+KNOB_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "alpha": (lambda v: _number(v) and v > 0, "a width multiplier > 0 (e.g. 0.35, 0.5, 1.0)"),
+    "width": (lambda v: _number(v) and v > 0, "a width multiplier > 0"),
+    "depth": (lambda v: _number(v) and v > 0, "a depth multiplier > 0"),
+    "scale": (lambda v: _number(v) and v > 0, "a channel scale > 0 (e.g. 0.5, 1.0, 2.0)"),
+    "phi": (lambda v: _number(v) and v >= 0, "a compound coefficient >= 0"),
+    "depth_multiplier": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    "groups": (lambda v: v in (1, 2, 3, 4, 8), "one of 1, 2, 3, 4, 8 (ShuffleNet v1's group counts)"),
+    "dropout": (_fraction, "a rate in [0, 1)"),
+    "drop_connect_rate": (_fraction, "a rate in [0, 1)"),
+    "bn_momentum": (_fraction, "a momentum in [0, 1)"),
+    "bn_epsilon": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "small_input": (lambda v: v is None or isinstance(v, bool), "true or false"),
+    "include_top": (lambda v: isinstance(v, bool), "true or false"),
+    "classifier_activation": (lambda v: v is None or v in ("softmax", "linear", ""), "\"softmax\" or \"linear\""),
+}
+
+
+def check_knobs(name: str, knobs: dict) -> None:
+    """Raise ValueError ``knobs.<knob> ...`` for a knob model ``name`` does not have or a value it cannot take."""
+    accepted = knobs_of(name)
+    for knob, value in knobs.items():
+        if knob not in accepted:
+            raise ValueError(f"knobs has no {knob!r} for {name}; its knobs are: {', '.join(accepted)}")
+        test, expected = KNOB_RULES.get(knob, (lambda v: True, ""))
+        if not test(value):
+            raise ValueError(f"knobs.{knob} must be {expected}, got {value!r}")
+
+
 def list_models() -> list[str]:
     """Names of every registered model."""
     return MODELS.names()
@@ -68,6 +107,7 @@ def create(
     unknown = sorted(set(knobs) - set(accepted))
     if unknown:
         raise TypeError(f"model {name!r} has no knob(s) {', '.join(unknown)}; its knobs are: {', '.join(accepted)}")
+    check_knobs(name, knobs)
     if input_shape is None:
         input_shape = entry.default_size
     if isinstance(input_shape, int):

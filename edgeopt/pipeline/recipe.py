@@ -16,12 +16,15 @@ from typing import Literal
 
 from edgeopt.config import RecipeError, from_dict, to_dict
 from edgeopt.data import SOURCES, DatasetUnavailableError, check_dataset, list_datasets
-from edgeopt.models import MODELS, knobs_of
+from edgeopt.models import MODELS, check_knobs
 from edgeopt.pipeline import stages as _stages  # noqa: F401  (registers every stage type in STAGES)
 from edgeopt.pipeline.stage import STAGES
 from edgeopt.train import TrainConfig
 
 __all__ = ["DataSection", "ModelSection", "Recipe", "RecipeError", "StageSpec", "TrainSection", "load_recipe", "parse_recipe", "recipe_from_dict"]
+
+
+MAX_IMAGE_SIZE = 2048  # a batch of 2048x2048x3 floats is already 48 MB per image: larger sizes only fail later, deep in TensorFlow
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ class DataSection:
     def __post_init__(self):
         if not (self.dataset.startswith("folder:") or self.dataset in SOURCES) or self.dataset in ("folder", "folder:"):
             raise ValueError(f"dataset must be one of {', '.join(list_datasets())}; got {self.dataset!r}")
-        if self.image_size < 8:
-            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+        if not 8 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must be in [8, {MAX_IMAGE_SIZE}] pixels (mobile classifiers take 96-512), got {self.image_size}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.batch_size < 1:
@@ -65,9 +68,7 @@ class ModelSection:
     def __post_init__(self):
         if self.name not in MODELS:
             raise ValueError(f"name must be one of {', '.join(MODELS.names())}; got {self.name!r}")
-        unknown = sorted(set(self.knobs) - set(knobs_of(self.name)))
-        if unknown:
-            raise ValueError(f"knobs has no {unknown[0]!r} for {self.name}; its knobs are: {', '.join(knobs_of(self.name))}")
+        check_knobs(self.name, self.knobs)
 
 
 @dataclass(frozen=True)
@@ -184,4 +185,8 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe file {path} does not exist")
-    return parse_recipe(path.read_text(), name=path.stem, source=str(path))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {err.start} is 0x{err.object[err.start]:02x}); save the recipe as UTF-8 TOML") from None
+    return parse_recipe(text, name=path.stem, source=str(path))
