@@ -25,7 +25,7 @@ import numpy as np
 import edgeopt  # noqa: F401  (picks tf_keras first)
 from benchmarks._common import interleaved_latency, machine_line, md_table, median_ms, write_csv, write_file
 from edgeopt import bench, export, models
-from edgeopt.profile import profile
+from edgeopt.costs import profile
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE.parent / "runs" / "bench-cache"

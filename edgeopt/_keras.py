@@ -1,17 +1,15 @@
 """The one place that chooses the Keras module.
 
 TF-MOT (tensorflow-model-optimization 0.8) only supports Keras 2, which TensorFlow >= 2.16 ships as the
-separate ``tf_keras`` package. Setting ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is imported makes
-``tf.keras`` (and so TF-MOT) resolve to ``tf_keras`` too. Every other edgeopt module imports ``keras``
+separate ``tf_keras`` package. ``edgeopt._env`` sets ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is imported,
+which makes ``tf.keras`` (and so TF-MOT) resolve to ``tf_keras`` too. Every other edgeopt module imports ``keras``
 and ``tf`` from here, never ``keras`` or ``tensorflow.keras`` directly.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from edgeopt import _env  # noqa: F401  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow is imported below)
 
 if "tensorflow" in sys.modules and not getattr(sys.modules["tensorflow"].keras, "__name__", "").startswith(
     "tf_keras"
@@ -82,3 +80,11 @@ def ends_in_softmax(model) -> bool:
     """True when the model's output layer applies softmax (so its outputs are probabilities, not logits),
     also through TF-MOT wrappers (QAT wraps the classifier)."""
     return is_softmax(output_layer(model))
+
+
+def keras3():
+    """The Keras 3 package, imported on demand: only to read a Keras 3 file so that it can be rebuilt in tf_keras
+    (``edgeopt.models.sources``). Nothing edgeopt builds or trains uses it."""
+    import keras as keras3_package
+
+    return keras3_package

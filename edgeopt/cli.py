@@ -5,15 +5,11 @@ import argparse
 import json
 import sys
 
-from edgeopt import bench
-from edgeopt.export import ModelInfo, make_android_ready
-from edgeopt.io import write_atomic
-from edgeopt.models import MODELS, create, knobs_of
-from edgeopt.pipeline import run_recipe
-from edgeopt.profile import profile
-from edgeopt.report import run_summary_markdown, write_results
-from edgeopt.search import SearchConfig, report_search, run_search
-from edgeopt.tflite.inspect import inspect_model
+from edgeopt.logs import hide_native_logs
+
+# Only argument parsing happens at import: each command imports the library (and so TensorFlow, ~5 s) when it
+# runs, so `edgeopt --help` answers at once. TensorFlow's C++ log lines are hidden unless --verbose (main()).
+RUNTIMES = ("litert", "mediapipe")  # edgeopt.bench.RUNTIMES (tests/test_cli.py checks they agree)
 
 
 def _value(text: str):
@@ -40,6 +36,8 @@ def _knobs(pairs: list[str]) -> dict:
 
 
 def cmd_models(args) -> int:
+    from edgeopt.models import MODELS, knobs_of  # lazy: TensorFlow loads only when a command runs
+
     for name in MODELS.names():
         entry = MODELS.get(name)
         print(f"{name:24s} {entry.default_size:4d}px  {entry.summary}")
@@ -49,6 +47,8 @@ def cmd_models(args) -> int:
 
 
 def cmd_profile(args) -> int:
+    from edgeopt import create, profile  # lazy: TensorFlow loads only when a command runs
+
     model = create(args.name, input_shape=args.input, classes=args.classes, **_knobs(args.set))
     result = profile(model)
     if args.json:
@@ -59,6 +59,9 @@ def cmd_profile(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from edgeopt.pipeline import run_recipe  # lazy: TensorFlow loads only when a command runs
+    from edgeopt.report import run_summary_markdown  # lazy: as above
+
     report = run_recipe(args.recipe, out_dir=args.out, resume=args.resume, force=args.force, artifacts_dir=args.artifacts)
     print()
     print(run_summary_markdown(report))
@@ -66,10 +69,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from edgeopt.report import write_results  # lazy: TensorFlow loads only when a command runs
     import glob
-    import json
     from pathlib import Path
-
 
     paths = []
     for pattern in args.runs or ["tflite_models/*/report.json"]:
@@ -84,8 +86,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_search(args) -> int:
+    from edgeopt.search import SearchConfig, report_search, run_search  # lazy: TensorFlow loads only when a command runs
     from pathlib import Path
-
 
     if args.report_only:
         if not (args.storage and args.study):
@@ -116,8 +118,9 @@ def _threads(text: str) -> tuple[int, ...]:
 
 
 def cmd_bench(args) -> int:
+    from edgeopt import bench  # lazy: TensorFlow loads only when a command runs
+    from edgeopt.io import write_atomic  # lazy: as above
     from dataclasses import replace
-
 
     settings = dict(runs=args.runs, min_seconds=args.min_seconds, warmup=args.warmup, xnnpack=not args.no_xnnpack)
     if args.adb:
@@ -135,12 +138,15 @@ def cmd_bench(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    from edgeopt.tflite.inspect import inspect_model  # lazy: TensorFlow loads only when a command runs
+
     report = inspect_model(args.model, with_op_times=args.op_times)
     print(json.dumps(report.to_dict(), indent=1) if args.json else report.to_markdown())
     return 0
 
 
 def cmd_android(args) -> int:
+    from edgeopt.export import ModelInfo, make_android_ready  # lazy: TensorFlow loads only when a command runs
     from pathlib import Path
 
     out = Path(args.out) if args.out else Path(args.model).with_name(Path(args.model).stem + "_android.tflite")
@@ -152,14 +158,18 @@ def cmd_android(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeopt", description="Keras image classifiers -> verified int8 TFLite for Android.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's log lines and warnings (hidden by default)")
+    parser = argparse.ArgumentParser(prog="edgeopt", description="Keras image classifiers -> verified int8 TFLite for Android.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("models", help="list the model zoo")
-    p.add_argument("-v", "--verbose", action="store_true", help="also list each model's knobs")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    p = command("models", help="list the model zoo (with --verbose: each model's knobs)")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("profile", help="parameters and multiply-adds of a zoo model, by layer type")
+    p = command("profile", help="parameters and multiply-adds of a zoo model, by layer type")
     p.add_argument("name")
     p.add_argument("--input", type=int, default=None, help="input side in pixels (default: the model's paper size)")
     p.add_argument("--classes", type=int, default=1000)
@@ -168,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser("run", help="run a recipe: train, compress, export and benchmark, into runs/<recipe>/")
+    p = command("run", help="run a recipe: train, compress, export and benchmark, into runs/<recipe>/")
     p.add_argument("recipe", help="recipe TOML file, e.g. recipes/quickstart.toml")
     p.add_argument("--out", default="runs", help="parent of the run directory (default: runs)")
     p.add_argument("--resume", action="store_true", help="continue a run: skip stages already done with the same settings")
@@ -176,12 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifacts", default="tflite_models", help="where shipped artifacts go (default: tflite_models)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="build benchmarks/RESULTS.md (+ CSV, Pareto plots) from run reports")
+    p = command("report", help="build benchmarks/RESULTS.md (+ CSV, Pareto plots) from run reports")
     p.add_argument("runs", nargs="*", help="run directories or report.json files/globs (default: tflite_models/*/report.json)")
     p.add_argument("--out", default="benchmarks")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("search", help="search recipe values (grid, random, Bayesian, NSGA-II) over accuracy, latency and size")
+    p = command("search", help="search recipe values (grid, random, Bayesian, NSGA-II) over accuracy, latency and size")
     p.add_argument("recipe", help="recipe TOML file the trials start from")
     p.add_argument("--space", required=False, help="search-space TOML: [params] recipe paths and values, objectives, constraints")
     p.add_argument("--sampler", choices=("grid", "random", "bayes", "nsga2"), default="bayes", help="bayes = Optuna TPE (default)")
@@ -197,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="write the report of an existing study without running trials")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("bench", help="latency, accuracy and size of a .tflite (LiteRT here, or a phone over adb)")
+    p = command("bench", help="latency, accuracy and size of a .tflite (LiteRT here, or a phone over adb)")
     p.add_argument("model", help="path to a .tflite file")
     p.add_argument("--data", default=None, help="dataset for accuracy and real latency inputs (e.g. fashion_mnist, digits, folder:PATH)")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")
@@ -210,17 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adb", action="store_true", help="time on a connected Android device with benchmark_model over adb")
     p.add_argument("--serial", default=None, help="adb serial of the device (when several are connected)")
     p.add_argument("--benchmark-model", default=None, metavar="PATH", help="path of the Android benchmark_model binary (with --adb)")
-    p.add_argument("--runtime", choices=bench.RUNTIMES, default="litert",
+    p.add_argument("--runtime", choices=RUNTIMES, default="litert",
                    help="mediapipe: also classify the test set through MediaPipe's ImageClassifier, as an Android app does (needs --data)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("inspect", help="deployability of a .tflite: ops and versions, minimum runtime, GPU delegate, memory, metadata")
+    p = command("inspect", help="deployability of a .tflite: ops and versions, minimum runtime, GPU delegate, memory, metadata")
     p.add_argument("model", help="path to a .tflite file")
     p.add_argument("--op-times", action="store_true", help="also estimate the time of each operator (times every prefix of the model)")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("android", help="make an edgeopt .tflite loadable by Android's standard APIs (uint8 I/O, metadata, labels inside)")
+    p = command("android", help="make an edgeopt .tflite loadable by Android's standard APIs (uint8 I/O, metadata, labels inside)")
     p.add_argument("model", help="an edgeopt .tflite (with its embedded manifest)")
     p.add_argument("--out", default=None, help="output .tflite (default: MODEL_android.tflite beside it)")
     p.add_argument("--io", choices=("uint8", "int8", "float32"), default=None, help="input/output type of an int8 model (default uint8)")
@@ -231,11 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a command reports as one line: bad input and missing files or devices (a bug keeps its traceback)."""
+    errors = (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError)
+    adb = sys.modules.get("edgeopt.bench.adb")  # loaded only by commands that may raise its error
+    return errors + ((adb.DeviceUnavailableError,) if adb else ())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None and not args.verbose:  # the real command line (tests call main(argv) and keep their own stderr)
+        hide_native_logs()
     try:
         return args.func(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, bench.DeviceUnavailableError) as err:
+    except Exception as err:
+        if not isinstance(err, _errors()):
+            raise
         print(f"edgeopt {args.command}: error: {err}", file=sys.stderr)
         return 2
 

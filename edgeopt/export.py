@@ -28,6 +28,7 @@ import numpy as np
 from edgeopt._keras import ends_in_softmax, keras, require_keras2_model, tf
 from edgeopt.data import Preprocessing, preprocess_images
 from edgeopt.io import gzip_size, write_atomic
+from edgeopt.progress import bar
 from edgeopt.tflite import flatbuffer, interface, metadata, runtime
 from edgeopt.tflite.inspect import deploy_summary
 from edgeopt.tflite.flatbuffer import InvalidModelError  # noqa: F401
@@ -160,7 +161,7 @@ def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights
 
     def rep():
         clock.setdefault("start", time.perf_counter())
-        for x in representative:
+        for x in bar(representative, desc=f"calibrating {mode}", unit="image"):
             yield [np.asarray(x, np.float32)[None]]
         clock["end"] = time.perf_counter()
 
@@ -255,7 +256,7 @@ def verify(model: keras.Model, model_bytes: bytes, inputs: np.ndarray, labels: n
     expected = _keras_outputs(model, inputs)
     interp = runtime.make_interpreter(model_bytes)
     interp.allocate_tensors()
-    got = runtime.predict(interp, inputs)
+    got = runtime.predict(interp, inputs, progress="verifying .tflite against Keras")
     diff = np.abs(got.reshape(expected.shape) - expected)
     agree = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
     acc = (lambda out: float(np.mean(out.argmax(-1) == labels))) if labels is not None else (lambda out: None)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeopt._keras import ends_in_softmax, keras, require_keras2_model, tf  # noqa: F401  (ends_in_softmax: public here too)
+from edgeopt.progress import TrainingProgress
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,14 @@ def fit(model: keras.Model, splits, config: TrainConfig = TrainConfig(), callbac
     if compile:
         compile_for_training(model, config, steps_per_epoch * config.epochs)
     start = time.perf_counter()
+    progress = [TrainingProgress()] if config.verbose else []  # a bar with time left + one line per epoch
     history = model.fit(
         splits.train.repeat() if config.steps_per_epoch else splits.train,
         validation_data=splits.val if splits.sizes.get("val") else None,
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch,
-        callbacks=list(callbacks),
-        verbose=config.verbose,
+        callbacks=list(callbacks) + progress,
+        verbose=0,
     )
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     val = hist.get("val_accuracy", [None])[-1]

@@ -18,7 +18,7 @@ def test_keras3_model_is_rejected_with_a_way_out():
     k3 = keras3.Model(inp, keras3.layers.Dense(2)(inp))
     with pytest.raises(TypeError, match="Keras 3.*tf_keras"):
         require_keras2_model(k3, "edgeopt.profile")
-    from edgeopt.profile import profile
+    from edgeopt.costs import profile
 
     with pytest.raises(TypeError, match="rebuild the model"):
         profile(k3)

@@ -7,7 +7,7 @@ import pytest
 from edgeopt import models
 from edgeopt._keras import keras
 from edgeopt.models import decode_block, make_divisible
-from edgeopt.profile import profile
+from edgeopt.costs import profile
 from conftest import TINY_MODELS, assert_tflite_matches_keras
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from edgeopt._keras import keras
-from edgeopt.profile import profile
+from edgeopt.costs import profile
 
 
 def _model():

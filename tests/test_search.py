@@ -2,7 +2,6 @@
 over-budget candidates are pruned before training; multi-objective searches keep their Pareto artifacts."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

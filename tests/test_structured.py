@@ -8,7 +8,7 @@ import pytest
 from edgeopt._keras import keras
 from edgeopt.compress.structured import StructuredConfig, channel_groups, plan, prune_filters
 from edgeopt.models import create
-from edgeopt.profile import profile
+from edgeopt.costs import profile
 
 L = keras.layers
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from edgeopt.bench.results import AccuracyResult
 from edgeopt.data import load_dataset
+from edgeopt.progress import bar
 from edgeopt.tflite import flatbuffer, runtime
 
 
@@ -18,20 +19,30 @@ def evaluate_tflite(model, dataset, limit: int | None = None) -> AccuracyResult:
     interp = runtime.make_interpreter(model)
     interp.allocate_tensors()
     correct1 = correct5 = total = 0
+    shown = bar(total=limit or _known_size(dataset), desc="accuracy of the .tflite", unit="image")
     for x, y in dataset:
         x, y = np.asarray(x), np.asarray(y).reshape(-1)
         if limit is not None:
             x, y = x[: limit - total], y[: limit - total]
         scores = runtime.predict(interp, x)
+        shown.update(len(y))
         top = np.argsort(-scores, axis=1)[:, :5]
         correct1 += int((top[:, 0] == y).sum())
         correct5 += int((top == y[:, None]).any(axis=1).sum())
         total += len(y)
         if limit is not None and total >= limit:
             break
+    shown.close()
     if total == 0:
         raise ValueError("evaluate_tflite got an empty dataset")
     return AccuracyResult(correct1 / total, correct5 / total, total)
+
+
+def _known_size(dataset) -> int | None:
+    """Images in a batched dataset when tf.data knows its length (batches x batch size, an upper bound), else None."""
+    batches = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else -1
+    batch = dataset.element_spec[0].shape[0] if hasattr(dataset, "element_spec") else None
+    return batches * batch if batches > 0 and batch else None
 
 
 def load_test_data(model, dataset: str, limit: int | None = None, batch_size: int = 64):

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgeopt.bench.machine import machine
 from edgeopt.bench.results import LatencyResult
+from edgeopt.progress import bar
 from edgeopt.tflite import flatbuffer, runtime
 from edgeopt.tflite.runtime import quantize_input
 
@@ -91,10 +92,13 @@ def measure_latency(
     warm = [run(i) for i in range(warmup)]
     times: list[float] = []
     start = runtime.now_ms()
-    while len(times) < runs or (runtime.now_ms() - start) < min_seconds * 1e3:
-        times.append(run(len(times)))
-        if runtime.now_ms() - start > max_seconds * 1e3:
-            break
+    with bar(total=runs, desc=f"timing {label} ({threads} thread{'s' if threads > 1 else ''})", unit="run") as shown:
+        while len(times) < runs or (runtime.now_ms() - start) < min_seconds * 1e3:
+            times.append(run(len(times)))
+            if len(times) <= runs:  # runs past the count (to fill min_seconds) leave the bar full
+                shown.update(1)
+            if runtime.now_ms() - start > max_seconds * 1e3:
+                break
     peak = runtime.peak_rss_mb() - rss0 if (peak_ok and rss0 is not None) else None
     return LatencyResult(
         model=label, threads=threads, xnnpack=xnnpack, runs=len(times), warmup_runs=warmup,

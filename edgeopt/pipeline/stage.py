@@ -17,13 +17,14 @@ from edgeopt._keras import keras
 from edgeopt.config import RecipeError, from_dict
 from edgeopt.data import Splits
 from edgeopt.io import load_model_safe
-from edgeopt.profile import profile, weight_sparsity
+from edgeopt.costs import profile, weight_sparsity
 from edgeopt.registry import Registry
 from edgeopt.train import TrainConfig, evaluate
 
 if TYPE_CHECKING:  # the recipe module imports this one (its stages parse themselves); only a type here
     from edgeopt.pipeline.recipe import Recipe
 
+BASELINE_STAGES = ("train", "finetune")  # stages whose model is the float baseline of later compression
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "verbose")
 
 
@@ -151,6 +152,7 @@ class RunContext:
     train_callbacks: tuple = ()  # extra Keras callbacks for the train stage (e.g. a search's trial pruning)
     stage_dir: Path | None = None
     stage_label: str = ""
+    initial_model: Callable[[], keras.Model] | None = None  # the recipe's model before any stage (None: built from scratch)
 
     def stage_dirs(self) -> list[Path]:
         return [self.run_dir / f"{i:02d}-{s.type}" for i, s in enumerate(self.recipe.stages)]
@@ -160,9 +162,12 @@ class RunContext:
         return latest(self.results, stage_type)
 
     def baseline_model(self) -> keras.Model | None:
-        """The float model saved by the most recent ``train`` stage, if any."""
-        train = self.last_result("train")
-        return load_stage_model(self.run_dir / train.dir, "train") if train else None
+        """The float model to compare against: the one saved by the most recent ``train`` or ``finetune`` stage, else
+        the model the run started from (a user's trained model file), else None."""
+        trained = next((r for r in reversed(self.results) if r.type in BASELINE_STAGES), None)
+        if trained is not None:
+            return load_stage_model(self.run_dir / trained.dir, trained.type)
+        return self.initial_model() if self.initial_model is not None else None
 
     def last_export(self) -> dict[str, Path] | None:
         """``{name: path}`` of the .tflite files of the most recent export stage."""

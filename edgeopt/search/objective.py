@@ -16,7 +16,7 @@ from edgeopt.models import create
 from edgeopt.pipeline import run_recipe
 from edgeopt.pipeline.stage import last_model_metrics, latest, stage_results
 from edgeopt.pipeline.recipe import recipe_from_dict
-from edgeopt.profile import profile
+from edgeopt.costs import profile
 from edgeopt.search.result import SearchConfig
 from edgeopt.search.space import BEFORE_TRAINING, SearchSpace, apply_overrides
 from edgeopt.search.study import retry_history

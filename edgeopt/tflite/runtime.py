@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from edgeopt.progress import bar
 from edgeopt.tflite.flatbuffer import InvalidModelError, load_model_bytes
 
 _INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
@@ -76,16 +77,17 @@ def check_input_shape(interp, sample_shape: tuple[int, ...], where: str = "input
         )
 
 
-def predict(interp, inputs: np.ndarray) -> np.ndarray:
+def predict(interp, inputs: np.ndarray, progress: str = "") -> np.ndarray:
     """Run float model inputs (N, H, W, C) one at a time; quantizes inputs and dequantizes outputs as needed.
 
-    Returns the float32 outputs stacked to (N, ...). ``interp`` must have its tensors allocated.
+    Returns the float32 outputs stacked to (N, ...). ``interp`` must have its tensors allocated. A ``progress``
+    label shows a bar with time left.
     """
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     inputs = np.asarray(inputs)
     check_input_shape(interp, inputs.shape[1:])
     outs = []
-    for x in inputs:
+    for x in bar(inputs, desc=progress, unit="image") if progress else inputs:
         interp.set_tensor(inp["index"], quantize_input(x[None], inp))
         interp.invoke()
         outs.append(dequantize_output(interp.get_tensor(out["index"])[0], out))
