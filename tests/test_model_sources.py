@@ -155,14 +155,15 @@ def _with_lambda() -> keras.Model:
     return keras.Model(inp, L.Dense(2)(L.Lambda(lambda t: t * 2.0, name="my_lambda")(inp)))
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.parametrize("suffix", [".keras", ".h5", ""])  # "": a SavedModel directory
 def test_lambda_layer_is_refused_unless_allowed(tmp_path, suffix):
     model = _with_lambda()
     path = tmp_path / f"lambda{suffix}"
-    model.save(path)
+    model.save(path, save_format=None if suffix else "tf")
     with pytest.raises(ValueError) as err:
         sources.load_model(path)
-    assert "layer 'my_lambda' is a Lambda layer" in str(err.value) and "allow_custom_code = true" in str(err.value)
+    msg = str(err.value)
+    assert msg.startswith(str(path)) and "layer 'my_lambda' is a Lambda layer" in msg and "allow_custom_code = true" in msg and "\n" not in msg
     loaded = sources.load_model(path, allow_custom_code=True)
     x = _x(3, (4,))
     assert _max_diff(loaded, model, x) <= 1e-6

@@ -3,9 +3,9 @@
 from edgeopt.models import efficientnet, mobilenet, shufflenet  # noqa: F401  (registers the families)
 from edgeopt.models._builder import ArchSpec, BlockSpec, build, decode_block, make_divisible
 from edgeopt.models._registry import MODELS, create, knobs_of, list_models, load_weights
-from edgeopt.models.sources import (APPLICATIONS, application_model, application_normalization, bridge_keras3, check_model_fits,
+from edgeopt.models.sources import (APPLICATIONS, ModelSourceError, application_model, application_normalization, bridge_keras3, check_model_fits,
                                     flatten_model, list_applications, load_model, with_input_shape)
 
-__all__ = ["APPLICATIONS", "ArchSpec", "BlockSpec", "MODELS", "application_model", "application_normalization", "bridge_keras3", "build",
+__all__ = ["APPLICATIONS", "ArchSpec", "BlockSpec", "MODELS", "ModelSourceError", "application_model", "application_normalization", "bridge_keras3", "build",
            "check_model_fits", "create", "decode_block", "flatten_model", "knobs_of", "list_applications", "list_models", "load_model",
            "load_weights", "make_divisible", "with_input_shape"]

@@ -19,7 +19,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -30,8 +30,12 @@ FORMATS = ".keras (saved by tf_keras or Keras 3), .h5 (whole model saved by tf_k
 _MODEL_CLASSES = ("Functional", "Sequential", "Model")
 _KERAS_MODULES = ("keras", "tf_keras")
 
-__all__ = ["APPLICATIONS", "KERAS3_LAYERS", "application_model", "application_normalization", "bridge_keras3", "check_model_fits",
+__all__ = ["APPLICATIONS", "KERAS3_LAYERS", "ModelSourceError", "application_model", "application_normalization", "bridge_keras3", "check_model_fits",
            "flatten_model", "list_applications", "load_model", "with_input_shape"]
+
+
+class ModelSourceError(ValueError):
+    """A one-line refusal from a model source that names the file, layer or field and what would work."""
 
 
 # ---- reading a file's layer config without running it ----------------------------------------------------
@@ -78,9 +82,9 @@ def _check_layers(refs: list[LayerRef], path: str, allow_custom_code: bool, cust
     """Refuse Lambda layers and unknown classes unless the user allowed custom code (and, for classes, named a module)."""
     for ref in refs:
         if ref.class_name == "Lambda" and not allow_custom_code:
-            raise ValueError(_lambda_error(ref, path))
+            raise ModelSourceError(_lambda_error(ref, path))
         if ref.class_name != "Lambda" and not _builtin(ref) and not (allow_custom_code and custom_module):
-            raise ValueError(_custom_error(ref, path))
+            raise ModelSourceError(_custom_error(ref, path))
 
 
 def _zip_json(path: str, member: str) -> dict:
@@ -88,7 +92,7 @@ def _zip_json(path: str, member: str) -> dict:
         with zipfile.ZipFile(path) as z:
             return json.loads(z.read(member))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not a readable .keras file ({member}: {err}); save the model with model.save(\"x.keras\")") from None
+        raise ModelSourceError(f"{path} is not a readable .keras file ({member}: {err}); save the model with model.save(\"x.keras\")") from None
 
 
 def _is_keras3_file(path: str) -> bool:
@@ -106,9 +110,9 @@ def _h5_config(path: str) -> tuple[dict, str]:
     with h5py.File(path, "r") as f:
         raw, version = f.attrs.get("model_config"), f.attrs.get("keras_version", "")
     if raw is None:
-        raise ValueError(f"{path} holds weights only (no model_config); load it into the same architecture with "
+        raise ModelSourceError(f"{path} holds weights only (no model_config); load it into the same architecture with "
                          "edgeopt.models.create(..., weights=path) or save the whole model with model.save(\"x.keras\")")
-    decode = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
+    decode = lambda v: v.decode() if isinstance(v, bytes) else str(v)
     return json.loads(decode(raw)), decode(version)
 
 
@@ -134,7 +138,7 @@ def _custom_objects(custom_module: str | None) -> dict:
     try:
         module = importlib.import_module(custom_module)
     except ImportError as err:
-        raise ValueError(f"custom_module {custom_module!r} cannot be imported ({err}); put its folder on PYTHONPATH") from None
+        raise ModelSourceError(f"custom_module {custom_module!r} cannot be imported ({err}); put its folder on PYTHONPATH") from None
     found = {name: obj for name, obj in vars(module).items()
              if isinstance(obj, type) and issubclass(obj, L.Layer) and obj.__module__.split(".")[0] not in _KERAS_MODULES}
     return {**found, **keras.saving.get_custom_objects()}
@@ -143,21 +147,21 @@ def _custom_objects(custom_module: str | None) -> dict:
 def _load_keras_file(path: str, allow: bool, module: str | None) -> keras.Model:
     _check_layers(list(_walk_layers(_zip_json(path, "config.json"))), path, allow, module)
     if _is_keras3_file(path):
-        return bridge_keras3(path)
+        return _bridge_file(path)
     return keras.models.load_model(path, safe_mode=not allow, compile=False, custom_objects=_custom_objects(module))
 
 
 def _load_h5(path: str, allow: bool, module: str | None) -> keras.Model:
     config, version = _h5_config(path)
     if version.startswith("3"):
-        raise ValueError(f"{path} was saved by Keras {version} as .h5; save it with model.save(\"x.keras\") and load that file")
+        raise ModelSourceError(f"{path} was saved by Keras {version} as .h5; save it with model.save(\"x.keras\") and load that file")
     _check_layers(list(_walk_layers(config)), path, allow, module)
     return keras.models.load_model(path, compile=False, custom_objects=_custom_objects(module))
 
 
 def _load_savedmodel(path: str, allow: bool, module: str | None) -> keras.Model:
     if not (Path(path) / "keras_metadata.pb").exists():
-        raise ValueError(f"{path} is a SavedModel without Keras metadata (e.g. Keras 3 model.export): it cannot be rebuilt as "
+        raise ModelSourceError(f"{path} is a SavedModel without Keras metadata (e.g. Keras 3 model.export): it cannot be rebuilt as "
                          "layers; save the model with model.save(\"x.keras\") and load that file")
     _check_layers(_savedmodel_refs(path), path, allow, module)
     return keras.models.load_model(path, compile=False, custom_objects=_custom_objects(module))
@@ -170,7 +174,7 @@ def _loader(path: str) -> Callable[[str, bool, str | None], keras.Model]:
     loaders = {".keras": _load_keras_file, ".h5": _load_h5, ".hdf5": _load_h5}
     if not os.path.isfile(path) or suffix not in loaders:
         why = "does not exist" if not os.path.exists(path) else "is not a format edgeopt reads"
-        raise ValueError(f"model file {path} {why}; formats that work: {FORMATS}")
+        raise ModelSourceError(f"model file {path} {why}; formats that work: {FORMATS}")
     return loaders[suffix]
 
 
@@ -184,16 +188,14 @@ def load_model(path: str | os.PathLike, *, allow_custom_code: bool = False, cust
     """
     path = os.fspath(path)
     if custom_module and not allow_custom_code:
-        raise ValueError(f"custom_module {custom_module!r} runs code from that module: set allow_custom_code = true as well")
+        raise ModelSourceError(f"custom_module {custom_module!r} runs code from that module: set allow_custom_code = true as well")
     load = _loader(path)
     try:
         model = load(path, allow_custom_code, custom_module)
-    except (TypeError, OSError, KeyError, AttributeError) as err:
-        raise ValueError(f"tf_keras could not load {path}: {_one_line(err)}; formats that work: {FORMATS}") from err
-    except ValueError as err:
-        if "\n" not in str(err) and str(err).startswith(path):
-            raise
-        raise ValueError(f"tf_keras could not load {path}: {_one_line(err)}") from err
+    except ModelSourceError:
+        raise
+    except (ValueError, TypeError, OSError, KeyError, AttributeError, ImportError) as err:  # Keras' own, often many lines
+        raise ModelSourceError(f"Keras could not load {path}: {_one_line(err)}; formats that work: {FORMATS}") from err
     return flatten_model(model)
 
 
@@ -268,7 +270,7 @@ class _Flattener:
         return [tensors[str(id(x))].pop() for x in model.outputs]
 
 
-def _copy(layer, name: str) -> "_CallThenCopy":
+def _copy(layer, name: str) -> _CallThenCopy:
     """A new layer like ``layer`` called ``name`` that takes ``layer``'s weights once its first call has built it.
 
     Copies (rather than the same objects called again) keep the flat model independent of its source: training
@@ -277,7 +279,7 @@ def _copy(layer, name: str) -> "_CallThenCopy":
     try:
         new = type(layer).from_config({**layer.get_config(), "name": name})
     except (TypeError, ValueError, NotImplementedError) as err:
-        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be copied from its config ({_one_line(err)}); "
+        raise ModelSourceError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be copied from its config ({_one_line(err)}); "
                          "give it a get_config that from_config accepts, or build the model without nesting") from None
     return _CallThenCopy(new, layer.get_weights())
 
@@ -304,7 +306,7 @@ def _refuse_shared_nested(model: keras.Model) -> None:
                 calls[node.layer.name] = calls.get(node.layer.name, 0) + 1
     for name, count in calls.items():
         if count > 1:
-            raise ValueError(f"nested model {name!r} is called {count} times in {model.name!r} (shared weights); edgeopt can only "
+            raise ModelSourceError(f"nested model {name!r} is called {count} times in {model.name!r} (shared weights); edgeopt can only "
                              "flatten a nested model that is called once: build the graph with separate layers instead")
 
 
@@ -348,7 +350,7 @@ def with_input_shape(model: keras.Model, shape: tuple[int, int, int]) -> keras.M
     """
     _require_graph(model, "with_input_shape")
     if len(model.inputs) != 1:
-        raise ValueError(f"with_input_shape needs a model with one input; {model.name!r} has {len(model.inputs)}")
+        raise ModelSourceError(f"with_input_shape needs a model with one input; {model.name!r} has {len(model.inputs)}")
     return _replayed(model, _fresh_inputs(model, tuple(int(v) for v in shape)))
 
 
@@ -397,7 +399,7 @@ def _application(name: str) -> Application:
     if name in APPLICATIONS:
         return APPLICATIONS[name]
     why = f" ({name} is left out: {LEFT_OUT[name]})" if name in LEFT_OUT else ""
-    raise ValueError(f"unknown application {name!r}{why}; known: {', '.join(list_applications())}")
+    raise ModelSourceError(f"unknown application {name!r}{why}; known: {', '.join(list_applications())}")
 
 
 def application_normalization(application: str) -> tuple[float, float]:
@@ -408,13 +410,13 @@ def application_normalization(application: str) -> tuple[float, float]:
 
 def _backbone(name: str, app: Application, shape: tuple[int, int, int], classes: int, include_top: bool, kwargs: dict) -> keras.Model:
     if min(shape[:2]) < app.min_size:
-        raise ValueError(f"{name} needs inputs of at least {app.min_size}x{app.min_size} pixels; got {shape[0]}x{shape[1]}")
+        raise ModelSourceError(f"{name} needs inputs of at least {app.min_size}x{app.min_size} pixels; got {shape[0]}x{shape[1]}")
     constructor = getattr(keras.applications, app.constructor)
     top = {"classes": classes, "classifier_activation": "softmax"} if include_top else {}
     try:
         return constructor(input_shape=shape, include_top=include_top, weights=None, **top, **kwargs)
     except (ValueError, TypeError) as err:
-        raise ValueError(f"{name} refuses input_shape={shape} / {kwargs}: {_one_line(err)}") from None
+        raise ModelSourceError(f"{name} refuses input_shape={shape} / {kwargs}: {_one_line(err)}") from None
 
 
 def _weight_layer_names(path: str) -> set[str]:
@@ -422,7 +424,7 @@ def _weight_layer_names(path: str) -> set[str]:
     import h5py  # a tf_keras dependency, imported here because only weight files need it
 
     with h5py.File(path, "r") as f:
-        group = f["model_weights"] if "model_weights" in f else f
+        group = f.get("model_weights", f)
         names = group.attrs.get("layer_names", [])
         return {n.decode() if isinstance(n, bytes) else str(n) for n in names}
 
@@ -430,20 +432,20 @@ def _weight_layer_names(path: str) -> set[str]:
 def _load_backbone_weights(backbone: keras.Model, path: str, include_top: bool) -> None:
     """Load an .h5 weights file by layer name; every weighted backbone layer (except a top classifier) must be in it."""
     if not os.path.isfile(path):
-        raise ValueError(f"weights file {path} does not exist; pass a Keras .h5 weights file saved from the same application "
+        raise ModelSourceError(f"weights file {path} does not exist; pass a Keras .h5 weights file saved from the same application "
                          "(a 'notop' file for include_top=false); edgeopt downloads nothing")
     if not path.endswith(".h5") or path.endswith(".weights.h5"):
-        raise ValueError(f"weights file {path} is not a Keras .h5 weights file (layer names inside); save it with model.save_weights(\"x.h5\")")
+        raise ModelSourceError(f"weights file {path} is not a Keras .h5 weights file (layer names inside); save it with model.save_weights(\"x.h5\")")
     stored = _weight_layer_names(path)
     top = {keras_layer.name for keras_layer in backbone.layers[-1:]} if include_top else set()
     missing = [l.name for l in backbone.layers if l.weights and l.name not in stored and l.name not in top]
     if missing:
-        raise ValueError(f"weights file {path} does not fit {backbone.name}: {len(missing)} layer(s) missing, e.g. {missing[:3]}; "
+        raise ModelSourceError(f"weights file {path} does not fit {backbone.name}: {len(missing)} layer(s) missing, e.g. {missing[:3]}; "
                          "was it saved from the same application, alpha and include_top?")
     try:
         backbone.load_weights(path, by_name=True, skip_mismatch=include_top)
     except (ValueError, OSError) as err:
-        raise ValueError(f"weights file {path} does not fit {backbone.name}: {_one_line(err)}") from None
+        raise ModelSourceError(f"weights file {path} does not fit {backbone.name}: {_one_line(err)}") from None
 
 
 def application_model(application: str, input_shape: tuple[int, int, int], classes: int, *, weights: str | os.PathLike | None = None,
@@ -459,7 +461,7 @@ def application_model(application: str, input_shape: tuple[int, int, int], class
     app = _application(application)
     bad = sorted(set(application_kwargs) & set(_HEAD_RESERVED))
     if bad:
-        raise ValueError(f"application_model sets {', '.join(bad)} itself; pass input_shape, classes, weights, include_top as its own arguments")
+        raise ModelSourceError(f"application_model sets {', '.join(bad)} itself; pass input_shape, classes, weights, include_top as its own arguments")
     shape = tuple(int(v) for v in input_shape)
     backbone = _backbone(application, app, shape, int(classes), include_top, application_kwargs)
     if weights is not None:
@@ -487,10 +489,10 @@ def check_model_fits(model: keras.Model, input_shape: tuple[int, int, int], clas
     want = tuple(int(v) for v in input_shape)
     if len(got_out) != 1 or got_out[0] != classes:
         names = f" (class names {', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''})" if class_names else ""
-        raise ValueError(f"model {who} outputs {got_out[-1] if got_out else '?'} classes (output shape {got_out}) but dataset {source} has "
+        raise ModelSourceError(f"model {who} outputs {got_out[-1] if got_out else '?'} classes (output shape {got_out}) but dataset {source} has "
                          f"{classes}{names}; retrain the head or use application with include_top = false")
     if len(got_in) != 3 or any(g is not None and g != w for g, w in zip(got_in, want)):
-        raise ValueError(f"model {who} takes input (H, W, C) = {got_in} but dataset {source} gives {want}; set the data's image_size "
+        raise ModelSourceError(f"model {who} takes input (H, W, C) = {got_in} but dataset {source} gives {want}; set the data's image_size "
                          "and channels to the model's, or rebuild the model for the data")
     return with_input_shape(model, want) if None in got_in else model
 
@@ -556,14 +558,14 @@ def _tf_config(layer, cls, where: str) -> dict:
         elif key in _DROP_IF_EMPTY or not value:
             continue
         else:
-            raise ValueError(f"{where}: Keras 3 layer {layer.name!r} ({type(layer).__name__}) sets {key}={value!r}, which tf_keras "
+            raise ModelSourceError(f"{where}: Keras 3 layer {layer.name!r} ({type(layer).__name__}) sets {key}={value!r}, which tf_keras "
                              f"{cls.__name__} does not have; remove it or save the model from tf_keras")
     return out
 
 
 def _activation_fn(name, layer, where: str) -> Callable:
     if not isinstance(name, str) or name not in _ACTIVATIONS:
-        raise ValueError(f"{where}: layer {layer.name!r} uses activation {name!r}, which the Keras 3 bridge does not translate; "
+        raise ModelSourceError(f"{where}: layer {layer.name!r} uses activation {name!r}, which the Keras 3 bridge does not translate; "
                          f"supported: {', '.join(sorted(_ACTIVATIONS))}")
     return _ACTIVATIONS[name]
 
@@ -623,7 +625,7 @@ def _copy_weights(k3_layer, tf_layer, where: str) -> None:
     values = [np.asarray(w) for w in k3_layer.get_weights()]
     shapes = [tuple(w.shape) for w in tf_layer.weights]
     if [v.shape for v in values] != shapes:
-        raise ValueError(f"{where}: Keras 3 layer {k3_layer.name!r} has weights {[v.shape for v in values]} but its tf_keras "
+        raise ModelSourceError(f"{where}: Keras 3 layer {k3_layer.name!r} has weights {[v.shape for v in values]} but its tf_keras "
                          f"rebuild expects {shapes}; save the model from tf_keras")
     tf_layer.set_weights(values)
 
@@ -631,7 +633,7 @@ def _copy_weights(k3_layer, tf_layer, where: str) -> None:
 def _refuse_unbridgeable(config: dict, path: str) -> None:
     for ref in _walk_layers(config):
         if ref.class_name not in KERAS3_LAYERS and ref.class_name not in _MODEL_CLASSES:
-            raise ValueError(f"{path}: Keras 3 layer {ref.name!r} has class {ref.class_name}, which the Keras 3 bridge does not "
+            raise ModelSourceError(f"{path}: Keras 3 layer {ref.name!r} has class {ref.class_name}, which the Keras 3 bridge does not "
                              f"rebuild (supported: {', '.join(KERAS3_LAYERS)}); replace it, or build and save the model with tf_keras")
 
 
@@ -643,9 +645,12 @@ def bridge_keras3(path: str | os.PathLike) -> keras.Model:
     layers (nested models included, flattened) is rebuilt in tf_keras and given the Keras 3 weights.
     """
     path = os.fspath(path)
-    config = _zip_json(path, "config.json")
-    _check_layers(list(_walk_layers(config)), path, False, None)
-    _refuse_unbridgeable(config, path)
+    _check_layers(list(_walk_layers(_zip_json(path, "config.json"))), path, False, None)
+    return _bridge_file(path)
+
+
+def _bridge_file(path: str) -> keras.Model:
+    _refuse_unbridgeable(_zip_json(path, "config.json"), path)
     keras3 = importlib.import_module("keras")  # Keras 3 itself, only here: the one place edgeopt reads Keras 3 files
     source = keras3.saving.load_model(path, safe_mode=True, compile=False)
     graph = getattr(source, "_functional", None) or source
