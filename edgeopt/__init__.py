@@ -23,7 +23,7 @@ _EXPORTS = {
     "run_recipe": "edgeopt.pipeline",
     "Profile": "edgeopt.costs", "profile": "edgeopt.costs",
     "TrainConfig": "edgeopt.train", "evaluate": "edgeopt.train", "fit": "edgeopt.train",
-    "finetune": "edgeopt.transfer", "FinetuneConfig": "edgeopt.transfer",
+    "finetune": "edgeopt.transfer", "FinetuneConfig": "edgeopt.transfer", "new_head": "edgeopt.transfer",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -113,7 +113,8 @@ def from_dict(cls, data: dict, path: str = ""):
         if msg.startswith(f"{cls.__name__}."):  # "QATConfig.preserve must ..." -> "preserve must ..."
             msg = msg[len(cls.__name__) + 1 :]
         first = msg.split(" ", 1)[0]
-        if first.split(".", 1)[0].split("[", 1)[0] in fields:  # also "knobs.alpha ..." -> "model.knobs.alpha ..."  # "final_sparsity must be in [0, 1)" -> "stages[2].final_sparsity must be ..."
+        # "final_sparsity must be in [0, 1)" -> "stages[2].final_sparsity must be ...", "knobs.alpha ..." -> "model.knobs.alpha ..."
+        if first.split(".", 1)[0].split("[", 1)[0] in fields:
             raise RecipeError(f"{prefix}{msg}") from None
         raise RecipeError(f"{path or cls.__name__}: {msg}") from None
 

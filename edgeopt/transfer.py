@@ -123,3 +123,18 @@ def finetune(model: keras.Model, splits, config: FinetuneConfig = FinetuneConfig
     finally:
         _set_trainable(model.layers, True)
     return FinetuneResult(head_result, backbone_result, tuple(layer.name for layer in head), tuple(name for name, _ in top))
+
+
+def new_head(model: keras.Model, classes: int, dropout: float = 0.2) -> keras.Model:
+    """``model``'s backbone (every layer before its head) with a new classifier for ``classes``: global average
+    pooling, dropout, a Dense layer and softmax (the zoo's head). The backbone layers and their weights are shared."""
+    if classes < 2:
+        raise ValueError(f"classes must be >= 2 for a classifier head, got {classes}")
+    start = head_start(model)
+    features = model.layers[start].input
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="top_dropout")(x)
+    x = keras.layers.Dense(classes, name="classifier")(x)
+    x = keras.layers.Activation("softmax", name="predictions")(x)
+    return keras.Model(model.inputs, x, name=model.name)

@@ -78,3 +78,15 @@ def test_a_model_without_pooling_head_is_refused_with_a_way_out():
     model = keras.Model(inp, keras.layers.Conv2D(2, 8)(inp))
     with pytest.raises(ValueError, match="has no GlobalAveragePooling2D, GlobalMaxPooling2D or Flatten layer"):
         head_start(model)
+
+
+def test_new_head_keeps_the_backbone_and_its_features():
+    from edgeopt.transfer import new_head
+
+    model = _model()
+    swapped = new_head(model, classes=3)
+    assert swapped.output_shape == (None, 3)
+    features = keras.Model(model.inputs, model.layers[head_start(model)].input)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+    same = keras.Model(swapped.inputs, swapped.layers[head_start(swapped)].input)
+    np.testing.assert_array_equal(features(x).numpy(), same(x).numpy())

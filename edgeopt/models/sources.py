@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from edgeopt._keras import keras, tf
+from edgeopt._keras import keras, keras3, tf
 
 L = keras.layers
 FORMATS = ".keras (saved by tf_keras or Keras 3), .h5 (whole model saved by tf_keras), or a tf_keras SavedModel directory"
@@ -490,7 +490,8 @@ def check_model_fits(model: keras.Model, input_shape: tuple[int, int, int], clas
     if len(got_out) != 1 or got_out[0] != classes:
         names = f" (class names {', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''})" if class_names else ""
         raise ModelSourceError(f"model {who} outputs {got_out[-1] if got_out else '?'} classes (output shape {got_out}) but dataset {source} has "
-                         f"{classes}{names}; retrain the head or use application with include_top = false")
+                         f"{classes}{names}; give it a new head for these classes (recipe: [model] new_head = true, then a finetune stage; "
+                               "API: edgeopt.new_head(model, classes))")
     if len(got_in) != 3 or any(g is not None and g != w for g, w in zip(got_in, want)):
         raise ModelSourceError(f"model {who} takes input (H, W, C) = {got_in} but dataset {source} gives {want}; set the data's image_size "
                          "and channels to the model's, or rebuild the model for the data")
@@ -651,8 +652,7 @@ def bridge_keras3(path: str | os.PathLike) -> keras.Model:
 
 def _bridge_file(path: str) -> keras.Model:
     _refuse_unbridgeable(_zip_json(path, "config.json"), path)
-    keras3 = importlib.import_module("keras")  # Keras 3 itself, only here: the one place edgeopt reads Keras 3 files
-    source = keras3.saving.load_model(path, safe_mode=True, compile=False)
+    source = keras3().saving.load_model(path, safe_mode=True, compile=False)
     graph = getattr(source, "_functional", None) or source
     inputs = [keras.Input(shape=tuple(x.shape[1:]), dtype=x.dtype, name=_k3_input_name(x)) for x in graph.inputs]
     namer = _Namer([layer.name for layer in source.layers if not hasattr(layer, "_nodes_by_depth") and not hasattr(layer, "_functional")]

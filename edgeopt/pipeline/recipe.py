@@ -16,7 +16,7 @@ from typing import Literal
 
 from edgeopt.config import RecipeError, from_dict, to_dict
 from edgeopt.data import SOURCES, DatasetUnavailableError, check_dataset, list_datasets
-from edgeopt.models import MODELS, check_knobs
+from edgeopt.models import MODELS, check_knobs, list_applications
 from edgeopt.pipeline import stages as _stages  # noqa: F401  (registers every stage type in STAGES)
 from edgeopt.pipeline.stage import STAGES
 from edgeopt.train import TrainConfig
@@ -29,24 +29,28 @@ MAX_IMAGE_SIZE = 2048  # a batch of 2048x2048x3 floats is already 48 MB per imag
 
 @dataclass(frozen=True)
 class DataSection:
-    """Where images come from and how they are fed: see ``edgeopt.data.load_dataset``."""
+    """Where images come from and how they are fed: see ``edgeopt.data.load_dataset``. ``image_size``, ``channels``,
+    ``mean`` and ``std`` default to what the model expects: a model file's input shape, an application's
+    normalization, else 32 px, 3 channels and (pixel - 127.5) / 127.5."""
 
     dataset: str = "fashion_mnist"
-    image_size: int = 32
-    channels: int = 3
+    image_size: int | None = None
+    channels: int | None = None
     batch_size: int = 128
     val_fraction: float = 0.1
     limit_train: int | None = None
     limit_test: int | None = None
     seed: int = 0
     augment: bool = False
+    mean: float | None = None
+    std: float | None = None
 
     def __post_init__(self):
         if not (self.dataset.startswith("folder:") or self.dataset in SOURCES) or self.dataset in ("folder", "folder:"):
             raise ValueError(f"dataset must be one of {', '.join(list_datasets())}; got {self.dataset!r}")
-        if not 8 <= self.image_size <= MAX_IMAGE_SIZE:
+        if self.image_size is not None and not 8 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ValueError(f"image_size must be in [8, {MAX_IMAGE_SIZE}] pixels (mobile classifiers take 96-512), got {self.image_size}")
-        if self.channels not in (1, 3):
+        if self.channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
@@ -55,20 +59,62 @@ class DataSection:
         for name in ("limit_train", "limit_test"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.std is not None and not self.std > 0:
+            raise ValueError(f"std must be > 0 (model input = (pixel - mean) / std), got {self.std}")
+
+
+MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 @dataclass(frozen=True)
 class ModelSection:
-    """A zoo model: registry ``name``, its ``knobs`` and an optional ``weights`` file path."""
+    """The model the stages start from, exactly one of: a zoo ``name`` (with ``knobs``, optional ``weights`` file);
+    the user's model file ``path`` (.keras / .h5 / SavedModel directory; ``new_head`` replaces its classifier with
+    one for the dataset's classes; ``allow_custom_code`` + ``custom_module`` to load layers defined in code); or a
+    tf_keras ``application`` backbone with a new head (``knobs`` are its arguments, e.g. alpha; ``weights`` a
+    local weights file; ``include_top`` keeps its own classifier). Nothing is downloaded."""
 
-    name: str
+    name: str = ""
     knobs: dict = field(default_factory=dict)
     weights: str | None = None
+    path: str | None = None
+    new_head: bool = False
+    allow_custom_code: bool = False
+    custom_module: str | None = None
+    application: str | None = None
+    include_top: bool = False
 
     def __post_init__(self):
-        if self.name not in MODELS:
-            raise ValueError(f"name must be one of {', '.join(MODELS.names())}; got {self.name!r}")
-        check_knobs(self.name, self.knobs)
+        given = [k for k in ("name", "path", "application") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("name (a zoo model), path (your model file) or application (a tf_keras.applications backbone) is required, "
+                             f"exactly one of them; got {', '.join(given) or 'none'}")
+        if self.name:
+            if self.name not in MODELS:
+                raise ValueError(f"name must be one of {', '.join(MODELS.names())}; got {self.name!r}")
+            check_knobs(self.name, self.knobs)
+        if self.path:
+            file = Path(self.path).expanduser()
+            if not (file.is_dir() or file.suffix.lower() in MODEL_FILE_SUFFIXES):
+                raise ValueError(f"path {self.path!r} is not a model file: use a .keras or .h5 file, or a SavedModel directory")
+            if not file.exists():
+                raise ValueError(f"path {self.path!r} does not exist")
+            for other in ("knobs", "weights", "include_top"):
+                if getattr(self, other):
+                    raise ValueError(f"{other} does not apply to a model file (path); it belongs to name or application models")
+        elif self.new_head or self.allow_custom_code or self.custom_module:
+            raise ValueError("new_head, allow_custom_code and custom_module apply to a model file only (path = ...)")
+        if self.custom_module and not self.allow_custom_code:
+            raise ValueError("custom_module runs code from that module: set allow_custom_code = true as well to allow it")
+        if self.application and self.application not in list_applications():
+            raise ValueError(f"application must be one of {', '.join(list_applications())}; got {self.application!r}")
+        if self.weights and not Path(self.weights).expanduser().exists() and not Path(self.weights + ".index").exists():
+            raise ValueError(f"weights {self.weights!r} does not exist (a local weights file: edgeopt downloads nothing)")
+
+    @property
+    def label(self) -> str:
+        """What the run reports as the model: the zoo name, the file's name or the application."""
+        return self.name or (Path(self.path).name if self.path else f"{self.application}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +177,7 @@ def recipe_from_dict(doc: dict, name: str = "recipe", source: str = "<dict>") ->
         if unknown:
             raise RecipeError(f"{unknown[0]} is not a known section; known: {', '.join(sorted(_TOP_LEVEL))}")
         if "model" not in doc:
-            raise RecipeError("model is required (e.g. [model] name = \"mobilenet_v2\")")
+            raise RecipeError("model is required (e.g. [model] name = \"mobilenet_v2\", or path = \"my_model.keras\")")
         stages_raw = doc.get("stages")
         if not isinstance(stages_raw, list) or not stages_raw:
             raise RecipeError("stages is required: a list of [[stages]] tables, each with a type")

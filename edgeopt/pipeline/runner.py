@@ -20,9 +20,10 @@ from edgeopt import io
 from edgeopt._keras import keras, tf
 from edgeopt.data import load_dataset
 from edgeopt.io import save_model_atomic
-from edgeopt.models import create
+from edgeopt.models import application_model, application_normalization, check_model_fits, create, load_model
 from edgeopt.pipeline.recipe import Recipe, RecipeError, load_recipe
 from edgeopt.pipeline.stage import STAGES, RunContext, StageOutcome, StageResult, load_stage_model
+from edgeopt.transfer import new_head
 
 write_atomic = partial(io.write_atomic, overwrite=True)  # a run owns its directory: its files are replaced
 
@@ -39,15 +40,49 @@ def make_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
-def _create_model(recipe: Recipe, splits) -> keras.Model:
-    prep = splits.preprocessing
-    return create(recipe.model.name, input_shape=prep.input_shape, classes=len(prep.class_names), weights=recipe.model.weights, **recipe.model.knobs)
+DEFAULT_IMAGE_SIZE, DEFAULT_CHANNELS = 32, 3  # a zoo model's input when the recipe gives none
 
 
-def _load_splits(recipe: Recipe):
+def _user_model(recipe: Recipe) -> keras.Model | None:
+    """The recipe's model file loaded (flat tf_keras; code in it refused unless allowed), or None for other sources."""
+    m = recipe.model
+    return load_model(m.path, allow_custom_code=m.allow_custom_code, custom_module=m.custom_module) if m.path else None
+
+
+def _data_for(recipe: Recipe, user_model: keras.Model | None) -> dict:
+    """image_size, channels, mean and std for the data: the recipe's, else what the model expects."""
+    d, m = recipe.data, recipe.model
+    size, channels = d.image_size, d.channels
+    if user_model is not None:
+        h, w, c = (tuple(user_model.input_shape[1:]) + (None, None, None))[:3]
+        if size is None and h is not None and h != w:
+            raise RecipeError(f"model.path {m.path} takes {h}x{w} images; edgeopt feeds square images: set data.image_size and rebuild the model square")
+        size, channels = size or h, channels or c
+        if size is None:
+            raise RecipeError(f"model.path {m.path} accepts any image size: set data.image_size (e.g. 224)")
+    mean, std = (application_normalization(m.application) if m.application else (127.5, 127.5))
+    return {"image_size": size or DEFAULT_IMAGE_SIZE, "channels": channels or DEFAULT_CHANNELS,
+            "mean": d.mean if d.mean is not None else mean, "std": d.std if d.std is not None else std}
+
+
+def _create_model(recipe: Recipe, splits, user_model: keras.Model | None = None) -> keras.Model:
+    """The model the first stage starts from, fitted to the data: the zoo model built for it, the application with a
+    head for its classes, or the user's file (a new head when ``new_head``); a mismatch is a one-line error naming both."""
+    prep, m = splits.preprocessing, recipe.model
+    classes = len(prep.class_names)
+    if m.application:
+        return application_model(m.application, prep.input_shape, classes, weights=m.weights, include_top=m.include_top, **m.knobs)
+    if user_model is None:
+        return create(m.name, input_shape=prep.input_shape, classes=classes, weights=m.weights, **m.knobs)
+    if m.new_head and user_model.output_shape[-1] != classes:
+        user_model = new_head(user_model, classes)
+    return check_model_fits(user_model, prep.input_shape, classes, recipe.data.dataset, class_names=prep.class_names, model_source=m.path)
+
+
+def _load_splits(recipe: Recipe, user_model: keras.Model | None = None):
     d = recipe.data
-    return load_dataset(d.dataset, image_size=d.image_size, channels=d.channels, batch_size=d.batch_size, val_fraction=d.val_fraction,
-                        seed=d.seed, limit_train=d.limit_train, limit_test=d.limit_test, augment=d.augment)
+    return load_dataset(d.dataset, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=d.seed, limit_train=d.limit_train,
+                        limit_test=d.limit_test, augment=d.augment, **_data_for(recipe, user_model))
 
 
 def run_recipe(
@@ -65,13 +100,20 @@ def run_recipe(
     recipe, recipe_text = _read_recipe(recipe)
     # Before any TensorFlow op: MultiWorkerMirroredStrategy can only configure collective ops at program startup.
     strategy = make_strategy(recipe.train.distribute)
+    label = f"[run {recipe.name}]"
+    # The model file and the data are read, and checked against each other, before the run directory is made.
+    with strategy.scope():
+        user_model = _user_model(recipe)
+    data = _data_for(recipe, user_model)
+    progress(f"{label} loading {recipe.data.dataset} at {data['image_size']}x{data['image_size']}x{data['channels']}")
+    splits = _load_splits(recipe, user_model)
+    with strategy.scope():  # a model file is checked against the data now; zoo and application models are built for it
+        first_model = _create_model(recipe, splits, user_model) if user_model is not None else None
     run_dir = _prepare_run_dir(Path(out_dir) / recipe.name, recipe_text, resume, force)
     if recipe.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    label = f"[run {recipe.name}]"
-    progress(f"{label} loading {recipe.data.dataset} at {recipe.data.image_size}x{recipe.data.image_size}x{recipe.data.channels}")
-    splits = _load_splits(recipe)
-    ctx = RunContext(recipe, splits, run_dir, strategy, progress, train_callbacks=tuple(train_callbacks))
+    initial = (lambda: _create_model(recipe, splits, _user_model(recipe))) if recipe.model.path else None
+    ctx = RunContext(recipe, splits, run_dir, strategy, progress, train_callbacks=tuple(train_callbacks), initial_model=initial)
     model, model_from, rerun = None, None, False
     total = len(recipe.stages)
     for i, (spec, stage_dir) in enumerate(zip(recipe.stages, ctx.stage_dirs())):
@@ -90,7 +132,8 @@ def run_recipe(
         keras.utils.set_random_seed(recipe.train.seed + i)  # before the model is built: its initial weights too
         if model is None:
             with ctx.strategy.scope():
-                model = load_stage_model(*model_from) if model_from else _create_model(recipe, splits)
+                model = load_stage_model(*model_from) if model_from else first_model or _create_model(recipe, splits)
+            first_model = None
         ctx.stage_dir, ctx.stage_label = stage_dir, f"stages[{i}] ({spec.type})"
         progress(f"{label} stage {i + 1}/{total} {spec.type}")
         ctx.splits = splits.with_fresh_train()  # same data order whether this stage runs first or after a resume
@@ -98,13 +141,19 @@ def run_recipe(
         ctx.results.append(result)
         progress(f"{label} stage {i + 1}/{total} {spec.type} done in {result.seconds:.0f} s: {_short(result.metrics)}")
 
-    report = {"recipe": recipe.name, "description": recipe.description, "model": {"name": recipe.model.name, "knobs": recipe.model.knobs},
+    report = {"recipe": recipe.name, "description": recipe.description,
+              "model": {"name": recipe.model.label, "knobs": recipe.model.knobs, "source": _source_of(recipe)},
               "data": {"dataset": recipe.data.dataset, "input_shape": list(splits.preprocessing.input_shape)},
               "stages": [r.to_dict() for r in ctx.results]}
     write_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
     if artifacts_dir is not None:
         _ship(ctx, Path(artifacts_dir) / recipe.name, report)
     return report
+
+
+def _source_of(recipe: Recipe) -> dict:
+    m = recipe.model
+    return {"path": m.path, "new_head": m.new_head} if m.path else {"application": m.application} if m.application else {"zoo": m.name}
 
 
 def _read_recipe(recipe: Recipe | str | Path) -> tuple[Recipe, str]:
