@@ -47,7 +47,7 @@ def test_streamed_digits_equal_preprocess_images_of_each_file_and_train_a_classi
 
 
 def test_raw_test_split_gives_the_streamed_test_images_in_order(digits_folder):
-    root, images = digits_folder
+    root, _ = digits_folder
     s = data.load_dataset(f"folder:{root}", image_size=8, channels=3, limit_test=20)
     raw_x, raw_y, classes = data.raw_test_split(f"folder:{root}", limit=20)
     assert raw_x.shape == (20, 8, 8, 3) and raw_x.dtype == np.uint8 and classes == s.preprocessing.class_names
