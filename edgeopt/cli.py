@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+import time
 
 from edgeopt.logs import hide_native_logs
 
@@ -65,6 +67,27 @@ def cmd_run(args) -> int:
     report = run_recipe(args.recipe, out_dir=args.out, resume=args.resume, force=args.force, artifacts_dir=args.artifacts)
     print()
     print(run_summary_markdown(report))
+    return 0
+
+
+def cmd_optimize(args) -> int:
+    from pathlib import Path
+
+    from edgeopt.pipeline import run_recipe  # lazy: TensorFlow loads only when a command runs
+    from edgeopt.pipeline.optimize import optimize_recipe, prepare_run  # lazy: as above
+    from edgeopt.report import run_summary_markdown  # lazy: as above
+
+    start = time.perf_counter()
+    doc = optimize_recipe(args.model, args.data, prune=args.prune, cluster=args.cluster, qat=args.qat, distill_from=args.distill_from,
+                          epochs=args.epochs, learning_rate=args.learning_rate, image_size=args.image_size, batch_size=args.batch_size,
+                          name=args.name)
+    out = Path(args.out) if args.out else Path("optimized") / doc["name"]
+    recipe_path = prepare_run(doc, out, shlex.join(["edgeopt", *args.argv]), force=args.force)
+    print(f"recipe: {recipe_path}")
+    report = run_recipe(recipe_path, out_dir=out / "runs", resume=args.resume, force=args.force, artifacts_dir=out)
+    print()
+    print(run_summary_markdown(report))
+    print(f"\nartifacts: {out / doc['name']} (the .tflite for your app: model.tflite); wall time {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 
 
@@ -186,6 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifacts", default="tflite_models", help="where shipped artifacts go (default: tflite_models)")
     p.set_defaults(func=cmd_run)
 
+    p = command("optimize", help="compress your own model on your images in one line: writes the recipe, runs it, prints float vs int8")
+    p.add_argument("model", help="your trained model: a .keras / .h5 file or a SavedModel directory (or a zoo name, trained first)")
+    p.add_argument("--data", required=True, help="your images: folder:PATH with one sub-folder per class (or fashion_mnist, digits)")
+    p.add_argument("--prune", type=float, default=None, metavar="SPARSITY", help="magnitude pruning to this fraction of zero weights, e.g. 0.5")
+    p.add_argument("--cluster", type=int, default=None, metavar="N", help="weight clustering to N values per kernel, e.g. 16")
+    p.add_argument("--qat", action="store_true", help="quantization-aware training before the int8 export (keeps zeros and clusters)")
+    p.add_argument("--distill-from", default=None, metavar="TEACHER", help="distil from this bigger trained model file first")
+    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs of each training stage (default 2)")
+    p.add_argument("--learning-rate", type=float, default=1e-4, help="fine-tuning learning rate (default 1e-4: the model is trained)")
+    p.add_argument("--image-size", type=int, default=None, help="input side in pixels (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--name", default=None, help="run name (default: the model file's name)")
+    p.add_argument("--out", default=None, help="where the recipe, the run and the artifacts go (default: optimized/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run: skip stages already done")
+    p.add_argument("--force", action="store_true", help="replace an existing recipe and run of this name and start again")
+    p.set_defaults(func=cmd_optimize)
+
     p = command("report", help="build benchmarks/RESULTS.md (+ CSV, Pareto plots) from run reports")
     p.add_argument("runs", nargs="*", help="run directories or report.json files/globs (default: tflite_models/*/report.json)")
     p.add_argument("--out", default="benchmarks")
@@ -250,6 +290,7 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if argv is None and not args.verbose:  # the real command line (tests call main(argv) and keep their own stderr)
         hide_native_logs()
     try:

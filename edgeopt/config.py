@@ -7,6 +7,8 @@ never ignored, and a config's own ``__post_init__`` message is prefixed with the
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import types
 import typing
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -131,6 +133,43 @@ def to_dict(obj) -> dict:
         return v
 
     return plain(obj)
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string, escapes included
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {type(value).__name__} {value!r}")
+
+
+def _is_table_list(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def to_toml(doc: dict, header: str = "") -> str:
+    """TOML text of plain data (a recipe or search space as ``tomllib`` reads it): ``header`` as comment lines, then
+    top-level values, ``[sections]`` and ``[[lists of tables]]``; ``tomllib.loads`` gives ``doc`` back."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict) and not _is_table_list(v)]
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{_toml_key(key)}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()]
+    for key, value in doc.items():
+        if _is_table_list(value):
+            for table in value:
+                lines += ["", f"[[{_toml_key(key)}]]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
 
 
 class Config:

@@ -18,7 +18,10 @@ import threading
 import warnings
 
 # absl's line prefix: severity, MMDD, time, thread id, file:line]  -- and absl's one-off notice before InitializeLog
-NATIVE_LOG_LINE = re.compile(rb"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-/]+:\d+\]|WARNING: All log messages before absl::InitializeLog)")
+# plus the TFLite converter's and interpreter's own prints ("fully_quantize: 0, inference_type: 6, ...",
+# "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
+NATIVE_LOG_LINE = re.compile(rb"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-/]+:\d+\]|WARNING: All log messages before absl::InitializeLog"
+                             rb"|INFO: (Created TensorFlow Lite|Initialized TensorFlow Lite)|fully_quantize: \d)")
 
 
 def is_native_log_line(line: bytes) -> bool:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -123,39 +121,11 @@ def make_recipe(**overrides) -> dict:
     return doc
 
 
-def _key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"no TOML form for {v!r}")
-
-
 def recipe_toml(doc: dict) -> str:
-    """TOML text of a recipe (or search space) document: top-level values, [sections], [[stages]]."""
-    lines = [f"{_key(k)} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict) and not _is_table_list(v)]
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            lines += ["", f"[{key}]"] + [f"{_key(k)} = {_toml_value(v)}" for k, v in value.items()]
-    for key, value in doc.items():
-        if _is_table_list(value):
-            for table in value:
-                lines += ["", f"[[{key}]]"] + [f"{_key(k)} = {_toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
+    """TOML text of a recipe (or search space) document: edgeopt's own writer (``edgeopt.config.to_toml``)."""
+    from edgeopt.config import to_toml
 
-
-def _is_table_list(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+    return to_toml(doc)
 
 
 def write_recipe(path: Path, doc: dict) -> Path:

@@ -40,7 +40,7 @@ def test_compression_stage_configs_are_validated_with_field_paths():
         parse_recipe(head + '[[stages]]\ntype = "prune"\nfinal_sparsity = 1.5\n', source="r.toml")
     with pytest.raises(RecipeError, match=r"stages\[1\]\.preserve must be one of"):
         parse_recipe(head + '[[stages]]\ntype = "qat"\npreserve = "all"\n', source="r.toml")
-    with pytest.raises(RecipeError, match="teacher_stage or teacher_model"):
+    with pytest.raises(RecipeError, match=r"stages\[1\]\.teacher_stage, teacher_model or teacher_path \(a trained model file\) must be given, exactly one of them; got none"):
         parse_recipe(head + '[[stages]]\ntype = "distill"\n', source="r.toml")
     r = parse_recipe(head + '[[stages]]\ntype = "cluster"\nnumber_of_clusters = 8\nepochs = 1\n', source="r.toml")
     assert r.stages[1].config.technique.number_of_clusters == 8 and r.stages[1].config.train.epochs == 1

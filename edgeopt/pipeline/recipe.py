@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgeopt.config import RecipeError, from_dict, to_dict
-from edgeopt.data import SOURCES, DatasetUnavailableError, check_dataset, list_datasets
+from edgeopt.data import BAD_IMAGE_ACTIONS, SOURCES, DatasetUnavailableError, check_dataset, list_datasets
 from edgeopt.models import MODELS, check_knobs, list_applications
 from edgeopt.pipeline import stages as _stages  # noqa: F401  (registers every stage type in STAGES)
 from edgeopt.pipeline.stage import STAGES
@@ -29,7 +29,9 @@ MAX_IMAGE_SIZE = 2048  # a batch of 2048x2048x3 floats is already 48 MB per imag
 
 @dataclass(frozen=True)
 class DataSection:
-    """Where images come from and how they are fed: see ``edgeopt.data.load_dataset``. ``image_size``, ``channels``,
+    """Where images come from and how they are fed: see ``edgeopt.data.load_dataset`` (``folder:PATH`` streams from disk;
+    ``cache`` = "memory" or a directory keeps decoded images after the first epoch; ``on_bad_image`` = "error" names
+    an unreadable file, "skip" leaves it out and the run reports it). ``image_size``, ``channels``,
     ``mean`` and ``std`` default to what the model expects: a model file's input shape, an application's
     normalization, else 32 px, 3 channels and (pixel - 127.5) / 127.5."""
 
@@ -44,6 +46,8 @@ class DataSection:
     augment: bool = False
     mean: float | None = None
     std: float | None = None
+    cache: str | None = None
+    on_bad_image: str = "error"
 
     def __post_init__(self):
         if not (self.dataset.startswith("folder:") or self.dataset in SOURCES) or self.dataset in ("folder", "folder:"):
@@ -59,6 +63,10 @@ class DataSection:
         for name in ("limit_train", "limit_test"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.on_bad_image not in BAD_IMAGE_ACTIONS:
+            raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_ACTIONS)}; got {self.on_bad_image!r}")
+        if self.cache == "":
+            raise ValueError('cache must be "memory" or a directory path; got ""')
         if self.std is not None and not self.std > 0:
             raise ValueError(f"std must be > 0 (model input = (pixel - mean) / std), got {self.std}")
 

@@ -82,7 +82,7 @@ def _create_model(recipe: Recipe, splits, user_model: keras.Model | None = None)
 def _load_splits(recipe: Recipe, user_model: keras.Model | None = None):
     d = recipe.data
     return load_dataset(d.dataset, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=d.seed, limit_train=d.limit_train,
-                        limit_test=d.limit_test, augment=d.augment, **_data_for(recipe, user_model))
+                        limit_test=d.limit_test, augment=d.augment, cache=d.cache, on_bad_image=d.on_bad_image, **_data_for(recipe, user_model))
 
 
 def run_recipe(
@@ -107,6 +107,9 @@ def run_recipe(
     data = _data_for(recipe, user_model)
     progress(f"{label} loading {recipe.data.dataset} at {data['image_size']}x{data['image_size']}x{data['channels']}")
     splits = _load_splits(recipe, user_model)
+    if splits.skipped:
+        progress(f"{label} skipped {len(splits.skipped)} unreadable image file(s) (data.on_bad_image = \"skip\"): {', '.join(splits.skipped[:3])}"
+                 + (", ..." if len(splits.skipped) > 3 else ""))
     with strategy.scope():  # a model file is checked against the data now; zoo and application models are built for it
         first_model = _create_model(recipe, splits, user_model) if user_model is not None else None
     run_dir = _prepare_run_dir(Path(out_dir) / recipe.name, recipe_text, resume, force)
@@ -143,7 +146,7 @@ def run_recipe(
 
     report = {"recipe": recipe.name, "description": recipe.description,
               "model": {"name": recipe.model.label, "knobs": recipe.model.knobs, "source": _source_of(recipe)},
-              "data": {"dataset": recipe.data.dataset, "input_shape": list(splits.preprocessing.input_shape)},
+              "data": {"dataset": recipe.data.dataset, "input_shape": list(splits.preprocessing.input_shape), "skipped_files": list(splits.skipped)},
               "stages": [r.to_dict() for r in ctx.results]}
     write_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
     if artifacts_dir is not None:

@@ -16,7 +16,7 @@ from edgeopt.compress import quantize as _quantize
 from edgeopt.compress import structured as _structured
 from edgeopt.compress.distill import DistillConfig, Distiller
 from edgeopt.io import load_model_safe, save_model_atomic, save_weights_atomic, write_atomic
-from edgeopt.models import MODELS, create
+from edgeopt.models import MODELS, check_model_fits, create, load_model
 from edgeopt.pipeline.stage import RunContext, StageOutcome, load_stage_model, model_metrics, stage
 from edgeopt.train import fit, make_optimizer
 
@@ -94,8 +94,8 @@ def qat_stage(ctx: RunContext, model, config) -> StageOutcome:
 @dataclass(frozen=True)
 class DistillStageConfig:
     """Distil into the current model (the student) from a teacher: the model saved by an earlier stage
-    (``teacher_stage``, its index) or a zoo model (``teacher_model`` + ``teacher_knobs``) loaded from
-    ``teacher_weights`` or trained here for ``teacher_epochs``. ``alpha`` weighs the hard-label loss."""
+    (``teacher_stage``, its index), a trained model file (``teacher_path``) or a zoo model (``teacher_model`` +
+    ``teacher_knobs``) loaded from ``teacher_weights`` or trained here for ``teacher_epochs``. ``alpha`` weighs the hard-label loss."""
 
     alpha: float = 0.1
     temperature: float = 4.0
@@ -104,11 +104,16 @@ class DistillStageConfig:
     teacher_knobs: dict = field(default_factory=dict)
     teacher_weights: str | None = None
     teacher_epochs: int = 3
+    teacher_path: str | None = None
 
     def __post_init__(self):
         DistillConfig(self.alpha, self.temperature)
-        if (self.teacher_stage is None) == (self.teacher_model is None):
-            raise ValueError("teacher_stage or teacher_model must be given (exactly one of them)")
+        given = [k for k in ("teacher_stage", "teacher_model", "teacher_path") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("teacher_stage, teacher_model or teacher_path (a trained model file) must be given, exactly one of them; "
+                             f"got {', '.join(given) or 'none'}")
+        if self.teacher_path is not None and not Path(self.teacher_path).expanduser().exists():
+            raise ValueError(f"teacher_path {self.teacher_path!r} does not exist")
         if self.teacher_model is not None:
             if self.teacher_model not in MODELS:
                 raise ValueError(f"teacher_model must be one of {', '.join(MODELS.names())}; got {self.teacher_model!r}")
@@ -123,6 +128,10 @@ def _teacher(ctx: RunContext, cfg: DistillStageConfig, train_cfg):
             raise ValueError(f"{ctx.stage_label}: teacher_stage={cfg.teacher_stage} is not an earlier stage that saved a model")
         return load_stage_model(ctx.run_dir / done[0].dir, done[0].type)
     prep = ctx.splits.preprocessing
+    if cfg.teacher_path is not None:  # a trained model file, checked against the data like the student
+        teacher = check_model_fits(load_model(cfg.teacher_path), prep.input_shape, len(prep.class_names), ctx.recipe.data.dataset,
+                                   class_names=prep.class_names, model_source=cfg.teacher_path)
+        return teacher
     teacher = create(cfg.teacher_model, input_shape=prep.input_shape, classes=len(prep.class_names), weights=cfg.teacher_weights, **cfg.teacher_knobs)
     if cfg.teacher_weights is None and cfg.teacher_epochs:
         ctx.progress(f"  training teacher {cfg.teacher_model} for {cfg.teacher_epochs} epochs")
