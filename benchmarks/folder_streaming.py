@@ -96,30 +96,34 @@ def _timing_callback(total_steps: int, label: str):
     return Timing()
 
 
-def _train_one_pass(splits, size: int, label: str) -> dict:
-    """One epoch of MobileNetV2 0.35 on ``splits`` with ``edgeopt.fit``; wall seconds, steps, images/s after warm-up."""
+def _train_one_pass(splits, size: int, label: str, max_steps: int | None = None) -> dict:
+    """One epoch of MobileNetV2 0.35 on ``splits`` with ``edgeopt.fit`` (or its first ``max_steps`` steps, drawn from
+    the whole shuffled file list); wall seconds, steps, images/s after warm-up."""
     model = edgeopt.create("mobilenet_v2", input_shape=(size, size, 3), classes=10, alpha=0.35)
-    steps = int(np.ceil(splits.sizes["train"] / BATCH))
+    epoch_steps = int(np.ceil(splits.sizes["train"] / BATCH))
+    steps = min(epoch_steps, max_steps or epoch_steps)
     timing = _timing_callback(steps, label)
-    result = edgeopt.fit(model, splits, edgeopt.TrainConfig(epochs=1, verbose=0), callbacks=[timing])
+    config = edgeopt.TrainConfig(epochs=1, verbose=0, steps_per_epoch=steps if steps < epoch_steps else None)
+    result = edgeopt.fit(model, splits, config, callbacks=[timing])
     if len(timing.ends) <= WARMUP_STEPS:
         raise SystemExit(f"{label}: {len(timing.ends)} steps is too few to time after {WARMUP_STEPS} warm-up steps; use more --images")
-    timed_images = splits.sizes["train"] - WARMUP_STEPS * BATCH  # the images of the steps after warm-up
-    return {"images": splits.sizes["train"], "steps": steps, "train_s": result.seconds,
+    trained = splits.sizes["train"] if steps == epoch_steps else steps * BATCH
+    timed_images = trained - WARMUP_STEPS * BATCH  # the images of the steps after warm-up
+    return {"images": trained, "epoch_images": splits.sizes["train"], "steps": steps, "epoch_steps": epoch_steps, "train_s": result.seconds,
             "images_per_s": timed_images / (timing.ends[-1] - timing.ends[WARMUP_STEPS - 1]), "train_top1": result.history["accuracy"][-1]}
 
 
-def streamed(folder: Path, size: int) -> dict:
+def streamed(folder: Path, size: int, max_steps: int | None = None) -> dict:
     """Phase 2: train from ``folder:`` streamed; adds load time, the bad-file count and peak RSS."""
     start = time.perf_counter()
     splits = edgeopt.load_dataset(f"folder:{folder}", image_size=size, channels=3, batch_size=BATCH, val_fraction=0.0)
     load_s = time.perf_counter() - start
     log(f"streamed: load_dataset {load_s:.1f} s (file listing and check), sizes {splits.sizes}")
-    out = _train_one_pass(splits, size, "streamed")
+    out = _train_one_pass(splits, size, "streamed", max_steps)
     return {**out, "load_s": load_s, "skipped": len(splits.skipped), "peak_rss_gb": peak_rss_gb()}
 
 
-def in_memory(folder: Path, size: int, count: int) -> dict:
+def in_memory(folder: Path, size: int, count: int, max_steps: int | None = None) -> dict:
     """Phase 3: ``count`` of the folder's JPEGs (a seeded sample, all classes) decoded to uint8 (count, size, size, 3)
     in memory, normalized as the streamed pipeline does, one pass."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -135,12 +139,13 @@ def in_memory(folder: Path, size: int, count: int) -> dict:
              .prefetch(tf.data.AUTOTUNE))
     empty = train.take(0)
     splits = edgeopt.Splits(train, empty, empty, prep, {"train": len(x), "val": 0, "test": 0})
-    return {**_train_one_pass(splits, size, "memory"), "peak_rss_gb": peak_rss_gb()}
+    return {**_train_one_pass(splits, size, "memory", max_steps), "peak_rss_gb": peak_rss_gb()}
 
 
 def run_phase(phase: str, args: argparse.Namespace, folder: Path) -> dict:
     """Run ``phase`` in a child process (so its peak RSS is its own) and return its result (its last stdout line)."""
     cmd = [sys.executable, __file__, "--phase", phase, "--folder", str(folder), "--size", str(args.size), "--memory-images", str(args.memory_images)]
+    cmd += ["--steps", str(args.steps)] if args.steps else []
     log(f"{phase}: starting its own process")
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=HERE.parent, check=False)
     if proc.returncode:
@@ -169,7 +174,9 @@ def write_report(out: Path, result: dict) -> None:
         "# Training from an image folder: streamed from disk vs decoded in memory", "",
         f"Machine: {result['machine']}.", f"Reproduce: `{result['command']}`", "",
         (f"{result['images']} Fashion-MNIST training images as {result['size']}x{result['size']} RGB JPEGs (quality 90); "
-         f"MobileNetV2 0.35, batch {BATCH}, one epoch with `edgeopt.fit`; images/s exclude the first {WARMUP_STEPS} steps. "
+         f"MobileNetV2 0.35, batch {BATCH}, " + ("one epoch with `edgeopt.fit`" if s["steps"] == s["epoch_steps"] else
+         f"the first {s['steps']} of the epoch's {s['epoch_steps']} steps with `edgeopt.fit` (drawn from the whole shuffled file list; "
+         f"the whole epoch at this rate: {s['epoch_images'] / s['images_per_s'] / 60:.0f} min)") + f"; images/s exclude the first {WARMUP_STEPS} steps. "
          f"Each phase ran in its own process. Total wall time {result['wall_s']:.0f} s (JPEG writing {result['write_s']:.0f} s)."), "",
         *md_table(["feed", "images trained", "steps", "train s", "images/s", "peak RSS GB"], [
             ["streamed (`folder:`)", s["images"], s["steps"], f"{s['train_s']:.1f}", f"{s['images_per_s']:.1f}", f"{s['peak_rss_gb']:.2f}"],
@@ -191,11 +198,12 @@ def main() -> None:
     p.add_argument("--memory-images", type=int, default=4000, help="images decoded into memory for the in-memory pass (default 4000)")
     p.add_argument("--work", type=Path, default=Path("/tmp/edgeopt_folder_bench"), help="where the JPEG folders are written and kept")
     p.add_argument("--out", type=Path, default=HERE / "folder_streaming", help="report path without suffix (.md and .json are written)")
+    p.add_argument("--steps", type=int, default=None, help="train only this many steps of the epoch (drawn from every file; default: the whole epoch)")
     p.add_argument("--phase", choices=("streamed", "memory"), help=argparse.SUPPRESS)
     p.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.phase:  # a child process: one measurement, printed as the last line
-        out = streamed(args.folder, args.size) if args.phase == "streamed" else in_memory(args.folder, args.size, args.memory_images)
+        out = streamed(args.folder, args.size, args.steps) if args.phase == "streamed" else in_memory(args.folder, args.size, args.memory_images, args.steps)
         print(json.dumps(out), flush=True)
         return
 
@@ -206,7 +214,7 @@ def main() -> None:
     log(f"streamed: {stream['images_per_s']:.1f} images/s, peak RSS {stream['peak_rss_gb']:.2f} GB")
     memory = run_phase("memory", args, folder)
     log(f"memory: {memory['images_per_s']:.1f} images/s, peak RSS {memory['peak_rss_gb']:.2f} GB")
-    options = "".join(f" --{k} {getattr(args, k.replace('-', '_'))}" for k in ("images", "size", "memory-images"))
+    options = "".join(f" --{k} {getattr(args, k.replace('-', '_'))}" for k in ("images", "size", "memory-images", "steps") if getattr(args, k.replace('-', '_')))
     command = f"PYTHONPATH=. python benchmarks/folder_streaming.py{options}"
     result = {"machine": machine_line(), "cpu": this_machine().to_dict(), "command": command, "images": args.images, "size": args.size,
               "write_s": write_s, "wall_s": time.perf_counter() - start, "streamed": stream, "memory": memory, "verdicts": verdicts(stream, memory)}

@@ -24,6 +24,7 @@ from edgeopt.train import TrainConfig
 __all__ = ["DataSection", "ModelSection", "Recipe", "RecipeError", "StageSpec", "TrainSection", "load_recipe", "parse_recipe", "recipe_from_dict"]
 
 
+DEFAULT_IMAGE_SIZE, DEFAULT_CHANNELS = 32, 3  # a zoo model's input when the recipe gives none
 MAX_IMAGE_SIZE = 2048  # a batch of 2048x2048x3 floats is already 48 MB per image: larger sizes only fail later, deep in TensorFlow
 
 

@@ -21,7 +21,7 @@ from edgeopt._keras import keras, tf
 from edgeopt.data import load_dataset
 from edgeopt.io import save_model_atomic
 from edgeopt.models import application_model, application_normalization, check_model_fits, create, load_model
-from edgeopt.pipeline.recipe import Recipe, RecipeError, load_recipe
+from edgeopt.pipeline.recipe import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, Recipe, RecipeError, load_recipe
 from edgeopt.pipeline.stage import STAGES, RunContext, StageOutcome, StageResult, load_stage_model
 from edgeopt.transfer import new_head
 
@@ -38,9 +38,6 @@ def make_strategy(name: str):
             raise RecipeError("train.distribute = \"multi_worker\" needs the TF_CONFIG environment variable (cluster and task) on every worker")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-DEFAULT_IMAGE_SIZE, DEFAULT_CHANNELS = 32, 3  # a zoo model's input when the recipe gives none
 
 
 def _user_model(recipe: Recipe) -> keras.Model | None:

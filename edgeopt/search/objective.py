@@ -15,7 +15,7 @@ from edgeopt.data import class_names
 from edgeopt.models import create
 from edgeopt.pipeline import run_recipe
 from edgeopt.pipeline.stage import last_model_metrics, latest, stage_results
-from edgeopt.pipeline.recipe import recipe_from_dict
+from edgeopt.pipeline.recipe import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, recipe_from_dict
 from edgeopt.costs import profile
 from edgeopt.search.result import SearchConfig
 from edgeopt.search.space import BEFORE_TRAINING, SearchSpace, apply_overrides
@@ -53,8 +53,11 @@ def _cost_before_training(recipe) -> dict:
     """Multiply-adds and parameters of the recipe's model as built (nothing trained)."""
 
     d = recipe.data
+    if not recipe.model.name:
+        raise RecipeError(f"{recipe.source}: a search builds zoo models (model.name); model {recipe.model.label} is a file or an application")
     classes = len(class_names(d.dataset))
-    model = create(recipe.model.name, input_shape=(d.image_size, d.image_size, d.channels), classes=classes, **recipe.model.knobs)
+    size, channels = d.image_size or DEFAULT_IMAGE_SIZE, d.channels or DEFAULT_CHANNELS
+    model = create(recipe.model.name, input_shape=(size, size, channels), classes=classes, **recipe.model.knobs)
     cost = profile(model)
     del model
     keras.backend.clear_session()
