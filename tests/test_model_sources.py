@@ -348,3 +348,19 @@ def test_none_spatial_dims_are_fixed_to_the_data_size():
     fixed = sources.check_model_fits(free, (24, 24, 3), 4, "digits")
     assert fixed.input_shape == (None, 24, 24, 3)
     assert _max_diff(fixed, free, _x(2, (24, 24, 3))) <= 1e-6
+
+
+def test_tf_op_layers_load_without_allowing_code(tmp_path):
+    """``x * 2 + 1`` in a tf_keras Functional model is saved as TFOpLambda layers naming TensorFlow functions: standard, not code."""
+    from edgeopt._keras import keras
+    from edgeopt.models import load_model
+
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(inp) * 2.0 + 1.0
+    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out)
+    model.save(tmp_path / "ops.keras")
+    loaded = load_model(tmp_path / "ops.keras")
+    assert {type(layer).__name__ for layer in loaded.layers} >= {"TFOpLambda"}
+    data = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded(data).numpy(), model(data).numpy(), atol=1e-6)

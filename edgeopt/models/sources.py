@@ -62,10 +62,15 @@ def _walk_layers(config: dict) -> Iterator[LayerRef]:
             yield LayerRef(str((inner.get("config") or {}).get("name", "?")), str(inner.get("class_name")), str(inner.get("module") or ""))
 
 
+# tf_keras's own wrappers of a TensorFlow API call (``x + y``, ``tf.math.multiply``, ``x[:, 0]`` in a Functional model,
+# as in MobileNetV3): their config names the public TensorFlow function, which is looked up by name, not run from the file
+_TF_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
+
+
 def _builtin(ref: LayerRef) -> bool:
     if ref.module and ref.module.split(".")[0] not in _KERAS_MODULES:
         return False
-    return ref.class_name in _MODEL_CLASSES or isinstance(getattr(L, ref.class_name, None), type)
+    return ref.class_name in _MODEL_CLASSES + _TF_OP_LAYERS or isinstance(getattr(L, ref.class_name, None), type)
 
 
 def _lambda_error(ref: LayerRef, path: str) -> str:
