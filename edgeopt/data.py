@@ -376,14 +376,32 @@ def _train_test(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None, y_test:
     return x[keep], y[keep], x[test], y[test]
 
 
+def _first(n: int | None, labels: np.ndarray, balanced: bool) -> np.ndarray:
+    """Positions of the first ``n`` samples (all when None). ``balanced`` (image folders, listed class by class, whose
+    first n would hold only the first classes): the first of each class, then the second of each, and so on, kept in
+    listing order. Fashion-MNIST and digits are stored with the classes mixed, so their first n are taken as they are."""
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    if not balanced:
+        return np.arange(n)
+    rank = np.zeros(len(labels), np.int64)
+    for c in np.unique(labels):
+        at = np.flatnonzero(labels == c)
+        rank[at] = np.arange(len(at))
+    return np.sort(np.lexsort((labels, rank))[:n])
+
+
 def _partition(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None, y_test: np.ndarray | None, test_fraction: float,
-               val_fraction: float, seed: int, limit_train: int | None, limit_test: int | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+               val_fraction: float, seed: int, limit_train: int | None, limit_test: int | None,
+               balanced: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"train", "val", "test": (images or file paths, labels)}: the test split (the source's or a fixed one), then
-    ``val_fraction`` of train by ``seed``, then the first ``limit_train`` / ``limit_test`` of train and test."""
+    ``val_fraction`` of train by ``seed``, then the first ``limit_train`` / ``limit_test`` of train and test
+    (``balanced``: every class alike, see :func:`_first`)."""
     x, y, x_test, y_test = _train_test(x, y, x_test, y_test, test_fraction)
     keep, val = _split(len(x), val_fraction, seed)
-    keep = keep[:limit_train]
-    return {"train": (x[keep], y[keep]), "val": (x[val], y[val]), "test": (x_test[:limit_test], y_test[:limit_test])}
+    keep = keep[_first(limit_train, y[keep], balanced)]
+    test = _first(limit_test, y_test, balanced)
+    return {"train": (x[keep], y[keep]), "val": (x[val], y[val]), "test": (x_test[test], y_test[test])}
 
 
 @dataclass(frozen=True)
@@ -421,7 +439,8 @@ def load_dataset(
 
     The validation split (``val_fraction`` of train) depends on ``seed``; sources without a test split
     (``digits``, a flat folder) get a fixed ``test_fraction`` split (seed 0) so every run tests on the
-    same images. ``limit_train``/``limit_test`` keep the first N samples (after splitting) for quick runs.
+    same images. ``limit_train``/``limit_test`` keep the first N samples (after splitting) for quick runs; from an image
+    folder, listed class by class, the first N taken from every class alike.
 
     ``folder:PATH`` streams: the pipelines hold file paths, and each pass reads, decodes (any size, grey or colour)
     and preprocesses every image; training shuffles the whole file list each pass. ``cache``: None re-reads the files
@@ -449,7 +468,7 @@ def load_dataset(
     else:
         raw = load_raw(name)
         x, y, x_test, y_test, classes = raw.x_train, raw.y_train, raw.x_test, raw.y_test, raw.class_names
-    parts = _partition(x, y, x_test, y_test, test_fraction, val_fraction, seed, limit_train, limit_test)
+    parts = _partition(x, y, x_test, y_test, test_fraction, val_fraction, seed, limit_train, limit_test, balanced=name.startswith("folder:"))
     parts, skipped = _drop_bad_images(parts, on_bad_image) if folder else (parts, ())
     feed = _Feed(Preprocessing(tuple(image_size), channels, mean, std, classes, name), batch_size, seed, shuffle, augment, cache, on_bad_image)
     source = _streamed if folder else _in_memory
@@ -582,7 +601,8 @@ def raw_test_split(name: str, limit: int | None = None, test_fraction: float = 0
         return x_test[:limit], y_test[:limit], raw.class_names
     x, y, x_test, y_test, classes = _folder_listing(name.split(":", 1)[1])
     _, _, x_test, y_test = _train_test(x, y, x_test, y_test, test_fraction)
-    parts, _ = _drop_bad_images({"test": (x_test[:limit], y_test[:limit])}, on_bad_image)
+    first = _first(limit, y_test, balanced=True)
+    parts, _ = _drop_bad_images({"test": (x_test[first], y_test[first])}, on_bad_image)
     return _stack_one_size(_read_images(parts["test"][0])), parts["test"][1], classes
 
 

@@ -199,3 +199,17 @@ def test_cache_gives_the_same_inputs_and_keeps_them_after_the_first_pass(tmp_pat
     assert sorted(map(bytes, s.arrays("train")[0])) == train
     if cache == "dir":
         assert any(p.name.startswith("test-") for p in (tmp_path / "cache").iterdir())
+
+
+def test_limits_take_every_class_of_a_folder_alike(tmp_path):
+    """A folder is listed class by class; limit_train / limit_test take from every class alike, not the first classes,
+    and raw_test_split keeps matching the test split."""
+    for c in "abc":
+        (tmp_path / c).mkdir()
+        for i in range(20):
+            Image.new("L", (8, 8), color=10 * i).save(tmp_path / c / f"{i:02d}.png")
+    s = data.load_dataset(f"folder:{tmp_path}", image_size=8, channels=1, batch_size=8, val_fraction=0.0, limit_train=9, limit_test=6, shuffle=False)
+    assert np.bincount(s.arrays("train")[1], minlength=3).tolist() == [3, 3, 3]
+    assert np.bincount(s.arrays("test")[1], minlength=3).tolist() == [2, 2, 2]
+    images, labels, _ = data.raw_test_split(f"folder:{tmp_path}", limit=6)
+    np.testing.assert_array_equal(labels, s.arrays("test")[1])
