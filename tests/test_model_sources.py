@@ -364,3 +364,16 @@ def test_tf_op_layers_load_without_allowing_code(tmp_path):
     assert {type(layer).__name__ for layer in loaded.layers} >= {"TFOpLambda"}
     data = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded(data).numpy(), model(data).numpy(), atol=1e-6)
+
+
+def test_cluster_and_structured_pruning_work_on_a_flattened_nested_model(flat_nested):
+    """TF-MOT refuses the nested model itself; after flattening, clustering and filter pruning apply like on a zoo model."""
+    from edgeopt.compress.cluster import ClusterConfig, cluster, strip_clustering
+    from edgeopt.compress.structured import StructuredConfig, prune_filters
+
+    clustered = strip_clustering(cluster(flat_nested, ClusterConfig(number_of_clusters=4, fold_batch_norms=False)))
+    pw = clustered.get_layer("pw").get_weights()[0]
+    assert len(np.unique(pw)) <= 4
+    slim = prune_filters(flat_nested, StructuredConfig(ratio=0.5, min_channels=2))
+    assert slim.get_layer("backbone_conv").get_weights()[0].shape[-1] == 4  # 8 filters -> 4
+    assert slim.output_shape == flat_nested.output_shape
