@@ -174,7 +174,8 @@ def write_report(out: Path, result: dict) -> None:
         "# Training from an image folder: streamed from disk vs decoded in memory", "",
         f"Machine: {result['machine']}.", f"Reproduce: `{result['command']}`", "",
         (f"{result['images']} Fashion-MNIST training images as {result['size']}x{result['size']} RGB JPEGs (quality 90); "
-         f"MobileNetV2 0.35, batch {BATCH}, " + ("one epoch with `edgeopt.fit`" if s["steps"] == s["epoch_steps"] else
+         f"MobileNetV2 0.35, batch {BATCH}, " + (f"one epoch of the folder's training split ({s['epoch_images']} images; the fixed 20% test "
+         "split is held out) with `edgeopt.fit`" if s["steps"] == s["epoch_steps"] else
          f"the first {s['steps']} of the epoch's {s['epoch_steps']} steps with `edgeopt.fit` (drawn from the whole shuffled file list; "
          f"the whole epoch at this rate: {s['epoch_images'] / s['images_per_s'] / 60:.0f} min)") + f"; images/s exclude the first {WARMUP_STEPS} steps. "
          f"Each phase ran in its own process. Total wall time {result['wall_s']:.0f} s (JPEG writing {result['write_s']:.0f} s)."), "",
@@ -201,7 +202,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="train only this many steps of the epoch (drawn from every file; default: the whole epoch)")
     p.add_argument("--phase", choices=("streamed", "memory"), help=argparse.SUPPRESS)
     p.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--rewrite", action="store_true", help="rewrite --out.md from --out.json (no measuring)")
     args = p.parse_args()
+    if args.rewrite:
+        write_report(args.out, json.loads(args.out.with_suffix(".json").read_text()))
+        return
     if args.phase:  # a child process: one measurement, printed as the last line
         out = streamed(args.folder, args.size, args.steps) if args.phase == "streamed" else in_memory(args.folder, args.size, args.memory_images, args.steps)
         print(json.dumps(out), flush=True)
