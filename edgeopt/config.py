@@ -116,7 +116,7 @@ def from_dict(cls, data: dict, path: str = ""):
             msg = msg[len(cls.__name__) + 1 :]
         first = msg.split(" ", 1)[0]
         # "final_sparsity must be in [0, 1)" -> "stages[2].final_sparsity must be ...", "knobs.alpha ..." -> "model.knobs.alpha ..."
-        if first.split(".", 1)[0].split("[", 1)[0] in fields:
+        if first.rstrip(",;:").split(".", 1)[0].split("[", 1)[0] in fields:
             raise RecipeError(f"{prefix}{msg}") from None
         raise RecipeError(f"{path or cls.__name__}: {msg}") from None
 
