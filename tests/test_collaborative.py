@@ -21,6 +21,7 @@ def _sparsity_of_qat_kernels(q, names):
     return out
 
 
+@pytest.mark.slow  # 17 s; PQAT's sparsity in the int8 file is tested by test_compress_stages
 def test_pqat_keeps_sparsity_within_one_percent(digits_splits):
     x, y = digits_splits.arrays("train", limit=64)
     model = create("mobilenet_v1_tiny", input_shape=x.shape[1:], classes=10)

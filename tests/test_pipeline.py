@@ -111,6 +111,7 @@ print("REPLICAS", seen[0], "TOP1", report["stages"][0]["metrics"]["test_top1"])
 """
 
 
+@pytest.mark.slow  # tf.distribute: 26-38 s each; the default suite stays under 15 minutes
 def test_mirrored_strategy_trains_on_two_local_replicas(tmp_path):
     recipe = write_recipe(tmp_path / "m.toml", _recipe("m", [{"type": "train", "epochs": 2, "steps_per_epoch": 41}], train={"distribute": "mirrored"}))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -133,6 +134,7 @@ def _free_loopback_ports(n: int) -> list[int]:
             s.close()
 
 
+@pytest.mark.slow  # tf.distribute: 26-38 s each; the default suite stays under 15 minutes
 def test_multi_worker_trains_two_workers_in_lockstep_to_identical_weights(tmp_path):
     """Two processes on loopback, one TF_CONFIG each, run the same recipe except for the data seed (so each
     worker shuffles its own way): only gradients averaged across workers every step give identical weights."""
@@ -179,6 +181,7 @@ def test_multi_worker_without_tf_config_is_a_recipe_error_before_anything_runs(t
     assert not (tmp_path / "runs").exists()  # no run directory, no data loaded
 
 
+@pytest.mark.slow  # 31 s; resume itself is tested by the SIGKILL test
 def test_a_saved_pcqat_stage_model_loads_back_for_resume(tmp_path, monkeypatch):
     # TF-MOT's wrappers do not come back from a .keras file, and the cluster-preserving ones size their
     # variables from the kernel they wrap: the qat stage saves weights + its input model + its config instead.

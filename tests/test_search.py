@@ -54,6 +54,7 @@ def _trials(db: Path) -> list[dict]:
     return [{"number": t.number, "state": t.state.name, "worker": t.user_attrs.get("worker"), "params": t.params} for t in study.trials]
 
 
+@pytest.mark.slow  # 33 s: two processes; the study's storage and resume are tested in the default suite by the others
 def test_two_workers_share_one_study_and_run_each_trial_exactly_once(tmp_path):
     recipe, space = _write(tmp_path)
     db = tmp_path / "study.db"
@@ -82,6 +83,7 @@ def _has_running_trial(db: Path) -> bool:
         return False
 
 
+@pytest.mark.slow  # 21-33 s each; the default suite stays under 15 minutes
 def test_a_killed_worker_s_trial_is_retried_with_the_same_values(tmp_path):
     recipe, space = _write(tmp_path, recipe=_recipe(train={"steps_per_epoch": 24}))
     db = tmp_path / "study.db"
@@ -170,6 +172,7 @@ constraints = ["latency_ms <= 1000"]
     assert len(rows) == 3 and rows[0].startswith("trial,state,data.image_size")
 
 
+@pytest.mark.slow  # 21-33 s each; the default suite stays under 15 minutes
 def test_compound_scaling_search_scales_an_efficientnet_by_the_flops_rule(tmp_path):
     recipe = _recipe(model={"name": "efficientnet", "knobs": {"width": 0.1, "depth": 0.2}}, train={"steps_per_epoch": 1})  # scaling, not accuracy
     space = '''objectives = ["keras_accuracy"]
