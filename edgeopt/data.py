@@ -418,6 +418,15 @@ class _Feed:
     on_bad_image: str = "error"
 
 
+def check_feed_options(cache: str | None, on_bad_image: str) -> None:
+    """Raise ValueError naming ``cache`` or ``on_bad_image`` when :func:`load_dataset` cannot take it (recipes check
+    their data section with it before a run starts)."""
+    if on_bad_image not in BAD_IMAGE_ACTIONS:
+        raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_ACTIONS)}; got {on_bad_image!r}")
+    if cache is not None and not (isinstance(cache, str) and cache):
+        raise ValueError(f'cache must be None, "memory" or a directory path; got {cache!r}')
+
+
 def load_dataset(
     name: str,
     image_size: int | tuple[int, int] = 32,
@@ -458,17 +467,14 @@ def load_dataset(
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1:
         raise ValueError("val_fraction must be in [0, 1) and test_fraction in (0, 1)")
-    if on_bad_image not in BAD_IMAGE_ACTIONS:
-        raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_ACTIONS)}; got {on_bad_image!r}")
-    if cache is not None and not (isinstance(cache, str) and cache):
-        raise ValueError(f'cache must be None, "memory" or a directory path; got {cache!r}')
+    check_feed_options(cache, on_bad_image)
     folder = name.startswith("folder:")
     if folder:
         x, y, x_test, y_test, classes = _folder_listing(name.split(":", 1)[1])
     else:
         raw = load_raw(name)
         x, y, x_test, y_test, classes = raw.x_train, raw.y_train, raw.x_test, raw.y_test, raw.class_names
-    parts = _partition(x, y, x_test, y_test, test_fraction, val_fraction, seed, limit_train, limit_test, balanced=name.startswith("folder:"))
+    parts = _partition(x, y, x_test, y_test, test_fraction, val_fraction, seed, limit_train, limit_test, balanced=folder)
     parts, skipped = _drop_bad_images(parts, on_bad_image) if folder else (parts, ())
     feed = _Feed(Preprocessing(tuple(image_size), channels, mean, std, classes, name), batch_size, seed, shuffle, augment, cache, on_bad_image)
     source = _streamed if folder else _in_memory

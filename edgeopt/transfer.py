@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from edgeopt._keras import keras
 from edgeopt.config import Config
+from edgeopt.models import classifier_head
 from edgeopt.train import TrainConfig, TrainResult, fit
 
 # layer-name prefixes that name a block: edgeopt's zoo and EfficientNet ("block3a_"), MobileNetV2 ("block_13_",
@@ -130,11 +131,5 @@ def new_head(model: keras.Model, classes: int, dropout: float = 0.2) -> keras.Mo
     pooling, dropout, a Dense layer and softmax (the zoo's head). The backbone layers and their weights are shared."""
     if classes < 2:
         raise ValueError(f"classes must be >= 2 for a classifier head, got {classes}")
-    start = head_start(model)
-    features = model.layers[start].input
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-    x = keras.layers.Dense(classes, name="classifier")(x)
-    x = keras.layers.Activation("softmax", name="predictions")(x)
-    return keras.Model(model.inputs, x, name=model.name)
+    features = model.layers[head_start(model)].input
+    return keras.Model(model.inputs, classifier_head(features, classes, dropout), name=model.name)

@@ -165,13 +165,20 @@ def build(
         x = _blocks.conv_bn_act(ctx, x, head, 1, 1, "head")
     if not include_top:
         return keras.Model(inputs, x, name=name or spec.name)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, classifier_head(x, classes, dropout, classifier_activation), name=name or spec.name)
+
+
+def classifier_head(features, classes: int, dropout: float = 0.0, activation: str | None = "softmax"):
+    """The zoo's classifier on a feature map: avg_pool (global average), top_dropout (when ``dropout`` > 0),
+    classifier (Dense, logits) and predictions (``activation``, none when None). Also the head edgeopt puts on an
+    application backbone or a user's backbone (``edgeopt.new_head``), so every model ends with the same layer names."""
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="top_dropout")(x)
     x = keras.layers.Dense(classes, name="classifier")(x)
-    if classifier_activation:
-        x = keras.layers.Activation(classifier_activation, name="predictions")(x)
-    return keras.Model(inputs, x, name=name or spec.name)
+    if activation:
+        x = keras.layers.Activation(activation, name="predictions")(x)
+    return x
 
 
 def _scaled_repeats(spec: ArchSpec, rows: list[BlockSpec], index: int, depth: float) -> int:

@@ -40,6 +40,7 @@ def register_model(name: str, default_size: int):
 
 # What each knob accepts, as data: (test, what would work). Checked before a model is built, so a recipe's
 # ``knobs = { alpha = -1 }`` fails at parse time naming ``model.knobs.alpha`` instead of deep in the builder.
+# A family adds the rules of its own knobs from its tables (ShuffleNet: groups and scale).
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -52,10 +53,8 @@ KNOB_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "alpha": (lambda v: _number(v) and v > 0, "a width multiplier > 0 (e.g. 0.35, 0.5, 1.0)"),
     "width": (lambda v: _number(v) and v > 0, "a width multiplier > 0"),
     "depth": (lambda v: _number(v) and v > 0, "a depth multiplier > 0"),
-    "scale": (lambda v: _number(v) and v > 0, "a channel scale > 0 (e.g. 0.5, 1.0, 2.0)"),
     "phi": (lambda v: _number(v) and v >= 0, "a compound coefficient >= 0"),
     "depth_multiplier": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
-    "groups": (lambda v: v in (1, 2, 3, 4, 8), "one of 1, 2, 3, 4, 8 (ShuffleNet v1's group counts)"),
     "dropout": (_fraction, "a rate in [0, 1)"),
     "drop_connect_rate": (_fraction, "a rate in [0, 1)"),
     "bn_momentum": (_fraction, "a momentum in [0, 1)"),

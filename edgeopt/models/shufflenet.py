@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from edgeopt.models._builder import ArchSpec, build, make_divisible
-from edgeopt.models._registry import register_model
+from edgeopt.models._registry import KNOB_RULES, register_model
 
 # Table 1 of the paper: output channels of stages 2-4 at 1x for each number of groups.
 STAGE_CHANNELS = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088), 8: (384, 768, 1536)}
 STAGE_REPEATS = (4, 8, 4)
 SCALES = (0.25, 0.5, 1.0, 1.5, 2.0)
+KNOB_RULES.update(
+    groups=(lambda v: v in STAGE_CHANNELS, f"one of {', '.join(map(str, STAGE_CHANNELS))} (ShuffleNet v1's group counts)"),
+    scale=(lambda v: v in SCALES, f"one of {', '.join(map(str, SCALES))} (ShuffleNet v1's widths)"),
+)
 
 
 def shufflenet_v1_spec(groups: int) -> ArchSpec:

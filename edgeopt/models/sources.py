@@ -24,13 +24,14 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from edgeopt._keras import keras, keras3, tf
+from edgeopt.models._builder import classifier_head
 
 L = keras.layers
 FORMATS = ".keras (saved by tf_keras or Keras 3), .h5 (whole model saved by tf_keras), or a tf_keras SavedModel directory"
 _MODEL_CLASSES = ("Functional", "Sequential", "Model")
 _KERAS_MODULES = ("keras", "tf_keras")
 
-__all__ = ["APPLICATIONS", "KERAS3_LAYERS", "ModelSourceError", "application_model", "application_normalization", "bridge_keras3", "check_model_fits",
+__all__ = ["APPLICATIONS", "KERAS3_LAYERS", "MODEL_FILE_SUFFIXES", "ModelSourceError", "application_model", "application_normalization", "bridge_keras3", "check_model_fits", "check_model_path",
            "flatten_model", "list_applications", "load_model", "with_input_shape"]
 
 
@@ -172,15 +173,30 @@ def _load_savedmodel(path: str, allow: bool, module: str | None) -> keras.Model:
     return keras.models.load_model(path, compile=False, custom_objects=_custom_objects(module))
 
 
+_FILE_LOADERS: dict[str, Callable[[str, bool, str | None], keras.Model]] = {".keras": _load_keras_file, ".h5": _load_h5, ".hdf5": _load_h5}
+MODEL_FILE_SUFFIXES = tuple(_FILE_LOADERS)
+
+
+def check_model_path(path: str | os.PathLike, field: str = "model file") -> Path:
+    """``path`` as a Path if it names an existing model file (a suffix of :data:`MODEL_FILE_SUFFIXES`) or a directory (a
+    SavedModel); else a one-line ValueError starting with ``field`` (a recipe field, so the recipe names its path).
+    Cheap: nothing is read, so recipes check it when they are parsed."""
+    file = Path(path).expanduser()
+    if not (file.is_dir() or file.suffix.lower() in MODEL_FILE_SUFFIXES):
+        raise ModelSourceError(f"{field} {os.fspath(path)!r} is not a model file: use a .keras or .h5 file, or a SavedModel directory")
+    if not file.exists():
+        raise ModelSourceError(f"{field} {os.fspath(path)!r} does not exist")
+    return file
+
+
 def _loader(path: str) -> Callable[[str, bool, str | None], keras.Model]:
     if os.path.isdir(path) and (Path(path) / "saved_model.pb").exists():
         return _load_savedmodel
     suffix = Path(path).suffix.lower()
-    loaders = {".keras": _load_keras_file, ".h5": _load_h5, ".hdf5": _load_h5}
-    if not os.path.isfile(path) or suffix not in loaders:
+    if not os.path.isfile(path) or suffix not in _FILE_LOADERS:
         why = "does not exist" if not os.path.exists(path) else "is not a format edgeopt reads"
         raise ModelSourceError(f"model file {path} {why}; formats that work: {FORMATS}")
-    return loaders[suffix]
+    return _FILE_LOADERS[suffix]
 
 
 def load_model(path: str | os.PathLike, *, allow_custom_code: bool = False, custom_module: str | None = None) -> keras.Model:
@@ -473,11 +489,7 @@ def application_model(application: str, input_shape: tuple[int, int, int], class
         _load_backbone_weights(backbone, os.fspath(weights), include_top)
     if include_top:
         return flatten_model(backbone)
-    x = L.GlobalAveragePooling2D(name="avg_pool")(backbone.output)
-    if dropout > 0:
-        x = L.Dropout(dropout, name="top_dropout")(x)
-    x = L.Dense(int(classes), name="classifier")(x)
-    x = L.Activation("softmax", name="predictions")(x)
+    x = classifier_head(backbone.output, int(classes), dropout)
     return flatten_model(keras.Model(backbone.input, x, name=application.lower()))
 
 

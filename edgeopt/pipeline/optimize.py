@@ -24,8 +24,8 @@ from pathlib import Path
 from edgeopt.config import to_toml
 from edgeopt.data import class_names
 from edgeopt.io import write_atomic
-from edgeopt.models import MODELS, load_model
-from edgeopt.pipeline.recipe import MODEL_FILE_SUFFIXES, recipe_from_dict
+from edgeopt.models import MODELS, check_model_path, load_model
+from edgeopt.pipeline.recipe import recipe_from_dict
 
 FINETUNE_LEARNING_RATE = 1e-3  # a new head learns from scratch; its backbone then moves at a tenth of it
 
@@ -34,13 +34,10 @@ def model_source(model: str) -> dict:
     """The ``[model]`` table for MODEL: a zoo name, or a model file (.keras / .h5 / SavedModel directory)."""
     if model in MODELS and not Path(model).exists():
         return {"name": model}
-    path = Path(model).expanduser()
-    if not path.exists():
+    if not Path(model).expanduser().exists():
         raise FileNotFoundError(f"model {model!r} is neither a file nor a zoo model; pass a .keras/.h5 file, a SavedModel directory or one of "
                                 f"{', '.join(MODELS.names())}")
-    if not (path.is_dir() or path.suffix.lower() in MODEL_FILE_SUFFIXES):
-        raise ValueError(f"model {model!r} is not a model file: use a .keras or .h5 file, or a SavedModel directory")
-    return {"path": str(path.resolve())}
+    return {"path": str(check_model_path(model, "model").resolve())}
 
 
 def recipe_name(model: str) -> str:

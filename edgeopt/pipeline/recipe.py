@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 from edgeopt.config import RecipeError, from_dict, to_dict
-from edgeopt.data import BAD_IMAGE_ACTIONS, SOURCES, DatasetUnavailableError, check_dataset, list_datasets
-from edgeopt.models import MODELS, check_knobs, list_applications
+from edgeopt.data import SOURCES, DatasetUnavailableError, check_dataset, check_feed_options, list_datasets
+from edgeopt.models import MODELS, check_knobs, check_model_path, list_applications
 from edgeopt.pipeline import stages as _stages  # noqa: F401  (registers every stage type in STAGES)
 from edgeopt.pipeline.stage import STAGES
 from edgeopt.train import TrainConfig
@@ -64,15 +64,9 @@ class DataSection:
         for name in ("limit_train", "limit_test"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.on_bad_image not in BAD_IMAGE_ACTIONS:
-            raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_ACTIONS)}; got {self.on_bad_image!r}")
-        if self.cache == "":
-            raise ValueError('cache must be "memory" or a directory path; got ""')
+        check_feed_options(self.cache, self.on_bad_image)
         if self.std is not None and not self.std > 0:
             raise ValueError(f"std must be > 0 (model input = (pixel - mean) / std), got {self.std}")
-
-
-MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 @dataclass(frozen=True)
@@ -103,11 +97,7 @@ class ModelSection:
                 raise ValueError(f"name must be one of {', '.join(MODELS.names())}; got {self.name!r}")
             check_knobs(self.name, self.knobs)
         if self.path:
-            file = Path(self.path).expanduser()
-            if not (file.is_dir() or file.suffix.lower() in MODEL_FILE_SUFFIXES):
-                raise ValueError(f"path {self.path!r} is not a model file: use a .keras or .h5 file, or a SavedModel directory")
-            if not file.exists():
-                raise ValueError(f"path {self.path!r} does not exist")
+            check_model_path(self.path, "path")
             for other in ("knobs", "weights", "include_top"):
                 if getattr(self, other):
                     raise ValueError(f"{other} does not apply to a model file (path); it belongs to name or application models")

@@ -76,10 +76,11 @@ def _create_model(recipe: Recipe, splits, user_model: keras.Model | None = None)
     return check_model_fits(user_model, prep.input_shape, classes, recipe.data.dataset, class_names=prep.class_names, model_source=m.path)
 
 
-def _load_splits(recipe: Recipe, user_model: keras.Model | None = None):
+def _load_splits(recipe: Recipe, data: dict):
+    """The recipe's data as splits, at ``data`` (:func:`_data_for`: image_size, channels, mean, std)."""
     d = recipe.data
     return load_dataset(d.dataset, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=d.seed, limit_train=d.limit_train,
-                        limit_test=d.limit_test, augment=d.augment, cache=d.cache, on_bad_image=d.on_bad_image, **_data_for(recipe, user_model))
+                        limit_test=d.limit_test, augment=d.augment, cache=d.cache, on_bad_image=d.on_bad_image, **data)
 
 
 def run_recipe(
@@ -103,7 +104,7 @@ def run_recipe(
         user_model = _user_model(recipe)
     data = _data_for(recipe, user_model)
     progress(f"{label} loading {recipe.data.dataset} at {data['image_size']}x{data['image_size']}x{data['channels']}")
-    splits = _load_splits(recipe, user_model)
+    splits = _load_splits(recipe, data)
     if splits.skipped:
         progress(f"{label} skipped {len(splits.skipped)} unreadable image file(s) (data.on_bad_image = \"skip\"): {', '.join(splits.skipped[:3])}"
                  + (", ..." if len(splits.skipped) > 3 else ""))

@@ -16,7 +16,7 @@ from edgeopt.compress import quantize as _quantize
 from edgeopt.compress import structured as _structured
 from edgeopt.compress.distill import DistillConfig, Distiller
 from edgeopt.io import load_model_safe, save_model_atomic, save_weights_atomic, write_atomic
-from edgeopt.models import MODELS, check_model_fits, create, load_model
+from edgeopt.models import MODELS, check_model_fits, check_model_path, create, load_model
 from edgeopt.pipeline.stage import RunContext, StageOutcome, load_stage_model, model_metrics, stage
 from edgeopt.train import fit, make_optimizer
 
@@ -112,8 +112,8 @@ class DistillStageConfig:
         if len(given) != 1:
             raise ValueError("teacher_stage, teacher_model or teacher_path (a trained model file) must be given, exactly one of them; "
                              f"got {', '.join(given) or 'none'}")
-        if self.teacher_path is not None and not Path(self.teacher_path).expanduser().exists():
-            raise ValueError(f"teacher_path {self.teacher_path!r} does not exist")
+        if self.teacher_path is not None:
+            check_model_path(self.teacher_path, "teacher_path")
         if self.teacher_model is not None:
             if self.teacher_model not in MODELS:
                 raise ValueError(f"teacher_model must be one of {', '.join(MODELS.names())}; got {self.teacher_model!r}")
