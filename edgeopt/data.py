@@ -416,6 +416,7 @@ class _Feed:
     augment: bool
     cache: str | None = None
     on_bad_image: str = "error"
+    crop_padding: int = 0
 
 
 def check_feed_options(cache: str | None, on_bad_image: str) -> None:
@@ -425,6 +426,13 @@ def check_feed_options(cache: str | None, on_bad_image: str) -> None:
         raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_ACTIONS)}; got {on_bad_image!r}")
     if cache is not None and not (isinstance(cache, str) and cache):
         raise ValueError(f'cache must be None, "memory" or a directory path; got {cache!r}')
+
+
+def check_crop_padding(crop_padding: int, image_size: int | tuple[int, int]) -> None:
+    """Raise ValueError naming ``crop_padding`` unless it is 0 (off) or a shift smaller than half the image."""
+    side = min(image_size) if isinstance(image_size, tuple) else image_size
+    if not isinstance(crop_padding, int) or isinstance(crop_padding, bool) or not 0 <= crop_padding < side / 2:
+        raise ValueError(f"crop_padding must be 0 (off) or a pixel count below half the image ({side} px), e.g. 2-4 at 28-32 px; got {crop_padding!r}")
 
 
 def load_dataset(
@@ -443,6 +451,7 @@ def load_dataset(
     shuffle: bool = True,
     cache: str | None = None,
     on_bad_image: str = "error",
+    crop_padding: int = 0,
 ) -> Splits:
     """Load a dataset as train / validation / test ``tf.data`` pipelines plus its :class:`Preprocessing`.
 
@@ -458,7 +467,9 @@ def load_dataset(
     new files); with a cache, training shuffles a once-permuted file list through a buffer of at most 256 MB. Before
     any pipeline is built every file used is checked (first and last bytes; see :func:`_image_file_problem`):
     ``on_bad_image="error"`` raises a ValueError naming unreadable files, "skip" leaves them out and lists them in
-    ``Splits.skipped``. In-memory sources (fashion_mnist, digits) ignore ``cache`` and ``on_bad_image``: their model
+    ``Splits.skipped``. Training augmentation: ``augment`` flips images left-right at random (for classes a mirror
+    leaves the same); ``crop_padding`` = P pads each image with P black pixels on every side and crops a random window
+    of its size (a shift of up to P pixels). In-memory sources (fashion_mnist, digits) ignore ``cache`` and ``on_bad_image``: their model
     inputs are computed once and cached in memory.
     """
     if isinstance(image_size, int):
@@ -468,6 +479,7 @@ def load_dataset(
     if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1:
         raise ValueError("val_fraction must be in [0, 1) and test_fraction in (0, 1)")
     check_feed_options(cache, on_bad_image)
+    check_crop_padding(crop_padding, image_size)
     folder = name.startswith("folder:")
     if folder:
         x, y, x_test, y_test, classes = _folder_listing(name.split(":", 1)[1])
@@ -476,7 +488,8 @@ def load_dataset(
         x, y, x_test, y_test, classes = raw.x_train, raw.y_train, raw.x_test, raw.y_test, raw.class_names
     parts = _partition(x, y, x_test, y_test, test_fraction, val_fraction, seed, limit_train, limit_test, balanced=folder)
     parts, skipped = _drop_bad_images(parts, on_bad_image) if folder else (parts, ())
-    feed = _Feed(Preprocessing(tuple(image_size), channels, mean, std, classes, name), batch_size, seed, shuffle, augment, cache, on_bad_image)
+    feed = _Feed(Preprocessing(tuple(image_size), channels, mean, std, classes, name), batch_size, seed, shuffle, augment, cache, on_bad_image,
+                 crop_padding)
     source = _streamed if folder else _in_memory
 
     def pipeline(split: str) -> tf.data.Dataset:
@@ -588,11 +601,26 @@ def _file_to_model_input(path, prep: Preprocessing):
 
 
 def _batched(ds: tf.data.Dataset, feed: _Feed, training: bool) -> tf.data.Dataset:
-    """Batch, flip left-right at random when training with ``augment``, prefetch."""
+    """Batch, and when training shift at random by up to ``crop_padding`` pixels and flip left-right at random with
+    ``augment``; prefetch."""
+    if training and feed.crop_padding:
+        ds = ds.map(_random_shift(feed), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(feed.batch_size)
     if training and feed.augment:
         ds = ds.map(lambda a, b: (tf.image.random_flip_left_right(a, seed=feed.seed), b), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _random_shift(feed: _Feed) -> Callable:
+    """(model input, label) -> the input padded with black pixels (in model-input units) by ``crop_padding`` on each
+    side and cropped back to its size at a random offset."""
+    pad, black = feed.crop_padding, (0.0 - feed.prep.mean) / feed.prep.std
+    paddings = [[pad, pad], [pad, pad], [0, 0]]
+
+    def shift(x, y):
+        return tf.image.random_crop(tf.pad(x, paddings, constant_values=black), tf.shape(x), seed=feed.seed), y
+
+    return shift
 
 
 def raw_test_split(name: str, limit: int | None = None, test_fraction: float = 0.2,

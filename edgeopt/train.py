@@ -12,12 +12,17 @@ from edgeopt.progress import TrainingProgress
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: ``epochs``, ``learning_rate`` (Adam, cosine decay when ``cosine``), label smoothing, seed."""
+    """How to train: ``epochs``, peak ``learning_rate`` (Adam, SGD with momentum 0.9 or RMSprop), reached by a linear
+    warm-up over the first ``warmup_fraction`` of all steps and then, when ``cosine``, decayed to 0 along a cosine;
+    ``weight_decay`` (decoupled, as AdamW: each step multiplies a weight by 1 - learning rate * weight_decay; batch-norm
+    parameters and biases excluded); label smoothing; seed."""
 
     epochs: int = 1
     learning_rate: float = 2e-3
     optimizer: str = "adam"
     cosine: bool = True
+    warmup_fraction: float = 0.0
+    weight_decay: float = 0.0
     label_smoothing: float = 0.0
     seed: int = 0
     steps_per_epoch: int | None = None
@@ -32,6 +37,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of adam, sgd, rmsprop; got {self.optimizer!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1) (the share of all steps spent warming up), got {self.warmup_fraction}")
+        if not 0 <= self.weight_decay < 1:
+            raise ValueError(f"weight_decay must be in [0, 1) (AdamW-style decoupled decay, typically 1e-4 to 0.05), got {self.weight_decay}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,9 +73,30 @@ class _SmoothedSparseCE(keras.losses.Loss):
         return keras.losses.categorical_crossentropy(onehot, y_pred, from_logits=self.from_logits, label_smoothing=self.smoothing)
 
 
+_OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": lambda **kw: keras.optimizers.SGD(momentum=0.9, **kw), "rmsprop": keras.optimizers.RMSprop}
+_NO_DECAY = [r"/(gamma|beta|bias|alpha):\d+$"]  # batch-norm scale/offset, biases, PReLU slopes
+
+
+def learning_rate_schedule(config: TrainConfig, steps: int):
+    """The learning rate of ``steps`` optimizer steps: a constant, a cosine decay to 0, or either after a linear warm-up
+    from 0 over ``warmup_fraction`` of the steps."""
+    warmup = int(round(config.warmup_fraction * steps)) if steps else 0
+    if config.cosine and steps:
+        if warmup:
+            return keras.optimizers.schedules.CosineDecay(0.0, max(steps - warmup, 1), warmup_target=config.learning_rate, warmup_steps=warmup)
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, max(steps, 1))
+    if warmup:
+        return keras.optimizers.schedules.PolynomialDecay(0.0, warmup, config.learning_rate, power=1.0)  # then constant
+    return config.learning_rate
+
+
 def make_optimizer(config: TrainConfig, steps: int):
-    lr = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(steps, 1)) if config.cosine and steps else config.learning_rate
-    return {"adam": keras.optimizers.Adam, "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9), "rmsprop": keras.optimizers.RMSprop}[config.optimizer](learning_rate=lr)
+    """The optimizer of ``config`` with its learning-rate schedule over ``steps`` steps and its weight decay."""
+    decay = {"weight_decay": config.weight_decay} if config.weight_decay else {}
+    optimizer = _OPTIMIZERS[config.optimizer](learning_rate=learning_rate_schedule(config, steps), **decay)
+    if config.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=_NO_DECAY)
+    return optimizer
 
 
 def compile_for_training(model: keras.Model, config: TrainConfig, steps: int) -> keras.Model:

@@ -79,3 +79,25 @@ def test_image_folder_source(tmp_path):
     assert data.class_names(f"folder:{tmp_path}") == ("cat", "dog")  # read from the folder names alone
     assert s.sizes == {"train": 12, "val": 4, "test": 4}
     assert s.arrays("train")[0].shape == (12, 8, 8, 3)
+
+
+def test_crop_padding_shifts_training_images_only_and_pads_with_black():
+    import numpy as np
+    import pytest
+
+    from edgeopt.data import load_dataset
+
+    plain = load_dataset("fashion_mnist", image_size=28, channels=1, batch_size=256, limit_train=256, limit_test=64, shuffle=False)
+    shifted = load_dataset("fashion_mnist", image_size=28, channels=1, batch_size=256, limit_train=256, limit_test=64, shuffle=False, crop_padding=3)
+    x0, y0 = next(iter(plain.train))
+    x1, y1 = next(iter(shifted.train))
+    assert np.array_equal(y0.numpy(), y1.numpy()) and x1.shape == x0.shape
+    changed = np.mean([not np.array_equal(a, b) for a, b in zip(x0.numpy(), x1.numpy())])
+    assert changed > 0.5  # most images moved (a shift of (0, 0) has chance 1/49)
+    assert x1.numpy().min() >= -1.0 - 1e-6  # padding is a black pixel: (0 - 127.5) / 127.5
+    # each shifted image is its original moved by at most 3 pixels: some offset matches it exactly
+    padded = np.pad(x0.numpy()[0, :, :, 0], 3, constant_values=-1.0)
+    assert any(np.array_equal(padded[i:i + 28, j:j + 28], x1.numpy()[0, :, :, 0]) for i in range(7) for j in range(7))
+    assert np.array_equal(next(iter(plain.test))[0].numpy(), next(iter(shifted.test))[0].numpy())  # evaluation untouched
+    with pytest.raises(ValueError, match="crop_padding"):
+        load_dataset("digits", image_size=16, crop_padding=8)

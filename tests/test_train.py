@@ -30,3 +30,46 @@ def test_softmax_is_detected_through_a_qat_wrapper():
     assert loss_for(qat).get_config()["from_logits"] is False
     logits = models.create("mobilenet_v1_tiny", input_shape=(16, 16, 3), classes=10, classifier_activation=None)
     assert not ends_in_softmax(quantize(logits, QATConfig()))
+
+
+def test_learning_rate_warms_up_linearly_then_decays_along_a_cosine():
+    from edgeopt.train import learning_rate_schedule
+
+    schedule = learning_rate_schedule(TrainConfig(learning_rate=0.01, warmup_fraction=0.1), steps=100)
+    lr = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
+    assert lr[0] == 0.0 and abs(lr[1] - 0.005) < 1e-6 and abs(lr[2] - 0.01) < 1e-6  # 10 warm-up steps to the peak
+    assert abs(lr[3] - 0.005) < 1e-6 and lr[4] < 1e-6  # half-way down the cosine at step 55, 0 at the end
+    flat = learning_rate_schedule(TrainConfig(learning_rate=0.01, cosine=False, warmup_fraction=0.2), steps=50)
+    assert abs(float(flat(5)) - 0.005) < 1e-6 and abs(float(flat(40)) - 0.01) < 1e-6
+    assert learning_rate_schedule(TrainConfig(learning_rate=0.01, cosine=False), steps=50) == 0.01
+
+
+def test_weight_decay_shrinks_kernels_but_not_batchnorm_or_biases():
+    import numpy as np
+
+    from edgeopt._keras import keras
+    from edgeopt.train import make_optimizer
+
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(3, bias_initializer="ones")(keras.layers.BatchNormalization()(inputs))
+    model = keras.Model(inputs, outputs)
+    before = [w.copy() for w in model.get_weights()]
+    optimizer = make_optimizer(TrainConfig(learning_rate=0.1, weight_decay=0.5, cosine=False), steps=10)
+    variables = model.trainable_variables
+    optimizer.apply_gradients(zip([np.zeros(v.shape, np.float32) for v in variables], variables))  # zero gradients: only the decay acts
+    after = dict(zip([v.name for v in model.weights], model.get_weights()))
+    names = [v.name for v in model.weights]
+    kernel = names.index(next(n for n in names if n.endswith("kernel:0")))
+    assert np.allclose(after[names[kernel]], before[kernel] * (1 - 0.1 * 0.5))  # decoupled decay: w * (1 - lr * wd)
+    for n, w in zip(names, before):
+        if n.endswith(("gamma:0", "beta:0", "bias:0")):
+            assert np.array_equal(after[n], w), n
+
+
+def test_train_config_names_bad_schedule_fields():
+    import pytest
+
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        TrainConfig(warmup_fraction=1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        TrainConfig(weight_decay=-0.1)

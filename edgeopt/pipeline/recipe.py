@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgeopt.config import RecipeError, from_dict, to_dict
-from edgeopt.data import SOURCES, DatasetUnavailableError, check_dataset, check_feed_options, list_datasets
+from edgeopt.data import SOURCES, DatasetUnavailableError, check_crop_padding, check_dataset, check_feed_options, list_datasets
 from edgeopt.models import MODELS, check_knobs, check_model_path, list_applications
 from edgeopt.pipeline import stages as _stages  # noqa: F401  (registers every stage type in STAGES)
 from edgeopt.pipeline.stage import STAGES
@@ -32,7 +32,8 @@ MAX_IMAGE_SIZE = 2048  # a batch of 2048x2048x3 floats is already 48 MB per imag
 class DataSection:
     """Where images come from and how they are fed: see ``edgeopt.data.load_dataset`` (``folder:PATH`` streams from disk;
     ``cache`` = "memory" or a directory keeps decoded images after the first epoch; ``on_bad_image`` = "error" names
-    an unreadable file, "skip" leaves it out and the run reports it). ``image_size``, ``channels``,
+    an unreadable file, "skip" leaves it out and the run reports it; training augmentation: ``augment`` = random
+    left-right flips, ``crop_padding`` = random shifts of up to that many pixels). ``image_size``, ``channels``,
     ``mean`` and ``std`` default to what the model expects: a model file's input shape, an application's
     normalization, else 32 px, 3 channels and (pixel - 127.5) / 127.5."""
 
@@ -45,6 +46,7 @@ class DataSection:
     limit_test: int | None = None
     seed: int = 0
     augment: bool = False
+    crop_padding: int = 0
     mean: float | None = None
     std: float | None = None
     cache: str | None = None
@@ -65,6 +67,7 @@ class DataSection:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_feed_options(self.cache, self.on_bad_image)
+        check_crop_padding(self.crop_padding, self.image_size or MAX_IMAGE_SIZE)
         if self.std is not None and not self.std > 0:
             raise ValueError(f"std must be > 0 (model input = (pixel - mean) / std), got {self.std}")
 

@@ -80,7 +80,7 @@ def _load_splits(recipe: Recipe, data: dict):
     """The recipe's data as splits, at ``data`` (:func:`_data_for`: image_size, channels, mean, std)."""
     d = recipe.data
     return load_dataset(d.dataset, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=d.seed, limit_train=d.limit_train,
-                        limit_test=d.limit_test, augment=d.augment, cache=d.cache, on_bad_image=d.on_bad_image, **data)
+                        limit_test=d.limit_test, augment=d.augment, crop_padding=d.crop_padding, cache=d.cache, on_bad_image=d.on_bad_image, **data)
 
 
 def run_recipe(
