@@ -1,5 +1,6 @@
 """What the benchmark scripts share, on edgeopt's public API only: the machine line every table carries,
-interleaved latency (one timing method for every script), and atomic writes of text, CSV and Markdown tables.
+interleaved latency (``edgeopt.bench.interleave`` / ``interleaved_latency`` / ``median_ms``, re-exported here:
+one timing method for every script and for ``edgeopt report``), and atomic writes of text, CSV and Markdown tables.
 
 Sizes come from ``edgeopt.io.gzip_size`` / ``edgeopt.bench.size_of``, flatbuffers are read and written with
 ``edgeopt.tflite.flatbuffer``; nothing here re-implements them.
@@ -10,19 +11,14 @@ import csv
 import io
 import os
 import platform
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import partial
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
 from edgeopt import tf
-from edgeopt.bench import LatencyResult, measure_latency, this_machine
+from edgeopt.bench import interleave, interleaved_latency, median_ms, this_machine  # noqa: F401  (interleave, median_ms: re-exported for the scripts)
 from edgeopt.io import write_atomic
-
-T = TypeVar("T")
-
 
 # ---- the machine ----------------------------------------------------------------------------------------
 
@@ -33,31 +29,6 @@ def machine_line() -> str:
 
 
 # ---- interleaved timing ---------------------------------------------------------------------------------
-
-
-def interleave(calls: Mapping[str, Callable[[], T]], rounds: int, *, alternate: bool = False, progress: str = "") -> dict[str, list[T]]:
-    """Call every function once per round (A, B, C, A, B, C, ...; with ``alternate`` every other round runs
-    backwards, C, B, A), so the load of a shared machine hits all of them alike. Returns each one's results in
-    round order. ``progress``: a label printed after each round."""
-    results: dict[str, list[T]] = {k: [] for k in calls}
-    for i in range(rounds):
-        for k in (reversed(list(calls)) if alternate and i % 2 else list(calls)):
-            results[k].append(calls[k]())
-        if progress:
-            print(f"{progress} round {i + 1}/{rounds}", flush=True)
-    return results
-
-
-def interleaved_latency(files: Mapping[str, bytes | os.PathLike], rounds: int, *, alternate: bool = False, progress: str = "",
-                        **measure_kw) -> dict[str, list[LatencyResult]]:
-    """``edgeopt.bench.measure_latency(file, **measure_kw)`` of every .tflite (bytes or path) once per round,
-    interleaved as :func:`interleave`; returns each file's results in round order."""
-    return interleave({k: partial(measure_latency, f, **measure_kw) for k, f in files.items()}, rounds, alternate=alternate, progress=progress)
-
-
-def median_ms(results: Sequence[LatencyResult]) -> float:
-    """Median over rounds of the per-round median latencies (ms)."""
-    return float(np.median([r.median_ms for r in results]))
 
 
 def median_latency_ms(files: Mapping[str, bytes | os.PathLike], rounds: int, **kw) -> dict[str, float]:

@@ -103,8 +103,10 @@ def cmd_report(args) -> int:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing or not paths:
         raise FileNotFoundError(f"no run report at {', '.join(missing) or ' '.join(args.runs or ['tflite_models/*/report.json'])}; run a recipe first (edgeopt run recipes/quickstart.toml)")
-    rows = write_results([json.loads(p.read_text()) for p in paths], args.out)
-    print(f"wrote {args.out}/RESULTS.md, RESULTS.csv, pareto_latency.png, pareto_size.png ({len(rows)} rows from {len(paths)} runs)")
+    rows = write_results([json.loads(p.read_text()) for p in paths], args.out, where=[p.parent for p in paths], remeasure=args.remeasure,
+                         rounds=args.rounds, min_seconds=args.min_seconds)
+    how = "latency re-measured on this machine in one interleaved run" if args.remeasure else "latency as each run stored it"
+    print(f"wrote {args.out}/RESULTS.md, RESULTS.csv, pareto_latency.png, pareto_size.png ({len(rows)} rows from {len(paths)} runs; {how})")
     return 0
 
 
@@ -229,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", help="build benchmarks/RESULTS.md (+ CSV, Pareto plots) from run reports")
     p.add_argument("runs", nargs="*", help="run directories or report.json files/globs (default: tflite_models/*/report.json)")
     p.add_argument("--out", default="benchmarks")
+    p.add_argument("--no-remeasure", dest="remeasure", action="store_false",
+                   help="keep the latency each run stored (the table then names each row's machine when they differ); "
+                        "default: re-measure every .tflite's latency on this machine in one interleaved run")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the re-measure (default 5)")
+    p.add_argument("--min-seconds", type=float, default=0.2, help="timing seconds per file, thread count and round, at least (default 0.2)")
     p.set_defaults(func=cmd_report)
 
     p = command("search", help="search recipe values (grid, random, Bayesian, NSGA-II) over accuracy, latency and size")

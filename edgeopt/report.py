@@ -1,14 +1,19 @@
-"""Tables (Markdown, CSV) and plots from run reports and benchmark results. Renders, never recomputes."""
+"""Tables (Markdown, CSV) and plots from run reports and benchmark results. Renders, never recomputes;
+the one exception is latency, which ``edgeopt report`` re-measures for every artifact in one interleaved run
+(:func:`remeasure_latency`, timed by ``edgeopt.bench``) so that a table never mixes machines."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from io import StringIO
 from pathlib import Path
 
 from edgeopt import io
-from edgeopt.bench import BenchResult, this_machine
+from edgeopt.bench import BenchResult, interleave, measure_latency, pooled, this_machine
 from edgeopt.pipeline.stage import last_model_metrics, latest, stage_results
 
 write_atomic = partial(io.write_atomic, overwrite=True)  # tables are regenerated in place
@@ -31,6 +36,11 @@ def bench_rows(report: dict) -> list[dict]:
     return rows
 
 
+def thread_counts(rows: list[dict], always: Sequence[int] = ()) -> list[int]:
+    """The thread counts of the rows' ``median_ms_<threads>`` keys (and ``always``), in numeric order (1, 2, 4, 16)."""
+    return sorted({int(k[len("median_ms_"):]) for r in rows for k in r if k.startswith("median_ms_")} | set(always))
+
+
 def run_summary_markdown(report: dict) -> str:
     """The table a run ends with: every stage's Keras metrics, then float vs int8 .tflite accuracy/size/latency."""
     lines = [f"### {report['recipe']}: {report['model']['name']} {report['model'].get('knobs', {})} on {report['data']['dataset']} "
@@ -44,7 +54,7 @@ def run_summary_markdown(report: dict) -> str:
         lines.append(f"| {s['stage']} | {s['type']} | {s['seconds']:.0f} | {top1} | {sparsity} | {params} |")
     rows = bench_rows(report)
     if rows:
-        threads = sorted({k for r in rows for k in r if k.startswith("median_ms_")})
+        threads = [f"median_ms_{t}" for t in thread_counts(rows)]
         lines += ["", "| artifact | mode | .tflite top-1 | size (bytes) | gzipped (bytes) | " + " | ".join(f"median ms @{t.split('_')[-1]}" for t in threads) + " |",
                   "|---|---|---:|---:|---:|" + "---:|" * len(threads)]
         for r in rows:
@@ -57,10 +67,19 @@ def run_summary_markdown(report: dict) -> str:
 
 RESULT_COLUMNS = ("recipe", "artifact", "mode", "model", "keras_top1", "tflite_top1", "size_bytes", "gzip_bytes", "median_ms_1", "median_ms_2", "macs", "params",
                   "machine")
+RESULT_THREADS = (1, 2)  # latency columns RESULTS always has; other thread counts a run measured get a column after them
+
+
+def result_columns(rows: list[dict]) -> list[str]:
+    """The CSV columns of ``rows``: :data:`RESULT_COLUMNS` with one ``median_ms_<threads>`` per thread count, in numeric order."""
+    at = RESULT_COLUMNS.index("median_ms_1")
+    fixed = [c for c in RESULT_COLUMNS if not c.startswith("median_ms_")]
+    return fixed[:at] + [f"median_ms_{t}" for t in thread_counts(rows, RESULT_THREADS)] + fixed[at:]
 
 
 def result_rows(report: dict) -> list[dict]:
-    """Rows of RESULTS.md for one run report: one per benchmarked .tflite, with the model's Keras metrics."""
+    """Rows of RESULTS.md for one run report: one per benchmarked .tflite, with the model's Keras metrics and
+    ``median_ms_<threads>`` for 1 and 2 threads (None when not measured) and any other thread count measured."""
     stages = stage_results(report)
     last = last_model_metrics(stages)
     train = latest(stages, "train")
@@ -72,8 +91,8 @@ def result_rows(report: dict) -> list[dict]:
         rows.append({"recipe": report["recipe"], "artifact": r["artifact"], "mode": r["mode"],
                      "model": f"{report['model']['name']}({knobs}) {'x'.join(map(str, report['data']['input_shape']))}",
                      "keras_top1": keras_m.get("test_top1"), "tflite_top1": r["top1"], "size_bytes": r["size_bytes"], "gzip_bytes": r["gzip_bytes"],
-                     "median_ms_1": r.get("median_ms_1"), "median_ms_2": r.get("median_ms_2"), "macs": keras_m.get("macs"), "params": keras_m.get("params"),
-                     "machine": r.get("machine")})
+                     **{f"median_ms_{t}": r.get(f"median_ms_{t}") for t in thread_counts([r], RESULT_THREADS)},
+                     "macs": keras_m.get("macs"), "params": keras_m.get("params"), "machine": r.get("machine")})
     return rows
 
 
@@ -100,22 +119,35 @@ def _fmt(v, kind: str) -> str:
     return {"pct": lambda: f"{100 * v:.2f}%", "int": lambda: f"{int(v):,}", "ms": lambda: f"{v:.2f}", "M": lambda: f"{v / 1e6:.1f}"}.get(kind, lambda: str(v))()
 
 
-def results_markdown(rows: list[dict]) -> str:
-    """RESULTS.md: one row per artifact. Latency belongs to the machine its run was benchmarked on, so the
-    machines are named in the header and, when there are several, per row (their latencies don't compare)."""
+def _stored_latency_note(machines: list[str]) -> str:
+    """The header sentence of a table whose latencies are the ones each run stored (``--no-remeasure``). A stored
+    machine is a CPU model and core count only: its SIMD flags were not recorded, and two machines of one CPU
+    model (one with AVX-512, one without) look alike, so no flags are claimed for it, not even this machine's."""
+    how = "as each run stored it (`edgeopt report --no-remeasure`; SIMD flags not recorded)"
+    if len(machines) == 1:
+        return f"Latency measured on {machines[0]}, {how}"
+    return (f"Latency {how}, measured on {len(machines)} different machines ({'; '.join(machines)}), named per row; "
+            "compare latencies only between rows of one machine")
+
+
+def results_markdown(rows: list[dict], run: LatencyRun | None = None) -> str:
+    """RESULTS.md: one row per artifact. With ``run`` (what :func:`remeasure_latency` returns) the header says
+    how every latency was re-measured, on this machine (CPU, cores, AVX2 / AVX-512 / VNNI / AMX). Without it the
+    latencies are each run's own: the header names the machines and, when there are several, so does each row
+    (their latencies don't compare)."""
     machines = list(dict.fromkeys(r.get("machine") or "unknown machine" for r in rows))
-    several = len(machines) > 1
-    where = (f"Latency measured on {machines[0]}" if not several else
-             "Latency measured on several machines, named per row; compare latencies only between rows of one machine")
+    several = run is None and len(machines) > 1
+    where = run.describe() if run else _stored_latency_note(machines)
+    threads = thread_counts(rows, RESULT_THREADS)
     lines = ["# edgeopt results", "", f"{where}. Built by `edgeopt report` from each run's report.json; "
              "accuracy is top-1 on the dataset's test split, of the Keras model and of the .tflite itself.", "",
-             "| recipe | artifact | mode | model | Keras top-1 | .tflite top-1 | size (bytes) | gzipped (bytes) | median ms @1 | median ms @2 | MACs (M) | parameters |"
-             + (" machine |" if several else ""),
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if several else "")]
+             "| recipe | artifact | mode | model | Keras top-1 | .tflite top-1 | size (bytes) | gzipped (bytes) | "
+             + "".join(f"median ms @{t} | " for t in threads) + "MACs (M) | parameters |" + (" machine |" if several else ""),
+             "|---|---|---|---|---:|---:|---:|---:|" + "---:|" * len(threads) + "---:|---:|" + ("---|" if several else "")]
     for r in rows:
         lines.append(f"| {r['recipe']} | {r['artifact']} | {r['mode']} | {r['model']} | {_fmt(r['keras_top1'], 'pct')} | {_fmt(r['tflite_top1'], 'pct')} | "
-                     f"{_fmt(r['size_bytes'], 'int')} | {_fmt(r['gzip_bytes'], 'int')} | {_fmt(r['median_ms_1'], 'ms')} | {_fmt(r['median_ms_2'], 'ms')} | "
-                     f"{_fmt(r['macs'], 'M')} | {_fmt(r['params'], 'int')} |" + (f" {r.get('machine') or 'unknown machine'} |" if several else ""))
+                     f"{_fmt(r['size_bytes'], 'int')} | {_fmt(r['gzip_bytes'], 'int')} | " + "".join(f"{_fmt(r.get(f'median_ms_{t}'), 'ms')} | " for t in threads)
+                     + f"{_fmt(r['macs'], 'M')} | {_fmt(r['params'], 'int')} |" + (f" {r.get('machine') or 'unknown machine'} |" if several else ""))
     lines += ["", "Pareto plots (optimal points ringed): `pareto_latency.png` (accuracy vs median latency at 1 thread), "
               "`pareto_size.png` (accuracy vs gzipped size)."]
     return "\n".join(lines) + "\n"
@@ -135,10 +167,10 @@ def pareto_plot(rows: list[dict], x_key: str, x_label: str, path, per_machine: b
             key = (r.get("machine") or "unknown machine") if per_machine else ""
             groups.setdefault(key, []).append((r[x_key], r["tflite_top1"], f"{r['recipe']}:{r['artifact']}"))
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (machine, pts), marker in zip(groups.items(), "osD^v"):
+    for (group, pts), marker in zip(groups.items(), "osD^v"):
         xs, ys, labels = zip(*pts)
         mask = pareto_mask(list(xs), list(ys))
-        ax.scatter(xs, [100 * y for y in ys], marker=marker, label=machine or None)
+        ax.scatter(xs, [100 * y for y in ys], marker=marker, label=group or None)
         front = sorted((x, y) for x, y, m in zip(xs, ys, mask) if m)
         ax.scatter([x for x, _ in front], [100 * y for _, y in front], s=160, facecolors="none", edgecolors="tab:red",
                    label="Pareto-optimal" if marker == "o" else None)
@@ -160,16 +192,101 @@ def machine_description() -> str:
     return this_machine().describe()
 
 
-def write_results(reports: list[dict], out_dir="benchmarks") -> list[dict]:
-    """Write RESULTS.md, RESULTS.csv and the two Pareto plots into ``out_dir``; returns the rows."""
+# ---- latency re-measured in one run --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LatencyRun:
+    """How :func:`remeasure_latency` timed every artifact: one interleaved run on this machine."""
+
+    machine: str  # this_machine().describe(): CPU, cores, SIMD flags, AVX2 / AVX-512 / VNNI / AMX present or absent
+    files: int
+    threads: tuple[int, ...]
+    rounds: int
+    runs: int
+    min_seconds: float
+    runtime: str
+
+    def describe(self) -> str:
+        """The header sentence of a table of these latencies."""
+        return (f"Latency re-measured by `edgeopt report` in one run on {self.machine}: all {self.files} .tflite files interleaved "
+                f"(round-robin, every other round reversed), {self.rounds} rounds at {' and '.join(map(str, self.threads))} thread(s), "
+                f"each file at least {self.runs} runs and {self.min_seconds:g} s per round, XNNPACK, random inputs, {self.runtime}; "
+                "each latency is the median of per-round medians")
+
+
+def artifact_files(report: dict, where) -> dict[str, Path]:
+    """The .tflite of every benchmarked artifact of a run report read from directory ``where``: beside the
+    report (``tflite_models/<recipe>/``) or in the run's export stage folder (``runs/<recipe>/NN-export/``).
+    Raises FileNotFoundError, one line naming the missing file, when one is not there."""
+    stages = stage_results(report)
+    bench, export = latest(stages, "bench"), latest(stages, "export")
+    where = Path(where)
+    files = {}
+    for stem in bench.metrics if bench else {}:
+        name = (export.files if export else {}).get(stem, f"{stem}.tflite")
+        places = [where / name] + ([where / export.dir / name] if export and export.dir else [])
+        found = next((p for p in places if p.is_file()), None)
+        if found is None:
+            named = places[-1] if places[-1].parent.is_dir() else places[0]
+            raise FileNotFoundError(f"{named}: no such file, so the latency of {report['recipe']}:{stem} can't be re-measured; "
+                                    f"pass --no-remeasure to keep the latency its run stored, or re-run the recipe {report['recipe']!r} to make the file")
+        files[stem] = found
+    return files
+
+
+def measured_threads(reports: Sequence[dict]) -> tuple[int, ...]:
+    """Every thread count the reports' bench stages measured latency at, in numeric order ((1,) when none did)."""
+    return tuple(thread_counts([row for rep in reports for row in bench_rows(rep)])) or (1,)
+
+
+def remeasure_latency(reports: Sequence[dict], where: Sequence, *, rounds: int = 5, runs: int = 10,
+                      min_seconds: float = 0.2) -> tuple[list[dict], LatencyRun]:
+    """Re-measure the latency of every benchmarked .tflite of ``reports`` (read from the directories ``where``,
+    one per report) in one interleaved run on this machine: every file at every thread count the reports
+    measured, round-robin over files, ``rounds`` rounds, each call timing at least ``runs`` runs and
+    ``min_seconds`` seconds (``edgeopt.bench.measure_latency``). Every file is found before any is timed.
+
+    Returns copies of the reports whose bench entries hold the re-measured latencies (``edgeopt.bench.pooled``:
+    the median of per-round medians; accuracy and size as stored), and the :class:`LatencyRun` that says how."""
+    if len(where) != len(reports):
+        raise ValueError(f"remeasure_latency needs one directory per report; got {len(where)} for {len(reports)} reports")
+    files = [artifact_files(rep, w) for rep, w in zip(reports, where)]
+    threads = measured_threads(reports)
+    paths = list(dict.fromkeys(p.resolve() for f in files for p in f.values()))
+    calls = {(p, t): partial(measure_latency, p, threads=t, runs=runs, min_seconds=min_seconds) for t in threads for p in paths}
+    timed = interleave(calls, rounds, alternate=True, progress=f"re-measuring latency of {len(paths)} files at {len(threads)} thread count(s)")
+    out = []
+    for rep, stems in zip(reports, files):
+        rep = copy.deepcopy(rep)
+        bench = next(s for s in reversed(rep["stages"]) if s["type"] == "bench") if stems else None
+        for stem, path in stems.items():
+            result = BenchResult.from_dict(bench["metrics"][stem], model=stem)
+            result.latency = [replace(pooled(timed[(path.resolve(), t)]), model=result.model) for t in threads]
+            bench["metrics"][stem] = result.to_dict()
+        out.append(rep)
+    runtime = next((results[0].runtime for results in timed.values()), "ai-edge-litert")
+    return out, LatencyRun(this_machine().describe(), len(paths), threads, rounds, runs, min_seconds, runtime)
+
+
+def write_results(reports: list[dict], out_dir="benchmarks", *, where: Sequence | None = None, remeasure: bool = False,
+                  rounds: int = 5, runs: int = 10, min_seconds: float = 0.2) -> list[dict]:
+    """Write RESULTS.md, RESULTS.csv and the two Pareto plots into ``out_dir``; returns the rows.
+
+    ``remeasure`` first re-measures every artifact's latency in one interleaved run on this machine
+    (:func:`remeasure_latency`; ``where``: the directory each report was read from); otherwise the latencies
+    are the ones each run stored, and the table names their machines."""
+    run = None
+    if remeasure:
+        if where is None:
+            raise ValueError("remeasure needs where: the directory each report was read from (its .tflite files are there)")
+        reports, run = remeasure_latency(reports, where, rounds=rounds, runs=runs, min_seconds=min_seconds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [row for rep in reports for row in result_rows(rep)]
-    write_atomic(out / "RESULTS.md", results_markdown(rows))
+    write_atomic(out / "RESULTS.md", results_markdown(rows, run))
     buf = StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS)
+    writer = csv.DictWriter(buf, fieldnames=result_columns(rows))
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(out / "RESULTS.csv", buf.getvalue())

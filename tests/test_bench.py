@@ -61,6 +61,26 @@ def test_latency_on_real_images_checks_their_size(int8, digits_arrays):
         bench.measure_latency(int8.model_bytes, runs=0)
 
 
+def test_interleave_calls_each_once_per_round_alternating_order():
+    order = []
+    calls = {k: (lambda k=k: order.append(k) or len(order)) for k in "abc"}
+    results = bench.interleave(calls, 3, alternate=True)
+    assert order == list("abccbaabc")
+    assert results == {"a": [1, 6, 7], "b": [2, 5, 8], "c": [3, 4, 9]}  # each one's results in round order
+    assert bench.interleave(calls, 2) == {"a": [10, 13], "b": [11, 14], "c": [12, 15]}
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        bench.interleave(calls, 0)
+
+
+def test_pooled_rounds_take_the_median_of_per_round_medians(int8):
+    rounds = bench.interleaved_latency({"int8": int8.model_bytes}, 3, runs=4, min_seconds=0.0)["int8"]
+    assert len(rounds) == 3
+    one = bench.pooled(rounds)
+    assert one.median_ms == bench.median_ms(rounds) == float(np.median([r.median_ms for r in rounds]))
+    assert one.runs == 12 and one.min_ms == min(r.min_ms for r in rounds) and one.max_ms == max(r.max_ms for r in rounds)
+    assert one.min_ms <= one.median_ms <= one.max_ms and one.threads == 1 and one.first_ms == rounds[0].first_ms
+
+
 # ---- accuracy and size -----------------------------------------------------------------------------------
 
 

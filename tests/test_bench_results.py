@@ -40,3 +40,16 @@ def test_vnni_comes_from_the_flags(flags, vnni):
     from edgeopt.bench import Machine
 
     assert Machine("cpu", 2, "x86_64", "Linux", flags).vnni is vnni
+
+
+@pytest.mark.parametrize("flags,line", [
+    (("avx", "avx2", "fma"), "(avx, avx2, fma; AVX2, no AVX-512, no VNNI, no AMX)"),
+    (("avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"), "(avx2, avx512f, avx512_vnni, amx_tile, amx_int8; AVX2, AVX-512, VNNI, AMX)"),
+    ((), "(no SIMD flags found; no AVX2, no AVX-512, no VNNI, no AMX)"),
+])
+def test_machine_description_says_each_feature_present_or_absent(flags, line):
+    from edgeopt.bench import Machine
+
+    m = Machine("Test CPU", 4, "x86_64", "Linux", flags)
+    assert m.describe() == f"Test CPU, 4 cores, x86_64 {line}"
+    assert m.to_dict()["features"] == {name: f"no {name}" not in line for name in ("AVX2", "AVX-512", "VNNI", "AMX")}

@@ -1,9 +1,19 @@
-"""Reports render the runner's records (StageResult, BenchResult) into tables, CSV and plots without recomputing."""
+"""Reports render the runner's records (StageResult, BenchResult) into tables, CSV and plots without recomputing;
+``edgeopt report`` re-measures every artifact's latency in one interleaved run unless told --no-remeasure."""
 import copy
+import csv
+import json
+import shutil
+from dataclasses import replace
 
-from edgeopt.bench import AccuracyResult, BenchResult, LatencyResult, SizeResult
+import numpy as np
+import pytest
+
+from edgeopt import report as report_module
+from edgeopt.bench import FEATURES, AccuracyResult, BenchResult, LatencyResult, SizeResult, machine, this_machine
+from edgeopt.cli import main
 from edgeopt.pipeline import StageResult
-from edgeopt.report import pareto_mask, result_rows, results_markdown, run_summary_markdown, write_results
+from edgeopt.report import artifact_files, pareto_mask, remeasure_latency, result_rows, results_markdown, run_summary_markdown, write_results
 
 MACHINE = "Test CPU, 2 cores, x86_64"
 
@@ -53,7 +63,7 @@ def test_result_rows_pair_keras_and_tflite_metrics():
     # the float baseline pairs with the train stage's Keras model, not the pruned one
     assert rows["baseline_float32"]["keras_top1"] == 0.9 and rows["baseline_float32"]["gzip_bytes"] == 3700 and rows["baseline_float32"]["mode"] == "float32"
     md = results_markdown(list(rows.values()))
-    assert f"Latency measured on {MACHINE}." in md
+    assert f"Latency measured on {MACHINE}, as each run stored it (`edgeopt report --no-remeasure`; SIMD flags not recorded)." in md
     assert "| r | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 88.00% | 87.00% | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 |\n" in md
 
 
@@ -70,7 +80,7 @@ def test_reports_written_before_0_2_give_the_same_rows():
 def test_results_name_each_rows_machine_when_runs_come_from_several():
     other = _report("r2", device="Other CPU, 2 cores, x86_64")
     md = results_markdown(result_rows(REPORT) + result_rows(other))
-    assert "compare latencies only between rows of one machine" in md
+    assert "measured on 2 different machines" in md and "compare latencies only between rows of one machine" in md
     assert f"| 1.50 | 1.00 | 2.0 | 100 | {MACHINE} |" in md
     assert "| r2 | model | int8 |" in md and "| Other CPU, 2 cores, x86_64 |" in md
 
@@ -91,3 +101,141 @@ def test_write_results_writes_table_csv_and_plots(tmp_path):
     assert "| r | model | int8 |" in (tmp_path / "RESULTS.md").read_text()
     for name in ("pareto_latency.png", "pareto_size.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / name).stat().st_size > 1000
+
+
+def test_thread_columns_are_in_numeric_order():
+    wide = copy.deepcopy(REPORT)
+    for entry in wide["stages"][3]["metrics"].values():
+        entry["latency"].append(_latency(10, 0.7).to_dict())
+    md = run_summary_markdown(wide)
+    assert "| median ms @1 | median ms @2 | median ms @10 |" in md
+    assert "| model | int8 | 87.00% | 1,000 | 600 | 1.50 | 1.00 | 0.70 |" in md
+    rows = result_rows(wide)
+    assert "| median ms @1 | median ms @2 | median ms @10 | MACs (M) |" in results_markdown(rows)
+    assert [k for k in rows[0] if k.startswith("median_ms_")] == ["median_ms_1", "median_ms_2", "median_ms_10"]
+
+
+# ---- latency re-measured in one interleaved run ------------------------------------------------------------
+
+
+def _tiny_tflite(mode: str, channels: int) -> bytes:
+    """A tiny untrained conv net (8x8x3 -> 10) as a .tflite: a few kB, milliseconds to time."""
+    from edgeopt import export
+    from edgeopt._keras import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(channels, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    calibration = np.random.default_rng(0).uniform(-1, 1, (32, 8, 8, 3)).astype("float32")
+    return export.to_tflite(model, mode, calibration, min_agreement=0.0).model_bytes
+
+
+@pytest.fixture(scope="module")
+def tiny_files():
+    """The two .tflite files of a run (int8 model, float32 baseline), as bytes."""
+    return {"model.tflite": _tiny_tflite("int8", 8), "baseline_float32.tflite": _tiny_tflite("float32", 4)}
+
+
+@pytest.fixture
+def shipped(tmp_path, tiny_files):
+    """Two runs as `edgeopt run` ships them (tflite_models/<recipe>/: report.json beside its .tflite files),
+    benchmarked on two different machines; returns their directories."""
+    dirs = []
+    for recipe, device in (("r", MACHINE), ("r2", "Other CPU, 2 cores, x86_64")):
+        folder = tmp_path / "tflite_models" / recipe
+        folder.mkdir(parents=True)
+        (folder / "report.json").write_text(json.dumps(_report(recipe, device)))
+        for name, data in tiny_files.items():
+            (folder / name).write_bytes(data)
+        dirs.append(folder)
+    return dirs
+
+
+def _load(dirs):
+    return [json.loads((d / "report.json").read_text()) for d in dirs]
+
+
+def test_remeasure_times_every_artifact_at_every_thread_count_on_this_machine(shipped, tmp_path):
+    reports = _load(shipped)
+    again, run = remeasure_latency(reports, shipped, rounds=2, runs=3, min_seconds=0.0)
+    assert reports == _load(shipped)  # the reports read are left as they were
+    assert run.files == 4 and run.threads == (1, 2) and run.rounds == 2 and run.machine == this_machine().describe()
+    for before, after in zip(reports, again):
+        old, new = before["stages"][3]["metrics"], after["stages"][3]["metrics"]
+        assert set(new) == set(old) == {"model", "baseline_float32"}
+        for stem in old:
+            result, stored = BenchResult.from_dict(new[stem]), BenchResult.from_dict(old[stem])
+            assert result.size == stored.size and result.accuracy == stored.accuracy  # only latency is measured again
+            assert [lat.threads for lat in result.latency] == [1, 2]
+            for lat in result.latency:
+                assert lat.runs == 2 * 3 and lat.device == machine() and lat.inputs == "random"  # 2 rounds of 3 runs, not the stored 50
+                assert 0 < lat.min_ms <= lat.median_ms <= lat.max_ms
+
+    rows = write_results(reports, tmp_path / "out", where=shipped, remeasure=True, rounds=2, runs=3, min_seconds=0.0)
+    assert len(rows) == 4 and {r["machine"] for r in rows} == {machine()}
+    assert all(r["median_ms_1"] > 0 and r["median_ms_2"] > 0 for r in rows)
+    md = (tmp_path / "out" / "RESULTS.md").read_text()
+    header = md.split("\n| recipe |")[0]
+    assert this_machine().describe() in header and "one run" in header and "interleaved" in header
+    assert all(name in header for name in FEATURES) and "AMX" in header and "AVX-512" in header
+    assert "machine |" not in md and "Other CPU" not in md  # one machine: no per-row machine column
+    with open(tmp_path / "out" / "RESULTS.csv") as f:
+        assert [r["machine"] for r in csv.DictReader(f)] == [machine()] * 4
+
+
+def test_remeasure_interleaves_files_and_thread_counts_round_by_round(shipped, monkeypatch):
+    calls = []
+
+    def fake(path, *, threads, runs, min_seconds):
+        calls.append((path.parent.name, path.name, threads))
+        return replace(_latency(threads, 1.0), runs=runs, device=machine())
+
+    monkeypatch.setattr(report_module, "measure_latency", fake)
+    remeasure_latency(_load(shipped), shipped, rounds=3, runs=2, min_seconds=0.0)
+    keys = [(d.name, name, t) for t in (1, 2) for d in shipped for name in ("model.tflite", "baseline_float32.tflite")]
+    assert sorted(calls) == sorted(keys * 3)
+    # one run, round-robin: every file at every thread count once per round, every other round in reverse order
+    assert calls == keys + keys[::-1] + keys
+
+
+def test_no_remeasure_keeps_stored_latency_and_names_each_rows_machine(shipped, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report_module, "measure_latency", lambda *a, **k: pytest.fail("--no-remeasure timed a file"))
+    assert main(["report", *map(str, shipped), "--out", str(tmp_path / "out"), "--no-remeasure"]) == 0
+    assert "latency as each run stored it" in capsys.readouterr().out
+    md = (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "as each run stored it (`edgeopt report --no-remeasure`; SIMD flags not recorded), measured on 2 different machines" in md
+    assert MACHINE in md.split("\n| recipe |")[0] and "Other CPU, 2 cores, x86_64" in md.split("\n| recipe |")[0]
+    assert "| parameters | machine |" in md
+    assert f"| r | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 88.00% | 87.00% | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 | {MACHINE} |" in md
+    assert "| r2 | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 88.00% | 87.00% | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 | Other CPU, 2 cores, x86_64 |" in md
+
+
+def test_stored_latency_claims_no_flags_even_when_its_machine_reads_like_this_one():
+    # "AMD EPYC, 2 cores, x86_64" names machines with and without AVX-512 alike: the stored name is all there is
+    md = results_markdown(result_rows(_report(device=machine())))
+    assert f"Latency measured on {machine()}, as each run stored it (`edgeopt report --no-remeasure`; SIMD flags not recorded)." in md
+    assert this_machine().describe() not in md and "machine |" not in md
+
+
+def test_a_missing_artifact_is_one_line_naming_the_file(shipped, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report_module, "measure_latency", lambda *a, **k: pytest.fail("timed before every file was found"))
+    gone = shipped[1] / "baseline_float32.tflite"
+    gone.unlink()
+    assert main(["report", *map(str, shipped), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"edgeopt report: error: {gone}: no such file")
+    assert "--no-remeasure" in err and "re-run the recipe 'r2'" in err
+    assert not (tmp_path / "out" / "RESULTS.md").exists()
+
+
+def test_artifacts_are_found_beside_the_report_or_in_the_runs_export_stage(tmp_path):
+    run = tmp_path / "runs" / "r"
+    (run / "02-export").mkdir(parents=True)
+    for name in ("model.tflite", "baseline_float32.tflite"):
+        (run / "02-export" / name).write_bytes(b"x")
+    assert artifact_files(REPORT, run) == {"model": run / "02-export" / "model.tflite", "baseline_float32": run / "02-export" / "baseline_float32.tflite"}
+    shutil.copy(run / "02-export" / "model.tflite", run / "model.tflite")
+    assert artifact_files(REPORT, run)["model"] == run / "model.tflite"
+    (run / "02-export" / "baseline_float32.tflite").unlink()
+    with pytest.raises(FileNotFoundError, match="02-export/baseline_float32.tflite: no such file"):
+        artifact_files(REPORT, run)

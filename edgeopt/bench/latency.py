@@ -2,10 +2,18 @@
 
 A first run and warm-up runs, then at least ``runs`` runs and at least ``min_seconds`` seconds, timing
 ``invoke()`` only; the result holds statistics (median, percentiles, min, max, std), never one number.
+
+Variants that are compared are timed interleaved (:func:`interleaved_latency`: A, B, C, C, B, A, ...) so the
+load of a shared machine hits all of them alike; :func:`pooled` makes one result of their rounds.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import replace
+from functools import partial
 from importlib import metadata
+from typing import TypeVar
 
 import numpy as np
 
@@ -14,6 +22,9 @@ from edgeopt.bench.results import LatencyResult
 from edgeopt.progress import bar
 from edgeopt.tflite import flatbuffer, runtime
 from edgeopt.tflite.runtime import quantize_input
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
 def litert_version() -> str | None:
@@ -106,3 +117,52 @@ def measure_latency(
         init_mem_mb=init_mem, peak_mem_mb=peak, inputs="dataset" if inputs is not None else "random",
         runtime=_runtime_label(), device=machine(),
     )
+
+
+# ---- interleaved timing ---------------------------------------------------------------------------------
+
+
+def interleave(calls: Mapping[K, Callable[[], T]], rounds: int, *, alternate: bool = False, progress: str = "") -> dict[K, list[T]]:
+    """Call every function once per round (A, B, C, A, B, C, ...; with ``alternate`` every other round runs
+    backwards, C, B, A), so the load of a shared machine hits all of them alike. Returns each one's results in
+    round order, with a bar over every call of every round (time left) labelled ``progress``."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1; got {rounds}")
+    results: dict[K, list[T]] = {k: [] for k in calls}
+    with bar(total=rounds * len(calls), desc=progress or "interleaved rounds", unit="call") as shown:
+        for i in range(rounds):
+            for k in (reversed(list(calls)) if alternate and i % 2 else list(calls)):
+                results[k].append(calls[k]())
+                shown.update(1)
+            shown.set_postfix_str(f"round {i + 1}/{rounds}", refresh=False)
+    return results
+
+
+def interleaved_latency(files: Mapping[K, bytes | os.PathLike], rounds: int, *, alternate: bool = False, progress: str = "",
+                        **measure_kw) -> dict[K, list[LatencyResult]]:
+    """:func:`measure_latency` ``(file, **measure_kw)`` of every .tflite (bytes or path) once per round,
+    interleaved as :func:`interleave`; returns each file's results in round order."""
+    return interleave({k: partial(measure_latency, f, **measure_kw) for k, f in files.items()}, rounds, alternate=alternate, progress=progress)
+
+
+def median_ms(results: Sequence[LatencyResult]) -> float:
+    """Median over rounds of the per-round median latencies (ms)."""
+    return float(np.median([r.median_ms for r in results]))
+
+
+def pooled(results: Sequence[LatencyResult]) -> LatencyResult:
+    """One :class:`LatencyResult` of the rounds of one file at one setting: ``median_ms`` is :func:`median_ms`
+    (the median of per-round medians), the other statistics the median of the per-round ones, ``min_ms`` /
+    ``max_ms`` / ``peak_mem_mb`` over all rounds, ``runs`` the timed runs of all rounds; initialization and
+    first-run figures are the first round's."""
+    if not results:
+        raise ValueError("pooled needs at least one round")
+
+    def mid(name: str) -> float | None:
+        values = [getattr(r, name) for r in results if getattr(r, name) is not None]
+        return float(np.median(values)) if values else None
+
+    peaks = [r.peak_mem_mb for r in results if r.peak_mem_mb is not None]
+    return replace(results[0], runs=sum(r.runs for r in results), median_ms=median_ms(results), p90_ms=mid("p90_ms"), p95_ms=mid("p95_ms"),
+                   mean_ms=mid("mean_ms"), std_ms=mid("std_ms"), min_ms=min(r.min_ms for r in results), max_ms=max(r.max_ms for r in results),
+                   peak_mem_mb=max(peaks) if peaks else None)

@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 # x86 flags that decide XNNPACK's kernels: int8 beats float32 only with VNNI; AVX turns its sparse path off
-_FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp", "i8mm")
+_FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "neon", "asimd", "asimddp", "i8mm")
+# the features every table header says present or absent, and the flags that give each
+FEATURES = {"AVX2": ("avx2",), "AVX-512": ("avx512f",), "VNNI": ("avx512_vnni", "avx_vnni", "asimddp"), "AMX": ("amx_tile", "amx_int8")}
 
 
 @dataclass(frozen=True)
@@ -20,17 +22,24 @@ class Machine:
     system: str
     flags: tuple[str, ...]
 
+    def has(self, feature: str) -> bool:
+        """Whether the CPU has ``feature`` (a key of :data:`FEATURES`: "AVX2", "AVX-512", "VNNI", "AMX")."""
+        return any(f in self.flags for f in FEATURES[feature])
+
     @property
     def vnni(self) -> bool:
-        return any(f in self.flags for f in ("avx512_vnni", "avx_vnni", "asimddp"))
+        """int8 dot-product instructions: AVX512-VNNI, AVX-VNNI or Arm's dot product (asimddp)."""
+        return self.has("VNNI")
 
     def describe(self) -> str:
-        """One line for table headers, e.g. 'AMD EPYC, 2 cores, x86_64 (avx, avx2, fma; no VNNI)'."""
+        """One line for table headers: CPU, cores, architecture, SIMD flags, then each of :data:`FEATURES`
+        present or absent, e.g. 'AMD EPYC, 2 cores, x86_64 (avx, avx2, fma; AVX2, no AVX-512, no VNNI, no AMX)'."""
         flags = ", ".join(self.flags) or "no SIMD flags found"
-        return f"{self.cpu}, {self.cores} cores, {self.arch} ({flags}; {'VNNI' if self.vnni else 'no VNNI'})"
+        features = ", ".join(name if self.has(name) else f"no {name}" for name in FEATURES)
+        return f"{self.cpu}, {self.cores} cores, {self.arch} ({flags}; {features})"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "flags": list(self.flags), "vnni": self.vnni}
+        return {**asdict(self), "flags": list(self.flags), "vnni": self.vnni, "features": {name: self.has(name) for name in FEATURES}}
 
 
 def _cpuinfo() -> tuple[str | None, set[str]]:
