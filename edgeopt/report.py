@@ -297,7 +297,7 @@ def write_results(reports: list[dict], out_dir="benchmarks", *, where: Sequence 
 
 # ---- search results ------------------------------------------------------------------------------------
 
-_SEARCH_METRICS = (("accuracy", "pct"), ("keras_accuracy", "pct"), ("int8_agreement", "pct"), ("latency_ms", "ms"), ("size_bytes", "int"), ("gzip_bytes", "int"),
+_SEARCH_METRICS = (("accuracy", "pct"), ("test_accuracy", "pct"), ("keras_accuracy", "pct"), ("int8_agreement", "pct"), ("latency_ms", "ms"), ("size_bytes", "int"), ("gzip_bytes", "int"),
                    ("macs", "M"), ("params", "int"))
 
 
@@ -307,8 +307,9 @@ def search_markdown(result, machine: str) -> str:
     goals = ", ".join(f"{d} {o}" for o, d in zip(result.objectives, result.directions))
     lines = [f"# Search {result.study}", "", f"Machine: {machine}. Recipe `{result.recipe}`, sampler `{result.sampler}`, budget {result.budget} trials "
              f"({counts}); objectives: {goals}; constraints: {', '.join(result.constraints) or 'none'}. Study: `{result.storage}`.", "",
-             "Accuracy is top-1 on the test split of the benchmarked `.tflite` (of the Keras model when the recipe has no bench stage); "
-             "latency is the median at the first benchmarked thread count.", ""]
+             "Accuracy is top-1 on the validation split, what trials are chosen by, of the benchmarked `.tflite` (of the Keras model when the recipe "
+             "has no bench stage; keras_accuracy: the Keras model's); test_accuracy is top-1 on the test split, read once after the search for the "
+             "reported trials only; latency is the median at the first benchmarked thread count.", ""]
     params = sorted({k for t in result.trials for k in t.overrides})
     metrics = [(m, kind) for m, kind in _SEARCH_METRICS if any(m in t.metrics for t in result.trials)]
     header = "| trial | state | " + " | ".join(params) + " | " + " | ".join(m for m, _ in metrics) + " | feasible | Pareto | note |"

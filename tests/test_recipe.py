@@ -37,6 +37,7 @@ def _error(text: str) -> str:
         ('[model]\nname = "mobilenet_v2"\nknobs = { dropout = 1.5 }\n' + TRAIN, "model.knobs.dropout must be a rate in [0, 1), got 1.5"),
         (BASE + "[train]\ndistribute = 'cluster'\n" + TRAIN, "train.distribute must be one of 'none', 'mirrored', 'multi_worker'; got 'cluster'"),
         (BASE + TRAIN + '[[stages]]\ntype = "bench"\nthreads = [1, 0]\n', "stages[1].threads must be a non-empty list of counts >= 1, got [1, 0]"),
+        (BASE + TRAIN + '[[stages]]\ntype = "bench"\nsplit = "train"\n', "stages[1].split must be one of 'test', 'val'; got 'train'"),
         ("[recipe]\n" + BASE + TRAIN, "recipe is not a known section"),
         (BASE + TRAIN + "[[stages]]\nepochs = 1\n", "stages[1].type is required; known stage types: "),
     ],

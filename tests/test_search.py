@@ -141,10 +141,27 @@ def test_joining_a_study_made_for_another_space_is_refused(tmp_path):
         run_search(recipe, space, config, out_dir=tmp_path / "out", progress=lambda s: None)
 
 
-def test_multi_objective_search_measures_the_tflite_and_keeps_pareto_artifacts(tmp_path):
+def test_multi_objective_search_chooses_on_val_reads_test_once_per_reported_trial_and_keeps_pareto_artifacts(tmp_path, monkeypatch):
+    from edgeopt import bench
+    from edgeopt.data import Splits, load_dataset
+
+    evaluated, fed = [], []  # (split, images) of every .tflite accuracy; the splits latency was fed from
+    real_evaluate, real_arrays = bench.evaluate_tflite, Splits.arrays
+
+    def evaluate(*args, **kwargs):
+        result = real_evaluate(*args, **kwargs)
+        evaluated.append((result.split, result.samples))
+        return result
+
+    def arrays(self, split="test", limit=None):
+        fed.append(split)
+        return real_arrays(self, split, limit)
+
+    monkeypatch.setattr(bench, "evaluate_tflite", evaluate)
+    monkeypatch.setattr(Splits, "arrays", arrays)
     recipe = _recipe(stages=[{"type": "train"},
                              {"type": "export", "mode": "int8", "baseline": False, "num_calibration": 32, "verify_samples": 64, "min_agreement": 0.0},
-                             {"type": "bench", "threads": [1], "runs": 5, "min_seconds": 0.05}])
+                             {"type": "bench", "threads": [1], "runs": 5, "min_seconds": 0.05}])  # split: the recipe's default, test
     space = '''objectives = ["accuracy", "latency_ms"]
 constraints = ["latency_ms <= 1000"]
 [params]
@@ -152,24 +169,82 @@ constraints = ["latency_ms <= 1000"]
 '''
     recipe_path, space_path = _write(tmp_path, recipe, space)
     result = run_search(recipe_path, space_path, SearchConfig(sampler="grid", trials=2), out_dir=tmp_path / "out", progress=lambda s: None)
+    sizes = load_dataset("digits", image_size=16, limit_test=96).sizes
+    assert sizes["val"] != sizes["test"] == 96  # the two splits' image counts tell which one was measured
     assert result.counts() == {"COMPLETE": 2}
+    assert result.pareto, "a non-empty front"
+    # every trial was chosen on the validation split; the test split was read once per reported trial, by it alone
+    assert evaluated == [("val", sizes["val"])] * 2 + [("test", 96)] * len(result.pareto)
+    assert fed == ["val"] * 2 + ["test"] * len(result.pareto)
     for t in result.trials:
         m = t.metrics
-        assert m["accuracy_of"] == "tflite int8" and 0 <= m["accuracy"] <= 1
+        assert m["accuracy_of"] == "tflite int8" and 0 <= m["accuracy"] <= 1 and m["val_samples"] == sizes["val"]
         assert m["latency_ms"] > 0 and m["latency_threads"] == 1 and 0 < m["gzip_bytes"] < m["size_bytes"]
         assert t.values == [m["accuracy"], m["latency_ms"]] and t.feasible
+        tested = {k for k in m if k.startswith("test_") or k == "keras_test_accuracy"}
+        if t.pareto:
+            assert m["test_accuracy_of"] == "tflite int8" and m["test_samples"] == 96 and 0 <= m["test_accuracy"] <= 1
+            assert tested == {"test_accuracy", "test_accuracy_of", "test_samples", "keras_test_accuracy"}
+        else:
+            assert not tested
     small, large = sorted(result.trials, key=lambda t: t.params["data.image_size"])
     assert small.metrics["macs"] < large.metrics["macs"]
-    assert result.pareto, "a non-empty front"
     for t in result.pareto:
         kept = tmp_path / "out" / "pareto" / f"trial-{t.number:04d}"
         assert (kept / "model.tflite").stat().st_size == t.metrics["size_bytes"]
         assert (kept / "model.json").is_file() and (kept / "labels.txt").is_file()
     text = (tmp_path / "out" / "search.md").read_text()
-    assert "## Pareto front" in text and "data.image_size" in text
+    assert "## Pareto front" in text and "data.image_size" in text and "| accuracy | test_accuracy |" in text
     assert (tmp_path / "out" / "search_pareto.png").stat().st_size > 1000
     rows = (tmp_path / "out" / "search.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].startswith("trial,state,data.image_size")
+    assert len(rows) == 3 and rows[0].startswith("trial,state,data.image_size") and ",test_accuracy," in rows[0]
+    # a second search over the finished study reads nothing again
+    evaluated.clear()
+    again = run_search(recipe_path, space_path, SearchConfig(sampler="grid", trials=2), out_dir=tmp_path / "out", progress=lambda s: None)
+    assert evaluated == [] and [t.metrics for t in again.trials] == [t.metrics for t in result.trials]
+
+
+def test_trial_metrics_never_use_the_test_split_and_metrics_on_test_only_it():
+    from edgeopt.bench import AccuracyResult, BenchResult, SizeResult
+    from edgeopt.search import metrics_on_test, trial_metrics
+
+    def report(split: str, top1: float) -> dict:
+        bench = BenchResult("model.tflite", SizeResult(1000, 600), [], AccuracyResult(top1, 1.0, 50 if split == "val" else 96, split=split))
+        return {"stages": [{"stage": 0, "type": "train", "metrics": {"val_top1": 0.7, "test_top1": 0.9, "macs": 10, "params": 5}},
+                           {"stage": 1, "type": "export", "metrics": {"model": {"mode": "int8", "agreement": 0.99}}},
+                           {"stage": 2, "type": "bench", "metrics": {"model": bench.to_dict()}}]}
+
+    on_val, on_test = report("val", 0.6), report("test", 0.95)
+    assert trial_metrics(on_val) == {"macs": 10, "params": 5, "keras_accuracy": 0.7, "accuracy": 0.6, "accuracy_of": "tflite int8", "val_samples": 50,
+                                     "int8_agreement": 0.99, "size_bytes": 1000, "gzip_bytes": 600}
+    chosen_by = trial_metrics(on_test)  # a bench on the test split: its accuracy is not a selection metric
+    assert chosen_by["accuracy"] == chosen_by["keras_accuracy"] == 0.7 and chosen_by["accuracy_of"] == "keras" and "val_samples" not in chosen_by
+    assert metrics_on_test(on_test) == {"keras_test_accuracy": 0.9, "test_accuracy": 0.95, "test_accuracy_of": "tflite int8", "test_samples": 96}
+    assert metrics_on_test(on_val) == {"keras_test_accuracy": 0.9, "test_accuracy": 0.9, "test_accuracy_of": "keras"}
+
+
+def test_a_recipe_without_a_validation_split_is_refused(tmp_path):
+    recipe, space = _write(tmp_path, recipe=make_recipe(name="tinysearch", data={"limit_test": 96, "val_fraction": 0.0}))
+    with pytest.raises(RecipeError, match=r"^\S*tinysearch.toml: data.val_fraction is 0: a search chooses trials on the validation split") as err:
+        run_search(recipe, space, SearchConfig(sampler="grid", trials=1), out_dir=tmp_path / "a", progress=lambda s: None)
+    assert "\n" not in str(err.value)
+    recipe, space = _write(tmp_path, space='objectives = ["keras_accuracy"]\n[params]\n"data.val_fraction" = { choices = [0.1, 0.0] }')
+    with pytest.raises(RecipeError, match=r"params.'data.val_fraction': data.val_fraction is 0"):
+        run_search(recipe, space, SearchConfig(sampler="grid", trials=2), out_dir=tmp_path / "b", progress=lambda s: None)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before any study or training
+
+
+def test_a_study_scored_on_the_test_split_is_not_joined(tmp_path):
+    import optuna
+
+    from edgeopt.search.study import META_KEY
+
+    recipe, space = _write(tmp_path)
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = optuna.create_study(storage=url, study_name="old", direction="maximize")
+    old.set_user_attr(META_KEY, {"fingerprint": "?", "budget": 6, "recipe": "tinysearch", "sampler": "grid", "objectives": ["keras_accuracy"], "constraints": []})
+    with pytest.raises(RecipeError, match="scored its trials on the test split"):
+        run_search(recipe, space, SearchConfig(sampler="grid", trials=6, storage=url, study="old"), out_dir=tmp_path / "out", progress=lambda s: None)
 
 
 @pytest.mark.slow  # 21-33 s each; the default suite stays under 15 minutes

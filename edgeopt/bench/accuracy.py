@@ -1,4 +1,4 @@
-"""Accuracy of a .tflite itself on a test split: float inputs quantized with the model's own input scale."""
+"""Accuracy of a .tflite itself on a data split: float inputs quantized with the model's own input scale."""
 from __future__ import annotations
 
 import json
@@ -10,12 +10,17 @@ from edgeopt.data import load_dataset
 from edgeopt.progress import bar
 from edgeopt.tflite import flatbuffer, runtime
 
+SPLITS = ("test", "val")  # what an accuracy can be measured on: the test split (reports) or the validation split (selection)
 
-def evaluate_tflite(model, dataset, limit: int | None = None) -> AccuracyResult:
-    """Top-1 and top-5 accuracy (fractions) of a .tflite on a batched (float inputs, labels) dataset.
+
+def evaluate_tflite(model, dataset, limit: int | None = None, split: str = "test") -> AccuracyResult:
+    """Top-1 and top-5 accuracy (fractions) of a .tflite on a batched (float inputs, labels) dataset, recorded
+    as measured on ``split`` ("test" or "val": which split ``dataset`` is).
 
     Quantized models get their inputs quantized with the model's own input scale and zero point.
     """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     interp = runtime.make_interpreter(model)
     interp.allocate_tensors()
     correct1 = correct5 = total = 0
@@ -35,7 +40,7 @@ def evaluate_tflite(model, dataset, limit: int | None = None) -> AccuracyResult:
     shown.close()
     if total == 0:
         raise ValueError("evaluate_tflite got an empty dataset")
-    return AccuracyResult(correct1 / total, correct5 / total, total)
+    return AccuracyResult(correct1 / total, correct5 / total, total, split=split)
 
 
 def _known_size(dataset) -> int | None:

@@ -52,12 +52,13 @@ class LatencyResult(_Record):
 
 @dataclass(frozen=True)
 class AccuracyResult(_Record):
-    """Top-1 and top-5 accuracy (fractions in [0, 1]) over ``samples`` test images."""
+    """Top-1 and top-5 accuracy (fractions in [0, 1]) over ``samples`` images of the dataset's ``split``."""
 
     top1: float
     top5: float
     samples: int
     runtime: str = "litert"  # "litert": edgeopt's preprocessing + LiteRT interpreter; "mediapipe": MediaPipe's ImageClassifier
+    split: str = "test"  # "test", or "val" where a search selects models (records written before this field: test)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class BenchResult(_Record):
     def to_markdown(self) -> str:
         lines = [f"**{self.model}**: {self.size.size_bytes:,} bytes ({self.size.gzip_bytes:,} gzipped)"]
         if self.accuracy:
-            lines.append(f"accuracy on {self.dataset} test ({self.accuracy.samples} images): top-1 {self.accuracy.top1:.2%}, top-5 {self.accuracy.top5:.2%}")
+            lines.append(f"accuracy on {self.dataset} {self.accuracy.split} ({self.accuracy.samples} images): top-1 {self.accuracy.top1:.2%}, top-5 {self.accuracy.top5:.2%}")
         if self.app_accuracy:
             a = self.app_accuracy
             gap = f" ({(a.top1 - self.accuracy.top1) * 100:+.2f} points vs LiteRT)" if self.accuracy else ""

@@ -1,6 +1,9 @@
-"""One trial of a search: the recipe with the trial's values, run and measured; what a search can optimize."""
+"""One trial of a search: the recipe with the trial's values, run and measured on the validation split; what a search can
+optimize; a reported trial measured once on the test split."""
 from __future__ import annotations
 
+import copy
+import json
 import os
 import socket
 import time
@@ -23,29 +26,65 @@ from edgeopt.search.study import retry_history
 
 
 def trial_metrics(report: dict) -> dict:
-    """What a search can optimize, from a run report: ``accuracy`` (the benchmarked .tflite's top-1, else the
-    Keras model's), ``keras_accuracy``, ``latency_ms`` (median at the first benchmarked thread count),
-    ``size_bytes``, ``gzip_bytes``, ``macs``, ``params``, and the export's top-1 agreement with Keras
-    (``int8_agreement``); missing ones are absent."""
+    """What a search can optimize, from a run report, none of it measured on the test split: ``accuracy`` (the
+    benchmarked .tflite's top-1 on the validation split, else the Keras model's), ``keras_accuracy`` (the Keras
+    model's validation top-1), ``val_samples`` (validation images the .tflite's accuracy counted),
+    ``latency_ms`` (median at the first benchmarked thread count), ``size_bytes``, ``gzip_bytes``, ``macs``,
+    ``params``, and the export's top-1 agreement with Keras on validation images (``int8_agreement``); missing
+    ones are absent. A bench accuracy measured on the test split is left out: see :func:`metrics_on_test`."""
     stages = stage_results(report)
     last = last_model_metrics(stages)
     out = {k: last[k] for k in ("macs", "params") if last.get(k) is not None}
-    if last.get("test_top1") is not None:
-        out["keras_accuracy"] = out["accuracy"] = last["test_top1"]
+    if last.get("val_top1") is not None:
+        out["keras_accuracy"] = out["accuracy"] = last["val_top1"]
         out["accuracy_of"] = "keras"
     export = latest(stages, "export")
     shipped = export.metrics.get("model", {}) if export else {}
     if shipped.get("agreement") is not None:
         out["int8_agreement" if shipped.get("mode") == "int8" else "agreement"] = shipped["agreement"]
-    bench = latest(stages, "bench")
-    if bench is not None and "model" in bench.metrics:
-        result = BenchResult.from_dict(bench.metrics["model"])
-        if result.accuracy is not None:
+    result = _benchmarked(stages)
+    if result is not None:
+        if result.accuracy is not None and result.accuracy.split == "val":
             out["accuracy"], out["accuracy_of"] = result.accuracy.top1, f"tflite {shipped.get('mode', '?')}"
+            out["val_samples"] = result.accuracy.samples
         out["size_bytes"], out["gzip_bytes"] = result.size.size_bytes, result.size.gzip_bytes
         if result.latency:
             first = min(result.latency, key=lambda r: r.threads)
             out["latency_ms"], out["latency_threads"] = first.median_ms, first.threads
+    return out
+
+
+def metrics_on_test(report: dict) -> dict:
+    """What a reported model scores on the test split, from the run report of its recipe run with bench stages on
+    the test split: ``test_accuracy`` (the .tflite's top-1, else the Keras model's), ``test_accuracy_of``,
+    ``test_samples`` (test images the .tflite's accuracy counted) and ``keras_test_accuracy``."""
+    stages = stage_results(report)
+    last = last_model_metrics(stages)
+    out = {}
+    if last.get("test_top1") is not None:
+        out["keras_test_accuracy"] = out["test_accuracy"] = last["test_top1"]
+        out["test_accuracy_of"] = "keras"
+    result = _benchmarked(stages)
+    if result is not None and result.accuracy is not None and result.accuracy.split == "test":
+        export = latest(stages, "export")
+        mode = export.metrics.get("model", {}).get("mode", "?") if export else "?"
+        out["test_accuracy"], out["test_accuracy_of"], out["test_samples"] = result.accuracy.top1, f"tflite {mode}", result.accuracy.samples
+    return out
+
+
+def _benchmarked(stages) -> BenchResult | None:
+    """The last bench stage's result for the shipped file (``model``), if any."""
+    bench = latest(stages, "bench")
+    return BenchResult.from_dict(bench.metrics["model"]) if bench is not None and "model" in bench.metrics else None
+
+
+def with_bench_split(doc: dict, split: str) -> dict:
+    """A copy of recipe data ``doc`` whose bench stages measure accuracy on ``split`` ("val": a trial; "test": a
+    reported model, once)."""
+    out = copy.deepcopy(doc)
+    for s in out.get("stages", []):
+        if isinstance(s, dict) and s.get("type") == "bench":
+            s["split"] = split
     return out
 
 
@@ -125,7 +164,7 @@ def run_trial(job: Job, trial, trial_id: int) -> list[float]:
         trial.set_user_attr("note", str(err))
         raise optuna.TrialPruned(str(err)) from None
     trial.set_user_attr("overrides", overrides)
-    doc = apply_overrides(job.base_doc, overrides)
+    doc = with_bench_split(apply_overrides(job.base_doc, overrides), "val")  # trials are chosen on validation data only
     doc["name"] = run_name
     recipe = recipe_from_dict(doc, run_name, source=f"trial {trial.number}")
     _prune_before_training(job, trial, recipe)
@@ -164,3 +203,26 @@ def _retry_origin(frozen) -> int:
     """The number of the first try of this trial (a retried trial resumes that try's recipe run)."""
     history = retry_history(frozen)
     return history[0] if history else frozen.number
+
+
+# ---- a reported trial on the test split ---------------------------------------------------------------
+
+
+def measure_on_test(base_doc: dict, number: int, overrides: dict, run_dir: str | Path, progress: Callable[[str], None]) -> dict:
+    """Trial ``number``'s recipe run again in its run directory with its last bench stage on the test split: the
+    models it trained and exported are reused (the stages before that bench stage are done) and the test split is
+    read once, by that stage; returns its :func:`metrics_on_test`. Raises RecipeError when the run directory does not
+    hold those finished stages (a trial run on another machine, or removed): nothing is trained again."""
+    run_dir = Path(run_dir)
+    doc = with_bench_split(apply_overrides(base_doc, overrides), "val")  # the trial's recipe, as run_trial ran it
+    doc["name"] = run_dir.name
+    benches = [i for i, s in enumerate(doc.get("stages", [])) if s.get("type") == "bench"]
+    if benches:
+        doc["stages"][benches[-1]]["split"] = "test"
+    recipe = recipe_from_dict(doc, run_dir.name, source=f"trial {number} on the test split")
+    for i, spec in enumerate(recipe.stages[: benches[-1] if benches else None]):
+        done = run_dir / f"{i:02d}-{spec.type}" / "result.json"
+        if not done.is_file() or json.loads(done.read_text()).get("fingerprint") != recipe.fingerprint(i):
+            raise RecipeError(f"trial {number}: {done} is missing or from another recipe: its models are not on this machine")
+    report = run_recipe(recipe, out_dir=run_dir.parent, resume=True, artifacts_dir=None, progress=progress)
+    return metrics_on_test(report)

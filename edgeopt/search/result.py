@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from edgeopt.report import pareto_front
-from edgeopt.search.study import META_KEY, retry_history
+from edgeopt.search.study import META_KEY, TEST_KEY, retry_history
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,12 @@ class SearchConfig:
 @dataclass
 class TrialRecord:
     """One trial as stored: Optuna state and parameters, recipe overrides, measured metrics, objective
-    values, constraint violations (<= 0 holds), feasibility, Pareto membership and where its run is."""
+    values, constraint violations (<= 0 holds), feasibility, Pareto membership and where its run is.
+
+    ``metrics`` are what the trial was chosen by, all measured on the validation split (``accuracy``,
+    ``keras_accuracy``, ``val_samples``, ...: :func:`edgeopt.search.trial_metrics`); for a reported trial (on the
+    Pareto front, or the best) the ``test_*`` keys too (``test_accuracy``, ``test_accuracy_of``, ``test_samples``,
+    ``keras_test_accuracy``: :func:`edgeopt.search.metrics_on_test`), read once after the search and never used to choose."""
 
     number: int
     state: str
@@ -90,8 +95,10 @@ class SearchResult:
 
 def summarize(study, storage_url: str = "") -> SearchResult:
     """The study as a :class:`SearchResult`: every trial, constraint feasibility, and the Pareto front among
-    complete feasible trials (for one objective: the best trial)."""
+    complete feasible trials (for one objective: the best trial), chosen by the objective values (validation
+    split); test metrics where they were measured (:func:`edgeopt.search.runner.measure_reported`)."""
     meta = study.user_attrs.get(META_KEY, {})
+    tested = study.user_attrs.get(TEST_KEY, {})
     objectives = meta.get("objectives", [f"objective_{i}" for i in range(len(study.directions))])
     directions = [d.name.lower() for d in study.directions]
     records = []
@@ -100,7 +107,7 @@ def summarize(study, storage_url: str = "") -> SearchResult:
         history = retry_history(t)
         records.append(TrialRecord(
             number=t.number, state=t.state.name, params=dict(t.params), overrides=t.user_attrs.get("overrides", {}),
-            metrics=t.user_attrs.get("metrics", {}), values=list(t.values) if t.values is not None else None, violations=violations,
+            metrics={**t.user_attrs.get("metrics", {}), **tested.get(str(t.number), {})}, values=list(t.values) if t.values is not None else None, violations=violations,
             feasible=(all(v <= 0 for v in violations) if violations else True) if t.state.name == "COMPLETE" else None,
             run_dir=t.user_attrs.get("run_dir"), worker=t.user_attrs.get("worker"), seconds=t.user_attrs.get("seconds"),
             note=t.user_attrs.get("note"), retry_of=history[0] if history else None))

@@ -20,6 +20,12 @@ and parameters. The study lives in a database (SQLite file by default, any SQLAl
   before any training (the EfficientNet-style fixed budget), and single-objective accuracy searches report
   validation accuracy each epoch to an Optuna pruner (median or Hyperband). Optuna has no pruning for
   multi-objective studies.
+* Trials are chosen on the validation split only: every bench stage of a trial measures the ``.tflite`` on
+  it, Keras accuracies are validation accuracies, and the export checks its agreement on it. The test
+  split is read once per reported model: when no trial is left to run, each trial on the Pareto front (the
+  best trial of one objective) is measured on it by its recipe's last bench stage, run again on the trained
+  and exported files in its run directory. The test metrics are kept in the study and shown beside the
+  validation ones (``test_accuracy``); they never choose anything.
 """
 from __future__ import annotations
 
@@ -35,10 +41,10 @@ from edgeopt.config import RecipeError
 from edgeopt.pipeline import copy_artifacts
 from edgeopt.pipeline.recipe import recipe_from_dict
 from edgeopt.report import write_search_report
-from edgeopt.search.objective import Job, run_trial
+from edgeopt.search.objective import Job, measure_on_test, run_trial
 from edgeopt.search.result import SearchConfig, SearchResult, summarize
 from edgeopt.search.space import SearchSpace, apply_overrides, load_search_space
-from edgeopt.search.study import META_KEY, Heartbeat, open_study, take_queued_trial
+from edgeopt.search.study import META_KEY, TEST_KEY, Heartbeat, open_study, take_queued_trial
 
 
 def _work(study, storage, job: Job) -> int:
@@ -91,6 +97,33 @@ def _run_and_tell(study, storage, job: Job, trial, trial_id: int) -> None:
         keras.backend.clear_session()  # free the trial's graphs: a long search would otherwise grow by each model
 
 
+def measure_reported(study, base_doc: dict, progress: Callable[[str], None] = print) -> int:
+    """Measure each reported trial (Pareto front, or best trial) not measured yet on the test split, once
+    (:func:`edgeopt.search.objective.measure_on_test`), and keep its test metrics in the study; does nothing
+    while trials are queued or running (the front may still change). Returns how many were measured."""
+    from optuna.trial import TrialState  # optional dependency (edgeopt[search])
+
+    if study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
+        progress(f"[search {study.study_name}] trials still run on other workers: the last worker to finish measures the reported trials on the test split")
+        return 0
+    tested = dict(study.user_attrs.get(TEST_KEY, {}))
+    measured = 0
+    for t in summarize(study).pareto:
+        if str(t.number) in tested or not t.run_dir:
+            continue
+        progress(f"[search {study.study_name}] trial {t.number} (reported): measuring it on the test split, once")
+        try:
+            tested[str(t.number)] = measure_on_test(base_doc, t.number, t.overrides, t.run_dir, lambda msg: progress(f"  {msg}"))
+        except RecipeError as err:
+            progress(f"[search {study.study_name}] trial {t.number}: test split not measured: {err}")
+            continue
+        finally:
+            keras.backend.clear_session()
+        study.set_user_attr(TEST_KEY, tested)
+        measured += 1
+    return measured
+
+
 def keep_pareto_artifacts(result: SearchResult, dest: Path) -> list[Path]:
     """Copy each Pareto trial's exported files (model.tflite, manifest, labels) into ``dest/trial-NNNN/``
     and remove the ``trial-NNNN`` folders of trials no longer on the front; trials run on another machine
@@ -112,9 +145,11 @@ def keep_pareto_artifacts(result: SearchResult, dest: Path) -> list[Path]:
 def run_search(recipe_path: str | Path, space: SearchSpace | str | Path, config: SearchConfig = SearchConfig(),
                out_dir: str | Path | None = None, progress: Callable[[str], None] = print,
                artifacts_dir: str | Path | None = None) -> SearchResult:
-    """Run (or join, or resume) the search and write its report into ``out_dir`` (default
-    ``runs/search/<study>``): search.md/.csv/.json and search_pareto.png; the Pareto trials' artifacts go to
-    ``artifacts_dir/trial-NNNN/`` (default ``<out_dir>/pareto``). Returns the study summary."""
+    """Run (or join, or resume) the search, measure the reported trials on the test split once (when no trial is
+    left to run) and write its report into ``out_dir`` (default ``runs/search/<study>``): search.md/.csv/.json
+    and search_pareto.png; the Pareto trials' artifacts go to ``artifacts_dir/trial-NNNN/`` (default
+    ``<out_dir>/pareto``). Returns the study summary. A recipe with ``data.val_fraction = 0`` is refused: trials
+    are chosen on the validation split."""
     recipe_path = Path(recipe_path)
     if not recipe_path.is_file():
         raise RecipeError(f"recipe file {recipe_path} does not exist")
@@ -129,6 +164,7 @@ def run_search(recipe_path: str | Path, space: SearchSpace | str | Path, config:
     single_accuracy = len(space.objectives) == 1 and space.objectives[0] in ("accuracy", "keras_accuracy")
     job = Job(base_doc, recipe.name, space, config, out, progress, use_pruner=single_accuracy and config.pruner != "none")
     ran = _work(study, storage, job)
+    measure_reported(study, base_doc, progress)
     result = summarize(study, url)
     keep_pareto_artifacts(result, Path(artifacts_dir) if artifacts_dir is not None else out / "pareto")
     write_search_report(result, out)
@@ -138,7 +174,8 @@ def run_search(recipe_path: str | Path, space: SearchSpace | str | Path, config:
 
 def report_search(storage_url: str, study: str, out_dir: str | Path, progress: Callable[[str], None] = print,
                   artifacts_dir: str | Path | None = None) -> SearchResult:
-    """Summarize an existing study (no trial is run): the report files and the Pareto artifacts found here."""
+    """Summarize an existing study (no trial is run, nothing is measured): the report files, with the test
+    metrics the search measured, and the Pareto artifacts found here."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -156,7 +193,9 @@ def report_search(storage_url: str, study: str, out_dir: str | Path, progress: C
 
 def _check_space(space: SearchSpace, base_doc: dict, recipe, source: str) -> None:
     """Fail before any training when a searched value makes an invalid recipe, or an objective needs a
-    stage the recipe lacks. Errors name the space entry and the recipe field."""
+    stage the recipe lacks, or a recipe leaves no validation split to choose on. Errors name the space entry and
+    the recipe field."""
+    _check_val_split(recipe, source)
     types = [s.type for s in recipe.stages]
     needs_bench = [o for o in space.objectives + tuple(c.metric for c in space.constraints) if o in ("latency_ms", "size_bytes", "gzip_bytes")]
     if needs_bench and "bench" not in types:
@@ -165,7 +204,7 @@ def _check_space(space: SearchSpace, base_doc: dict, recipe, source: str) -> Non
         values = list(spec.choices) if spec.choices is not None else [spec.low, spec.high]
         for value in values:
             try:
-                recipe_from_dict(apply_overrides(base_doc, {path: value}), recipe.name, source=f"{source} with {path} = {value!r}")
+                _check_val_split(recipe_from_dict(apply_overrides(base_doc, {path: value}), recipe.name, source=f"{source} with {path} = {value!r}"), "")
             except RecipeError as err:
                 raise RecipeError(f"{space.source}: params.{path!r}: {err}") from None
     if space.compound:
@@ -173,3 +212,8 @@ def _check_space(space: SearchSpace, base_doc: dict, recipe, source: str) -> Non
             recipe_from_dict(apply_overrides(base_doc, space.overrides({"compound.alpha": 1.0, "compound.beta": 1.0}, base_doc)), recipe.name, source=source)
         except RecipeError as err:
             raise RecipeError(f"{space.source}: compound: {err}") from None
+
+
+def _check_val_split(recipe, source: str) -> None:
+    if recipe.data.val_fraction == 0:
+        raise RecipeError(f"{source + ': ' if source else ''}data.val_fraction is 0: a search chooses trials on the validation split; set it above 0 (default 0.1)")

@@ -20,6 +20,8 @@ from edgeopt.config import RecipeError
 from edgeopt.search.space import SearchSpace
 
 META_KEY = "edgeopt"  # study user attribute: what the study was created for, and its budget
+TEST_KEY = "edgeopt_test"  # study user attribute: trial number -> its test metrics, read once after the search for reported trials
+SELECTION = "val"  # the split trials are scored on; studies made before this was recorded scored them on the test split
 
 
 def retry_history(frozen) -> list[int]:
@@ -144,6 +146,9 @@ def open_study(space: SearchSpace, config, base_doc: dict, recipe_name: str, out
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=storage, study_name=name, sampler=_sampler(config, space, config.seed + os.getpid()), pruner=_pruner(config))
         meta = _wait_for_meta(study, config.join_timeout_seconds)
+        if meta.get("selection") != SELECTION:
+            raise RecipeError(f"study {name!r} in {url} scored its trials on the test split (made before searches selected on the validation split); "
+                              "pass --study NEW_NAME for a new search") from None
         if meta["fingerprint"] != fingerprint:
             raise RecipeError(f"study {name!r} in {url} was created for another recipe, space or sampler; pass --study NEW_NAME for a new search") from None
         extra = config.trials - meta["budget"] if config.sampler != "grid" else 0
@@ -158,7 +163,7 @@ def open_study(space: SearchSpace, config, base_doc: dict, recipe_name: str, out
     points = plan_trials(space, config, base_doc)
     for params in points:
         study.enqueue_trial(params)
-    study.set_user_attr(META_KEY, {"fingerprint": fingerprint, "budget": len(points), "recipe": recipe_name, "sampler": config.sampler,
+    study.set_user_attr(META_KEY, {"fingerprint": fingerprint, "selection": SELECTION, "budget": len(points), "recipe": recipe_name, "sampler": config.sampler,
                                 "objectives": list(space.objectives), "constraints": [str(c) for c in space.constraints]})
     progress(f"[search {name}] created in {url}: {len(points)} trials queued ({config.sampler})")
     return study, storage, url
