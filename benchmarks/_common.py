@@ -1,8 +1,10 @@
 """What the benchmark scripts share, on edgeopt's public API only: the machine line every table carries,
-interleaved latency (one timing method for every script), and atomic writes of text, CSV and Markdown tables.
+interleaved latency (one timing method for every script), atomic writes of text, CSV and Markdown tables, statistics
+over seeds, and the number formats the findings templates use.
 
 Sizes come from ``edgeopt.io.gzip_size`` / ``edgeopt.bench.size_of``, flatbuffers are read and written with
-``edgeopt.tflite.flatbuffer``; nothing here re-implements them.
+``edgeopt.tflite.flatbuffer``; nothing here re-implements them. Importing this module loads no TensorFlow (the
+edgeopt imports are inside the functions that measure), so findings render from committed data in a second.
 """
 from __future__ import annotations
 
@@ -10,16 +12,16 @@ import csv
 import io
 import os
 import platform
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from edgeopt import tf
-from edgeopt.bench import LatencyResult, measure_latency, this_machine
-from edgeopt.io import write_atomic
+if TYPE_CHECKING:
+    from edgeopt.bench import LatencyResult
 
 T = TypeVar("T")
 
@@ -29,6 +31,9 @@ T = TypeVar("T")
 
 def machine_line() -> str:
     """One line for a table header: CPU, cores, architecture, SIMD flags (VNNI or not), Python and TF versions."""
+    from edgeopt import tf  # lazy: TensorFlow only where a script measures
+    from edgeopt.bench import this_machine  # lazy: as above
+
     return f"{this_machine().describe()}, Python {platform.python_version()}, TF {tf.__version__}"
 
 
@@ -52,6 +57,8 @@ def interleaved_latency(files: Mapping[str, bytes | os.PathLike], rounds: int, *
                         **measure_kw) -> dict[str, list[LatencyResult]]:
     """``edgeopt.bench.measure_latency(file, **measure_kw)`` of every .tflite (bytes or path) once per round,
     interleaved as :func:`interleave`; returns each file's results in round order."""
+    from edgeopt.bench import measure_latency  # lazy: TensorFlow only where a script measures
+
     return interleave({k: partial(measure_latency, f, **measure_kw) for k, f in files.items()}, rounds, alternate=alternate, progress=progress)
 
 
@@ -72,6 +79,8 @@ def median_latency_ms(files: Mapping[str, bytes | os.PathLike], rounds: int, **k
 def write_file(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically (readers never see half a table), replacing
     any old file."""
+    from edgeopt.io import write_atomic  # lazy: edgeopt.io loads TensorFlow (Keras model files)
+
     return write_atomic(path, data, overwrite=True)
 
 
@@ -121,3 +130,31 @@ def verdict(difference: float, noise: float) -> str:
     """"met" when ``difference`` (the claimed gain, > 0 is good) is above ``noise``, "missed" when it is below
     -``noise``, else "within noise"."""
     return "met" if difference > noise else "missed" if difference < -noise else "within noise"
+
+
+# ---- findings: prose whose numbers are formatted from the data ------------------------------------------
+
+
+def span(values: Iterable[float], fmt: str = "{:.2f}") -> str:
+    """The range of ``values`` as text, "lo-hi" with each end formatted by ``fmt`` (one number when both ends
+    format alike)."""
+    values = list(values)
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+
+def wrap(text: str, bullet: str = "", width: int = 118) -> list[str]:
+    """A paragraph of findings prose as lines of at most ``width`` characters; ``bullet`` ("* ", "  - ") starts the
+    first line and indents the others. Words (numbers, inline code) are never split."""
+    return textwrap.wrap(text, width, initial_indent=bullet, subsequent_indent=" " * len(bullet), break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def difference_noise(a: Sequence[float], b: Sequence[float], images: int) -> float:
+    """95% noise on ``mean(a) - mean(b)`` (accuracies of per-seed runs, each measured on ``images`` test images): the
+    seeds' interval of the difference (1.96 x its standard error, sample standard deviations) and the test-sampling
+    interval of one accuracy (:func:`sampling_interval`), added in quadrature. Compare a gain with it by :func:`verdict`."""
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    seeds = 1.96 * float(np.sqrt(sa**2 / len(a) + sb**2 / len(b)))
+    return float(np.hypot(seeds, sampling_interval((ma + mb) / 2, images)))
