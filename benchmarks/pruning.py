@@ -3,8 +3,14 @@ trained from scratch (dense baseline cached in runs/bench_cache/pruning/), each 
 dense weights; accuracy, gzipped size and latency of the int8 .tflite measured in this one run (latency
 interleaved across variants, medians). Plus a lottery-ticket study on an MLP 784-300-100-10.
 
+Results: each part caches its raw results in runs/bench_cache/pruning/; the report part folds them into the committed
+benchmarks/pruning.json (MobileNetV2 rows, float32 sparse files, longer fine-tune) and pruning_lottery.json (every
+round of both lottery runs) and renders pruning.md, the CSVs, plots and pruning_findings.md from those files
+(benchmarks/_pruning_report.py, no TensorFlow).
+
 Run:  PYTHONPATH=. python benchmarks/pruning.py [--part mobilenet|lottery|report] [--finetune-steps 120]
       PYTHONPATH=. python benchmarks/pruning.py --part longer [--longer-steps 1200]   (the 50% row, longer fine-tune)
+      PYTHONPATH=. python benchmarks/pruning.py --findings-only   (re-render pruning.md and the findings from the committed data)
 Conversion: edgeopt.export.convert; accuracy, latency, size: edgeopt.bench.
 """
 from __future__ import annotations
@@ -182,20 +188,29 @@ def main():
     ap.add_argument("--lottery-rounds", type=int, default=8)
     ap.add_argument("--lottery-fraction", type=float, default=0.3)
     ap.add_argument("--lottery-limit", type=int, default=20000)
+    ap.add_argument("--findings-only", action="store_true", help="re-render pruning.md, the CSVs and pruning_findings.md from the committed "
+                    "pruning.json / pruning_lottery.json; measures nothing")
     a = ap.parse_args()
+    if a.findings_only:
+        from benchmarks._pruning_report import render
+
+        render(OUT)
+        return
     CACHE.mkdir(parents=True, exist_ok=True)
+    machine = f"{machine_line()} (shared with other TensorFlow jobs while this ran)"
     if a.part in (None, "mobilenet"):
         rows, floats, kept = mobilenet_part(a.finetune_steps)
-        write_file(CACHE / "mobilenet.json", json.dumps({"rows": rows, "floats": floats, "structured_kept": kept, "steps": a.finetune_steps, "cmd": " ".join(sys.argv)}, indent=1))
+        write_file(CACHE / "mobilenet.json", json.dumps({"machine": machine, "rows": rows, "floats": floats, "structured_kept": kept,
+                                                         "steps": a.finetune_steps, "cmd": " ".join(sys.argv)}, indent=1))
     if a.part == "longer":
-        write_file(CACHE / "longer50.json", json.dumps(longer_part(a.longer_steps), indent=1))
+        write_file(CACHE / "longer50.json", json.dumps({"machine": machine, **longer_part(a.longer_steps)}, indent=1))
     if a.part in (None, "lottery"):
         res = lottery_part(a.lottery_rounds, a.lottery_fraction, a.lottery_limit)
-        write_file(CACHE / "lottery.json", json.dumps({"result": res, "limit": a.lottery_limit, "cmd": " ".join(sys.argv)}, indent=1))
+        write_file(CACHE / "lottery.json", json.dumps({"machine": machine, "result": res, "limit": a.lottery_limit, "cmd": " ".join(sys.argv)}, indent=1))
     if a.part in (None, "report"):
         from benchmarks._pruning_report import write
 
-        write(CACHE, OUT, f"{machine_line()} (shared with other TensorFlow jobs while this ran)")
+        write(CACHE, OUT, machine)
 
 
 if __name__ == "__main__":
