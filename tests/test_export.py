@@ -271,7 +271,7 @@ def test_fashion_mnist_tiny_mobilenet_v2_int8_agrees_with_keras_on_98_percent(tm
     from edgeopt.data import load_dataset
     from edgeopt.train import TrainConfig, evaluate, fit
 
-    # a model trained as in the quickstart (20,000 images, 3 epochs): an undertrained one has many near-ties
+    # a short training (20,000 images, 3 epochs) still agrees on 98%: an undertrained model has many near-ties
     splits = load_dataset("fashion_mnist", image_size=32, channels=3, batch_size=128, limit_train=20000, limit_test=2000)
     model = models.create("mobilenet_v2", input_shape=(32, 32, 3), classes=10, alpha=0.35)
     fit(model, splits, TrainConfig(epochs=3, learning_rate=3e-3, verbose=2))
