@@ -87,6 +87,24 @@ def test_changed_stage_settings_rerun_that_stage_and_later_ones(tmp_path):
     assert second["stages"][1]["fingerprint"] != first["stages"][1]["fingerprint"]
 
 
+def test_a_run_without_the_test_split_measures_the_rest_and_resumes_like_any_other(tmp_path):
+    from edgeopt.pipeline.stage import last_model_metrics, stage_results
+
+    recipe = write_recipe(tmp_path / "r.toml", _recipe("r", [{"type": "train", "steps_per_epoch": 2}]))
+    blind = run_recipe(recipe, out_dir=tmp_path / "a", artifacts_dir=None, progress=lambda s: None, evaluate_test=False)
+    metrics = blind["stages"][0]["metrics"]
+    assert "test_top1" not in metrics and {"val_top1", "params", "macs", "sparsity"} <= set(metrics)
+    assert last_model_metrics(stage_results(blind)) == metrics
+    lines = []  # the flag decides what is measured, not what is made: the finished stage is resumed
+    again = run_recipe(recipe, out_dir=tmp_path / "a", resume=True, artifacts_dir=None, progress=lines.append)
+    assert any("stage 1/1 train: done earlier, skipped" in s for s in lines) and again["stages"] == blind["stages"]
+    normal = run_recipe(recipe, out_dir=tmp_path / "b", artifacts_dir=None, progress=lambda s: None)
+    tested = normal["stages"][0]
+    assert set(tested["metrics"]) == set(metrics) | {"test_top1"} and 0 <= tested["metrics"]["test_top1"] <= 1
+    assert tested["fingerprint"] == blind["stages"][0]["fingerprint"]
+    assert last_model_metrics(stage_results(normal)) == tested["metrics"]
+
+
 TWO_LOCAL_CPUS = """
 import edgeopt
 from edgeopt._keras import tf

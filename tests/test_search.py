@@ -2,6 +2,7 @@
 over-budget candidates are pruned before training; multi-objective searches keep their Pareto artifacts."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -32,6 +33,34 @@ objectives = ["keras_accuracy"]
 "train.learning_rate" = { choices = [0.001, 0.003, 0.01] }
 "train.label_smoothing" = { low = 0.0, high = 0.1, step = 0.1 }
 """
+
+
+@pytest.fixture
+def keras_evaluated(monkeypatch) -> list:
+    """The images of every Keras-model evaluation (``edgeopt.train.evaluate``, by whichever module calls it), in order,
+    each reported trial's measurement on the test split starting with "reported": only the test split is evaluated
+    that way (96 images in these recipes; validation accuracy comes from fitting)."""
+    import importlib
+
+    from edgeopt import train
+    from edgeopt.search import runner
+
+    stage = importlib.import_module("edgeopt.pipeline.stage")  # the module: the package's ``stage`` is the decorator
+    seen, real_evaluate, real_measure = [], train.evaluate, runner.measure_on_test
+
+    def evaluate(model, dataset):
+        result = real_evaluate(model, dataset)
+        seen.append(result["samples"])
+        return result
+
+    def measure_on_test(*args, **kwargs):
+        seen.append("reported")
+        return real_measure(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", evaluate)
+    monkeypatch.setattr(stage, "evaluate", evaluate)
+    monkeypatch.setattr(runner, "measure_on_test", measure_on_test)
+    return seen
 
 
 def _write(tmp_path: Path, recipe: dict = TRAIN_ONLY, space: str = GRID_SPACE) -> tuple[Path, Path]:
@@ -106,7 +135,7 @@ def test_a_killed_worker_s_trial_is_retried_with_the_same_values(tmp_path):
     assert retry.run_dir.endswith(f"trial-{dead['number']:04d}")  # the rerun continues the dead trial's run directory
 
 
-def test_candidates_over_the_multiply_add_budget_are_pruned_before_training(tmp_path):
+def test_candidates_over_the_multiply_add_budget_are_pruned_before_training(tmp_path, keras_evaluated):
     recipe = _recipe(model={"name": "mobilenet_v1", "knobs": {"alpha": 0.25}}, train={"steps_per_epoch": 1})  # costs, not accuracy: one step
     space = '''objectives = ["keras_accuracy"]
 constraints = ["macs <= 10e6"]
@@ -120,6 +149,11 @@ constraints = ["macs <= 10e6"]
     assert big.state == "PRUNED" and big.note.startswith("pruned before training: macs") and big.metrics["macs"] > 10e6
     assert not (Path(big.run_dir) / "00-train" / "result.json").exists()  # no training spent on it
     assert small.state == "COMPLETE" and small.metrics["macs"] <= 10e6 and small.feasible and small.pareto
+    # a Keras-only search: the trial never read the test split; the reported model read it once, after the search
+    assert "test_top1" not in json.loads((Path(small.run_dir) / "00-train" / "result.json").read_text())["metrics"]
+    assert keras_evaluated == ["reported", 96]
+    m = small.metrics
+    assert m["test_accuracy_of"] == "keras" and m["test_accuracy"] == m["keras_test_accuracy"] and 0 <= m["test_accuracy"] <= 1
 
 
 def test_objectives_the_recipe_cannot_measure_and_bad_values_fail_before_training(tmp_path):
@@ -141,7 +175,7 @@ def test_joining_a_study_made_for_another_space_is_refused(tmp_path):
         run_search(recipe, space, config, out_dir=tmp_path / "out", progress=lambda s: None)
 
 
-def test_multi_objective_search_chooses_on_val_reads_test_once_per_reported_trial_and_keeps_pareto_artifacts(tmp_path, monkeypatch):
+def test_multi_objective_search_chooses_on_val_reads_test_once_per_reported_trial_and_keeps_pareto_artifacts(tmp_path, monkeypatch, keras_evaluated):
     from edgeopt import bench
     from edgeopt.data import Splits, load_dataset
 
@@ -173,9 +207,12 @@ constraints = ["latency_ms <= 1000"]
     assert sizes["val"] != sizes["test"] == 96  # the two splits' image counts tell which one was measured
     assert result.counts() == {"COMPLETE": 2}
     assert result.pareto, "a non-empty front"
-    # every trial was chosen on the validation split; the test split was read once per reported trial, by it alone
+    # every trial was chosen on the validation split; the test split was read once per reported trial, by its .tflite and its Keras model alone
     assert evaluated == [("val", sizes["val"])] * 2 + [("test", 96)] * len(result.pareto)
     assert fed == ["val"] * 2 + ["test"] * len(result.pareto)
+    assert keras_evaluated == ["reported", 96] * len(result.pareto)  # the Keras models too: none in the trials, each reported one once
+    for t in result.trials:
+        assert "test_top1" not in json.loads((Path(t.run_dir) / "00-train" / "result.json").read_text())["metrics"]
     for t in result.trials:
         m = t.metrics
         assert m["accuracy_of"] == "tflite int8" and 0 <= m["accuracy"] <= 1 and m["val_samples"] == sizes["val"]
@@ -200,8 +237,9 @@ constraints = ["latency_ms <= 1000"]
     assert len(rows) == 3 and rows[0].startswith("trial,state,data.image_size") and ",test_accuracy," in rows[0]
     # a second search over the finished study reads nothing again
     evaluated.clear()
+    keras_evaluated.clear()
     again = run_search(recipe_path, space_path, SearchConfig(sampler="grid", trials=2), out_dir=tmp_path / "out", progress=lambda s: None)
-    assert evaluated == [] and [t.metrics for t in again.trials] == [t.metrics for t in result.trials]
+    assert evaluated == keras_evaluated == [] and [t.metrics for t in again.trials] == [t.metrics for t in result.trials]
 
 
 def test_trial_metrics_never_use_the_test_split_and_metrics_on_test_only_it():

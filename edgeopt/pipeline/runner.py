@@ -18,7 +18,7 @@ from typing import Callable
 
 from edgeopt import io
 from edgeopt._keras import keras, tf
-from edgeopt.data import load_dataset
+from edgeopt.data import Splits, load_dataset
 from edgeopt.io import save_model_atomic
 from edgeopt.models import application_model, application_normalization, check_model_fits, create, load_model
 from edgeopt.pipeline.recipe import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, Recipe, RecipeError, load_recipe
@@ -76,7 +76,15 @@ def _create_model(recipe: Recipe, splits, user_model: keras.Model | None = None)
     return check_model_fits(user_model, prep.input_shape, classes, recipe.data.dataset, class_names=prep.class_names, model_source=m.path)
 
 
-def _load_splits(recipe: Recipe, data: dict):
+def recipe_splits(recipe: Recipe, user_model: keras.Model | None = None) -> Splits:
+    """The recipe's data as splits, as its run loads them: at the recipe's image size, channels and normalization, else
+    those its model expects. ``user_model``: the recipe's model file, loaded (read here when the recipe has one)."""
+    if user_model is None and recipe.model.path:
+        user_model = _user_model(recipe)
+    return _load_splits(recipe, _data_for(recipe, user_model))
+
+
+def _load_splits(recipe: Recipe, data: dict) -> Splits:
     """The recipe's data as splits, at ``data`` (:func:`_data_for`: image_size, channels, mean, std)."""
     d = recipe.data
     return load_dataset(d.dataset, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=d.seed, limit_train=d.limit_train,
@@ -91,10 +99,14 @@ def run_recipe(
     artifacts_dir: str | Path | None = "tflite_models",
     progress: Callable[[str], None] = print,
     train_callbacks: tuple = (),
+    evaluate_test: bool = True,
 ) -> dict:
     """Run every stage of ``recipe``; returns the run report (also written to ``report.json``).
 
-    ``train_callbacks`` are extra Keras callbacks for ``train`` stages (a search reports and prunes trials with them)."""
+    ``train_callbacks`` are extra Keras callbacks for ``train`` stages (a search reports and prunes trials with them).
+    ``evaluate_test=False``: stages do not measure their Keras models on the test split (no ``test_top1``; a search
+    trial, chosen on validation data only). It decides what is measured, not what is made: a stage finished either way
+    is resumed either way (its fingerprint does not include it)."""
     recipe, recipe_text = _read_recipe(recipe)
     # Before any TensorFlow op: MultiWorkerMirroredStrategy can only configure collective ops at program startup.
     strategy = make_strategy(recipe.train.distribute)
@@ -114,7 +126,8 @@ def run_recipe(
     if recipe.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     initial = (lambda: _create_model(recipe, splits, _user_model(recipe))) if recipe.model.path else None
-    ctx = RunContext(recipe, splits, run_dir, strategy, progress, train_callbacks=tuple(train_callbacks), initial_model=initial)
+    ctx = RunContext(recipe, splits, run_dir, strategy, progress, train_callbacks=tuple(train_callbacks), initial_model=initial,
+                     evaluate_test=evaluate_test)
     model, model_from, rerun = None, None, False
     total = len(recipe.stages)
     for i, (spec, stage_dir) in enumerate(zip(recipe.stages, ctx.stage_dirs())):

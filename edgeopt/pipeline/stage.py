@@ -84,11 +84,17 @@ def stage(name: str, config_cls: type | None = None, trains: bool = False, makes
     return deco
 
 
-def model_metrics(model: keras.Model, splits) -> dict:
-    """Test accuracy, parameters, multiply-adds and weight sparsity of a Keras model."""
-    test = evaluate(model, splits.test)
+def keras_test_top1(model: keras.Model, splits: Splits) -> float:
+    """Top-1 accuracy (a fraction, 4 decimals) of a Keras model on the test split: the one place a Keras model reads it."""
+    return round(evaluate(model, splits.test)["top1"], 4)
+
+
+def model_metrics(model: keras.Model, ctx: "RunContext") -> dict:
+    """Parameters, multiply-adds and weight sparsity of a Keras model, and its test top-1 (``test_top1``) when
+    ``ctx.evaluate_test``; otherwise the test split is not read (a search trial chooses on validation data only)."""
     cost = profile(model)
-    return {"test_top1": round(test["top1"], 4), "params": cost.params, "macs": cost.macs, "sparsity": round(weight_sparsity(model), 4)}
+    tested = {"test_top1": keras_test_top1(model, ctx.splits)} if ctx.evaluate_test else {}
+    return {**tested, "params": cost.params, "macs": cost.macs, "sparsity": round(weight_sparsity(model), 4)}
 
 
 def load_stage_model(stage_dir: Path, stage_type: str) -> keras.Model:
@@ -101,9 +107,9 @@ def load_stage_model(stage_dir: Path, stage_type: str) -> keras.Model:
 class StageResult:
     """What a finished stage left: written as its ``result.json`` (last, atomically) and listed in the run report.
 
-    ``metrics`` are the stage's own measurements (Keras ``test_top1``, ``params``, ``macs``, ``sparsity``;
-    an export stage's per-file entries; a bench stage's ``BenchResult`` dicts per file); ``files`` maps
-    roles (``model``, a .tflite stem) to file names in ``dir``.
+    ``metrics`` are the stage's own measurements (a model stage's ``params``, ``macs``, ``sparsity`` and, unless the
+    run left the test split out, Keras ``test_top1``; an export stage's per-file entries; a bench stage's
+    ``BenchResult`` dicts per file); ``files`` maps roles (``model``, a .tflite stem) to file names in ``dir``.
     """
 
     stage: int
@@ -133,10 +139,17 @@ def latest(results: list[StageResult], stage_type: str) -> StageResult | None:
     return next((r for r in reversed(results) if r.type == stage_type), None)
 
 
+def last_model_stage(results: list[StageResult]) -> StageResult | None:
+    """The last stage among ``results`` that measured a Keras model (every such stage reports ``params``;
+    ``test_top1`` only where the run evaluated the test split), if any."""
+    return next((r for r in reversed(results) if "params" in r.metrics), None)
+
+
 def last_model_metrics(results: list[StageResult]) -> dict:
-    """The metrics of the last stage that measured a Keras model (``test_top1``, ``params``, ``macs``, ...);
-    empty when none did."""
-    return next((r.metrics for r in reversed(results) if "test_top1" in r.metrics), {})
+    """The metrics of the last stage that measured a Keras model (``params``, ``macs``, ``sparsity``, ``val_top1``,
+    ``test_top1`` where measured, ...); empty when none did."""
+    last = last_model_stage(results)
+    return last.metrics if last is not None else {}
 
 
 @dataclass
@@ -153,6 +166,7 @@ class RunContext:
     stage_dir: Path | None = None
     stage_label: str = ""
     initial_model: Callable[[], keras.Model] | None = None  # the recipe's model before any stage (None: built from scratch)
+    evaluate_test: bool = True  # stages measure their Keras model on the test split (False: a search trial, which never reads it)
 
     def stage_dirs(self) -> list[Path]:
         return [self.run_dir / f"{i:02d}-{s.type}" for i, s in enumerate(self.recipe.stages)]

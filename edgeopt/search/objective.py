@@ -16,8 +16,8 @@ from edgeopt.bench import BenchResult
 from edgeopt.config import RecipeError
 from edgeopt.data import class_names
 from edgeopt.models import create
-from edgeopt.pipeline import run_recipe
-from edgeopt.pipeline.stage import last_model_metrics, latest, stage_results
+from edgeopt.pipeline import recipe_splits, run_recipe
+from edgeopt.pipeline.stage import keras_test_top1, last_model_metrics, last_model_stage, latest, load_stage_model, stage_results
 from edgeopt.pipeline.recipe import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, recipe_from_dict
 from edgeopt.costs import profile
 from edgeopt.search.result import SearchConfig
@@ -54,15 +54,17 @@ def trial_metrics(report: dict) -> dict:
     return out
 
 
-def metrics_on_test(report: dict) -> dict:
+def metrics_on_test(report: dict, keras_top1: float | None = None) -> dict:
     """What a reported model scores on the test split, from the run report of its recipe run with bench stages on
     the test split: ``test_accuracy`` (the .tflite's top-1, else the Keras model's), ``test_accuracy_of``,
-    ``test_samples`` (test images the .tflite's accuracy counted) and ``keras_test_accuracy``."""
+    ``test_samples`` (test images the .tflite's accuracy counted) and ``keras_test_accuracy`` (``keras_top1``, the
+    last Keras model's test top-1 measured apart, else the one its stage measured, if any)."""
     stages = stage_results(report)
-    last = last_model_metrics(stages)
+    if keras_top1 is None:
+        keras_top1 = last_model_metrics(stages).get("test_top1")
     out = {}
-    if last.get("test_top1") is not None:
-        out["keras_test_accuracy"] = out["test_accuracy"] = last["test_top1"]
+    if keras_top1 is not None:
+        out["keras_test_accuracy"] = out["test_accuracy"] = keras_top1
         out["test_accuracy_of"] = "keras"
     result = _benchmarked(stages)
     if result is not None and result.accuracy is not None and result.accuracy.split == "test":
@@ -171,7 +173,7 @@ def run_trial(job: Job, trial, trial_id: int) -> list[float]:
     callbacks = (_PruningCallback(trial),) if job.use_pruner else ()
     start = time.perf_counter()
     report = run_recipe(recipe, out_dir=job.out_dir / "trials", resume=True, artifacts_dir=None, train_callbacks=callbacks,
-                        progress=lambda msg: job.progress(f"  {msg}"))
+                        progress=lambda msg: job.progress(f"  {msg}"), evaluate_test=False)  # no Keras model reads the test split
     metrics = trial_metrics(report)
     trial.set_user_attr("metrics", metrics)
     trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
@@ -211,8 +213,9 @@ def _retry_origin(frozen) -> int:
 def measure_on_test(base_doc: dict, number: int, overrides: dict, run_dir: str | Path, progress: Callable[[str], None]) -> dict:
     """Trial ``number``'s recipe run again in its run directory with its last bench stage on the test split: the
     models it trained and exported are reused (the stages before that bench stage are done) and the test split is
-    read once, by that stage; returns its :func:`metrics_on_test`. Raises RecipeError when the run directory does not
-    hold those finished stages (a trial run on another machine, or removed): nothing is trained again."""
+    read once by that stage (the .tflite) and once by the trial's last Keras model; returns its
+    :func:`metrics_on_test`. Raises RecipeError when the run directory does not hold those finished stages (a trial
+    run on another machine, or removed): nothing is trained again."""
     run_dir = Path(run_dir)
     doc = with_bench_split(apply_overrides(base_doc, overrides), "val")  # the trial's recipe, as run_trial ran it
     doc["name"] = run_dir.name
@@ -224,5 +227,16 @@ def measure_on_test(base_doc: dict, number: int, overrides: dict, run_dir: str |
         done = run_dir / f"{i:02d}-{spec.type}" / "result.json"
         if not done.is_file() or json.loads(done.read_text()).get("fingerprint") != recipe.fingerprint(i):
             raise RecipeError(f"trial {number}: {done} is missing or from another recipe: its models are not on this machine")
-    report = run_recipe(recipe, out_dir=run_dir.parent, resume=True, artifacts_dir=None, progress=progress)
-    return metrics_on_test(report)
+    report = run_recipe(recipe, out_dir=run_dir.parent, resume=True, artifacts_dir=None, progress=progress, evaluate_test=False)
+    return metrics_on_test(report, _last_model_on_test(recipe, run_dir, stage_results(report), progress))
+
+
+def _last_model_on_test(recipe, run_dir: Path, stages, progress: Callable[[str], None]) -> float | None:
+    """Test top-1 of the last Keras model the run saved (None: none did), read from its stage directory."""
+    last = last_model_stage(stages)
+    if last is None or "model" not in last.files:
+        return None
+    progress(f"[run {recipe.name}] measuring the Keras model of stage {last.stage} ({last.type}) on the test split")
+    splits = recipe_splits(recipe)
+    model = load_stage_model(run_dir / last.dir, last.type)
+    return keras_test_top1(model, splits)

@@ -15,9 +15,10 @@ from edgeopt.compress import prune as _prune
 from edgeopt.compress import quantize as _quantize
 from edgeopt.compress import structured as _structured
 from edgeopt.compress.distill import DistillConfig, Distiller
+from edgeopt.costs import profile
 from edgeopt.io import load_model_safe, save_model_atomic, save_weights_atomic, write_atomic
 from edgeopt.models import MODELS, check_model_fits, check_model_path, create, load_model
-from edgeopt.pipeline.stage import RunContext, StageOutcome, load_stage_model, model_metrics, stage
+from edgeopt.pipeline.stage import RunContext, StageOutcome, keras_test_top1, load_stage_model, model_metrics, stage
 from edgeopt.train import fit, make_optimizer
 
 
@@ -30,18 +31,18 @@ def prune_stage(ctx: RunContext, model, config) -> StageOutcome:
         result = fit(wrapped, ctx.splits, config.train, callbacks=_prune.pruning_callbacks(cfg))
         plain = _prune.strip_pruning(wrapped)
     report = _prune.sparsity_report(plain)
-    return StageOutcome(plain, {"val_top1": result.val_top1, "pruned_layers": len(report.layers), **model_metrics(plain, ctx.splits)})
+    return StageOutcome(plain, {"val_top1": result.val_top1, "pruned_layers": len(report.layers), **model_metrics(plain, ctx)})
 
 
 @stage("prune_structured", _structured.StructuredConfig, trains=True)
 def prune_structured_stage(ctx: RunContext, model, config) -> StageOutcome:
     """Remove whole filters by L1 norm (a smaller dense model), then fine-tune it."""
-    before = model_metrics(model, ctx.splits)
+    before = profile(model)  # its cost only: the model before is not evaluated
     with ctx.strategy.scope():
         smaller = _structured.prune_filters(model, config.technique)
         result = fit(smaller, ctx.splits, config.train)
-    after = model_metrics(smaller, ctx.splits)
-    return StageOutcome(smaller, {"val_top1": result.val_top1, **after, "macs_before": before["macs"], "params_before": before["params"]})
+    after = model_metrics(smaller, ctx)
+    return StageOutcome(smaller, {"val_top1": result.val_top1, **after, "macs_before": before.macs, "params_before": before.params})
 
 
 @stage("cluster", _cluster.ClusterConfig, trains=True)
@@ -52,7 +53,7 @@ def cluster_stage(ctx: RunContext, model, config) -> StageOutcome:
         result = fit(wrapped, ctx.splits, config.train)
         plain = _cluster.strip_clustering(wrapped)
     unique = {w.name: w.unique_values for w in _cluster.weight_report(plain)}
-    return StageOutcome(plain, {"val_top1": result.val_top1, "max_unique_weights": max(unique.values()) if unique else None, **model_metrics(plain, ctx.splits)})
+    return StageOutcome(plain, {"val_top1": result.val_top1, "max_unique_weights": max(unique.values()) if unique else None, **model_metrics(plain, ctx)})
 
 
 # A QAT model is saved as its weights beside the plain model it was made from and its QATConfig, and rebuilt
@@ -88,7 +89,7 @@ def qat_stage(ctx: RunContext, model, config) -> StageOutcome:
             samples, _ = ctx.splits.arrays("train", limit=config.technique.calibration_samples)
             _quantize.calibrate_ranges(qat, model, samples)
         result = fit(qat, ctx.splits, config.train)
-    return StageOutcome(qat, {"val_top1": result.val_top1, **model_metrics(qat, ctx.splits)})
+    return StageOutcome(qat, {"val_top1": result.val_top1, **model_metrics(qat, ctx)})
 
 
 @dataclass(frozen=True)
@@ -148,5 +149,5 @@ def distill_stage(ctx: RunContext, model, config) -> StageOutcome:
         distiller = Distiller(model, teacher)
         distiller.compile(optimizer=make_optimizer(config.train, ctx.train_steps(config.train)), metrics=["accuracy"], alpha=cfg.alpha, temperature=cfg.temperature)
         result = fit(distiller, ctx.splits, config.train, compile=False)
-    teacher_top1 = model_metrics(teacher, ctx.splits)["test_top1"]
-    return StageOutcome(distiller.student, {"val_top1": result.val_top1, "teacher_test_top1": teacher_top1, **model_metrics(distiller.student, ctx.splits)})
+    of_teacher = {"teacher_test_top1": keras_test_top1(teacher, ctx.splits)} if ctx.evaluate_test else {}
+    return StageOutcome(distiller.student, {"val_top1": result.val_top1, **of_teacher, **model_metrics(distiller.student, ctx)})

@@ -11,7 +11,7 @@ from edgeopt.transfer import FinetuneConfig, finetune
 def train_stage(ctx: RunContext, model, config: StageConfig) -> StageOutcome:
     with ctx.strategy.scope():
         result = fit(model, ctx.splits, config.train, callbacks=ctx.train_callbacks)
-    return StageOutcome(model, {"val_top1": round(result.val_top1, 4) if result.val_top1 is not None else None, "train_seconds": round(result.seconds, 1), **model_metrics(model, ctx.splits)})
+    return StageOutcome(model, {"val_top1": round(result.val_top1, 4) if result.val_top1 is not None else None, "train_seconds": round(result.seconds, 1), **model_metrics(model, ctx)})
 
 
 @stage("finetune", FinetuneConfig, trains=True)
@@ -22,4 +22,4 @@ def finetune_stage(ctx: RunContext, model, config: StageConfig) -> StageOutcome:
     ctx.progress(f"  head: {', '.join(result.head_layers)}; unfrozen blocks: {len(result.unfrozen_blocks)}")
     val = result.val_top1
     return StageOutcome(model, {"val_top1": round(val, 4) if val is not None else None, "unfrozen_blocks": len(result.unfrozen_blocks),
-                                **model_metrics(model, ctx.splits)})
+                                **model_metrics(model, ctx)})
