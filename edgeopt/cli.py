@@ -104,7 +104,7 @@ def cmd_report(args) -> int:
     if missing or not paths:
         raise FileNotFoundError(f"no run report at {', '.join(missing) or ' '.join(args.runs or ['tflite_models/*/report.json'])}; run a recipe first (edgeopt run recipes/quickstart.toml)")
     rows = write_results([json.loads(p.read_text()) for p in paths], args.out, where=[p.parent for p in paths], remeasure=args.remeasure,
-                         rounds=args.rounds, min_seconds=args.min_seconds)
+                         rounds=args.rounds, min_seconds=args.min_seconds, skip_missing=args.skip_missing)
     how = "latency re-measured on this machine in one interleaved run" if args.remeasure else "latency as each run stored it"
     print(f"wrote {args.out}/RESULTS.md, RESULTS.csv, pareto_latency.png, pareto_size.png ({len(rows)} rows from {len(paths)} runs; {how})")
     return 0
@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the latency each run stored (the table then names each row's machine when they differ); "
                         "default: re-measure every .tflite's latency on this machine in one interleaved run")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the re-measure (default 5)")
+    p.add_argument("--skip-missing", action="store_true", help="an artifact whose .tflite is not in this checkout gets no latency (the header lists it) instead of an error")
     p.add_argument("--min-seconds", type=float, default=0.2, help="timing seconds per file, thread count and round, at least (default 0.2)")
     p.set_defaults(func=cmd_report)
 

@@ -206,19 +206,23 @@ class LatencyRun:
     runs: int
     min_seconds: float
     runtime: str
+    missing: tuple[str, ...] = ()  # recipe:artifact whose file was not there (--skip-missing): no latency in the table
 
     def describe(self) -> str:
         """The header sentence of a table of these latencies."""
+        skipped = (f"; not timed, their files are not in this checkout (no latency shown): {', '.join(self.missing)}"
+                   if self.missing else "")
         return (f"Latency re-measured by `edgeopt report` in one run on {self.machine}: all {self.files} .tflite files interleaved "
                 f"(round-robin, every other round reversed), {self.rounds} rounds at {' and '.join(map(str, self.threads))} thread(s), "
                 f"each file at least {self.runs} runs and {self.min_seconds:g} s per round, XNNPACK, random inputs, {self.runtime}; "
-                "each latency is the median of per-round medians")
+                f"each latency is the median of per-round medians{skipped}")
 
 
-def artifact_files(report: dict, where) -> dict[str, Path]:
+def artifact_files(report: dict, where, skip_missing: bool = False) -> dict[str, Path]:
     """The .tflite of every benchmarked artifact of a run report read from directory ``where``: beside the
     report (``tflite_models/<recipe>/``) or in the run's export stage folder (``runs/<recipe>/NN-export/``).
-    Raises FileNotFoundError, one line naming the missing file, when one is not there."""
+    Raises FileNotFoundError, one line naming the missing file, when one is not there (``skip_missing``: leaves it
+    out instead)."""
     stages = stage_results(report)
     bench, export = latest(stages, "bench"), latest(stages, "export")
     where = Path(where)
@@ -227,10 +231,13 @@ def artifact_files(report: dict, where) -> dict[str, Path]:
         name = (export.files if export else {}).get(stem, f"{stem}.tflite")
         places = [where / name] + ([where / export.dir / name] if export and export.dir else [])
         found = next((p for p in places if p.is_file()), None)
+        if found is None and skip_missing:
+            continue
         if found is None:
             named = places[-1] if places[-1].parent.is_dir() else places[0]
             raise FileNotFoundError(f"{named}: no such file, so the latency of {report['recipe']}:{stem} can't be re-measured; "
-                                    f"pass --no-remeasure to keep the latency its run stored, or re-run the recipe {report['recipe']!r} to make the file")
+                                    f"pass --skip-missing to leave its latency out, --no-remeasure to keep the latency its run stored, "
+                                    f"or re-run the recipe {report['recipe']!r} to make the file")
         files[stem] = found
     return files
 
@@ -241,36 +248,41 @@ def measured_threads(reports: Sequence[dict]) -> tuple[int, ...]:
 
 
 def remeasure_latency(reports: Sequence[dict], where: Sequence, *, rounds: int = 5, runs: int = 10,
-                      min_seconds: float = 0.2) -> tuple[list[dict], LatencyRun]:
+                      min_seconds: float = 0.2, skip_missing: bool = False) -> tuple[list[dict], LatencyRun]:
     """Re-measure the latency of every benchmarked .tflite of ``reports`` (read from the directories ``where``,
     one per report) in one interleaved run on this machine: every file at every thread count the reports
     measured, round-robin over files, ``rounds`` rounds, each call timing at least ``runs`` runs and
     ``min_seconds`` seconds (``edgeopt.bench.measure_latency``). Every file is found before any is timed.
 
     Returns copies of the reports whose bench entries hold the re-measured latencies (``edgeopt.bench.pooled``:
-    the median of per-round medians; accuracy and size as stored), and the :class:`LatencyRun` that says how."""
+    the median of per-round medians; accuracy and size as stored), and the :class:`LatencyRun` that says how.
+    ``skip_missing``: an artifact whose file is not there keeps no latency at all (never one from another machine)."""
     if len(where) != len(reports):
         raise ValueError(f"remeasure_latency needs one directory per report; got {len(where)} for {len(reports)} reports")
-    files = [artifact_files(rep, w) for rep, w in zip(reports, where)]
+    files = [artifact_files(rep, w, skip_missing) for rep, w in zip(reports, where)]
     threads = measured_threads(reports)
     paths = list(dict.fromkeys(p.resolve() for f in files for p in f.values()))
     calls = {(p, t): partial(measure_latency, p, threads=t, runs=runs, min_seconds=min_seconds) for t in threads for p in paths}
     timed = interleave(calls, rounds, alternate=True, progress=f"re-measuring latency of {len(paths)} files at {len(threads)} thread count(s)")
-    out = []
+    out, missing = [], []
     for rep, stems in zip(reports, files):
         rep = copy.deepcopy(rep)
-        bench = next(s for s in reversed(rep["stages"]) if s["type"] == "bench") if stems else None
-        for stem, path in stems.items():
+        bench = next((s for s in reversed(rep["stages"]) if s["type"] == "bench"), None)
+        for stem in bench["metrics"] if bench else {}:
             result = BenchResult.from_dict(bench["metrics"][stem], model=stem)
-            result.latency = [replace(pooled(timed[(path.resolve(), t)]), model=result.model) for t in threads]
+            if stem in stems:
+                result.latency = [replace(pooled(timed[(stems[stem].resolve(), t)]), model=result.model) for t in threads]
+            else:
+                result.latency = []
+                missing.append(f"{rep['recipe']}:{stem}")
             bench["metrics"][stem] = result.to_dict()
         out.append(rep)
     runtime = next((results[0].runtime for results in timed.values()), "ai-edge-litert")
-    return out, LatencyRun(this_machine().describe(), len(paths), threads, rounds, runs, min_seconds, runtime)
+    return out, LatencyRun(this_machine().describe(), len(paths), threads, rounds, runs, min_seconds, runtime, tuple(missing))
 
 
 def write_results(reports: list[dict], out_dir="benchmarks", *, where: Sequence | None = None, remeasure: bool = False,
-                  rounds: int = 5, runs: int = 10, min_seconds: float = 0.2) -> list[dict]:
+                  rounds: int = 5, runs: int = 10, min_seconds: float = 0.2, skip_missing: bool = False) -> list[dict]:
     """Write RESULTS.md, RESULTS.csv and the two Pareto plots into ``out_dir``; returns the rows.
 
     ``remeasure`` first re-measures every artifact's latency in one interleaved run on this machine
@@ -280,7 +292,7 @@ def write_results(reports: list[dict], out_dir="benchmarks", *, where: Sequence 
     if remeasure:
         if where is None:
             raise ValueError("remeasure needs where: the directory each report was read from (its .tflite files are there)")
-        reports, run = remeasure_latency(reports, where, rounds=rounds, runs=runs, min_seconds=min_seconds)
+        reports, run = remeasure_latency(reports, where, rounds=rounds, runs=runs, min_seconds=min_seconds, skip_missing=skip_missing)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [row for rep in reports for row in result_rows(rep)]

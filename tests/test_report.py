@@ -228,6 +228,19 @@ def test_a_missing_artifact_is_one_line_naming_the_file(shipped, tmp_path, monke
     assert not (tmp_path / "out" / "RESULTS.md").exists()
 
 
+def test_skip_missing_leaves_a_missing_files_latency_out_and_says_so(shipped, tmp_path, monkeypatch):
+    monkeypatch.setattr(report_module, "measure_latency", lambda path, *, threads, runs, min_seconds: replace(_latency(threads, 1.0), runs=runs, device=machine()))
+    gone = shipped[1] / "baseline_float32.tflite"
+    gone.unlink()
+    rows = write_results(_load(shipped), tmp_path / "out", where=shipped, remeasure=True, rounds=1, runs=1, min_seconds=0.0, skip_missing=True)
+    timed = [r for r in rows if r.get("median_ms_1") is not None]
+    assert len(rows) == 4 and len(timed) == 3  # the missing file's row stays, with no latency from another machine
+    blank = next(r for r in rows if r not in timed)
+    assert blank["recipe"] == "r2" and blank["artifact"] == "baseline_float32" and blank.get("median_ms_2") is None
+    assert "not in this checkout" in (tmp_path / "out" / "RESULTS.md").read_text().split("\n| recipe |")[0]
+    assert "r2:baseline_float32" in (tmp_path / "out" / "RESULTS.md").read_text()
+
+
 def test_artifacts_are_found_beside_the_report_or_in_the_runs_export_stage(tmp_path):
     run = tmp_path / "runs" / "r"
     (run / "02-export").mkdir(parents=True)
