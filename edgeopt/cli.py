@@ -61,12 +61,15 @@ def cmd_profile(args) -> int:
 
 
 def cmd_run(args) -> int:
+    start = time.perf_counter()
     from edgeopt.pipeline import run_recipe  # lazy: TensorFlow loads only when a command runs
     from edgeopt.report import run_summary_markdown  # lazy: as above
 
     report = run_recipe(args.recipe, out_dir=args.out, resume=args.resume, force=args.force, artifacts_dir=args.artifacts)
     print()
     print(run_summary_markdown(report))
+    minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+    print(f"\nwall time of this command: {minutes} min {seconds} s")
     return 0
 
 

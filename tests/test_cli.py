@@ -51,3 +51,17 @@ def test_command_line_hides_tensorflow_logs_but_not_errors(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [f"edgeopt run: error: {bad}: model.knobs.alpha must be a width multiplier > 0 (e.g. 0.35, 0.5, 1.0), got -1"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_run_ends_with_its_table_and_its_wall_time(tmp_path, capsys):
+    import re
+
+    from conftest import make_recipe, write_recipe
+    from edgeopt.cli import main
+
+    recipe = write_recipe(tmp_path / "r.toml", make_recipe(name="r", train={"steps_per_epoch": 2}, stages=[{"type": "train"}]))
+    assert main(["run", str(recipe), "--out", str(tmp_path / "runs"), "--artifacts", str(tmp_path / "art")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("| 0 | train |") for line in out)
+    minutes, seconds = map(int, re.fullmatch(r"wall time of this command: (\d+) min (\d+) s", out[-1]).groups())
+    assert seconds < 60 and minutes * 60 + seconds < 600
