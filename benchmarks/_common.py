@@ -1,7 +1,10 @@
 """What the benchmark scripts share, on edgeopt's public API only: the machine line every table carries,
 interleaved latency (``edgeopt.bench.interleave`` / ``interleaved_latency`` / ``median_ms``, delegated to lazily:
 one timing method for every script and for ``edgeopt report``), atomic writes of text, CSV and Markdown tables,
-statistics over seeds, and the number formats the findings templates use.
+statistics over seeds (mean ± std, test-sampling interval, noise on a difference, the verdict of a row against its
+target), the number formats the findings templates use, and for the compression benchmarks the well-trained
+baseline (its file, its data settings, ``--baseline / --seeds / --quick``), fine-tunes that keep the best validation
+check, and :class:`SeedRuns`, the resumable cache of (variant, seed) results.
 
 Sizes come from ``edgeopt.io.gzip_size`` / ``edgeopt.bench.size_of``, flatbuffers are read and written with
 ``edgeopt.tflite.flatbuffer``; nothing here re-implements them. Importing this module loads no TensorFlow (the
@@ -13,6 +16,7 @@ import csv
 import io
 import os
 import platform
+import sys
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -145,3 +149,239 @@ def difference_noise(a: Sequence[float], b: Sequence[float], images: int) -> flo
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     seeds = 1.96 * float(np.sqrt(sa**2 / len(a) + sb**2 / len(b)))
     return float(np.hypot(seeds, sampling_interval((ma + mb) / 2, images)))
+
+
+def seed_stats(values: Sequence[float], reference: Sequence[float], images: int, at_least: float | None = None) -> dict:
+    """One verdict row from per-seed accuracies ``values`` (fractions, one per seed) against ``reference`` (the
+    fixed baseline's one accuracy, or a reference row's per-seed accuracies), each measured on ``images`` test images.
+
+    Returns ``n``, ``mean``, ``std`` (sample, over seeds), ``interval`` (the test-sampling 95% half-width of one
+    accuracy at the mean, :func:`sampling_interval`), ``diff_mean`` and ``diff_std`` (of ``value - reference``;
+    paired by seed when the reference has one value per seed), ``noise`` (:func:`difference_noise`) and, when
+    ``at_least`` is given (the target: the difference must be at least that, e.g. -0.005 for "within 0.5 point",
+    +0.005 for "a gain of 0.5 point"), ``verdict``: "met", "missed" or "within noise" (:func:`verdict` of
+    ``diff_mean - at_least``). All in fractions."""
+    values, reference = [float(v) for v in values], [float(v) for v in reference]
+    mean, std = mean_std(values)
+    diffs = [v - r for v, r in zip(values, reference)] if len(reference) == len(values) > 1 else [v - mean_std(reference)[0] for v in values]
+    diff_mean, diff_std = mean_std(diffs)
+    noise = difference_noise(values, reference, images)
+    out = {"n": len(values), "mean": mean, "std": std, "interval": sampling_interval(mean, images), "diff_mean": diff_mean,
+           "diff_std": diff_std, "noise": noise}
+    if at_least is not None:
+        out["verdict"] = verdict(diff_mean - at_least, noise)
+    return out
+
+
+def plural(n: int, noun: str) -> str:
+    """"1 seed", "3 seeds"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def pm(mean: float, std: float, scale: float = 100, fmt: str = "{:.2f}") -> str:
+    """"mean ± std" of fractions as points (``scale`` 100) or of any quantity (``scale`` 1)."""
+    return f"{fmt.format(scale * mean)} ± {fmt.format(scale * std)}"
+
+
+def signed_pm(mean: float, std: float) -> str:
+    """A difference of fractions as signed points, "+0.12 ± 0.08"."""
+    return f"{100 * mean:+.2f} ± {100 * std:.2f}"
+
+
+# ---- the well-trained baseline every compression benchmark starts from ------------------------------------
+
+BASELINE = Path("benchmarks/baselines/fmnist_mobilenet_v2_0.35.keras")
+BASELINE_RECIPE = "recipes/fmnist_mobilenet_v2.toml"
+BASELINE_RUN_MODEL = "runs/fmnist_mobilenet_v2/00-train/model.keras"
+# the data the baseline was trained on (recipes/fmnist_mobilenet_v2.toml, [data]): the same validation split
+# (val_fraction and seed), so validation images stay unseen by the baseline; all training images, the full test set
+BASELINE_DATA = {"name": "fashion_mnist", "image_size": 28, "channels": 3, "val_fraction": 0.05, "seed": 0, "mean": 127.5, "std": 127.5}
+BATCH = 128
+TEST_IMAGES = 10_000
+QUICK_TRAIN, QUICK_VAL, QUICK_TEST = 384, 256, 500  # --quick: the first images of the training, validation and test splits
+QUICK_OUT = Path("/tmp/edgeopt-bench-quick")  # --quick writes here (never to the committed files)
+CACHE_ROOT = Path("runs/bench_cache")
+STANDIN = CACHE_ROOT / "quick" / "baseline_standin.keras"  # --quick's model when the baseline is missing
+
+
+def baseline_args(ap, seeds: int = 3) -> None:
+    """Add the options every baseline benchmark takes: ``--baseline``, ``--seeds``, ``--quick``."""
+    ap.add_argument("--baseline", type=Path, default=BASELINE, help=f"the float Keras baseline (default {BASELINE}, made by {BASELINE_RECIPE})")
+    ap.add_argument("--seeds", type=int, default=seeds, help="fine-tune seeds per verdict row (seed = data order and TF-MOT randomness; "
+                    f"default {seeds})")
+    ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_TRAIN} training and {QUICK_TEST} test images, a few steps, "
+                    "a stand-in model when the baseline is missing, "
+                    f"writes to {QUICK_OUT}/ and runs/bench_cache/quick/, never to the committed files")
+
+
+def baseline_missing_message(path: os.PathLike) -> str:
+    """One line: which recipe makes the baseline and the command that puts it at ``path``."""
+    return (f"baseline {path} not found: it is the trained float model of {BASELINE_RECIPE}; make it with "
+            f"`edgeopt run {BASELINE_RECIPE} --out runs` and copy it: `mkdir -p {Path(path).parent} && cp {BASELINE_RUN_MODEL} {path}`")
+
+
+def check_baseline(path: os.PathLike, quick: bool = False) -> None:
+    """Stop at once (before any data is loaded) with :func:`baseline_missing_message` when the baseline is missing
+    and no ``--quick`` stand-in may replace it."""
+    if not quick and not Path(path).exists():
+        raise SystemExit(baseline_missing_message(path))
+
+
+def load_baseline(path: os.PathLike = BASELINE, quick: bool = False, splits=None):
+    """The baseline float Keras model at ``path``, read with ``edgeopt.load_model`` (the safe loader: no Lambda
+    layers or custom code). A missing file stops the script with :func:`baseline_missing_message`; with ``quick`` a
+    stand-in (the zoo's ``mobilenet_v2_tiny``: alpha 0.35, one or two blocks a stage; 30 steps on ``splits``) is
+    trained and cached instead, so smoke runs need no baseline and convert in seconds."""
+    from edgeopt import load_model  # lazy: rendering the findings loads no TensorFlow
+
+    path = Path(path)
+    if path.exists():
+        return load_model(path)
+    if not quick:
+        raise SystemExit(baseline_missing_message(path))
+    standin = STANDIN
+    if standin.exists():
+        return load_model(standin)
+    from edgeopt import TrainConfig, create, fit
+
+    print(f"--quick: {path} not found; training a stand-in (mobilenet_v2_tiny, 30 steps) into {standin}", flush=True)
+    model = create("mobilenet_v2_tiny", input_shape=(28, 28, 3), classes=10)
+    fit(model, splits, TrainConfig(epochs=1, steps_per_epoch=30, learning_rate=3e-3))
+    standin.parent.mkdir(parents=True, exist_ok=True)
+    model.save(standin)
+    return load_model(standin)
+
+
+def baseline_used(path: os.PathLike) -> Path:
+    """The file :func:`load_baseline` reads for ``path``: the baseline, or in a ``--quick`` run without it the stand-in."""
+    return Path(path) if Path(path).exists() else STANDIN
+
+
+def baseline_splits(quick: bool = False, batch_size: int = BATCH):
+    """Fashion-MNIST as the baseline saw it (:data:`BASELINE_DATA`): all training images, the same validation split,
+    the full 10,000-image test set; ``quick``: the first :data:`QUICK_TRAIN` / :data:`QUICK_VAL` / :data:`QUICK_TEST`
+    images of train, validation and test.
+    No augmentation (fine-tunes and students see the images as they are)."""
+    from dataclasses import replace
+
+    from edgeopt import load_dataset  # lazy: as above
+
+    if not quick:
+        return load_dataset(**BASELINE_DATA, batch_size=batch_size)
+    splits = load_dataset(**BASELINE_DATA, batch_size=batch_size, limit_train=QUICK_TRAIN, limit_test=QUICK_TEST)
+    val = splits.val.unbatch().take(QUICK_VAL).batch(batch_size)  # the split stays; fewer of its images
+    return replace(splits, val=val, sizes={**splits.sizes, "val": QUICK_VAL})
+
+
+def reseeded(splits, seed: int):
+    """``splits`` with a new training pipeline whose order follows ``seed`` (the validation and test splits stay:
+    the split itself is fixed by :data:`BASELINE_DATA`); also seeds Python, NumPy and TensorFlow (TF-MOT's randomness)."""
+    from edgeopt import keras  # lazy: as above
+
+    keras.utils.set_random_seed(seed)  # the new pipeline's shuffle takes the global seed with its own
+    return splits.with_fresh_train()
+
+
+def training_arrays(splits, limit: int | None = None):
+    """The model inputs and labels of the training split (the first ``limit``) in one fixed order (the seed-0 pass),
+    whatever ran before: calibration pools, precomputed teacher logits."""
+    return reseeded(splits, 0).arrays("train", limit=limit)
+
+
+def calibration_images(pool: np.ndarray, seed: int, count: int = 500) -> np.ndarray:
+    """``count`` images for int8 calibration drawn by ``seed`` from ``pool`` (e.g. ``training_arrays(splits, 4000)[0]``)."""
+    return pool[np.random.default_rng(seed).choice(len(pool), min(count, len(pool)), replace=False)]
+
+
+def finetune(model, splits, steps: int, learning_rate: float, seed: int, checks: int = 4, select_after_step: int = 0,
+             callbacks=(), cosine: bool = True, label_smoothing: float = 0.1) -> dict:
+    """Fine-tune ``model`` in place for about ``steps`` steps (``checks`` equal parts), validating after each part;
+    the weights of the part with the best validation top-1 among those ending after ``select_after_step`` are put back
+    (early stopping on the validation split; the test split is never read). ``label_smoothing`` 0.1 as the baseline
+    trained. Returns the steps run, the selected step, its validation top-1 and every check's (fractions)."""
+    from edgeopt import TrainConfig, fit, keras  # lazy: as above
+
+    per = max(1, steps // checks)
+    first = next((e for e in range(checks) if (e + 1) * per > select_after_step), checks - 1)
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=checks + 1, restore_best_weights=True,
+                                         start_from_epoch=first)
+    result = fit(model, splits, TrainConfig(epochs=checks, steps_per_epoch=per, learning_rate=learning_rate, seed=seed, cosine=cosine,
+                                            label_smoothing=label_smoothing), callbacks=[*callbacks, stop])
+    val = result.history.get("val_accuracy", [])
+    return {"steps": per * checks, "selected_step": (stop.best_epoch + 1) * per, "val_top1": val[stop.best_epoch] if val else None,
+            "val_checks": val}
+
+
+# ---- resumable runs over (variant, seed) -------------------------------------------------------------------
+
+
+def file_digest(path: os.PathLike, chars: int = 12) -> str:
+    """The first ``chars`` hex digits of a file's sha256 (which baseline a cache belongs to)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:chars]
+
+
+class SeedRuns:
+    """Finished (variant, seed) results of one benchmark configuration in ``folder``/runs.json (under runs/),
+    rewritten atomically after each, so a killed benchmark continues where it stopped. ``settings`` (steps, rates,
+    the baseline's digest...; not the seed count) name the folder: other settings start a new one."""
+
+    def __init__(self, root: os.PathLike, settings: Mapping):
+        import hashlib
+        import json
+
+        key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        self.folder = Path(root) / key
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "runs.json"
+        self.settings = dict(settings)
+        self.results = json.loads(self.path.read_text())["results"] if self.path.exists() else {}
+
+    @staticmethod
+    def key(variant: str, seed) -> str:
+        return f"{variant} | seed {seed}"
+
+    def get(self, variant: str, seed=None) -> dict | None:
+        return self.results.get(self.key(variant, seed))
+
+    def put(self, variant: str, seed, result: Mapping) -> dict:
+        import json
+
+        self.results[self.key(variant, seed)] = {"variant": variant, "seed": seed, **result}
+        write_file(self.path, json.dumps({"settings": self.settings, "results": self.results}, indent=1, default=str) + "\n")
+        return self.results[self.key(variant, seed)]
+
+    def file(self, variant: str, seed, suffix: str) -> Path:
+        """Where a run keeps a file (a .tflite, weights) beside its result."""
+        slug = "".join(c if c.isalnum() else "-" for c in variant).strip("-")
+        return self.folder / f"{slug}-s{seed}{suffix}"
+
+    def run(self, jobs: Sequence[tuple[str, object]], work, seconds, desc: str) -> list[dict]:
+        """Run ``work(variant, seed) -> dict`` for every job not finished yet, caching each result; ``seconds(variant)``
+        estimates a job's wall time. Prints the estimate first and, after each job, the time left at the speed so far
+        (the estimate scaled by measured / estimated time), with a progress bar. Returns every job's result in order."""
+        import time
+
+        from edgeopt.progress import bar  # lazy: as above
+
+        left = [(v, s) for v, s in jobs if self.get(v, s) is None]
+        estimate = sum(seconds(v) for v, _ in left)
+        print(f"{desc}: {len(jobs) - len(left)} of {len(jobs)} runs cached in {self.path}; {len(left)} to run, estimated "
+              f"{_duration(estimate)} on 2 idle cores", flush=True)
+        spent = planned = 0.0
+        with bar(total=len(left), desc=desc, unit="run") as shown:
+            for i, (variant, seed) in enumerate(left):
+                t0 = time.perf_counter()
+                result = work(variant, seed)
+                result.setdefault("seconds", time.perf_counter() - t0)
+                self.put(variant, seed, result)
+                spent, planned = spent + time.perf_counter() - t0, planned + seconds(variant)
+                rest = sum(seconds(v) for v, _ in left[i + 1:]) * spent / planned
+                shown.update(1)
+                shown.write(f"{desc}: {i + 1}/{len(left)} done ({variant}, seed {seed}); about {_duration(rest)} left", file=sys.stdout)
+        return [self.get(v, s) for v, s in jobs]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"

@@ -1,10 +1,16 @@
 """Renders benchmarks/pruning.md, pruning.csv, pruning_lottery.csv, pruning_findings.md and the plots from the
-committed data: pruning.json (the MobileNetV2 rows, the float32 sparse files and the longer fine-tune, as the runs
-measured them), pruning_lottery.json (every round of the lottery runs; pruning_lottery.csv until a run writes it),
-and the XNNPACK probe, gzip-bound and structured-latency JSONs the findings quote.
+committed data: pruning.json (the MobileNetV2 rows and the float32 sparse files, as the runs measured them),
+pruning_lottery.json (every round of the lottery runs; pruning_lottery.csv until a run writes it), and the XNNPACK
+probe, gzip-bound and structured-latency JSONs the findings quote.
 
-:func:`write` first folds a run's cache (runs/bench_cache/pruning/) into those files, then renders; the findings
-are :func:`findings_markdown` of :func:`findings_data`, every number formatted from the data. Imports no TensorFlow.
+pruning.json comes in two formats. Format 2 (``"format": 2``, written by benchmarks/pruning.py since issue #21's
+seeds): the well-trained 28x28 baseline and every row's per-seed results; tables and findings show mean ± std over
+seeds, the test-sampling interval and a verdict per row ("met", "missed", "within noise"). Format 1 (no "format"
+key: one seed, the 32x32 model trained 3 epochs, and the "longer" 50% row) keeps its own rendering, so the
+committed files stay reproducible until a format-2 run replaces them; that path can go then.
+
+The findings are :func:`findings_markdown` of :func:`findings_data`, every number formatted from the data. Imports
+no TensorFlow.
 """
 from __future__ import annotations
 
@@ -12,11 +18,12 @@ import csv
 import json
 from pathlib import Path
 
-from benchmarks._common import md_table, sampling_interval, span, verdict, wrap, write_csv, write_file
+from benchmarks._common import md_table, mean_std, plural, pm, sampling_interval, seed_stats, signed_pm, span, verdict, wrap, write_csv, write_file
 
 FINDINGS = "pruning_findings.md"
 TEST_IMAGES = 10_000  # the Fashion-MNIST test set every accuracy here is measured on
-TARGETS = {"drop_50": 0.5, "gzip_50": 0.7, "drop_structured": 1.5, "latency_structured": 0.65, "sparse_float_latency": 0.8}
+TARGETS = {"drop_50": 0.5, "gzip_50": 0.7, "drop_structured": 1.5, "latency_structured": 0.65, "sparse_float_latency": 0.8,
+           "drop_75": 1.0, "drop_2_4": 1.0}
 SAME_LATENCY = 0.05  # latency ratios this close to the control's count as "no change"
 # numbers in the findings that are not results: the targets, the variants' names (50%, 75%), the model width, the
 # test-set size, the 95% of the sampling interval
@@ -54,35 +61,7 @@ def findings_data(folder: Path) -> dict:
             "structured_latency": json.loads((folder / "structured_latency.json").read_text())}
 
 
-def _fold_cache(cache: Path, out: Path, machine: str) -> None:
-    """A run's results (runs/bench_cache/pruning/*.json) into the committed pruning.json / pruning_lottery.json."""
-    path = out / "pruning.json"
-    data = _read(path) or {}
-    mob = _read(cache / "mobilenet.json")
-    if mob is None and (cache / "rows.json").exists():  # partial run: rows so far, no latency pass yet
-        rows = json.loads((cache / "rows.json").read_text())
-        for r in rows:
-            r.update(int8_latency_ms=float("nan"), latency_vs_dense=float("nan"), gzip_vs_dense=r["int8_gzip_bytes"] / rows[0]["int8_gzip_bytes"],
-                     top1_drop_points=100 * (rows[0]["int8_top1"] - r["int8_top1"]))
-        mob = {"rows": rows, "floats": [], "steps": 120, "cmd": "benchmarks/pruning.py --part mobilenet --finetune-steps 120 (PARTIAL: run did not finish)"}
-    for key, part in (("mobilenet", mob), ("longer", _read(cache / "longer50.json"))):
-        if part is not None:
-            data[key] = {"machine": machine, **part}  # replaces the committed part (and its "source" note)
-    if data:
-        write_file(path, json.dumps(data, indent=1) + "\n")
-    lottery = _read(cache / "lottery.json")
-    if lottery is not None:
-        write_file(out / "pruning_lottery.json", json.dumps(lottery, indent=1) + "\n")
-
-
 # ---- rendering --------------------------------------------------------------------------------------------
-
-
-def write(cache: Path, out: Path, machine: str, plots: bool = True) -> None:
-    """Fold a run's cache into the committed data (``machine``: the line for parts the cache has), then render
-    pruning.md, the CSVs, pruning_findings.md and (``plots``) the PNGs from the committed data in ``out``."""
-    _fold_cache(cache, out, machine)
-    render(out, plots)
 
 
 def render(out: Path, plots: bool = False) -> None:
@@ -90,7 +69,11 @@ def render(out: Path, plots: bool = False) -> None:
     committed data in ``out``; measures nothing."""
     data = findings_data(out)
     mob = data["pruning"]["mobilenet"]
-    write_csv(out / "pruning.csv", mob["rows"], [k for k in mob["rows"][0] if k != "seconds"])
+    if _seeded(data):
+        rows = summary(mob)
+        write_csv(out / "pruning.csv", rows, list(rows[-1]), "{:.6g}")
+    else:
+        write_csv(out / "pruning.csv", mob["rows"], [k for k in mob["rows"][0] if k != "seconds"])
     if (out / "pruning_lottery.json").exists():
         res = data["lottery"]["result"]
         write_csv(out / "pruning_lottery.csv", ({"round": a["round"], "remaining": f"{a['remaining']:.4f}", "ticket_rewind_init_top1": a["top1"],
@@ -103,8 +86,16 @@ def render(out: Path, plots: bool = False) -> None:
         _plots(data, out)
 
 
+def _seeded(data: dict) -> bool:
+    """Whether pruning.json is format 2 (rows over seeds, the well-trained baseline): its MobileNetV2 part has runs."""
+    return "runs" in data["pruning"]["mobilenet"]
+
+
 def tables_markdown(data: dict) -> str:
-    """pruning.md without its findings: the MobileNetV2 table, float32 sparse files, longer fine-tune, probe, lottery."""
+    """pruning.md without its findings: the MobileNetV2 table, float32 sparse files, (format 1) longer fine-tune,
+    probe, lottery."""
+    if _seeded(data):
+        return "\n".join(_seeded_tables(data) + _probe_and_lottery(data)) + "\n"
     mob, longer = data["pruning"]["mobilenet"], data["pruning"].get("longer")
     rows = mob["rows"]
     md = ["# Pruning on Fashion-MNIST", "", f"Machine: {mob['machine']}.", ""]
@@ -138,7 +129,12 @@ def tables_markdown(data: dict) -> str:
                        ([r["variant"], _pct(r["kernel_sparsity"]), _pct(r["keras_top1"]), _pct(r["int8_top1"]), f"{r['top1_drop_points']:.2f}",
                          f"{r['int8_gzip_bytes']:,}", f"{r['gzip_vs_dense']:.3f}", f"{r['int8_latency_ms']:.3f}", f"{r['latency_vs_dense']:.3f}"]
                         for r in longer["rows"]), "l" + "r" * 8)
-    md += ["", "## XNNPACK sparse inference probe", "",
+    return "\n".join(md + _probe_and_lottery(data)) + "\n"
+
+
+def _probe_and_lottery(data: dict) -> list[str]:
+    """The XNNPACK probe and lottery-ticket sections of pruning.md (both formats)."""
+    md = ["", "## XNNPACK sparse inference probe", "",
            "`benchmarks/xnnpack_sparse_probe.py` (random weights, 80% of every 1x1 kernel zeroed by magnitude, float32, 1 thread,",
            "interleaved medians; raw numbers in `pruning_xnnpack_probe.json`):", ""]
     md += md_table(["graph", "dense ms", "pruned, plain ms", "pruned, EXPERIMENTAL_SPARSITY ms", "bytes dense -> sparse format", "PAD ops"],
@@ -155,7 +151,7 @@ def tables_markdown(data: dict) -> str:
            f"fresh random init. Command: `PYTHONPATH=. python {lot['cmd']}`.", ""]
     md += md_table(["round", "weights left %", "ticket (rewind to init) %", "random re-init %", "ticket (rewind to step 50) %"],
                    ([a["round"], _pct(a["remaining"]), _pct(a["top1"]), _pct(a["top1_random"]), _pct(b["top1"])] for a, b in zip(init, step)), "rrrrr")
-    return "\n".join(md) + "\n"
+    return md
 
 
 def _plots(data: dict, out: Path) -> None:
@@ -165,12 +161,21 @@ def _plots(data: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in data["pruning"]["mobilenet"]["rows"]:
-        ax.scatter(r["int8_gzip_bytes"] / 1e3, 100 * r["int8_top1"])
-        ax.annotate(r["variant"], (r["int8_gzip_bytes"] / 1e3, 100 * r["int8_top1"]), fontsize=7)
-    ax.set_xlabel("gzipped int8 size (kB)")
-    ax.set_ylabel("int8 test top-1 (%)")
-    ax.set_title("MobileNetV2 0.35, 32x32, Fashion-MNIST")
+    mob = data["pruning"]["mobilenet"]
+    if _seeded(data):
+        for r in summary(mob):
+            ax.errorbar(r["gzip_vs_dense"], 100 * r["int8_top1"], yerr=100 * r["int8_top1_std"], fmt="o", capsize=3)
+            ax.annotate(r["variant"], (r["gzip_vs_dense"], 100 * r["int8_top1"]), fontsize=7)
+        ax.set_xlabel("gzipped int8 size vs dense")
+        ax.set_ylabel("int8 test top-1 (%), mean ± std over seeds")
+        ax.set_title("MobileNetV2 0.35, 28x28, Fashion-MNIST")
+    else:
+        for r in mob["rows"]:
+            ax.scatter(r["int8_gzip_bytes"] / 1e3, 100 * r["int8_top1"])
+            ax.annotate(r["variant"], (r["int8_gzip_bytes"] / 1e3, 100 * r["int8_top1"]), fontsize=7)
+        ax.set_xlabel("gzipped int8 size (kB)")
+        ax.set_ylabel("int8 test top-1 (%)")
+        ax.set_title("MobileNetV2 0.35, 32x32, Fashion-MNIST")
     fig.tight_layout()
     fig.savefig(out / "pruning_size_accuracy.png", dpi=120)
     plt.close(fig)
@@ -253,6 +258,135 @@ def _mobilenet_bullets(data: dict) -> list[str]:
     return out
 
 
+# ---- format 2: every row over seeds ---------------------------------------------------------------------------
+
+CONTROL = "dense, fine-tuned as the others (control)"
+UNSTRUCTURED = ("unstructured", "2:4 (input channels)")  # the kinds that keep every layer's shape
+# each row's reference and target: the least difference of its int8 test top-1 to the reference's, in points (None:
+# no target, the control); the targets of the issue (50%, structured) and, for the other rows, ours
+ROW_TARGETS = {CONTROL: ("dense", None), "layer-wise 50%": ("dense", -TARGETS["drop_50"]), "layer-wise 75%": ("dense", -TARGETS["drop_75"]),
+               "global 75%": ("layer-wise 75%", 0.0), "2:4": ("dense", -TARGETS["drop_2_4"]),
+               "structured 50% filters": ("dense", -TARGETS["drop_structured"])}
+
+
+def _target_text(reference: str, at_least: float | None) -> str:
+    if at_least is None:
+        return "none (control)"
+    if reference == "dense":
+        return f"within {-at_least:g} point of dense"
+    return f"at least as accurate as {reference}"
+
+
+def _mean(runs: list[dict], key: str) -> float:
+    return mean_std([r[key] for r in runs])[0]
+
+
+def summary(mob: dict) -> list[dict]:
+    """One dict per row of the format-2 table: the baseline (``dense``), then every variant in run order, with mean and
+    std over seeds of the int8 test top-1, the test-sampling interval, the difference to the row's reference and the
+    noise on it, the verdict against the row's target (:data:`ROW_TARGETS`), sizes, cost and latency (fractions)."""
+    base, images, lat = mob["baseline"], mob["test_images"], mob["latency_ms"]
+    by: dict[str, list[dict]] = {}
+    for r in mob["runs"]:
+        by.setdefault(r["variant"], []).append(r)
+    rows = [{"variant": "dense", "kind": "-", "seeds": 0, "kernel_sparsity": base["kernel_sparsity"], "keras_top1": base["keras_top1"],
+             "keras_top1_std": 0.0, "int8_top1": base["int8_top1"], "int8_top1_std": 0.0, "interval": sampling_interval(base["int8_top1"], images),
+             "reference": "", "diff": 0.0, "diff_std": 0.0, "noise": 0.0, "target": "", "verdict": "", "gzip_vs_dense": 1.0,
+             "sparse_format_gzip_vs_dense": base["int8_sparse_format_gzip_bytes"] / base["int8_gzip_bytes"], "macs_vs_dense": 1.0,
+             "int8_latency_ms": lat["dense"], "latency_vs_dense": 1.0}]
+    for name, runs in by.items():
+        reference, at_least = ROW_TARGETS.get(name, ("dense", None))
+        ref = [base["int8_top1"]] if reference == "dense" else [r["int8_top1"] for r in sorted(by[reference], key=lambda r: r["seed"])]
+        runs = sorted(runs, key=lambda r: r["seed"])
+        st = seed_stats([r["int8_top1"] for r in runs], ref, images, None if at_least is None else at_least / 100)
+        rows.append({"variant": name, "kind": runs[0]["kind"], "seeds": st["n"], "kernel_sparsity": _mean(runs, "kernel_sparsity"),
+                     "keras_top1": _mean(runs, "keras_top1"), "keras_top1_std": mean_std([r["keras_top1"] for r in runs])[1],
+                     "int8_top1": st["mean"], "int8_top1_std": st["std"], "interval": st["interval"], "reference": reference,
+                     "diff": st["diff_mean"], "diff_std": st["diff_std"], "noise": st["noise"], "target": _target_text(reference, at_least),
+                     "verdict": st.get("verdict", ""), "gzip_vs_dense": _mean(runs, "int8_gzip_bytes") / base["int8_gzip_bytes"],
+                     "sparse_format_gzip_vs_dense": _mean(runs, "int8_sparse_format_gzip_bytes") / base["int8_gzip_bytes"],
+                     "macs_vs_dense": _mean(runs, "macs") / base["macs"], "int8_latency_ms": lat[name], "latency_vs_dense": lat[name] / lat["dense"]})
+    return rows
+
+
+def _seeded_tables(data: dict) -> list[str]:
+    mob = data["pruning"]["mobilenet"]
+    base, rows = mob["baseline"], summary(mob)
+    seeds = len(mob["seeds"])
+    md = ["# Pruning on Fashion-MNIST", "", f"Machine: {mob['machine']}.", "",
+          *wrap(f"Baseline: `{base['file']}`, MobileNetV2 alpha 0.35 at 28x28x3 trained by `recipes/fmnist_mobilenet_v2.toml` "
+                f"(test top-1 {_pct(base['keras_top1'])}% Keras, {_pct(base['int8_top1'])}% int8; validation {_pct(base['val_top1'])}%). "
+                f"Every other row starts from its weights and is fine-tuned once per seed ({plural(seeds, 'seed')}: data order, "
+                f"TF-MOT randomness, the {mob['calibration']} int8 calibration images): {mob['steps']:,} steps of batch 128, Adam "
+                f"{mob['learning_rate']:g} with a cosine decay, label smoothing 0.1 (structured: {mob['structured']['steps_factor']} "
+                f"x the steps at {mob['structured']['learning_rate']:g}); pruning schedules (TF-MOT, default policy: every Conv2D and "
+                f"Dense kernel but the first convolution) reach their sparsity at half the fine-tune. The model is validated "
+                f"{mob['checks']} times; the weights of the best validation check after the schedule's end are kept (early stopping on "
+                f"the validation split), then the Keras model and its int8 .tflite are read once on the {mob['test_images']:,} test "
+                "images. Columns: int8 top-1, mean ± sample std over seeds; its test-sampling 95% interval; the difference to the "
+                "row's reference (mean ± std over seeds, points) and the noise on it (the seeds' 95% interval and the test "
+                "sampling in quadrature); the verdict: the target met or missed beyond that noise, or within noise. Size: gzip -9 "
+                "of the int8 file ('sparse-fmt': converted with `Optimize.EXPERIMENTAL_SPARSITY`). Latency: the first seed's int8 "
+                "files, 1 thread, XNNPACK, batch 1, interleaved, median of the rounds' medians. Raw per-seed results: "
+                f"`pruning.json`. Command: `PYTHONPATH=. python {mob['cmd']}`."), ""]
+    md += md_table(["variant", "kind", "seeds", "kernel sparsity %", "int8 top-1 %", "± 95% test sampling", "vs reference (points)", "noise ±",
+                    "target", "verdict", "gzip vs dense", "sparse-fmt gzip vs dense", "MACs vs dense", "int8 ms", "latency vs dense"],
+                   ([r["variant"], r["kind"], r["seeds"] or "fixed", _pct(r["kernel_sparsity"]), pm(r["int8_top1"], r["int8_top1_std"]),
+                     f"{100 * r['interval']:.2f}", f"{signed_pm(r['diff'], r['diff_std'])} vs {r['reference']}" if r["reference"] else "-",
+                     f"{100 * r['noise']:.2f}" if r["reference"] else "-", r["target"] or "-", r["verdict"] or "-", f"{r['gzip_vs_dense']:.3f}",
+                     f"{r['sparse_format_gzip_vs_dense']:.3f}", f"{r['macs_vs_dense']:.3f}", f"{r['int8_latency_ms']:.3f}",
+                     f"{r['latency_vs_dense']:.3f}"] for r in rows), "llr" + "r" * 4 + "rllr" + "r" * 4)
+    md += ["", "Every run (test top-1 read once per model; validation top-1 of the kept check):", ""]
+    md += md_table(["variant", "seed", "kept step / steps", "validation top-1 %", "Keras test top-1 %", "int8 test top-1 %", "kernel sparsity %",
+                    "int8 gzip bytes"],
+                   ([r["variant"], r["seed"], f"{r['selected_step']:,} / {r['steps']:,}", _pct(r["val_top1"]), _pct(r["keras_top1"]),
+                     _pct(r["int8_top1"]), _pct(r["kernel_sparsity"]), f"{r['int8_gzip_bytes']:,}"] for r in mob["runs"]), "lr" + "r" * 6)
+    md += ["", "Float32 sparse inference (the first seed's layer-wise 75% model: every pruned kernel 75% zeros), interleaved:", ""]
+    md += md_table(["file", "float32 ms", "bytes", "gzip bytes"],
+                   ([f["variant"], f"{f['float32_latency_ms']:.3f}", f"{f['bytes']:,}", f"{f['gzip_bytes']:,}"] for f in mob["floats"]), "lrrr")
+    return md
+
+
+def _row_text(r: dict) -> str:
+    """A row's result against its target: int8 top-1 over seeds, the difference to its reference, the verdict."""
+    return (f"int8 {pm(r['int8_top1'], r['int8_top1_std'])}% over {plural(r['seeds'], 'seed')}, {signed_pm(r['diff'], r['diff_std'])} points vs "
+            f"{r['reference']} (noise ±{100 * r['noise']:.2f}); target {r['target']}: **{r['verdict']}**")
+
+
+def _seeded_bullets(data: dict) -> list[str]:
+    mob = data["pruning"]["mobilenet"]
+    rows = {r["variant"]: r for r in summary(mob)}
+    dense, control = rows["dense"], rows[CONTROL]
+    l50, l75, g75, nm, st = (rows[k] for k in ("layer-wise 50%", "layer-wise 75%", "global 75%", "2:4", "structured 50% filters"))
+    out = wrap(f"{plural(len(mob['seeds']), 'seed')} per row (machine: see the table's header), every run fine-tuned {mob['steps']:,} steps from the "
+               f"baseline ({_pct(dense['int8_top1'])}% int8 on the {mob['test_images']:,} test images, ±{100 * dense['interval']:.2f} "
+               f"point test-sampling interval at 95%) and stopped early on the validation split. The control (the same fine-tune, "
+               f"nothing pruned) is {_pct(control['int8_top1'])}%, {signed_pm(control['diff'], control['diff_std'])} points against the "
+               f"baseline (noise ±{100 * control['noise']:.2f}): the extra training alone is "
+               + {"met": "a gain", "missed": "a loss", "within noise": "worth nothing beyond noise"}[verdict(control["diff"], control["noise"])]
+               + ".", "* ")
+    gz_ok = l50["gzip_vs_dense"] <= TARGETS["gzip_50"]
+    out += wrap(f"Layer-wise 50%: {_row_text(l50)}. gzip **{l50['gzip_vs_dense']:.3f}x** of dense (target {TARGETS['gzip_50']:g}x: "
+                f"{'met' if gz_ok else 'missed'}). " + _gzip_bound_text(data["gzip_bounds"]), "* ")
+    out += wrap(f"Layer-wise 75%: {_row_text(l75)}; gzip {l75['gzip_vs_dense']:.3f}x. 2:4: {_row_text(nm)}; gzip {nm['gzip_vs_dense']:.3f}x.", "* ")
+    out += wrap(f"Global vs layer-wise at {100 * g75['kernel_sparsity']:.1f}% total kernel sparsity: global {_row_text(g75)}, at "
+                f"{g75['gzip_vs_dense']:.3f}x vs {l75['gzip_vs_dense']:.3f}x gzip.", "* ")
+    sl = data["structured_latency"]
+    ratios = [r["latency_vs_dense"] for r in sl["rows"]]
+    sizes = [r["size"] for r in sl["rows"]]
+    holds = ("so the gain holds at the sizes phones use" if max(ratios) <= TARGETS["latency_structured"]
+             else f"not under {TARGETS['latency_structured']:g}x at every size")
+    out += wrap(f"Structured 50% filters: {_row_text(st)}; MACs {st['macs_vs_dense']:.3f}x, int8 latency **{st['latency_vs_dense']:.3f}x** "
+                f"of dense (target {TARGETS['latency_structured']:g}x: **{'met' if st['latency_vs_dense'] <= TARGETS['latency_structured'] else 'missed'}**). "
+                f"`structured_latency.md` (untrained weights, same planner) measures {span(ratios)}x on {sl['machine']} at "
+                f"{min(sizes)}-{max(sizes)} px, {holds}.", "* ")
+    sparse = [r["latency_vs_dense"] for r in rows.values() if r["kind"] in UNSTRUCTURED]  # zeros in kernels of the dense shape
+    same = max(abs(v - control["latency_vs_dense"]) for v in sparse) <= SAME_LATENCY
+    out += wrap(f"Unstructured sparsity {'does not change' if same else 'changes'} int8 latency ({span(sparse)}x vs "
+                f"{control['latency_vs_dense']:.2f}x for the control).", "* ")
+    return out
+
+
 def _gzip_bound_text(b: dict) -> str:
     first = b["pruned"][0]
     same = [r for r in b["pruned"] if r["sparsity"] == first["sparsity"]]
@@ -328,7 +462,8 @@ def _xnnpack_bullets(data: dict) -> list[str]:
 def findings_markdown(data: dict) -> str:
     """pruning_findings.md from :func:`findings_data`: the MobileNetV2 rows against the targets, the lottery tickets,
     and sparse float32 inference; every number formatted from the data."""
-    lines = ["## Findings", "", "### MobileNetV2 rows (read this first)", "", *_mobilenet_bullets(data), "",
+    rows = _seeded_bullets(data) if _seeded(data) else _mobilenet_bullets(data)
+    lines = ["## Findings", "", "### MobileNetV2 rows (read this first)", "", *rows, "",
              "### Lottery tickets", "", *_lottery_bullets(data["lottery"]), "",
              "### XNNPACK sparse float32 inference", "", *_xnnpack_bullets(data)]
     return "\n".join(lines) + "\n"

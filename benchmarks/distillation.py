@@ -1,346 +1,236 @@
 """Benchmark: student alone vs distilled (Distiller) vs deep mutual learning on Fashion-MNIST, Keras and int8 .tflite.
 
-Same student architecture, data subset, epochs, batch and optimizer for every variant; the teacher is trained
-once on the same subset and cached in runs/bench_cache/. Writes benchmarks/distillation.md and .csv.
-int8: ``edgeopt.export.convert`` (full integer), accuracy and size with ``edgeopt.bench``.
-The findings (distillation_findings.md, also appended to distillation.md) are ``findings_markdown`` of the rows,
-every number formatted from them; ``--findings-only`` re-renders both from the committed distillation.csv.
-TensorFlow is imported only by the functions that train and measure.
+Teacher: the well-trained baseline (MobileNetV2 alpha 0.35 at 28x28x3, >= 93%, recipes/fmnist_mobilenet_v2.toml;
+benchmarks/_common.py loads it and its data), frozen. Student: MobileNetV1 alpha 0.25 at 28x28x3 trained as
+recipes/quickstart.toml (4 epochs of all 57,000 training images, Adam 0.005 with a 3% warm-up and a cosine decay,
+weight decay 0.005, label smoothing 0.1): alone, distilled from the teacher, and two students by deep mutual
+learning, each with ``--seeds`` seeds (seed = initial weights and data order). The distillation setting (T, alpha)
+is chosen on the validation split from the seed-0 students of ``SWEEP``; the test split is read once per reported
+model (Keras and its int8 .tflite). The full run refuses a teacher whose validation top-1 is under
+``MIN_TEACHER_VAL``: the teacher must be the stronger model.
 
-    PYTHONPATH=. python benchmarks/distillation.py
-    PYTHONPATH=. python benchmarks/distillation.py --findings-only
+Each (variant, seed) is cached in runs/bench_cache/distillation/<settings>/runs.json as it finishes (a killed run
+continues); the run writes the raw per-seed results to the committed benchmarks/distillation.json and renders
+distillation.md, distillation.csv (summary) and distillation_findings.md (benchmarks/_distillation_report.py, no
+TensorFlow).
+
+Full run, about 2 h on 2 idle cores (3 settings + 3 x alone + 2 x distilled trainings of 1,784 steps at about
+0.25 s a step, 3 mutual pairs at about 0.5 s, test passes), about twice that while another training shares the
+cores; it prints its own estimate first:
+    nice -n 19 env PYTHONPATH=. python benchmarks/distillation.py
+Smoke run (6 min at nice 19 next to a training; writes /tmp/edgeopt-bench-quick/distillation/ and runs/bench_cache/quick/):
+    nice -n 19 env PYTHONPATH=. python benchmarks/distillation.py --quick
+    PYTHONPATH=. python benchmarks/distillation.py --findings-only   (re-render from the committed data)
 """
 from __future__ import annotations
 
-import csv
-import re
+import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import difference_noise, md_table, mean_std, sampling_interval, verdict, wrap, write_csv, write_file
+from benchmarks._common import (CACHE_ROOT, QUICK_OUT, SeedRuns, baseline_args, baseline_splits, baseline_used, check_baseline, file_digest,
+                                load_baseline, training_arrays, write_file)
+from benchmarks._distillation_report import (DATA, FINDINGS, FINDINGS_CONSTANTS, findings_data,  # noqa: F401  (tests/test_findings.py reads
+                                             findings_markdown, render, report_markdown)  # the renderer here)
 
 OUT = Path(__file__).parent
-CACHE = Path("runs/bench_cache")
-TRAIN, TEST, SIZE, BATCH, LR = 8000, 2000, 32, 128, 2e-3
-EPOCHS, TEACHER_EPOCHS = 3, 5
-TEACHER = ("mobilenet_v2", {"alpha": 1.0})
 STUDENT = ("mobilenet_v1", {"alpha": 0.25})
-SEEDS = (0, 1)
-MAIN_KD = (4.0, 0.1)  # (temperature, alpha) run on every seed
-SWEEP = ((2.0, 0.1), (4.0, 0.5))  # extra settings, seed 0 only
-CALIBRATION = 200  # int8 calibration images
-GOAL = 0.5  # points the distilled student should gain over the student alone
-FINDINGS = "distillation_findings.md"
-# numbers in the findings that are not results: the goal, the run's settings, the architectures' widths, the
-# schedule of the paper the mutual-learning bullet cites, the 95% of the intervals
-FINDINGS_CONSTANTS = frozenset({f"{GOAL:g}", f"{TRAIN:,}", f"{TEST:,}", str(CALIBRATION), f"{TEACHER[1]['alpha']}",
-                                f"{STUDENT[1]['alpha']}", "200", "95"})
+TRAIN = {"epochs": 4, "learning_rate": 0.005, "warmup_fraction": 0.03, "weight_decay": 0.005, "label_smoothing": 0.1}  # quickstart's
+BATCH = 128
+SWEEP = ((4.0, 0.1), (2.0, 0.1), (4.0, 0.5))  # (temperature, alpha): alpha weights the hard-label loss
+MUTUAL_TEMPERATURE = 1.0
+CALIBRATION = 200  # int8 calibration images (the first training images)
+MIN_TEACHER_VAL = 0.92  # the quickstart student alone reaches about 91.3% test: a teacher must be above it
+SECONDS_PER_STEP = {"alone": 0.25, "distilled": 0.27, "mutual": 0.5}  # MobileNetV1 0.25, 28x28, batch 128, 2 idle cores
+SECONDS_PER_RUN = 60  # validation, Keras and int8 test passes, conversion
+QUICK = {"seeds": 1, "epochs": 1, "sweep": SWEEP[:2]}
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+def student_model(seed: int):
+    """A fresh student with ``seed``'s initial weights, ending in logits (the Distiller and the losses take logits)."""
+    import edgeopt  # lazy: rendering the findings needs no TensorFlow
+
+    edgeopt.keras.utils.set_random_seed(seed)
+    return edgeopt.create(STUDENT[0], input_shape=(28, 28, 3), classes=10, classifier_activation=None, **STUDENT[1])
 
 
-def optimizer(steps):
-    from edgeopt import keras  # lazy: rendering the findings needs no TensorFlow
+class Run:
+    """One distillation run: teacher, training arrays (and the teacher's logits for them), settings, the cache."""
 
-    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(LR, steps))
+    def __init__(self, args):
+        from edgeopt.train import TrainConfig  # lazy: as above
 
+        self.args, self.quick = args, args.quick
+        self.seeds = list(range(QUICK["seeds"] if args.quick else args.seeds))
+        self.sweep = QUICK["sweep"] if args.quick else SWEEP
+        self.config = TrainConfig(**{**TRAIN, "epochs": QUICK["epochs"] if args.quick else TRAIN["epochs"]})
+        self.splits = baseline_splits(args.quick, BATCH)
+        self.teacher = load_baseline(args.baseline, args.quick, self.splits)
+        self.x, self.y = training_arrays(self.splits)
+        self.steps = self.config.epochs * int(np.ceil(len(self.x) / BATCH))
+        self._logits = None
+        self.baseline_file = baseline_used(args.baseline)
+        digest = file_digest(self.baseline_file)
+        self.settings = {"baseline": digest, "student": STUDENT, "train": self.config.to_dict(), "batch": BATCH, "calibration": CALIBRATION,
+                         "mutual_temperature": MUTUAL_TEMPERATURE, "train_images": len(self.x), "quick": self.quick}
+        self.cache = SeedRuns(CACHE_ROOT / ("quick/distillation" if self.quick else "distillation"), self.settings)
 
-def create(spec, seed):
-    import edgeopt
-    from edgeopt import keras  # lazy: as above
+    def seconds(self, variant: str) -> float:
+        kind = "distilled" if variant.startswith(("distilled", "sweep")) else variant
+        return SECONDS_PER_RUN + self.steps * SECONDS_PER_STEP.get(kind, 0)
 
-    keras.utils.set_random_seed(seed)
-    return edgeopt.create(spec[0], input_shape=(SIZE, SIZE, 3), classes=10, **spec[1])
+    def teacher_logits(self) -> np.ndarray:
+        """The frozen teacher's logits for every training image, computed once (exact: inference mode, no augmentation)."""
+        if self._logits is None:
+            from edgeopt.compress.distill import Distiller  # lazy: as above
 
+            harness = Distiller(student_model(0), self.teacher)
+            self._logits = np.concatenate([harness.teacher_logits(self.x[i:i + 512]).numpy() for i in range(0, len(self.x), 512)])
+        return self._logits
 
-def batches(x, y, seed, extra=None):
-    from edgeopt import tf  # lazy: as above
+    def batches(self, seed: int, with_logits: bool = False):
+        """The training images in ``seed``'s order, batched; with the teacher's logits as a second target."""
+        from edgeopt import tf  # lazy: as above
 
-    targets = y if extra is None else {"labels": y, "teacher_logits": extra}
-    return tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(len(x), seed=seed).batch(BATCH).prefetch(2)
+        targets = {"labels": self.y, "teacher_logits": self.teacher_logits()} if with_logits else self.y
+        return tf.data.Dataset.from_tensor_slices((self.x, targets)).shuffle(len(self.x), seed=seed).batch(BATCH).prefetch(2)
 
+    def optimizer(self):
+        from edgeopt.train import make_optimizer  # lazy: as above
 
-def keras_top1(model, x, y):
-    return float((model.predict(x, batch_size=512, verbose=0).argmax(-1) == y).mean())
+        return make_optimizer(self.config, self.steps)
 
+    def test(self, model, **extra) -> dict:
+        """Validation top-1, then the model and its int8 .tflite read once on the test split."""
+        from edgeopt import evaluate  # lazy: as above
+        from edgeopt.bench import evaluate_tflite, size_of
+        from edgeopt.export import convert
 
-def int8_top1(model, x_cal, x, y):
-    """Top-1 of the full-int8 .tflite of ``model`` (calibrated on ``x_cal``) on (``x``, ``y``), and its size in bytes."""
-    from edgeopt.bench import evaluate_tflite, size_of  # lazy: as above
-    from edgeopt.export import convert
+        data = convert(model, "int8", self.x[:CALIBRATION])
+        return {"val_top1": evaluate(model, self.splits.val)["top1"], "keras_top1": evaluate(model, self.splits.test)["top1"],
+                "int8_top1": evaluate_tflite(data, self.splits.test).top1, "int8_bytes": size_of(data).size_bytes, **extra}
 
-    data = convert(model, "int8", x_cal)
-    return evaluate_tflite(data, [(x, y)]).top1, size_of(data).size_bytes
+    def _fit(self, harness, data, desc: str) -> float:
+        from edgeopt.progress import TrainingProgress  # lazy: as above
 
-
-def main(seeds=SEEDS, sweep=SWEEP, tag=""):
-    import edgeopt  # lazy: as above
-    from benchmarks._common import machine_line
-    from edgeopt import keras
-    from edgeopt.compress.distill import Distiller
-    from edgeopt.compress.mutual import MutualLearner
-    from edgeopt.train import loss_for
-
-    machine = machine_line()
-    t_start = time.perf_counter()
-    splits = edgeopt.load_dataset("fashion_mnist", image_size=SIZE, channels=3, batch_size=BATCH, seed=0, limit_train=TRAIN, limit_test=TEST)
-    x_tr, y_tr = splits.arrays("train")
-    x_te, y_te = splits.arrays("test")
-    x_cal = x_tr[:CALIBRATION]
-    steps = EPOCHS * int(np.ceil(len(x_tr) / BATCH))
-
-    CACHE.mkdir(parents=True, exist_ok=True)
-    t_path = CACHE / f"teacher_{TEACHER[0]}_{TEACHER[1]['alpha']}_{TRAIN}_{TEACHER_EPOCHS}.keras"
-    if t_path.exists():
-        teacher = keras.models.load_model(t_path)
-        log(f"teacher loaded from {t_path}")
-    else:
-        teacher = create(TEACHER, 123)
-        teacher.compile(optimizer(TEACHER_EPOCHS * int(np.ceil(len(x_tr) / BATCH))), loss_for(teacher), metrics=["accuracy"])
-        teacher.fit(batches(x_tr, y_tr, 123), epochs=TEACHER_EPOCHS, verbose=2)
-        teacher.save(t_path)
-    teacher_top1 = keras_top1(teacher, x_te, y_te)
-    log(f"teacher top1 {teacher_top1:.4f}")
-    d = Distiller(create(STUDENT, 0), teacher)
-    t_logits = np.concatenate([d.teacher_logits(x_tr[i : i + 512]).numpy() for i in range(0, len(x_tr), 512)])
-
-    rows = []
-
-    def record(variant, seed, temperature, alpha, model, seconds, note=""):
-        top1 = keras_top1(model, x_te, y_te)
-        i8, size = int8_top1(model, x_cal, x_te, y_te)
-        rows.append(dict(variant=variant, seed=seed, temperature=temperature, alpha=alpha, keras_top1=round(top1, 4), int8_top1=round(i8, 4), int8_bytes=size, train_s=round(seconds, 1), note=note))
-        log(f"{variant} seed={seed} T={temperature} alpha={alpha}: keras {top1:.4f} int8 {i8:.4f} ({seconds:.0f} s) {note}")
-        write(rows, teacher_top1, machine, tag)
-
-    def run_kd(seed, temperature, alpha):
-        student = create(STUDENT, seed)
-        dist = Distiller(student, teacher)
-        dist.compile(optimizer(steps), metrics=["accuracy"], alpha=alpha, temperature=temperature)
         t0 = time.perf_counter()
-        dist.fit(batches(x_tr, y_tr, seed, t_logits), epochs=EPOCHS, verbose=2)
-        record("distilled", seed, temperature, alpha, student, time.perf_counter() - t0)
+        harness.fit(data, epochs=self.config.epochs, verbose=0, callbacks=[TrainingProgress(desc)])
+        return time.perf_counter() - t0
 
-    for seed in seeds:
-        student = create(STUDENT, seed)
-        student.compile(optimizer(steps), loss_for(student), metrics=["accuracy"])
-        t0 = time.perf_counter()
-        student.fit(batches(x_tr, y_tr, seed), epochs=EPOCHS, verbose=2)
-        record("alone", seed, "", "", student, time.perf_counter() - t0)
-        run_kd(seed, *MAIN_KD)
-        pair = [create(STUDENT, seed), create(STUDENT, seed + 100)]
+    def alone(self, seed: int) -> dict:
+        from edgeopt.train import loss_for  # lazy: as above
+
+        student = student_model(seed)
+        student.compile(self.optimizer(), loss_for(student, self.config.label_smoothing), metrics=["accuracy"])
+        seconds = self._fit(student, self.batches(seed), f"alone, seed {seed}")
+        return self.test(student, train_s=seconds)
+
+    def distill(self, seed: int, temperature: float, alpha: float):
+        """A student distilled from the teacher with ``seed``; returns it and its training seconds."""
+        from edgeopt.compress.distill import Distiller  # lazy: as above
+        from edgeopt.train import loss_for
+
+        student = student_model(seed)
+        harness = Distiller(student, self.teacher)
+        harness.compile(self.optimizer(), metrics=["accuracy"], student_loss_fn=loss_for(student, self.config.label_smoothing), alpha=alpha,
+                        temperature=temperature)
+        return student, self._fit(harness, self.batches(seed, with_logits=True), f"distilled T={temperature:g} a={alpha:g}, seed {seed}")
+
+    def setting(self, variant: str, seed: int) -> dict:
+        """One sweep point on the seed-0 student: validation top-1 only (the test split is not read); weights kept."""
+        from edgeopt import evaluate  # lazy: as above
+
+        t, a = _setting(variant)
+        student, seconds = self.distill(seed, t, a)
+        student.save_weights(str(self.cache.file(variant, seed, ".weights.h5")))
+        return {"temperature": t, "alpha": a, "val_top1": evaluate(student, self.splits.val)["top1"], "train_s": seconds}
+
+    def distilled(self, seed: int, chosen: dict) -> dict:
+        """The chosen setting with ``seed``; seed 0 reuses its sweep student."""
+        t, a = chosen["temperature"], chosen["alpha"]
+        name = _sweep_name(t, a)
+        if seed == 0 and self.cache.get(name, 0):
+            student = student_model(0)
+            student.load_weights(str(self.cache.file(name, 0, ".weights.h5")))
+            return self.test(student, temperature=t, alpha=a, train_s=self.cache.get(name, 0)["train_s"], from_sweep=True)
+        student, seconds = self.distill(seed, t, a)
+        return self.test(student, temperature=t, alpha=a, train_s=seconds)
+
+    def mutual(self, seed: int) -> dict:
+        from edgeopt.compress.mutual import MutualLearner  # lazy: as above
+
+        pair = [student_model(seed), student_model(seed + 100)]
         learner = MutualLearner(pair)
-        learner.compile(optimizer(steps), temperature=1.0)
-        t0 = time.perf_counter()
-        learner.fit(batches(x_tr, y_tr, seed), epochs=EPOCHS, verbose=2)
-        seconds = time.perf_counter() - t0
-        record("mutual", seed, 1.0, "", pair[0], seconds, "student 0 of 2 (seeds %d, %d)" % (seed, seed + 100))
-        record("mutual", seed, 1.0, "", pair[1], seconds, "student 1 of 2")
-    for temperature, alpha in sweep:
-        run_kd(seeds[0], temperature, alpha)
-    log(f"done in {time.perf_counter() - t_start:.0f} s")
+        learner.compile(self.optimizer(), temperature=MUTUAL_TEMPERATURE)
+        seconds = self._fit(learner, self.batches(seed), f"mutual, seed {seed}")
+        return {"students": [self.test(s, student=k, temperature=MUTUAL_TEMPERATURE, train_s=seconds) for k, s in enumerate(pair)]}
+
+    def teacher_check(self, *_) -> dict:
+        from edgeopt import evaluate  # lazy: as above
+
+        return {"val_top1": evaluate(self.teacher, self.splits.val)["top1"], "keras_top1": evaluate(self.teacher, self.splits.test)["top1"]}
+
+    def measure_all(self) -> dict:
+        """Teacher, sweep (seed 0, validation), then alone / distilled / mutual on every seed: what distillation.json holds."""
+        sweep_jobs = [(_sweep_name(t, a), 0) for t, a in self.sweep]
+        jobs = [(v, s) for s in self.seeds for v in ("alone", "distilled", "mutual")]
+        left = [self.seconds(v) for v, s in sweep_jobs + jobs if self.cache.get(v, s) is None and not (v == "distilled" and s == 0)]
+        print(f"distillation: {len(left)} trainings to do, about {sum(left) / 3600:.1f} h on 2 idle cores", flush=True)
+        teacher = self.cache.run([("teacher", None)], self.teacher_check, lambda _: SECONDS_PER_RUN, "distillation: teacher")[0]
+        if teacher["val_top1"] < MIN_TEACHER_VAL and not self.quick:
+            raise SystemExit(f"teacher {self.args.baseline}: validation top-1 {teacher['val_top1']:.4f} is under {MIN_TEACHER_VAL}; the "
+                             "teacher must be stronger than the student (the quickstart MobileNetV1 0.25 reaches about 0.913): use the "
+                             "well-trained baseline")
+        sweep = self.cache.run(sweep_jobs, self.setting, self.seconds, "distillation: (T, alpha) on validation")
+        best = max(sweep, key=lambda r: r["val_top1"])
+        chosen = {"temperature": best["temperature"], "alpha": best["alpha"]}
+        work = {"alone": self.alone, "distilled": lambda s: self.distilled(s, chosen), "mutual": self.mutual}
+        results = self.cache.run(jobs, lambda v, s: work[v](s), self.seconds, "distillation: variants x seeds")
+        runs = []
+        for r in results:
+            for part in r.get("students", [r]):
+                runs.append({"variant": r["variant"], "seed": r["seed"], **{k: v for k, v in part.items() if k != "students"}})
+        return {"format": 2, "cmd": "benchmarks/distillation.py " + " ".join(sys.argv[1:]), "test_images": self.splits.sizes["test"],
+                "seeds": self.seeds, "student": f"{STUDENT[0].replace('mobilenet_v', 'MobileNetV')} {STUDENT[1]['alpha']}",
+                "settings": {**{k: v for k, v in self.config.to_dict().items() if k in TRAIN}, "batch": BATCH, "calibration": CALIBRATION,
+                             "mutual_temperature": MUTUAL_TEMPERATURE, "train_images": len(self.x), "val_images": self.splits.sizes["val"]},
+                "teacher": {"file": str(self.baseline_file), **{k: teacher[k] for k in ("val_top1", "keras_top1")}},
+                "sweep": [{k: r[k] for k in ("temperature", "alpha", "val_top1", "train_s")} for r in sweep], "chosen": chosen, "runs": runs}
 
 
-def write(rows, teacher_top1, machine, tag=""):
-    rows = [{**r, "teacher_top1": round(teacher_top1, 4)} for r in rows]
-    write_csv(OUT / f"distillation{tag}.csv", rows)
-    if not tag:
-        write_markdown(rows, teacher_top1, machine)
+def _sweep_name(temperature: float, alpha: float) -> str:
+    return f"sweep T={temperature:g} a={alpha:g}"
 
 
-def merge():
-    """Rebuild distillation.md/.csv from the per-process CSVs (a run split over processes, e.g. --seeds 1 --tag _seed1)."""
-    rows = []
-    for path in sorted(OUT.glob("distillation*.csv")):
-        with open(path) as f:
-            for r in csv.DictReader(f):
-                r = {k: (_num(v) if k not in ("variant", "note") else v) for k, v in r.items()}
-                rows.append(r)
-    rows = list({(r["variant"], r["seed"], r["temperature"], r["alpha"], r["note"]): r for r in rows}.values())
-    rows.sort(key=lambda r: (r["seed"], ["alone", "distilled", "mutual"].index(r["variant"])))
-    teacher_top1 = max(float(r.get("teacher_top1") or 0) for r in rows)
-    write(rows, teacher_top1, _machine(OUT))
+def _setting(name: str) -> tuple[float, float]:
+    t, a = name.removeprefix("sweep ").split()
+    return float(t.removeprefix("T=")), float(a.removeprefix("a="))
 
 
-def _num(v):
-    if v == "":
-        return ""
-    try:
-        return int(v)
-    except ValueError:
-        return float(v)
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    baseline_args(ap)
+    ap.add_argument("--findings-only", action="store_true", help="re-render distillation.md and the findings from the committed data")
+    args = ap.parse_args(argv)
+    if args.findings_only:
+        render(OUT)
+        return
+    check_baseline(args.baseline, args.quick)
+    from benchmarks._common import machine_line
 
-
-def _stats(rows, key) -> str:
-    if not rows:
-        return "-"
-    mean, std = mean_std([r[key] for r in rows])
-    return f"{100 * mean:.2f} ± {100 * std:.2f} (n={len(rows)})"
-
-
-def _select(rows, variant, setting=None, first_mutual_only=False):
-    """The rows of ``variant`` (with ``setting`` = (temperature, alpha) when given; mutual: optionally student 0 only)."""
-    return [r for r in rows if r["variant"] == variant and (setting is None or (r["temperature"], r["alpha"]) == setting)
-            and not (first_mutual_only and "student 1" in r["note"])]
-
-
-def _settings(rows) -> tuple[tuple, list[tuple]]:
-    """The distillation settings (temperature, alpha): the one run on every seed, and the others (the sweep), in run order."""
-    seeds = {r["seed"] for r in rows}
-    settings = list(dict.fromkeys((r["temperature"], r["alpha"]) for r in rows if r["variant"] == "distilled"))
-    main = next((s for s in settings if {r["seed"] for r in _select(rows, "distilled", s)} == seeds), None)
-    return main, [s for s in settings if s != main]
-
-
-def _machine(folder: Path) -> str:
-    """The machine line of the committed distillation.md (the run that measured the committed rows)."""
-    return re.search(r"Machine: (.*?), shared with other jobs", (folder / "distillation.md").read_text())[1]
-
-
-def findings_data(folder: Path) -> dict:
-    """The committed rows (distillation.csv, numbers typed) and the machine that measured them."""
-    with open(folder / "distillation.csv") as f:
-        rows = [{k: (_num(v) if k not in ("variant", "note") else v) for k, v in r.items()} for r in csv.DictReader(f)]
-    return {"rows": rows, "machine": _machine(folder)}
-
-
-def findings_markdown(data: dict) -> str:
-    """distillation_findings.md from the rows: distillation and mutual learning against the student alone (gain and
-    its noise over seeds and test sampling), the (T, alpha) sweep, int8 against Keras, the scale of the runs."""
-    rows = data["rows"]
-    main, sweep = _settings(rows)
-    alone, kd = _select(rows, "alone"), _select(rows, "distilled", main)
-    mutual = _select(rows, "mutual")
-    if not (main and alone and mutual and {r["seed"] for r in alone} == {r["seed"] for r in rows}):
-        return "## Findings\n\n* Not rendered: the run has not finished every variant on every seed yet.\n"
-    pct = lambda v: f"{100 * v:.2f}"
-    mean = lambda rs, k: mean_std([r[k] for r in rs])[0]
-
-    def ms(rs, k):
-        m, sd = mean_std([r[k] for r in rs])
-        return f"{100 * m:.2f} ± {100 * sd:.2f}"
-
-    gain = mean(kd, "keras_top1") - mean(alone, "keras_top1")
-    noise = difference_noise([r["keras_top1"] for r in kd], [r["keras_top1"] for r in alone], TEST)
-    per_seed = [r["keras_top1"] - next(a for a in alone if a["seed"] == r["seed"])["keras_top1"] for r in kd]
-    gain_int8 = mean(kd, "int8_top1") - mean(alone, "int8_top1")
-    goal = verdict(gain - GOAL / 100, noise)
-    goal_text = {"met": "met beyond that noise", "missed": "missed beyond that noise",
-                 "within noise": f"the mean gain is {'above' if gain >= GOAL / 100 else 'below'} it, but within that noise"}[goal]
-    seeds = len({r["seed"] for r in rows})
-    t, a = main
-    head = {"met": f"Distillation beats the student alone by {100 * gain:+.2f} points",
-            "missed": f"Distillation loses {100 * -gain:.2f} points against the student alone",
-            "within noise": f"Distillation is {100 * abs(gain):.2f} points {'above' if gain >= 0 else 'below'} the student alone, "
-                            "within noise"}[verdict(gain, noise)]
-    out = wrap(f"**{head}** (Keras "
-               f"{ms(kd, 'keras_top1')} vs {ms(alone, 'keras_top1')}, mean ± sample std over {seeds} seeds; int8 {pct(mean(kd, 'int8_top1'))} vs "
-               f"{pct(mean(alone, 'int8_top1'))}, {100 * gain_int8:+.2f} points) with T = {t:g}, alpha = {a:g} (alpha weights the hard-label "
-               f"cross-entropy); per seed {' and '.join(f'{100 * g:+.2f}' for g in per_seed)} points Keras. With {seeds} seeds and {TEST:,} test "
-               f"images the noise on that difference is ±{100 * noise:.2f} points (the seeds' 95% interval and the test-sampling interval "
-               f"in quadrature, as transfer.md computes it). The goal was at least +{GOAL:g} point: {goal_text}"
-               + (f"; {'each seed is' if all(g >= GOAL / 100 for g in per_seed) else 'not every seed is'} above it." if goal == "within noise" else "."),
-               "* ")
-    seed0 = rows[0]["seed"]
-    alone0 = next(r for r in alone if r["seed"] == seed0)
-    tried = [(s, next(r for r in _select(rows, "distilled", s) if r["seed"] == seed0)) for s in (main, *sweep)]
-    spread = max(r["keras_top1"] for _, r in tried) - min(r["keras_top1"] for _, r in tried)
-    interval = sampling_interval(alone0["keras_top1"], TEST)
-    above = all(r["keras_top1"] > alone0["keras_top1"] and r["int8_top1"] > alone0["int8_top1"] for _, r in tried)
-    out += wrap(f"Temperatures and alphas tried (seed {seed0} only, Keras / int8): "
-                + "; ".join(f"T={s[0]:g} a={s[1]:g} {pct(r['keras_top1'])} / {pct(r['int8_top1'])}" for s, r in tried)
-                + f"; {'all above' if above else 'not all above'} that seed's student alone ({pct(alone0['keras_top1'])} / {pct(alone0['int8_top1'])}). "
-                f"The settings differ by {100 * spread:.2f} point at most (Keras), "
-                + (f"inside one accuracy's ±{100 * interval:.2f}-point test-sampling interval: with one seed that is noise."
-                   if spread <= interval else "more than one accuracy's test-sampling interval, though with one seed."), "* ")
-    m_gain = mean(mutual, "keras_top1") - mean(alone, "keras_top1")
-    m_noise = difference_noise([r["keras_top1"] for r in mutual], [r["keras_top1"] for r in alone], TEST)
-    m_verdict = verdict(m_gain, m_noise)
-    head = {"met": "Deep mutual learning helped here", "missed": "Deep mutual learning hurt here",
-            "within noise": "Deep mutual learning did not help here"}[m_verdict]
-    out += wrap(f"**{head}**: two {STUDENT[0].replace('mobilenet_v', 'MobileNetV')} {STUDENT[1]['alpha']} students trained together "
-                f"(T = {mutual[0]['temperature']:g}, KL weight 1) reached {ms(mutual, 'keras_top1')} ({len(mutual)} students over {seeds} seeds) "
-                f"against {ms(alone, 'keras_top1')} alone, a {100 * m_gain:+.2f} point difference against ±{100 * m_noise:.2f} points of "
-                f"noise ({m_verdict}). Zhang et al. report gains with longer schedules (200 epochs on CIFAR); with {EPOCHS} epochs on "
-                f"{TRAIN:,} images, matching a peer that is as untrained as oneself mostly acts as label smoothing toward a weak target. "
-                "A stronger peer (a larger second model) or more epochs would be the next things to try.", "* ")
-    gaps = [abs(r["int8_top1"] - r["keras_top1"]) for r in rows]
-    worst = rows[int(np.argmax(gaps))]
-    w_interval = sampling_interval(worst["keras_top1"], TEST)
-    out += wrap(f"int8 follows Keras within {100 * max(gaps):.2f} point for every run (full-integer PTQ, {CALIBRATION} calibration images; "
-                f"median gap {100 * float(np.median(gaps)):.2f}); the largest ({worst['variant']}, seed {worst['seed']}: "
-                f"{pct(worst['keras_top1'])} Keras, {pct(worst['int8_top1'])} int8) is "
-                f"{'inside' if max(gaps) <= w_interval else 'outside'} one accuracy's ±{100 * w_interval:.2f}-point test-sampling interval.", "* ")
-    trainings = [r for r in rows if "student 1" not in r["note"]]  # a mutual pair trains once
-    out += wrap(f"Scale: {TRAIN:,} training images, {EPOCHS} epochs, {TEST:,} test images: the {len(trainings)} student trainings took "
-                f"{sum(r['train_s'] for r in trainings) / 60:.0f} minutes in all (train_s) on {data['machine']}, shared with other jobs. The "
-                f"absolute accuracies are therefore well below what full training reaches; the teacher, {TEACHER[0].replace('mobilenet_v', 'MobileNetV')} "
-                f"{TEACHER[1]['alpha']} trained {TEACHER_EPOCHS} epochs on the same subset, reaches {pct(rows[0]['teacher_top1'])}%.", "* ")
-    return "\n".join(["## Findings", "", *out]) + "\n"
-
-
-def write_markdown(rows, teacher_top1, machine):
-    """Write distillation.md and distillation_findings.md (see :func:`markdown`)."""
-    md, findings = markdown(rows, teacher_top1, machine)
-    write_file(OUT / FINDINGS, findings)
-    write_file(OUT / "distillation.md", md)
-
-
-def markdown(rows, teacher_top1, machine) -> tuple[str, str]:
-    """distillation.md (setup, summary over seeds, every run, findings) and distillation_findings.md from ``rows``."""
-    main, sweep = _settings(rows)
-    lines = [
-        "# Knowledge distillation and deep mutual learning on Fashion-MNIST",
-        "",
-        "Command: `PYTHONPATH=. python benchmarks/distillation.py` (one process, all seeds and settings; train_s is per-run wall time). "
-        f"Machine: {machine}, shared with other jobs (load average 2-6 during the run, so train_s is only indicative).",
-        "",
-        f"Data: Fashion-MNIST, first {TRAIN} training images (after the seed-0 validation split), {TEST} test images, "
-        f"resized to {SIZE}x{SIZE}x3, pixels to [-1, 1], no augmentation. Every student variant: {EPOCHS} epochs, batch {BATCH}, "
-        f"Adam {LR} with cosine decay. Teacher: {TEACHER[0]} {TEACHER[1]} trained {TEACHER_EPOCHS} epochs on the same subset "
-        f"(test top-1 {100 * teacher_top1:.2f} %). Student: {STUDENT[0]} {STUDENT[1]}. The Distiller uses the teacher's "
-        "logits precomputed once per training image (exact: the frozen teacher runs in inference mode, no augmentation). "
-        "Mutual learning: two students of the same architecture (different initialisations) trained together, T = 1, weight 1. "
-        f"int8: full-integer .tflite (int8 input/output, {CALIBRATION} calibration images) run on the LiteRT interpreter over the same test images.",
-        "",
-        "## Summary (top-1 %, mean ± sample std over seeds)",
-        "",
-    ]
-    summary = [["student alone", "-", "-", _stats(_select(rows, "alone"), "keras_top1"), _stats(_select(rows, "alone"), "int8_top1")]]
-    summary += [["distilled", t, a, _stats(_select(rows, "distilled", (t, a)), "keras_top1"), _stats(_select(rows, "distilled", (t, a)), "int8_top1")]
-                for t, a in ([main] if main else []) + sweep]
-    first, both = _select(rows, "mutual", first_mutual_only=True), _select(rows, "mutual")
-    summary += [["mutual, student 0", 1, "-", _stats(first, "keras_top1"), _stats(first, "int8_top1")],
-                ["mutual, both students", 1, "-", _stats(both, "keras_top1"), _stats(both, "int8_top1")]]
-    lines += md_table(["variant", "T", "alpha", "Keras top-1", "int8 top-1"], summary)
-    lines += ["", "## All runs", "", *md_table(list(rows[0]), (r.values() for r in rows))]
-    findings = findings_markdown({"rows": rows, "machine": machine})
-    return "\n".join(lines) + "\n\n" + findings, findings
-
-
-def findings_only() -> None:
-    """distillation.md and distillation_findings.md again from the committed distillation.csv; measures nothing."""
-    data = findings_data(OUT)
-    write_markdown(data["rows"], _teacher_top1(data["rows"]), data["machine"])
-
-
-def _teacher_top1(rows) -> float:
-    return max(float(r["teacher_top1"] or 0) for r in rows)
+    out = QUICK_OUT / "distillation" if args.quick else OUT
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    data = Run(args).measure_all()
+    data = {**data, "machine": f"{machine_line()} (shared with other jobs)", "wall_s": time.perf_counter() - t0}
+    write_file(out / DATA, json.dumps(data, indent=1) + "\n")
+    render(out)
+    print(f"wrote {out}/{DATA}, distillation.md, distillation.csv, {FINDINGS}", flush=True)
 
 
 if __name__ == "__main__":
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))
-    ap.add_argument("--no-sweep", action="store_true", help="skip the extra (T, alpha) settings")
-    ap.add_argument("--tag", default="", help="write distillation{TAG}.csv only (for a run split over processes)")
-    ap.add_argument("--merge", action="store_true", help="merge distillation*.csv into distillation.md/.csv")
-    ap.add_argument("--findings-only", action="store_true", help="re-render distillation.md and the findings from distillation.csv")
-    args = ap.parse_args()
-    sys.exit(findings_only() if args.findings_only else merge() if args.merge else main(tuple(args.seeds), () if args.no_sweep else SWEEP, args.tag))
+    main()

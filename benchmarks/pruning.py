@@ -1,15 +1,24 @@
-"""Pruning benchmark on Fashion-MNIST: MobileNetV2 alpha 0.35 at 32x32x3 (zoo small-input variant, stride-1 stem),
-trained from scratch (dense baseline cached in runs/bench_cache/pruning/), each pruned variant fine-tuned from the
-dense weights; accuracy, gzipped size and latency of the int8 .tflite measured in this one run (latency
-interleaved across variants, medians). Plus a lottery-ticket study on an MLP 784-300-100-10.
+"""Pruning benchmark on Fashion-MNIST, from the well-trained baseline (MobileNetV2 alpha 0.35 at 28x28x3, >= 93%,
+recipes/fmnist_mobilenet_v2.toml; benchmarks/_common.py loads it and its data). Every verdict row (the fine-tuned
+control, layer-wise 50% / 75%, global 75%, 2:4, structured 50% filters) starts from the baseline's weights and is
+fine-tuned with ``--seeds`` seeds (seed = data order and TF-MOT randomness, int8 calibration images); the weights
+kept are those of the validation check with the best top-1 after the sparsity schedule has ended (early stopping
+on the validation split); then each model's Keras and int8 .tflite files are read on the 10,000 test images once.
+Latency: the first seed's int8 files, interleaved, medians. Plus a lottery-ticket study on an MLP 784-300-100-10.
 
-Results: each part caches its raw results in runs/bench_cache/pruning/; the report part folds them into the committed
-benchmarks/pruning.json (MobileNetV2 rows, float32 sparse files, longer fine-tune) and pruning_lottery.json (every
-round of both lottery runs) and renders pruning.md, the CSVs, plots and pruning_findings.md from those files
+Results: each (variant, seed) is cached in runs/bench_cache/pruning/<settings>/runs.json as it finishes (a killed
+run continues); the run writes the raw per-seed results to the committed benchmarks/pruning.json (lottery:
+pruning_lottery.json) and renders pruning.md, pruning.csv, the plots and pruning_findings.md from them
 (benchmarks/_pruning_report.py, no TensorFlow).
 
-Run:  PYTHONPATH=. python benchmarks/pruning.py [--part mobilenet|lottery|report] [--finetune-steps 120]
-      PYTHONPATH=. python benchmarks/pruning.py --part longer [--longer-steps 1200]   (the 50% row, longer fine-tune)
+Full run, about 3 h on 2 idle cores (18 fine-tunes: 15 of 1,200 steps and the 3 structured ones of 2,400, at about
+0.35 s a step, 90 s of measuring each; 7 min of latency; 5 min of lottery), about twice that while another training
+shares the cores; it prints its own estimate first:
+      nice -n 19 env PYTHONPATH=. python benchmarks/pruning.py
+      PYTHONPATH=. python benchmarks/pruning.py --part mobilenet|lottery|report    (one part; report: render only)
+Smoke run (15 min at nice 19 next to a training, most of it TensorFlow tracing and conversion; writes
+/tmp/edgeopt-bench-quick/pruning/ and runs/bench_cache/quick/):
+      nice -n 19 env PYTHONPATH=. python benchmarks/pruning.py --quick
       PYTHONPATH=. python benchmarks/pruning.py --findings-only   (re-render pruning.md and the findings from the committed data)
 Conversion: edgeopt.export.convert; accuracy, latency, size: edgeopt.bench.
 """
@@ -17,152 +26,198 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import machine_line, median_latency_ms, write_file
-from edgeopt import TrainConfig, create, evaluate, fit, keras, load_dataset, profile
-from edgeopt.bench import evaluate_tflite
-from edgeopt.compress.lottery import LotteryConfig, lottery_ticket
-from edgeopt.compress.prune import PruneConfig, prune, pruning_callbacks, sparsity_report, strip_pruning
-from edgeopt.compress.structured import StructuredConfig, plan, prune_filters
-from edgeopt.export import convert
-from edgeopt.io import gzip_size
+from benchmarks._common import (BATCH, CACHE_ROOT, QUICK_OUT, SeedRuns, baseline_args, baseline_splits, baseline_used, calibration_images,
+                                check_baseline, file_digest, finetune, load_baseline, machine_line, median_latency_ms, reseeded, training_arrays,
+                                write_file)
 
 OUT = Path("benchmarks")
-CACHE = Path("runs/bench_cache/pruning")
-ALPHA, SIZE = 0.35, 32
+STEPS, CHECKS, LR = 1200, 6, 5e-4  # fine-tune steps of batch 128, validation checks, Adam peak learning rate (cosine)
+STRUCTURED_STEPS, STRUCTURED_LR = 2, 1e-3  # the filter-pruned row: twice the steps (it loses whole filters), at 1e-3
+CALIBRATION = 500  # int8 calibration images, drawn by seed from the training split
+SECONDS_PER_STEP = 0.35  # a pruned MobileNetV2 0.35 training step at 28x28, batch 128, on 2 idle cores (0.55 CPU-s measured)
+SECONDS_PER_RUN = 90  # besides the steps: validation checks, two conversions, Keras and int8 test passes
+LATENCY_SECONDS = 420  # the interleaved latency passes, int8 and float32
 LATENCY = {"threads": 1, "runs": 30, "min_seconds": 0.2}  # per file and round; 7 interleaved rounds, medians
+QUICK = {"steps": 12, "checks": 2, "seeds": 1, "calibration": 32, "lottery_rounds": 2, "lottery_limit": 3584, "latency_rounds": 1}
+# committed inputs the findings quote (made by other scripts); --quick copies them next to its own results
+FINDINGS_INPUTS = ("pruning_xnnpack_probe.json", "gzip_bounds.json", "structured_latency.json", "pruning_lottery.json", "pruning_lottery.csv")
 
 
 def to_tflite(model, mode, rep_x=None, sparse=False) -> bytes:
+    from edgeopt.export import convert  # lazy: --findings-only loads no TensorFlow
+
     return convert(model, mode, rep_x if mode == "int8" else None, sparse_weights=sparse)
 
 
-def latency_interleaved(datas: dict[str, bytes], rounds: int = 7) -> dict[str, float]:
+def latency_interleaved(datas: dict, rounds: int = 7) -> dict[str, float]:
     """Median over ``rounds`` of each file's median latency (ms, 1 thread, XNNPACK), files interleaved A,B,C,A,B,C..."""
     return median_latency_ms(datas, rounds, progress="latency", **LATENCY)
 
 
-# ---- MobileNetV2 rows ----
-def build():
-    return create("mobilenet_v2", input_shape=(SIZE, SIZE, 3), classes=10, alpha=ALPHA, classifier_activation=None)
+# ---- the MobileNetV2 rows: a table of variants -------------------------------------------------------------
 
 
-def dense_model(splits):
-    CACHE.mkdir(parents=True, exist_ok=True)
-    m = build()
-    path = CACHE / "dense.weights.h5"
-    if path.exists():
-        m.load_weights(str(path))
-    else:
-        fit(m, splits, TrainConfig(epochs=3, learning_rate=3e-3, seed=0))
-        m.save_weights(str(path))
-    return m
+@dataclass(frozen=True)
+class Variant:
+    """One verdict row: its kind, its compression config (None: fine-tune only), fine-tune steps (x ``steps``) and
+    learning rate, and the step after which validation checks may be selected (the schedule's end)."""
+
+    kind: str
+    config: object = None
+    steps_factor: int = 1
+    learning_rate: float = LR
+    select_after_step: int = 0
 
 
-def relative_to_dense(rows: list[dict], lat: dict[str, float]) -> None:
-    """Adds each row's int8 latency (``lat`` by variant) and its latency, gzip size and top-1 drop against the dense
-    row (``rows[0]``, variant "dense")."""
-    dense = rows[0]
-    for r in rows:
-        r["int8_latency_ms"] = lat[r["variant"]]
-        r["latency_vs_dense"] = lat[r["variant"]] / lat["dense"]
-        r["gzip_vs_dense"] = r["int8_gzip_bytes"] / dense["int8_gzip_bytes"]
-        r["top1_drop_points"] = 100 * (dense["int8_top1"] - r["int8_top1"])
+def variants(steps: int) -> dict[str, Variant]:
+    """The rows, by name. Schedules reach their sparsity at half the fine-tune (``end``), so at least the checks in
+    its second half hold the final sparsity, and only those are selected."""
+    from edgeopt.compress.prune import PruneConfig  # lazy: as above
+    from edgeopt.compress.structured import StructuredConfig
 
-
-def finetune_pruned(dense, splits, config: PruneConfig, steps: int):
-    pruned = prune(dense, config, total_steps=steps)
-    fit(pruned, splits, TrainConfig(epochs=1, steps_per_epoch=steps, learning_rate=5e-4, seed=1), callbacks=pruning_callbacks(config))
-    return strip_pruning(pruned)
-
-
-def mobilenet_part(steps: int):
-    splits = load_dataset("fashion_mnist", image_size=SIZE, channels=3, batch_size=128, seed=0)
-    x_rep, _ = splits.arrays("train", limit=300)
-    dense = dense_model(splits)
     freq = max(1, steps // 10)
-    variants = {
-        "dense": (None, "-"),
-        "dense, fine-tuned as the others (control)": ("finetune", "-"),
-        "layer-wise 50%": (PruneConfig(final_sparsity=0.5, frequency=freq, end_step=freq * 7), "unstructured"),
-        "layer-wise 75%": (PruneConfig(final_sparsity=0.75, frequency=freq, end_step=freq * 7), "unstructured"),
-        "global 75%": (PruneConfig(final_sparsity=0.75, scope="global", frequency=freq, end_step=freq * 7), "unstructured"),
-        "2:4": (PruneConfig(m_by_n=(2, 4), schedule="constant"), "2:4 (input channels)"),
-        "structured 50% filters": (StructuredConfig(ratio=0.5, scope="internal"), "filters (L1)"),
+    end = freq * 5
+
+    def layer(sparsity, **kw):
+        return PruneConfig(final_sparsity=sparsity, frequency=freq, end_step=end, **kw)
+
+    return {
+        "dense, fine-tuned as the others (control)": Variant("-", select_after_step=end),
+        "layer-wise 50%": Variant("unstructured", layer(0.5), select_after_step=end),
+        "layer-wise 75%": Variant("unstructured", layer(0.75), select_after_step=end),
+        "global 75%": Variant("unstructured", layer(0.75, scope="global"), select_after_step=end),
+        "2:4": Variant("2:4 (input channels)", PruneConfig(m_by_n=(2, 4), schedule="constant", frequency=freq), select_after_step=freq),
+        "structured 50% filters": Variant("filters (L1)", StructuredConfig(ratio=0.5, scope="internal"), STRUCTURED_STEPS, STRUCTURED_LR),
     }
-    rows, int8 = [], {}
-    base_prof = profile(dense)
-    for name, (cfg, kind) in variants.items():
-        t0 = time.perf_counter()
-        print(f"== {name}", flush=True)
-        if cfg is None:
-            model = dense
-        elif cfg == "finetune":
-            model = keras.models.clone_model(dense)
-            model.set_weights(dense.get_weights())
-            fit(model, splits, TrainConfig(epochs=1, steps_per_epoch=steps, learning_rate=5e-4, seed=1))
-        elif isinstance(cfg, StructuredConfig):
-            model = prune_filters(dense, cfg)
-            fit(model, splits, TrainConfig(epochs=1, steps_per_epoch=steps * 2, learning_rate=1e-3, seed=1))
+
+
+FLOAT_SPARSE = "layer-wise 75%"  # the row whose first seed is also converted to float32, plain and sparse-format
+
+
+def measure(model, splits, x_cal, kind: str) -> tuple[dict, bytes]:
+    """Test top-1 of ``model`` (Keras) and of its int8 .tflite (calibrated on ``x_cal``), sparsity, size and cost:
+    the test split read once per model. Returns the numbers and the int8 file."""
+    from edgeopt import evaluate, profile  # lazy: as above
+    from edgeopt.bench import evaluate_tflite
+    from edgeopt.compress.prune import sparsity_report
+    from edgeopt.io import gzip_size
+
+    data = to_tflite(model, "int8", x_cal)
+    sparse = to_tflite(model, "int8", x_cal, sparse=True) if kind == "unstructured" else data
+    prof = profile(model)
+    return {"keras_top1": evaluate(model, splits.test)["top1"], "int8_top1": evaluate_tflite(data, splits.test).top1,
+            "kernel_sparsity": sparsity_report(model).sparsity, "params": prof.params, "macs": prof.macs, "int8_bytes": len(data),
+            "int8_gzip_bytes": gzip_size(data), "int8_sparse_format_bytes": len(sparse), "int8_sparse_format_gzip_bytes": gzip_size(sparse)}, data
+
+
+class MobileNetRows:
+    """Everything one run of the MobileNetV2 rows shares: baseline, data, settings, the cache."""
+
+    def __init__(self, args):
+        self.args, self.quick = args, args.quick
+        self.steps, self.checks = (QUICK["steps"], QUICK["checks"]) if args.quick else (args.finetune_steps, CHECKS)
+        self.calibration = QUICK["calibration"] if args.quick else CALIBRATION
+        self.seeds = list(range(QUICK["seeds"] if args.quick else args.seeds))
+        self.splits = baseline_splits(args.quick, BATCH)
+        self.baseline = load_baseline(args.baseline, args.quick, self.splits)
+        self.pool = training_arrays(self.splits, 4000)[0]  # int8 calibration images are drawn from it by seed
+        self.table = variants(self.steps)
+        self.baseline_file = baseline_used(args.baseline)
+        digest = file_digest(self.baseline_file)
+        settings = {"baseline": digest, "steps": self.steps, "checks": self.checks, "calibration": self.calibration, "quick": self.quick,
+                    "variants": {k: repr(v) for k, v in self.table.items()}}
+        self.cache = SeedRuns(CACHE_ROOT / ("quick/pruning" if self.quick else "pruning"), settings)
+
+    def seconds(self, variant: str) -> float:
+        v = self.table.get(variant)
+        return SECONDS_PER_RUN + (v.steps_factor * self.steps * SECONDS_PER_STEP if v else 0)
+
+    def dense(self, *_) -> dict:
+        """The baseline as it is: validation, Keras and int8 test top-1 (calibration seed 0), size, cost."""
+        from edgeopt import evaluate  # lazy: as above
+
+        row, data = measure(self.baseline, self.splits, calibration_images(self.pool, 0, self.calibration), "-")
+        write_file(self.cache.file("dense", None, ".tflite"), data)
+        return {"kind": "-", "val_top1": evaluate(self.baseline, self.splits.val)["top1"], **row}
+
+    def run(self, name: str, seed: int) -> dict:
+        """Fine-tune one row with ``seed`` (early stopping on validation), then measure it on the test split."""
+        from edgeopt import keras  # lazy: as above
+        from edgeopt.compress.prune import PruneConfig, prune, pruning_callbacks, strip_pruning
+        from edgeopt.compress.structured import StructuredConfig, prune_filters
+
+        v = self.table[name]
+        splits = reseeded(self.splits, seed)
+        steps, callbacks = v.steps_factor * self.steps, ()
+        if v.config is None:
+            model = keras.models.clone_model(self.baseline)
+            model.set_weights(self.baseline.get_weights())
+        elif isinstance(v.config, StructuredConfig):
+            model = prune_filters(self.baseline, v.config)
         else:
-            model = finetune_pruned(dense, splits, cfg, steps)
-        rep = sparsity_report(model)
-        prof = profile(model)
-        data = to_tflite(model, "int8", x_rep)
-        int8[name] = data
-        sparse_fmt = to_tflite(model, "int8", x_rep, sparse=True) if kind == "unstructured" else data
-        rows.append({
-            "variant": name, "kind": kind, "keras_top1": evaluate(model, splits.test)["top1"],
-            "int8_top1": evaluate_tflite(data, splits.test).top1, "kernel_sparsity": rep.sparsity,
-            "params": prof.params, "macs": prof.macs, "macs_vs_dense": prof.macs / base_prof.macs,
-            "int8_bytes": len(data), "int8_gzip_bytes": gzip_size(data),
-            "int8_sparse_format_bytes": len(sparse_fmt), "int8_sparse_format_gzip_bytes": gzip_size(sparse_fmt),
-            "seconds": time.perf_counter() - t0,
-        })
-        if name == "layer-wise 75%":
-            float_sparse_model = model
-        print(rows[-1], flush=True)
-        write_file(CACHE / "rows.json", json.dumps(rows, indent=1))
-    relative_to_dense(rows, latency_interleaved(int8))
-    for r in rows:
-        r["sparse_format_gzip_vs_dense"] = r["int8_sparse_format_gzip_bytes"] / rows[0]["int8_gzip_bytes"]
-    # sparse float32: the 75% layer-wise model (1x1 convs 75% zero) with and without EXPERIMENTAL_SPARSITY
-    f_dense, f_sparse = to_tflite(dense, "float32"), to_tflite(float_sparse_model, "float32", sparse=True)
-    f_plain = to_tflite(float_sparse_model, "float32")
-    flat = latency_interleaved({"dense float32": f_dense, "75% float32 plain": f_plain, "75% float32 sparse-format": f_sparse})
-    floats = [{"variant": k, "float32_latency_ms": v, "bytes": len(d), "gzip_bytes": gzip_size(d)} for (k, v), d in zip(flat.items(), (f_dense, f_plain, f_sparse))]
-    structured_kept = {k: len(v) for k, v in plan(dense, variants["structured 50% filters"][0]).items()}
-    return rows, floats, structured_kept
+            assert isinstance(v.config, PruneConfig)
+            model, callbacks = prune(self.baseline, v.config, total_steps=steps), pruning_callbacks(v.config)
+        tuned = finetune(model, splits, steps, v.learning_rate, seed, self.checks, v.select_after_step, callbacks)
+        if callbacks:
+            model = strip_pruning(model)
+        row, data = measure(model, self.splits, calibration_images(self.pool, seed, self.calibration), v.kind)
+        write_file(self.cache.file(name, seed, ".tflite"), data)
+        if name == FLOAT_SPARSE and seed == self.seeds[0]:
+            write_file(self.cache.file(name, seed, ".float32.tflite"), to_tflite(model, "float32"))
+            write_file(self.cache.file(name, seed, ".float32-sparse.tflite"), to_tflite(model, "float32", sparse=True))
+        return {"kind": v.kind, **tuned, **row}
+
+    def latency(self, *_) -> dict:
+        """int8 latency of the baseline and of every row's first-seed file, interleaved; float32 sparse inference of
+        the :data:`FLOAT_SPARSE` row against the dense float32 file."""
+        from edgeopt.io import gzip_size  # lazy: as above
+
+        rounds = QUICK["latency_rounds"] if self.quick else 7
+        first = self.seeds[0]
+        files = {"dense": self.cache.file("dense", None, ".tflite"), **{n: self.cache.file(n, first, ".tflite") for n in self.table}}
+        int8 = latency_interleaved(files, rounds)
+        floats = {"dense float32": to_tflite(self.baseline, "float32"),
+                  "75% float32 plain": self.cache.file(FLOAT_SPARSE, first, ".float32.tflite").read_bytes(),
+                  "75% float32 sparse-format": self.cache.file(FLOAT_SPARSE, first, ".float32-sparse.tflite").read_bytes()}
+        flat = latency_interleaved(floats, rounds)
+        return {"int8_ms": int8, "floats": [{"variant": k, "float32_latency_ms": flat[k], "bytes": len(d), "gzip_bytes": gzip_size(d)}
+                                            for k, d in floats.items()]}
+
+    def measure_all(self) -> dict:
+        """Every row on every seed (cached, resumable), then latency; the committed pruning.json's "mobilenet" part."""
+        from edgeopt.compress.structured import plan  # lazy: as above
+
+        jobs = [(n, s) for s in self.seeds for n in self.table]
+        left = [self.seconds(n) for n, s in [("dense", None), *jobs] if self.cache.get(n, s) is None]
+        print(f"pruning, MobileNetV2 rows: {len(left)} runs to do, about {_hours(sum(left) + LATENCY_SECONDS)} h on 2 idle cores "
+              f"({self.steps} fine-tune steps at about {SECONDS_PER_STEP} s, {SECONDS_PER_RUN} s of measuring each; latency)", flush=True)
+        dense = self.cache.run([("dense", None)], self.dense, self.seconds, "pruning: the baseline")[0]
+        runs = self.cache.run(jobs, self.run, self.seconds, "pruning: rows x seeds")
+        lat = self.cache.run([("latency", None)], self.latency, lambda _: LATENCY_SECONDS, "pruning: latency")[0]
+        structured = next(v.config for v in self.table.values() if v.kind == "filters (L1)")
+        return {"format": 2, "cmd": "benchmarks/pruning.py " + " ".join(sys.argv[1:]), "test_images": self.splits.sizes["test"],
+                "seeds": self.seeds, "steps": self.steps, "checks": self.checks, "learning_rate": LR,
+                "structured": {"steps_factor": STRUCTURED_STEPS, "learning_rate": STRUCTURED_LR}, "calibration": self.calibration,
+                "baseline": {"file": str(self.baseline_file), **dense}, "runs": runs, "latency_ms": lat["int8_ms"], "floats": lat["floats"],
+                "structured_kept": {k: len(v) for k, v in plan(self.baseline, structured).items()}}
 
 
-def longer_part(steps: int) -> dict:
-    """The layer-wise 50% row again with a longer fine-tune (``steps``; the schedule still reaches 50% at 70% of it),
-    against the cached dense model, converted and timed in this run."""
-    splits = load_dataset("fashion_mnist", image_size=SIZE, channels=3, batch_size=128, seed=0)
-    x_rep, _ = splits.arrays("train", limit=300)
-    dense = dense_model(splits)
-    freq = max(1, steps // 10)
-    t0 = time.perf_counter()
-    print(f"== layer-wise 50%, {steps} fine-tune steps", flush=True)
-    pruned = finetune_pruned(dense, splits, PruneConfig(final_sparsity=0.5, frequency=freq, end_step=freq * 7), steps)
-    rows = []
-    datas = {}
-    for name, model in (("dense", dense), (f"layer-wise 50%, {steps} steps", pruned)):
-        data = to_tflite(model, "int8", x_rep)
-        datas[name] = data
-        rows.append({"variant": name, "kernel_sparsity": sparsity_report(model).sparsity,
-                     "keras_top1": evaluate(model, splits.test)["top1"], "int8_top1": evaluate_tflite(data, splits.test).top1,
-                     "int8_gzip_bytes": gzip_size(data)})
-        print(rows[-1], flush=True)
-    relative_to_dense(rows, latency_interleaved(datas))
-    return {"rows": rows, "steps": steps, "seconds": time.perf_counter() - t0, "cmd": " ".join(sys.argv)}
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f}"
 
 
-# ---- lottery tickets ----
+# ---- lottery tickets -----------------------------------------------------------------------------------------
+
+
 def mlp():
+    from edgeopt import keras  # lazy: as above
+
     inp = keras.Input((28, 28, 1), name="input")
     x = keras.layers.Flatten(name="flatten")(inp)
     x = keras.layers.Dense(300, activation="relu", name="fc1")(x)
@@ -171,6 +226,9 @@ def mlp():
 
 
 def lottery_part(rounds: int, fraction: float, limit: int):
+    from edgeopt import TrainConfig, load_dataset  # lazy: as above
+    from edgeopt.compress.lottery import LotteryConfig, lottery_ticket
+
     splits = load_dataset("fashion_mnist", image_size=28, channels=1, batch_size=128, seed=0, limit_train=limit)
     train = TrainConfig(epochs=2, learning_rate=1.2e-3, cosine=False, verbose=0)
     out = {}
@@ -181,36 +239,41 @@ def lottery_part(rounds: int, fraction: float, limit: int):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=["mobilenet", "lottery", "longer", "report"], default=None)
-    ap.add_argument("--finetune-steps", type=int, default=600)
-    ap.add_argument("--longer-steps", type=int, default=1200, help="fine-tune steps of --part longer (the 50%% row again)")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    baseline_args(ap)
+    ap.add_argument("--part", choices=["mobilenet", "lottery", "report"], default=None)
+    ap.add_argument("--finetune-steps", type=int, default=STEPS)
     ap.add_argument("--lottery-rounds", type=int, default=8)
     ap.add_argument("--lottery-fraction", type=float, default=0.3)
     ap.add_argument("--lottery-limit", type=int, default=20000)
     ap.add_argument("--findings-only", action="store_true", help="re-render pruning.md, the CSVs and pruning_findings.md from the committed "
                     "pruning.json / pruning_lottery.json; measures nothing")
     a = ap.parse_args()
-    if a.findings_only:
-        from benchmarks._pruning_report import render
+    from benchmarks._pruning_report import render  # no TensorFlow
 
+    if a.findings_only:
         render(OUT)
         return
-    CACHE.mkdir(parents=True, exist_ok=True)
+    out = QUICK_OUT / "pruning" if a.quick else OUT
+    if a.quick:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in FINDINGS_INPUTS:
+            if (OUT / name).exists():
+                shutil.copy(OUT / name, out / name)
     machine = f"{machine_line()} (shared with other TensorFlow jobs while this ran)"
     if a.part in (None, "mobilenet"):
-        rows, floats, kept = mobilenet_part(a.finetune_steps)
-        write_file(CACHE / "mobilenet.json", json.dumps({"machine": machine, "rows": rows, "floats": floats, "structured_kept": kept,
-                                                         "steps": a.finetune_steps, "cmd": " ".join(sys.argv)}, indent=1))
-    if a.part == "longer":
-        write_file(CACHE / "longer50.json", json.dumps({"machine": machine, **longer_part(a.longer_steps)}, indent=1))
+        check_baseline(a.baseline, a.quick)
+        t0 = time.perf_counter()
+        mobilenet = MobileNetRows(a).measure_all()
+        data = {"format": 2, "mobilenet": {"machine": machine, "wall_s": time.perf_counter() - t0, **mobilenet}}  # replaces format 1's parts
+        write_file(out / "pruning.json", json.dumps(data, indent=1) + "\n")
     if a.part in (None, "lottery"):
-        res = lottery_part(a.lottery_rounds, a.lottery_fraction, a.lottery_limit)
-        write_file(CACHE / "lottery.json", json.dumps({"machine": machine, "result": res, "limit": a.lottery_limit, "cmd": " ".join(sys.argv)}, indent=1))
-    if a.part in (None, "report"):
-        from benchmarks._pruning_report import write
-
-        write(CACHE, OUT, machine)
+        rounds, limit = (QUICK["lottery_rounds"], QUICK["lottery_limit"]) if a.quick else (a.lottery_rounds, a.lottery_limit)
+        res = lottery_part(rounds, a.lottery_fraction, limit)
+        write_file(out / "pruning_lottery.json", json.dumps({"machine": machine, "result": res, "limit": limit,
+                                                            "cmd": "benchmarks/pruning.py " + " ".join(sys.argv[1:])}, indent=1) + "\n")
+    render(out, plots=True)
+    print(f"wrote {out}/pruning.md, pruning.csv, {out}/pruning_findings.md", flush=True)
 
 
 if __name__ == "__main__":

@@ -127,8 +127,7 @@ def test_tables_with_findings_are_rendered_from_the_committed_data():
     quantization_md, clustering_md = quantization.combined_markdown(BENCH)
     assert quantization_md == (BENCH / "quantization.md").read_text()
     assert clustering_md == (BENCH / "clustering.md").read_text()
-    rows = distillation.findings_data(BENCH)
-    md, findings = distillation.markdown(rows["rows"], distillation._teacher_top1(rows["rows"]), rows["machine"])
+    md, _ = distillation.report_markdown(distillation.findings_data(BENCH))
     assert md == (BENCH / "distillation.md").read_text()
 
 
