@@ -213,6 +213,18 @@ def _against(drop: float, target: float, noise: float) -> str:
     return text + (f", inside the ±{noise:.2f}-point test-sampling interval" if verdict(margin, noise) == "within noise" else "")
 
 
+def _structured_cost_text(st: dict, sl: dict) -> str:
+    """The structured-pruning row's MACs and int8 latency against dense and its target, and what
+    ``structured_latency.md`` (``sl``) measures at other input sizes: one sentence both findings formats use."""
+    ratios = [r["latency_vs_dense"] for r in sl["rows"]]
+    sizes = [r["size"] for r in sl["rows"]]
+    holds = ("so the gain holds at the sizes phones use" if max(ratios) <= TARGETS["latency_structured"]
+             else f"not under {TARGETS['latency_structured']:g}x at every size")
+    return (f"MACs {st['macs_vs_dense']:.3f}x, int8 latency **{st['latency_vs_dense']:.3f}x** of dense (target {TARGETS['latency_structured']:g}x: "
+            f"**{'met' if st['latency_vs_dense'] <= TARGETS['latency_structured'] else 'missed'}**). `structured_latency.md` (untrained weights, "
+            f"same planner) measures {span(ratios)}x on {sl['machine']} at {min(sizes)}-{max(sizes)} px, {holds}.")
+
+
 def _mobilenet_bullets(data: dict) -> list[str]:
     mob, longer = data["pruning"]["mobilenet"], data["pruning"].get("longer")
     rows = {r["variant"]: r for r in mob["rows"]}
@@ -241,16 +253,9 @@ def _mobilenet_bullets(data: dict) -> list[str]:
     keeps = {"met": "**more**", "missed": "**less**", "within noise": "the same (within noise)"}[verdict(gap, noise)]
     out += wrap(f"Global vs layer-wise at {100 * g75['kernel_sparsity']:.1f}% total kernel sparsity: global keeps {keeps} accuracy, "
                 f"{_pct(g75['int8_top1'])}% vs {_pct(l75['int8_top1'])}% (and {g75['gzip_vs_dense']:.3f}x vs {l75['gzip_vs_dense']:.3f}x gzip).", "* ")
-    sl = data["structured_latency"]
-    ratios = [r["latency_vs_dense"] for r in sl["rows"]]
-    sizes = [r["size"] for r in sl["rows"]]
-    holds = ("so the gain holds at the sizes phones use" if max(ratios) <= TARGETS["latency_structured"]
-             else f"not under {TARGETS['latency_structured']:g}x at every size")
     out += wrap(f"Structured 50% filters: {_pct(st['int8_top1'])}% ({-st['top1_drop_points']:+.2f}, "
-                f"{_against(st['top1_drop_points'], TARGETS['drop_structured'], noise).replace(': met', ': **met**')}), MACs {st['macs_vs_dense']:.3f}x, "
-                f"int8 latency **{st['latency_vs_dense']:.3f}x** of dense (target {TARGETS['latency_structured']:g}x: "
-                f"**{'met' if st['latency_vs_dense'] <= TARGETS['latency_structured'] else 'missed'}**). `structured_latency.md` (untrained weights, "
-                f"same planner) measures {span(ratios)}x on {sl['machine']} at {min(sizes)}-{max(sizes)} px, {holds}.", "* ")
+                f"{_against(st['top1_drop_points'], TARGETS['drop_structured'], noise).replace(': met', ': **met**')}), "
+                + _structured_cost_text(st, data["structured_latency"]), "* ")
     sparse = [r["latency_vs_dense"] for r in mob["rows"] if r["kernel_sparsity"] > 0 and r["macs"] == dense["macs"]]
     same = max(abs(v - control["latency_vs_dense"]) for v in sparse) <= SAME_LATENCY
     out += wrap(f"Unstructured sparsity {'does not change' if same else 'changes'} int8 latency ({span(sparse)}x vs "
@@ -371,15 +376,7 @@ def _seeded_bullets(data: dict) -> list[str]:
     out += wrap(f"Layer-wise 75%: {_row_text(l75)}; gzip {l75['gzip_vs_dense']:.3f}x. 2:4: {_row_text(nm)}; gzip {nm['gzip_vs_dense']:.3f}x.", "* ")
     out += wrap(f"Global vs layer-wise at {100 * g75['kernel_sparsity']:.1f}% total kernel sparsity: global {_row_text(g75)}, at "
                 f"{g75['gzip_vs_dense']:.3f}x vs {l75['gzip_vs_dense']:.3f}x gzip.", "* ")
-    sl = data["structured_latency"]
-    ratios = [r["latency_vs_dense"] for r in sl["rows"]]
-    sizes = [r["size"] for r in sl["rows"]]
-    holds = ("so the gain holds at the sizes phones use" if max(ratios) <= TARGETS["latency_structured"]
-             else f"not under {TARGETS['latency_structured']:g}x at every size")
-    out += wrap(f"Structured 50% filters: {_row_text(st)}; MACs {st['macs_vs_dense']:.3f}x, int8 latency **{st['latency_vs_dense']:.3f}x** "
-                f"of dense (target {TARGETS['latency_structured']:g}x: **{'met' if st['latency_vs_dense'] <= TARGETS['latency_structured'] else 'missed'}**). "
-                f"`structured_latency.md` (untrained weights, same planner) measures {span(ratios)}x on {sl['machine']} at "
-                f"{min(sizes)}-{max(sizes)} px, {holds}.", "* ")
+    out += wrap(f"Structured 50% filters: {_row_text(st)}; " + _structured_cost_text(st, data["structured_latency"]), "* ")
     sparse = [r["latency_vs_dense"] for r in rows.values() if r["kind"] in UNSTRUCTURED]  # zeros in kernels of the dense shape
     same = max(abs(v - control["latency_vs_dense"]) for v in sparse) <= SAME_LATENCY
     out += wrap(f"Unstructured sparsity {'does not change' if same else 'changes'} int8 latency ({span(sparse)}x vs "
