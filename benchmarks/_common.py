@@ -322,6 +322,23 @@ def file_digest(path: os.PathLike, chars: int = 12) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:chars]
 
 
+class BaselineRun:
+    """What one run of a seeded benchmark over the baseline shares: the settings (``quick`` ones with ``--quick``:
+    fine-tune steps, validation checks, calibration images, seeds), the baseline's splits and model, the pool of
+    training images calibration sets are drawn from by seed, and the baseline file with its digest (the cache key)."""
+
+    def __init__(self, args, quick: dict, checks: int, calibration: int, batch_size: int = BATCH):
+        self.args, self.quick = args, args.quick
+        self.steps, self.checks = (quick["steps"], quick["checks"]) if args.quick else (args.finetune_steps, checks)
+        self.calibration = quick["calibration"] if args.quick else calibration
+        self.seeds = list(range(quick["seeds"] if args.quick else args.seeds))
+        self.splits = baseline_splits(args.quick, batch_size)
+        self.model = load_baseline(args.baseline, args.quick, self.splits)
+        self.pool = training_arrays(self.splits, 4000)[0]  # calibration images are drawn from it by seed
+        self.baseline_file = baseline_used(args.baseline)
+        self.digest = file_digest(self.baseline_file)
+
+
 class SeedRuns:
     """Finished (variant, seed) results of one benchmark configuration in ``folder``/runs.json (under runs/),
     rewritten atomically after each, so a killed benchmark continues where it stopped. ``settings`` (steps, rates,

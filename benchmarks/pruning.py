@@ -32,9 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import (BATCH, CACHE_ROOT, QUICK_OUT, SeedRuns, baseline_args, baseline_splits, baseline_used, calibration_images,
-                                check_baseline, file_digest, finetune, load_baseline, machine_line, median_latency_ms, reseeded, training_arrays,
-                                write_file)
+from benchmarks._common import (BATCH, CACHE_ROOT, QUICK_OUT, BaselineRun, SeedRuns, baseline_args, calibration_images,
+                                check_baseline, finetune, machine_line, median_latency_ms, reseeded, write_file)
 
 OUT = Path("benchmarks")
 STEPS, CHECKS, LR = 1200, 6, 5e-4  # fine-tune steps of batch 128, validation checks, Adam peak learning rate (cosine)
@@ -116,21 +115,13 @@ def measure(model, splits, x_cal, kind: str) -> tuple[dict, bytes]:
             "int8_gzip_bytes": gzip_size(data), "int8_sparse_format_bytes": len(sparse), "int8_sparse_format_gzip_bytes": gzip_size(sparse)}, data
 
 
-class MobileNetRows:
+class MobileNetRows(BaselineRun):
     """Everything one run of the MobileNetV2 rows shares: baseline, data, settings, the cache."""
 
     def __init__(self, args):
-        self.args, self.quick = args, args.quick
-        self.steps, self.checks = (QUICK["steps"], QUICK["checks"]) if args.quick else (args.finetune_steps, CHECKS)
-        self.calibration = QUICK["calibration"] if args.quick else CALIBRATION
-        self.seeds = list(range(QUICK["seeds"] if args.quick else args.seeds))
-        self.splits = baseline_splits(args.quick, BATCH)
-        self.baseline = load_baseline(args.baseline, args.quick, self.splits)
-        self.pool = training_arrays(self.splits, 4000)[0]  # int8 calibration images are drawn from it by seed
+        super().__init__(args, QUICK, CHECKS, CALIBRATION, BATCH)
         self.table = variants(self.steps)
-        self.baseline_file = baseline_used(args.baseline)
-        digest = file_digest(self.baseline_file)
-        settings = {"baseline": digest, "steps": self.steps, "checks": self.checks, "calibration": self.calibration, "quick": self.quick,
+        settings = {"baseline": self.digest, "steps": self.steps, "checks": self.checks, "calibration": self.calibration, "quick": self.quick,
                     "variants": {k: repr(v) for k, v in self.table.items()}}
         self.cache = SeedRuns(CACHE_ROOT / ("quick/pruning" if self.quick else "pruning"), settings)
 
@@ -142,9 +133,9 @@ class MobileNetRows:
         """The baseline as it is: validation, Keras and int8 test top-1 (calibration seed 0), size, cost."""
         from edgeopt import evaluate  # lazy: as above
 
-        row, data = measure(self.baseline, self.splits, calibration_images(self.pool, 0, self.calibration), "-")
+        row, data = measure(self.model, self.splits, calibration_images(self.pool, 0, self.calibration), "-")
         write_file(self.cache.file("dense", None, ".tflite"), data)
-        return {"kind": "-", "val_top1": evaluate(self.baseline, self.splits.val)["top1"], **row}
+        return {"kind": "-", "val_top1": evaluate(self.model, self.splits.val)["top1"], **row}
 
     def run(self, name: str, seed: int) -> dict:
         """Fine-tune one row with ``seed`` (early stopping on validation), then measure it on the test split."""
@@ -156,13 +147,13 @@ class MobileNetRows:
         splits = reseeded(self.splits, seed)
         steps, callbacks = v.steps_factor * self.steps, ()
         if v.config is None:
-            model = keras.models.clone_model(self.baseline)
-            model.set_weights(self.baseline.get_weights())
+            model = keras.models.clone_model(self.model)
+            model.set_weights(self.model.get_weights())
         elif isinstance(v.config, StructuredConfig):
-            model = prune_filters(self.baseline, v.config)
+            model = prune_filters(self.model, v.config)
         else:
             assert isinstance(v.config, PruneConfig)
-            model, callbacks = prune(self.baseline, v.config, total_steps=steps), pruning_callbacks(v.config)
+            model, callbacks = prune(self.model, v.config, total_steps=steps), pruning_callbacks(v.config)
         tuned = finetune(model, splits, steps, v.learning_rate, seed, self.checks, v.select_after_step, callbacks)
         if callbacks:
             model = strip_pruning(model)
@@ -182,7 +173,7 @@ class MobileNetRows:
         first = self.seeds[0]
         files = {"dense": self.cache.file("dense", None, ".tflite"), **{n: self.cache.file(n, first, ".tflite") for n in self.table}}
         int8 = latency_interleaved(files, rounds)
-        floats = {"dense float32": to_tflite(self.baseline, "float32"),
+        floats = {"dense float32": to_tflite(self.model, "float32"),
                   "75% float32 plain": self.cache.file(FLOAT_SPARSE, first, ".float32.tflite").read_bytes(),
                   "75% float32 sparse-format": self.cache.file(FLOAT_SPARSE, first, ".float32-sparse.tflite").read_bytes()}
         flat = latency_interleaved(floats, rounds)
@@ -205,7 +196,7 @@ class MobileNetRows:
                 "seeds": self.seeds, "steps": self.steps, "checks": self.checks, "learning_rate": LR,
                 "structured": {"steps_factor": STRUCTURED_STEPS, "learning_rate": STRUCTURED_LR}, "calibration": self.calibration,
                 "baseline": {"file": str(self.baseline_file), **dense}, "runs": runs, "latency_ms": lat["int8_ms"], "floats": lat["floats"],
-                "structured_kept": {k: len(v) for k, v in plan(self.baseline, structured).items()}}
+                "structured_kept": {k: len(v) for k, v in plan(self.model, structured).items()}}
 
 
 def _hours(seconds: float) -> str:

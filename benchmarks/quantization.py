@@ -33,8 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks._common import (CACHE_ROOT, QUICK_OUT, SeedRuns, baseline_args, baseline_splits, baseline_used, calibration_images, check_baseline,
-                                file_digest, finetune, load_baseline, reseeded, training_arrays, write_file)
+from benchmarks._common import (CACHE_ROOT, QUICK_OUT, BaselineRun, SeedRuns, baseline_args, calibration_images, check_baseline,
+                                finetune, reseeded, write_file)
 from benchmarks._quantization_report import (DATA, FINDINGS, FINDINGS_CONSTANTS, FINDINGS_MODEL, combine,  # noqa: F401  (tests/test_findings.py
                                              combined_markdown, findings_data, findings_markdown, summary)  # reads the renderer here)
 
@@ -56,20 +56,12 @@ QUICK = {"steps": 8, "checks": 2, "seeds": 1, "calibration": 32, "latency_rounds
 FINDINGS_INPUTS = ("gzip_bounds.json",)  # committed input of the findings; --quick copies it next to its own results
 
 
-class Run:
+class Run(BaselineRun):
     """One quantization run: the baseline, its data, the settings and the (group, seed) cache."""
 
     def __init__(self, args):
-        self.args, self.quick = args, args.quick
-        self.steps, self.checks = (QUICK["steps"], QUICK["checks"]) if args.quick else (args.finetune_steps, CHECKS)
-        self.calibration = QUICK["calibration"] if args.quick else CALIBRATION
-        self.seeds = list(range(QUICK["seeds"] if args.quick else args.seeds))
-        self.splits = baseline_splits(args.quick)
-        self.model = load_baseline(args.baseline, args.quick, self.splits)
-        self.pool = training_arrays(self.splits, 4000)[0]  # calibration images are drawn from it by seed
-        self.baseline_file = baseline_used(args.baseline)
-        digest = file_digest(self.baseline_file)
-        self.settings = {"baseline": digest, "steps": self.steps, "checks": self.checks, "calibration": self.calibration, "qat_lr": QAT_LR,
+        super().__init__(args, QUICK, CHECKS, CALIBRATION)
+        self.settings = {"baseline": self.digest, "steps": self.steps, "checks": self.checks, "calibration": self.calibration, "qat_lr": QAT_LR,
                          "cluster_lr": CLUSTER_LR, "prune_lr": PRUNE_LR, "quick": self.quick}
         self.cache = SeedRuns(CACHE_ROOT / ("quick/quantization" if self.quick else "quantization"), self.settings)
 
