@@ -17,16 +17,14 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
-import numpy as np
 
 from edgeopt._keras import keras
 from edgeopt.config import Config
-from edgeopt.compress import policy as _policy
+from edgeopt.compress.masks import SCOPES, Masks, MaskCallback, apply_masks, dense_masks, magnitude_scores, prunable_layers, prune_by_score, remaining  # noqa: F401  (re-exported)
 from edgeopt.compress.graph import clone_with_weights, require_functional
 from edgeopt.train import TrainConfig, evaluate, fit
 
 REWINDS = ("init", "step", "none")
-SCOPES = ("layer", "global")
 
 
 @dataclass(frozen=True)
@@ -80,20 +78,6 @@ class LotteryResult:
         return {"config": self.config, "rounds": [asdict(r) for r in self.rounds]}
 
 
-class MaskCallback(keras.callbacks.Callback):
-    """Multiplies masked kernels by their masks after every training batch (and once at the start)."""
-
-    def __init__(self, masks: dict[str, np.ndarray]):
-        super().__init__()
-        self.masks = masks
-
-    def on_train_begin(self, logs=None):
-        apply_masks(self.model, self.masks)
-
-    def on_train_batch_end(self, batch, logs=None):
-        apply_masks(self.model, self.masks)
-
-
 class _SnapshotAt(keras.callbacks.Callback):
     """Keeps a copy of the weights after ``step`` optimizer steps (for late rewinding)."""
 
@@ -106,51 +90,21 @@ class _SnapshotAt(keras.callbacks.Callback):
             self.weights = [w.copy() for w in self.model.get_weights()]
 
 
-def prunable_layers(model: keras.Model) -> list[str]:
-    """Every convolution and dense layer (the first and the classifier included)."""
-    return _policy.select_layers(model, "default", _policy.PolicyOptions(prune_first_conv=True, prune_classifier=True), {})
-
-
-def apply_masks(model: keras.Model, masks: dict[str, np.ndarray]) -> None:
-    for name, mask in masks.items():
-        kernel = model.get_layer(name).kernel
-        kernel.assign(kernel.numpy() * mask)
-
-
-def remaining(masks: dict[str, np.ndarray]) -> float:
-    """Fraction of the masked weights still alive."""
-    return sum(float(m.sum()) for m in masks.values()) / sum(m.size for m in masks.values())
-
-
-def prune_masks(model: keras.Model, masks: dict[str, np.ndarray], fraction: float, scope: str = "layer", last_layer_rate: float = 0.5) -> dict[str, np.ndarray]:
+def prune_masks(model: keras.Model, masks: Masks, fraction: float, scope: str = "layer", last_layer_rate: float = 0.5) -> Masks:
     """New masks removing ``fraction`` of the weights each mask still keeps (smallest magnitudes of
     ``model``'s kernels); the last layer loses ``last_layer_rate * fraction``. ``scope="global"`` ranks
     all layers but the last together."""
     names = list(masks)
     last = names[-1]
-    mags = {n: np.abs(model.get_layer(n).kernel.numpy()) for n in names}
-    new = {}
-    shared = [n for n in names if n != last] if scope == "global" else []
-    if shared:
-        alive = np.concatenate([mags[n][masks[n] > 0] for n in shared])
-        k = int(round(fraction * alive.size))
-        threshold = np.partition(alive, k - 1)[k - 1] if k else -np.inf
-        for n in shared:
-            new[n] = (masks[n] > 0) & (mags[n] > threshold)
-    for n in names:
-        if n in new:
-            continue
-        rate = fraction * (last_layer_rate if n == last else 1.0)
-        alive_idx = np.flatnonzero(masks[n].ravel() > 0)
-        k = int(round(rate * alive_idx.size))
-        drop = alive_idx[np.argsort(mags[n].ravel()[alive_idx], kind="stable")[:k]]
-        m = masks[n].ravel().copy()
-        m[drop] = 0
-        new[n] = m.reshape(masks[n].shape)
-    return {n: new[n].astype(np.float32) for n in names}
+    scores = magnitude_scores(model, names)
+    if scope == "global" and len(names) > 1:
+        new = prune_by_score(scores, {n: masks[n] for n in names if n != last}, fraction, "global")
+        new.update(prune_by_score(scores, {last: masks[last]}, fraction * last_layer_rate))
+        return {n: new[n] for n in names}
+    return prune_by_score(scores, masks, {n: fraction * (last_layer_rate if n == last else 1.0) for n in names})
 
 
-def train_masked(model: keras.Model, masks: dict[str, np.ndarray], splits, config: TrainConfig, callbacks=()) -> float:
+def train_masked(model: keras.Model, masks: Masks, splits, config: TrainConfig, callbacks=()) -> float:
     """Train ``model`` in place with fixed ``masks``; returns its test top-1."""
     fit(model, splits, config, callbacks=[MaskCallback(masks), *callbacks])
     return evaluate(model, splits.test)["top1"]
@@ -162,8 +116,7 @@ def iterative_prune(model: keras.Model, splits, config: LotteryConfig) -> tuple[
     Returns the final sparse model (a copy) and the accuracy per round (round 0 = the input model)."""
     require_functional(model, "edgeopt.compress.iterative_prune")
     work = clone_with_weights(model)
-    names = prunable_layers(work)
-    masks = {n: np.ones(work.get_layer(n).kernel.shape, np.float32) for n in names}
+    masks = dense_masks(work)
     rows = [RoundResult(0, 1.0, evaluate(work, splits.test)["top1"], None, 0.0)]
     for r in range(1, config.rounds + 1):
         start = time.perf_counter()
@@ -185,8 +138,7 @@ def lottery_ticket(build: Callable[[], keras.Model], splits, config: LotteryConf
     keras.utils.set_random_seed(config.seed)
     model = build()
     require_functional(model, "edgeopt.compress.lottery_ticket")
-    names = prunable_layers(model)
-    masks = {n: np.ones(model.get_layer(n).kernel.shape, np.float32) for n in names}
+    masks = dense_masks(model)
     init = [w.copy() for w in model.get_weights()]
     snap = _SnapshotAt(config.rewind_step) if config.rewind == "step" else None
     start = time.perf_counter()
