@@ -15,6 +15,7 @@ from pathlib import Path
 from edgeopt import io
 from edgeopt.bench import BenchResult, interleave, measure_latency, pooled, this_machine
 from edgeopt.pipeline.stage import last_model_metrics, latest, stage_results
+from edgeopt.stats import sampling_interval
 
 write_atomic = partial(io.write_atomic, overwrite=True)  # tables are regenerated in place
 
@@ -28,7 +29,7 @@ def bench_rows(report: dict) -> list[dict]:
     for stem, entry in (bench.metrics if bench else {}).items():
         result = BenchResult.from_dict(entry, model=stem)
         row = {"artifact": stem, "mode": (export.metrics if export else {}).get(stem, {}).get("mode", "?"),
-               "top1": result.accuracy.top1 if result.accuracy else None, "size_bytes": result.size.size_bytes, "gzip_bytes": result.size.gzip_bytes}
+               "top1": result.accuracy.top1 if result.accuracy else None, "test_images": result.accuracy.samples if result.accuracy else None, "size_bytes": result.size.size_bytes, "gzip_bytes": result.size.gzip_bytes}
         for lat in result.latency:
             row[f"median_ms_{lat.threads}"] = lat.median_ms
             row.setdefault("machine", lat.device)
@@ -65,7 +66,7 @@ def run_summary_markdown(report: dict) -> str:
 
 # ---- RESULTS.md across runs ----------------------------------------------------------------------------
 
-RESULT_COLUMNS = ("recipe", "artifact", "mode", "model", "keras_top1", "tflite_top1", "size_bytes", "gzip_bytes", "median_ms_1", "median_ms_2", "macs", "params",
+RESULT_COLUMNS = ("recipe", "artifact", "mode", "model", "seeds", "keras_top1", "tflite_top1", "tflite_top1_ci95", "test_images", "size_bytes", "gzip_bytes", "median_ms_1", "median_ms_2", "macs", "params",
                   "machine")
 RESULT_THREADS = (1, 2)  # latency columns RESULTS always has; other thread counts a run measured get a column after them
 
@@ -79,7 +80,9 @@ def result_columns(rows: list[dict]) -> list[str]:
 
 def result_rows(report: dict) -> list[dict]:
     """Rows of RESULTS.md for one run report: one per benchmarked .tflite, with the model's Keras metrics and
-    ``median_ms_<threads>`` for 1 and 2 threads (None when not measured) and any other thread count measured."""
+    ``median_ms_<threads>`` for 1 and 2 threads (None when not measured) and any other thread count measured.
+    ``seeds`` is 1: a recipe run trains once, with its recipe's seed; ``tflite_top1_ci95`` is the half-width of the
+    95% test-sampling interval of the .tflite top-1 on its ``test_images`` (:func:`edgeopt.stats.sampling_interval`)."""
     stages = stage_results(report)
     last = last_model_metrics(stages)
     train = latest(stages, "train")
@@ -90,7 +93,9 @@ def result_rows(report: dict) -> list[dict]:
         keras_m = base if r["artifact"].startswith("baseline") else last
         rows.append({"recipe": report["recipe"], "artifact": r["artifact"], "mode": r["mode"],
                      "model": f"{report['model']['name']}({knobs}) {'x'.join(map(str, report['data']['input_shape']))}",
-                     "keras_top1": keras_m.get("test_top1"), "tflite_top1": r["top1"], "size_bytes": r["size_bytes"], "gzip_bytes": r["gzip_bytes"],
+                     "seeds": 1, "keras_top1": keras_m.get("test_top1"), "tflite_top1": r["top1"],
+                     "tflite_top1_ci95": sampling_interval(r["top1"], r["test_images"]) if r["top1"] is not None and r["test_images"] else None,
+                     "test_images": r["test_images"], "size_bytes": r["size_bytes"], "gzip_bytes": r["gzip_bytes"],
                      **{f"median_ms_{t}": r.get(f"median_ms_{t}") for t in thread_counts([r], RESULT_THREADS)},
                      "macs": keras_m.get("macs"), "params": keras_m.get("params"), "machine": r.get("machine")})
     return rows
@@ -140,12 +145,15 @@ def results_markdown(rows: list[dict], run: LatencyRun | None = None) -> str:
     where = run.describe() if run else _stored_latency_note(machines)
     threads = thread_counts(rows, RESULT_THREADS)
     lines = ["# edgeopt results", "", f"{where}. Built by `edgeopt report` from each run's report.json; "
-             "accuracy is top-1 on the dataset's test split, of the Keras model and of the .tflite itself.", "",
-             "| recipe | artifact | mode | model | Keras top-1 | .tflite top-1 | size (bytes) | gzipped (bytes) | "
+             "accuracy is top-1 on the dataset's test split, of the Keras model and of the .tflite itself. Each row is one run of its "
+             "recipe (seeds = 1: one training, the recipe's seed); ± is the 95% test-sampling interval of the .tflite top-1 on the "
+             "test images it was measured on (1.96 sqrt(p(1-p)/n)): two rows closer than that differ within noise.", "",
+             "| recipe | artifact | mode | model | seeds | Keras top-1 | .tflite top-1 | size (bytes) | gzipped (bytes) | "
              + "".join(f"median ms @{t} | " for t in threads) + "MACs (M) | parameters |" + (" machine |" if several else ""),
-             "|---|---|---|---|---:|---:|---:|---:|" + "---:|" * len(threads) + "---:|---:|" + ("---|" if several else "")]
+             "|---|---|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(threads) + "---:|---:|" + ("---|" if several else "")]
     for r in rows:
-        lines.append(f"| {r['recipe']} | {r['artifact']} | {r['mode']} | {r['model']} | {_fmt(r['keras_top1'], 'pct')} | {_fmt(r['tflite_top1'], 'pct')} | "
+        top1 = _fmt(r["tflite_top1"], "pct") + (f" ± {100 * r['tflite_top1_ci95']:.2f}" if r.get("tflite_top1_ci95") is not None else "")
+        lines.append(f"| {r['recipe']} | {r['artifact']} | {r['mode']} | {r['model']} | {r.get('seeds') or 1} | {_fmt(r['keras_top1'], 'pct')} | {top1} | "
                      f"{_fmt(r['size_bytes'], 'int')} | {_fmt(r['gzip_bytes'], 'int')} | " + "".join(f"{_fmt(r.get(f'median_ms_{t}'), 'ms')} | " for t in threads)
                      + f"{_fmt(r['macs'], 'M')} | {_fmt(r['params'], 'int')} |" + (f" {r.get('machine') or 'unknown machine'} |" if several else ""))
     lines += ["", "Pareto plots (optimal points ringed): `pareto_latency.png` (accuracy vs median latency at 1 thread), "

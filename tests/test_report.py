@@ -57,14 +57,16 @@ def test_pareto_mask():
 def test_result_rows_pair_keras_and_tflite_metrics():
     rows = {r["artifact"]: r for r in result_rows(REPORT)}
     assert set(rows) == {"model", "baseline_float32"}
-    assert rows["model"] == {"recipe": "r", "artifact": "model", "mode": "int8", "model": "mobilenet_v2(alpha=0.35) 32x32x3", "keras_top1": 0.88,
-                             "tflite_top1": 0.87, "size_bytes": 1000, "gzip_bytes": 600, "median_ms_1": 1.5, "median_ms_2": 1.0, "macs": 2e6, "params": 100,
+    ci = 1.96 * np.sqrt(0.87 * 0.13 / 2000)
+    assert rows["model"] == {"recipe": "r", "artifact": "model", "mode": "int8", "model": "mobilenet_v2(alpha=0.35) 32x32x3", "seeds": 1, "keras_top1": 0.88,
+                             "tflite_top1": 0.87, "tflite_top1_ci95": pytest.approx(ci), "test_images": 2000, "size_bytes": 1000, "gzip_bytes": 600, "median_ms_1": 1.5, "median_ms_2": 1.0, "macs": 2e6, "params": 100,
                              "machine": MACHINE}
     # the float baseline pairs with the train stage's Keras model, not the pruned one
     assert rows["baseline_float32"]["keras_top1"] == 0.9 and rows["baseline_float32"]["gzip_bytes"] == 3700 and rows["baseline_float32"]["mode"] == "float32"
     md = results_markdown(list(rows.values()))
     assert f"Latency measured on {MACHINE}, as each run stored it (`edgeopt report --no-remeasure`; SIMD flags not recorded)." in md
-    assert "| r | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 88.00% | 87.00% | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 |\n" in md
+    assert f"| r | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 1 | 88.00% | 87.00% ± {100 * ci:.2f} | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 |\n" in md
+    assert "87.00% ± 1.47" in md and "Each row is one run of its recipe (seeds = 1" in md
 
 
 def test_reports_written_before_0_2_give_the_same_rows():
@@ -206,8 +208,8 @@ def test_no_remeasure_keeps_stored_latency_and_names_each_rows_machine(shipped, 
     assert "as each run stored it (`edgeopt report --no-remeasure`; SIMD flags not recorded), measured on 2 different machines" in md
     assert MACHINE in md.split("\n| recipe |")[0] and "Other CPU, 2 cores, x86_64" in md.split("\n| recipe |")[0]
     assert "| parameters | machine |" in md
-    assert f"| r | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 88.00% | 87.00% | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 | {MACHINE} |" in md
-    assert "| r2 | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 88.00% | 87.00% | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 | Other CPU, 2 cores, x86_64 |" in md
+    assert f"| r | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 1 | 88.00% | 87.00% ± 1.47 | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 | {MACHINE} |" in md
+    assert "| r2 | model | int8 | mobilenet_v2(alpha=0.35) 32x32x3 | 1 | 88.00% | 87.00% ± 1.47 | 1,000 | 600 | 1.50 | 1.00 | 2.0 | 100 | Other CPU, 2 cores, x86_64 |" in md
 
 
 def test_stored_latency_claims_no_flags_even_when_its_machine_reads_like_this_one():

@@ -1,0 +1,36 @@
+"""Statistics behind every verdict: the test-sampling interval, seed spread, the noise of a difference, verdicts."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edgeopt.stats import difference_noise, mean_std, sampling_interval, seed_stats, verdict
+
+
+def test_sampling_interval_is_the_normal_95_percent_half_width():
+    assert sampling_interval(0.9, 10_000) == pytest.approx(1.96 * math.sqrt(0.9 * 0.1 / 10_000))
+    assert sampling_interval(0.9, 10_000) == pytest.approx(0.00588)  # the brief's "±0.6 point at 10,000 images"
+    assert sampling_interval(0.9, 2_000) == pytest.approx(0.01315, abs=1e-5)
+
+
+def test_mean_std_uses_the_sample_deviation():
+    assert mean_std([0.90, 0.92, 0.94]) == pytest.approx((0.92, 0.02))
+    assert mean_std([0.5]) == (0.5, 0.0)
+
+
+def test_difference_noise_adds_seed_and_sampling_intervals_in_quadrature():
+    a, b = [0.90, 0.92, 0.94], [0.91, 0.91, 0.91]
+    seeds = 1.96 * math.sqrt(0.02**2 / 3 + 0.0)
+    assert difference_noise(a, b, 10_000) == pytest.approx(math.hypot(seeds, sampling_interval(0.915, 10_000)))
+
+
+def test_verdicts_against_noise():
+    assert verdict(0.01, 0.005) == "met"
+    assert verdict(-0.01, 0.005) == "missed"
+    assert verdict(0.004, 0.005) == "within noise"
+    row = seed_stats([0.930, 0.931, 0.932], [0.9384], 10_000, at_least=-0.005)
+    assert row["n"] == 3 and row["diff_mean"] == pytest.approx(-0.0074)
+    assert row["verdict"] == "within noise"  # -0.24 points past the target, noise about ±0.5
+    paired = seed_stats([0.93, 0.94], [0.92, 0.92], 10_000)
+    assert paired["diff_mean"] == pytest.approx(0.015) and paired["diff_std"] == pytest.approx(math.sqrt(0.00005))
