@@ -17,7 +17,7 @@ def small() -> keras.Model:
     inp = keras.Input((8, 8, 3))
     x = L.Conv2D(8, 3, name="conv")(inp)
     x = L.DepthwiseConv2D(3, name="dw")(x)
-    x = L.GlobalAveragePooling2D()(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
     return keras.Model(inp, L.Dense(4, name="fc")(x))
 
 
@@ -25,8 +25,8 @@ def test_prunable_layers_and_kernels():
     model = small()
     assert prunable_layers(model) == ["conv", "fc"]
     assert kernel_of(model, "dw").shape == (3, 3, 8, 1)
-    with pytest.raises(ValueError, match="'global_average_pooling2d'.*no kernel"):
-        kernel_of(model, "global_average_pooling2d")
+    with pytest.raises(ValueError, match="'gap'.*no kernel"):
+        kernel_of(model, "gap")
 
 
 def test_layer_scope_removes_the_lowest_scores_of_what_is_alive():
