@@ -103,7 +103,8 @@ class SaliencyPruneConfig(Config):
 class SaliencyRound:
     """After round ``round`` (0 = the input model): ``remaining`` share of the prunable weights (or channels)
     still alive, the model's ``params`` and multiply-adds (``macs``), ``weight_sparsity`` (share of zeros over
-    conv and dense kernels), validation top-1 of the fine-tuning (None in round 0), test top-1, ``seconds``."""
+    conv and dense kernels), validation top-1 of the fine-tuning (None in round 0), test top-1 (None when the
+    test split is not read), ``seconds`` spent in the round (scoring, pruning, fine-tuning)."""
 
     round: int
     remaining: float
@@ -111,7 +112,7 @@ class SaliencyRound:
     macs: int
     weight_sparsity: float
     val_top1: float | None
-    top1: float
+    top1: float | None
     seconds: float
 
 
@@ -124,21 +125,24 @@ class SaliencyPruneResult:
         return {"config": self.config, "rounds": [asdict(r) for r in self.rounds]}
 
 
-def _row(model, r: int, alive: float, val_top1, splits, start: float) -> SaliencyRound:
+def _row(model, r: int, alive: float, val_top1, splits, start: float, test: bool) -> SaliencyRound:
+    seconds = time.perf_counter() - start
     cost = profile(model)
-    return SaliencyRound(r, alive, cost.params, cost.macs, weight_sparsity(model), val_top1, evaluate(model, splits.test)["top1"], time.perf_counter() - start)
+    top1 = evaluate(model, splits.test)["top1"] if test else None
+    return SaliencyRound(r, alive, cost.params, cost.macs, weight_sparsity(model), val_top1, top1, seconds)
 
 
-def saliency_prune(model: keras.Model, splits, config: SaliencyPruneConfig) -> tuple[keras.Model, SaliencyPruneResult]:
+def saliency_prune(model: keras.Model, splits, config: SaliencyPruneConfig, evaluate_test: bool = True) -> tuple[keras.Model, SaliencyPruneResult]:
     """Prune a trained ``model`` in ``config.rounds`` rounds (see the module docstring) and fine-tune after each.
-    Returns the pruned model (a new one; ``model`` is not changed) and one :class:`SaliencyRound` per round."""
+    Returns the pruned model (a new one; ``model`` is not changed) and one :class:`SaliencyRound` per round
+    (round 0: ``model`` itself). ``evaluate_test=False`` never reads the test split (a search trial)."""
     require_functional(model, "edgeopt.compress.saliency_prune")
     step = _weight_rounds if config.granularity == "weight" else _filter_rounds
-    work, rows = step(clone_with_weights(model), splits, config)
+    work, rows = step(clone_with_weights(model), splits, config, evaluate_test)
     return work, SaliencyPruneResult(config.to_dict(), tuple(rows))
 
 
-def _weight_rounds(work, splits, config: SaliencyPruneConfig):
+def _weight_rounds(work, splits, config: SaliencyPruneConfig, test: bool):
     unknown = sorted(set(config.exclude) - {layer.name for layer in work.layers})
     if unknown:
         raise ValueError(f"exclude names {', '.join(unknown)}, which are not layers of {work.name}")
@@ -146,7 +150,7 @@ def _weight_rounds(work, splits, config: SaliencyPruneConfig):
     if not names:
         raise ValueError(f"{work.name} has no convolution or dense layer left to prune after exclude")
     masks = dense_masks(work, names)
-    rows = [_row(work, 0, 1.0, None, splits, time.perf_counter())]
+    rows = [_row(work, 0, 1.0, None, splits, time.perf_counter(), test)]
     for r in range(1, config.rounds + 1):
         start = time.perf_counter()
         scores = _saliency.weight_scores(work, config.criterion, names, splits, config.saliency)
@@ -156,7 +160,7 @@ def _weight_rounds(work, splits, config: SaliencyPruneConfig):
             masks = prune_by_score(scores, masks, config.per_round, "layer")
         result = fit(work, splits, config.train, callbacks=[MaskCallback(masks)])
         apply_masks(work, masks)
-        rows.append(_row(work, r, remaining(masks), result.val_top1, splits, start))
+        rows.append(_row(work, r, remaining(masks), result.val_top1, splits, start, test))
         _report(config, rows[-1])
     return work, rows
 
@@ -173,10 +177,10 @@ def _eligible(model, config: SaliencyPruneConfig) -> dict[str, int]:
     return out
 
 
-def _filter_rounds(work, splits, config: SaliencyPruneConfig):
+def _filter_rounds(work, splits, config: SaliencyPruneConfig, test: bool):
     eligible = _eligible(work, config)
     total = sum(eligible.values())
-    rows = [_row(work, 0, 1.0, None, splits, time.perf_counter())]
+    rows = [_row(work, 0, 1.0, None, splits, time.perf_counter(), test)]
     for r in range(1, config.rounds + 1):
         start = time.perf_counter()
         groups = [g for g in _structured.channel_groups(work) if g.name in eligible]
@@ -185,7 +189,7 @@ def _filter_rounds(work, splits, config: SaliencyPruneConfig):
             work = _structured.rebuild(work, keep)
         result = fit(work, splits, config.train)
         alive = sum(g.channels for g in _structured.channel_groups(work) if g.name in eligible) / total
-        rows.append(_row(work, r, alive, result.val_top1, splits, start))
+        rows.append(_row(work, r, alive, result.val_top1, splits, start, test))
         _report(config, rows[-1])
     return work, rows
 
@@ -222,5 +226,5 @@ def _global_keep(work, groups, splits, config: SaliencyPruneConfig) -> dict[str,
 
 def _report(config: SaliencyPruneConfig, row: SaliencyRound) -> None:
     if config.train.verbose:
-        print(f"saliency pruning ({config.criterion}, {config.granularity}) round {row.round}: "
-              f"{100 * row.remaining:.1f}% left, top-1 {row.top1:.4f}", flush=True)
+        accuracy = ", ".join(f"{what} top-1 {value:.4f}" for what, value in (("validation", row.val_top1), ("test", row.top1)) if value is not None)
+        print(f"saliency pruning ({config.criterion}, {config.granularity}) round {row.round}: {100 * row.remaining:.1f}% left, {accuracy}", flush=True)
