@@ -24,7 +24,7 @@ def convnet() -> keras.Model:
     inp = keras.Input((16, 16, 3))
     x = L.ReLU(name="relu1")(L.BatchNormalization(name="bn1")(L.Conv2D(8, 3, strides=2, padding="same", name="conv1")(inp)))
     x = L.ReLU(name="relu2")(L.BatchNormalization(name="bn2")(L.Conv2D(8, 3, strides=2, padding="same", name="conv2")(x)))
-    return keras.Model(inp, L.Dense(10, name="fc")(L.GlobalAveragePooling2D()(x)))
+    return keras.Model(inp, L.Dense(10, name="fc")(L.GlobalAveragePooling2D(name="gap")(x)))
 
 
 def test_prune_saliency_stage_parses_with_field_paths():

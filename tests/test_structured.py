@@ -151,7 +151,7 @@ def test_group_scores_combine_producers_each_divided_by_its_mean():
     a = L.BatchNormalization(name="bn_a")(L.Conv2D(6, 1, name="conv_a")(inp))
     b = L.BatchNormalization(name="bn_b")(L.Conv2D(6, 3, padding="same", name="conv_b")(inp))
     x = L.ReLU(name="relu")(L.Add(name="add")([a, b]))
-    model = keras.Model(inp, L.Dense(3, name="fc")(L.GlobalAveragePooling2D()(L.Conv2D(4, 1, name="conv_c")(x))))
+    model = keras.Model(inp, L.Dense(3, name="fc")(L.GlobalAveragePooling2D(name="gap")(L.Conv2D(4, 1, name="conv_c")(x))))
     tied = next(g for g in channel_groups(model) if "conv_a" in g.producers)
     assert sorted(tied.producers) == ["conv_a", "conv_b"] and tied.residual
     norms = {n: np.linalg.norm(model.get_layer(n).kernel.numpy().reshape(-1, 6).astype(np.float64), axis=0) for n in tied.producers}

@@ -35,7 +35,8 @@ normalization is :func:`normalize` with ``"l2"``, applied where layers are ranke
 
 **OBD** (LeCun et al. 1990): ``h_ii w_i^2 / 2`` with ``h_ii`` the diagonal of the Hessian of the mean loss,
 estimated by the empirical Fisher (``fisher="sample"``: mean over images of the squared per-image gradient;
-``"batch"``: mean over batches of the squared batch-mean gradient, which is smaller by about the batch size)
+``"batch"``: mean over batches of the squared batch-mean gradient, which is smaller by about the batch size;
+per image needs memory for images-per-batch x kernel weights floats, and traces a vectorized Jacobian once)
 or by Hutchinson's method (mean over batches and ``hutchinson_samples`` Rademacher vectors ``z`` of
 ``z * Hz``, ``Hz`` a Hessian-vector product from nested ``tf.GradientTape``s; ``z`` drawn with NumPy's
 ``default_rng(seed)``, one ``integers(0, 2, shape) * 2 - 1`` per kernel in order, per sample, per batch).
@@ -418,7 +419,9 @@ class MeanActivation(Criterion):
 
 @CRITERIA.register("apoz")
 class APoZ(Criterion):
-    """1 - APoZ (Hu et al. 2016): the share of each channel's output entries that are not exactly zero."""
+    """1 - APoZ (Hu et al. 2016): the share of each channel's output entries that are not exactly zero. It tells
+    channels apart after ReLU-like activations only: after swish, sigmoid or a bare batch norm every entry is
+    non-zero, every channel scores 1 and the ranking falls back to channel order."""
 
     needs_data = True
 

@@ -11,8 +11,10 @@
 
 Global ranking needs scores on one scale: each layer's (or group's) scores are divided by their L2 norm over
 what is still alive (``normalize="l2"``, Molchanov et al. 2016), by their mean absolute value (``"mean"``), or
-left raw (``"none"``: OBD and Taylor estimate loss changes, which are on one scale already). Group scores of
-filters are already sums of per-producer scores divided by their mean (:func:`edgeopt.compress.saliency.combine`).
+left raw (``"none"``: OBD and Taylor estimate loss changes, which are on one scale already). L2 normalization
+weighs a layer's size: n similar scores become about 1/sqrt(n) each, so wide layers lose more than narrow ones;
+``mean`` keeps every layer's typical score at 1. Group scores of filters are already sums of per-producer scores
+divided by their mean (:func:`edgeopt.compress.saliency.combine`), so for filters ``none`` ranks like ``mean``.
 Data criteria read ``saliency.batches`` batches of ``splits.train`` each round.
 """
 from __future__ import annotations
