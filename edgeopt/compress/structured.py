@@ -1,5 +1,7 @@
 """Structured (filter) pruning: remove whole channels by the L1 norm of the filters that produce them
-(Li et al., "Pruning Filters for Efficient ConvNets", arXiv 1608.08710) and rebuild a smaller dense model.
+(Li et al., "Pruning Filters for Efficient ConvNets", arXiv 1608.08710), or by any filter criterion of
+:mod:`edgeopt.compress.saliency` (FPGM, activation statistics, Taylor, OBD; some need data), and rebuild a
+smaller dense model.
 
 Channels are analysed as *channel groups*: the set of tensors that must keep the same channels. A group
 starts at the convolutions (or dense layers) that produce it and flows through layers that keep channels
@@ -24,12 +26,13 @@ import numpy as np
 
 from edgeopt._keras import keras
 from edgeopt.config import Config
+from edgeopt.compress import saliency as _saliency
 from edgeopt.compress.graph import require_functional, single_inbound
+from edgeopt.compress.saliency import SaliencyOptions
 
 L = keras.layers
 
 SCOPES = ("internal", "all")
-CRITERIA = ("l1",)
 # Layers whose output channels are their input channels, one to one.
 _PASS_THROUGH = (
     "BatchNormalization", "ReLU", "Activation", "Dropout", "SpatialDropout2D", "ZeroPadding2D", "MaxPooling2D",
@@ -46,6 +49,8 @@ class StructuredConfig(Config):
     groups no residual ``Add`` ties (e.g. MobileNetV2's expanded channels, MobileNetV1's pointwise outputs),
     ``all`` also the residual-tied groups. ``round_to``: kept channels are a multiple of this;
     ``min_channels``: never keep fewer. ``exclude``: producer layer names whose groups stay whole.
+    ``criterion``: a filter criterion of :mod:`edgeopt.compress.saliency` (``l1``, ``fpgm``, ``apoz``,
+    ``taylor``, ...; those that need data get it from :func:`prune_filters`'s ``data``), read with ``saliency``.
     """
 
     ratio: float = 0.5
@@ -54,15 +59,18 @@ class StructuredConfig(Config):
     round_to: int = 1
     min_channels: int = 4
     exclude: tuple[str, ...] = ()
+    saliency: SaliencyOptions = field(default_factory=SaliencyOptions)
 
     def __post_init__(self):
         object.__setattr__(self, "exclude", tuple(self.exclude))
+        if isinstance(self.saliency, dict):
+            object.__setattr__(self, "saliency", SaliencyOptions(**self.saliency))
         if not 0.0 <= self.ratio < 1.0:
             raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}; got {self.scope!r}")
-        if self.criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}; got {self.criterion!r}")
+        if self.criterion not in _saliency.filter_criteria():
+            raise ValueError(f"criterion must be one of {', '.join(_saliency.filter_criteria())}; got {self.criterion!r}")
         if self.round_to < 1 or self.min_channels < 1:
             raise ValueError(f"round_to and min_channels must be >= 1, got {self.round_to} and {self.min_channels}")
 
@@ -170,35 +178,55 @@ def channel_groups(model: keras.Model) -> list[ChannelGroup]:
 
 def filter_importance(model: keras.Model, group: ChannelGroup) -> np.ndarray:
     """L1 norm of each channel's filters, each producer normalised by its mean, summed over producers."""
-    total = np.zeros(group.channels)
-    for name in group.producers:
-        kernel = model.get_layer(name).kernel.numpy()
-        l1 = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
-        total += l1 / (l1.mean() or 1.0)
-    return total
+    return group_scores(model, [group], "l1")[group.name]
 
 
-def plan(model: keras.Model, config: StructuredConfig = StructuredConfig()) -> dict[str, np.ndarray]:
-    """Kept channel indices (sorted) for every group the config prunes, keyed by the group's first producer."""
-    keep: dict[str, np.ndarray] = {}
+def group_scores(model: keras.Model, groups: list[ChannelGroup], criterion: str = "l1", data=None,
+                 options: SaliencyOptions = SaliencyOptions()) -> dict[str, np.ndarray]:
+    """One score per channel of each group (keyed by group name; higher = keep): ``criterion``'s score of
+    each producer's output channels, each producer divided by its mean absolute score, summed over producers
+    (:func:`edgeopt.compress.saliency.combine`). One pass over ``data`` serves all groups."""
+    per = _saliency.filter_scores(model, criterion, [p for g in groups for p in g.producers], data, options)
+    return {g.name: _saliency.combine(per, g.producers, g.channels) for g in groups}
+
+
+def _check_data(config: StructuredConfig, data) -> None:
+    needs_data, needs_labels = _saliency.criterion_needs(config.criterion)
+    if needs_data and data is None:
+        raise ValueError(
+            f"criterion {config.criterion!r} needs data: call prune_filters(model, config, data=...) with real images"
+            + (" and labels" if needs_labels else "") + " (a dataset of batches, arrays or Splits)"
+        )
+
+
+def plan(model: keras.Model, config: StructuredConfig = StructuredConfig(), data=None) -> dict[str, np.ndarray]:
+    """Kept channel indices (sorted) for every group the config prunes, keyed by the group's first producer.
+    ``data``: the images (and labels) a data criterion reads; ignored by ``l1``, ``l2`` and ``fpgm``."""
+    _check_data(config, data)
+    todo = []
     for g in channel_groups(model):
         if not g.prunable or (g.residual and config.scope == "internal") or set(g.producers) & set(config.exclude):
             continue
         n_keep = max(config.min_channels, config.round_to * math.ceil(g.channels * (1 - config.ratio) / config.round_to))
-        if n_keep >= g.channels:
-            continue
-        order = np.argsort(-filter_importance(model, g), kind="stable")
+        if n_keep < g.channels:
+            todo.append((g, n_keep))
+    scores = group_scores(model, [g for g, _ in todo], config.criterion, data, config.saliency) if todo else {}
+    keep: dict[str, np.ndarray] = {}
+    for g, n_keep in todo:
+        order = np.argsort(-scores[g.name], kind="stable")
         keep[g.name] = np.sort(order[:n_keep])
     return keep
 
 
-def prune_filters(model: keras.Model, config: StructuredConfig = StructuredConfig()) -> keras.Model:
-    """A smaller dense copy of ``model`` without the lowest-L1 ``ratio`` of channels of each prunable group.
+def prune_filters(model: keras.Model, config: StructuredConfig = StructuredConfig(), data=None) -> keras.Model:
+    """A smaller dense copy of ``model`` without the lowest-scoring ``ratio`` of channels of each prunable group
+    (by ``config.criterion``; ``data`` feeds the criteria that need images, see :mod:`edgeopt.compress.saliency`).
 
-    Raises ValueError when nothing can be pruned (listing why each group is blocked), TypeError for
-    Keras 3 or subclassed models.
+    Raises ValueError when nothing can be pruned (listing why each group is blocked) or when the criterion
+    needs data and none is given, TypeError for Keras 3 or subclassed models.
     """
-    keep = plan(model, config)
+    _check_data(config, data)
+    keep = plan(model, config, data)
     if not keep:
         reasons = sorted({why for g in channel_groups(model) for why in g.blocked if g.producers})
         raise ValueError(

@@ -1,7 +1,8 @@
 """The recipe stages, one module each; importing this package registers every stage type in ``STAGES``.
 
 - ``train``: fit the model. ``compress``: prune, prune_structured, cluster, qat, distill.
+  ``saliency``: prune_saliency (iterative pruning by any saliency criterion, weights or filters).
 - ``export``: verified .tflite files. ``bench``: size, latency and accuracy of those files.
 A new stage is one module here with a ``@stage(...)`` function, imported below.
 """
-from edgeopt.pipeline.stages import bench, compress, export, train  # noqa: F401  (each registers its stages)
+from edgeopt.pipeline.stages import bench, compress, export, saliency, train  # noqa: F401  (each registers its stages)

@@ -36,10 +36,11 @@ def prune_stage(ctx: RunContext, model, config) -> StageOutcome:
 
 @stage("prune_structured", _structured.StructuredConfig, trains=True)
 def prune_structured_stage(ctx: RunContext, model, config) -> StageOutcome:
-    """Remove whole filters by L1 norm (a smaller dense model), then fine-tune it."""
+    """Remove whole filters by the config's criterion (L1 norm by default; data criteria read the training split),
+    giving a smaller dense model, then fine-tune it."""
     before = profile(model)  # its cost only: the model before is not evaluated
     with ctx.strategy.scope():
-        smaller = _structured.prune_filters(model, config.technique)
+        smaller = _structured.prune_filters(model, config.technique, data=ctx.splits.train)
         result = fit(smaller, ctx.splits, config.train)
     after = model_metrics(smaller, ctx)
     return StageOutcome(smaller, {"val_top1": result.val_top1, **after, "macs_before": before.macs, "params_before": before.params})
