@@ -643,17 +643,14 @@ def _is_splits(obj) -> bool:
 
 def _check_io(data: bytes, mode: str, io: str, report: OpReport, name: str, kept: KeptFloat | None = None) -> None:
     """An int8 export must have ``io`` inputs/outputs and no float computation inside, except the ops of the
-    ``kept`` layers (and the QUANTIZE/DEQUANTIZE ops around them)."""
+    ``kept`` layers. QUANTIZE/DEQUANTIZE only convert (float32 I/O has them at its ends, kept layers around them)."""
     if mode != "int8":
         return
     ins, outs = flatbuffer.io_tensors(data)
     bad = [t for t in (*ins, *outs) if t.dtype != io]
-    if kept is None:
-        stray = report.float_op_names
-    else:
-        pairs = tflite_layers.op_layers(data, name, kept.layers)  # only the kept layers' names matter here
-        stray = sorted({op.op for op, layers in pairs if op.op not in tflite_layers.CARRIERS and not layers
-                        and "float32" in op.input_dtypes + op.output_dtypes})
+    pairs = tflite_layers.op_layers(data, name, kept.layers if kept else ())  # an op of a kept layer names it
+    stray = sorted({op.op for op, layers in pairs if op.op not in tflite_layers.CARRIERS and not layers
+                    and {"float32", "float16"} & set(op.input_dtypes + op.output_dtypes)})
     if bad or stray:
         raise RuntimeError(f"int8 export of {name!r} is not fully integer: I/O not {io} {[t.name for t in bad]}, float ops {stray}")
 

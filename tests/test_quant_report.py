@@ -18,7 +18,7 @@ from edgeopt._keras import keras
 from edgeopt.bench import quant_report as qr
 from edgeopt.compress.graph import clone_with_weights
 from edgeopt.config import RecipeError
-from edgeopt.tflite.flatbuffer import io_tensors
+from edgeopt.tflite.flatbuffer import io_tensors, list_ops
 from edgeopt.tflite.layers import CARRIERS, layers_in_name, op_layers
 
 CALIBRATION = 100  # images; few, to stay fast (the report's own default is 300)
@@ -137,6 +137,7 @@ def test_cause_rules_in_order():
     assert qr._cause(clipped, "CONV_2D", 1.0, qr.MIN_CALIBRATION_IMAGES)[0] == "clipping"
     key, why = qr._cause(clipped, "CONV_2D", 1.0, 50)
     assert key == "too_few_calibration_images" and "50 images" in why
+    assert qr._cause(clipped, "SOFTMAX", 1.0, 50)[0] == "fixed_range"  # its int8 range is the kernel's, not calibrated
 
 
 # ---- keep_float ------------------------------------------------------------------------------------------
@@ -152,6 +153,14 @@ def test_keep_float_keeps_exactly_the_matched_ops_float(kept, models, digits_spl
     assert float_ops == [["conv1"], ["dw"]]
     assert len(int8_ops) == len(computing) - 2 and not any({"conv1", "dw"} & set(layers) for layers in int8_ops)
     assert kept.verification.samples == digits_splits.sizes["val"] and kept.verification.top1_agreement >= 0.98  # to_tflite verified it
+
+
+def test_keep_float_with_float_input_and_output(models, digits_arrays):
+    x = digits_arrays["train"][0]
+    art = export.to_tflite(models[1], "int8", x[:40], io="float32", keep_float=["head"], num_verify=0, android_metadata=False)
+    ops = [(op.op, op.output_dtypes[0]) for op in list_ops(art.model_bytes)]
+    assert ops[0] == ("QUANTIZE", "int8") and ops[-3:] == [("DEQUANTIZE", "float32"), ("FULLY_CONNECTED", "float32"), ("SOFTMAX", "float32")]
+    assert sum(dtype == "float32" for _, dtype in ops) == 3 and art.manifest["keep_float"]["nodes"][-1] == "StatefulPartitionedCall:0"
 
 
 def test_report_of_an_artifact_reproduces_its_quantization(kept, models, digits_arrays):
@@ -200,3 +209,26 @@ def test_auto_fallback_wins_back_accuracy(models, digits_splits, report):
     assert result.reached == (last.gap_points <= 1.0) and result.val_images == digits_splits.sizes["val"]
     assert result.steps[1].gap_points == pytest.approx((result.float_top1 - result.steps[1].top1) * 100)
     assert "| 1 | conv1, dw |" in result.to_markdown() and result.to_dict()["steps"][1]["float_layers"] == ("conv1", "dw")
+
+
+# ---- command line ------------------------------------------------------------------------------------------
+
+
+def test_inspect_quant_needs_data_and_a_model(capsys):
+    from edgeopt.cli import main
+
+    assert main(["inspect", "--quant", "model.keras"]) == 2
+    assert "needs --data DATASET" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="give a .tflite file, or --quant MODEL.keras --data DATASET"):
+        main(["inspect"])
+
+
+@pytest.mark.slow
+def test_inspect_quant_prints_the_report(models, tmp_path, capsys):
+    from edgeopt.cli import main
+
+    path = tmp_path / "bad.keras"
+    models[1].save(path)
+    assert main(["inspect", "--quant", str(path), "--data", "digits", "--num-calibration", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "ranges calibrated on 50 images" in out and out.index("| 1 | conv1 |") < out.index("| 2 |")

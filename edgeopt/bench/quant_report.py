@@ -28,6 +28,8 @@ few levels each, and the tensor's SNR, dominated by that wide channel, still loo
 
 Likely cause, the first rule that holds (the thresholds are module constants):
 
+0. ``fixed_range``: SOFTMAX, LOGISTIC, TANH: the int8 kernel fixes the output range (softmax: 0..255/256,
+   so a probability of 1.0 is stored as 0.996 and counts as clipped); calibration plays no part.
 1. ``clipping``: more than ``CLIPPED_FRACTION`` of the values fall outside the int8 range; with fewer than
    ``MIN_CALIBRATION_IMAGES`` calibration images the cause is ``too_few_calibration_images`` (the report knows
    how many calibrated the ranges; clipping shows only on images that were not among them: ``held_out``).
@@ -59,8 +61,10 @@ OUTLIER_RATIO = 8.0
 RESIDUAL_GROWTH = 1.5
 _SAMPLED_VALUES = 65536  # per tensor and image, for the 99.9th percentile
 _INT8 = (-128, 127)
+FIXED_RANGE_OPS = frozenset({"SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "TANH"})  # int8 kernels with a fixed output scale
 
 CAUSES = {
+    "fixed_range": "the int8 kernel fixes this op's output range (no calibration); {clip:.2%} of values at its ends",
     "too_few_calibration_images": "{clip:.2%} of values clipped by the int8 range, calibrated on only {images} images",
     "clipping": "{clip:.2%} of values clipped by the int8 range (these images reach beyond the calibration images' range)",
     "outlier_channels": "outlier channels: the widest channel spans {ratio:.0f}x the median channel, which gets few int8 levels",
@@ -221,7 +225,9 @@ def _snr(signal, noise):
 
 
 def _cause(m: dict, op: str, growth: float, calibration_images: int) -> tuple[str, str]:
-    if m["clipped_fraction"] > CLIPPED_FRACTION:
+    if op in FIXED_RANGE_OPS:
+        key = "fixed_range"
+    elif m["clipped_fraction"] > CLIPPED_FRACTION:
         key = "too_few_calibration_images" if calibration_images < MIN_CALIBRATION_IMAGES else "clipping"
     elif m["channel_range_ratio"] >= CHANNEL_RANGE_RATIO:
         key = "outlier_channels"
