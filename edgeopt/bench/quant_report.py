@@ -2,13 +2,13 @@
 
 ``quantize_report(model, artifact, data)`` builds the int8 converter the export uses
 (:func:`edgeopt.export.int8_debugger`, LiteRT's ``tf.lite.experimental.QuantizationDebugger``) and runs its debug
-model on real images. The debug model has a NumericVerify probe after every quantized op (in TF 2.21: every op
-the MLIR quantizer makes int8: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, MEAN, AVERAGE_POOL_2D,
-MAX_POOL_2D, RESHAPE, CONCATENATION, SOFTMAX, PAD, HARD_SWISH and the rest of the int8 kernels; not the
-QUANTIZE/DEQUANTIZE ops themselves); the probe's inputs are the op's int8 output and the float op's output
+model on real images. The debug model has a NumericVerify probe after every op the MLIR quantizer makes int8
+(checked with TF 2.21 on CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, MEAN, AVERAGE_POOL_2D, MAX_POOL_2D,
+CONCATENATION, PAD, RESHAPE, SOFTMAX, LOGISTIC and TANH: every int8 op of those models); QUANTIZE/DEQUANTIZE and
+ops kept float get none. The probe's inputs are the op's int8 output and the float op's output
 computed from the same dequantized inputs. So a row is the error that op's quantization *adds* (its int8
-weights, its output's scale, rounding and clipping), not the error it inherits: the culprit ranks first instead
-of everything after it.
+weights, its output's scale, rounding and clipping), not the error it inherits, and the culprit ranks first
+instead of everything after it (the ops after it still see its damaged values, which can worsen their rows too).
 
 Per tensor, over the debug images (``float`` = the float op's output, ``dq`` = (int8 - zero_point) * scale):
 
@@ -288,7 +288,8 @@ def _rows(debugger, model, samples: np.ndarray, calibration_images: int) -> list
         users = {name for user, used in pairs if q_index in user.inputs and user.op not in tflite_layers.CARRIERS for name in used}
         m = sums[q_index].metrics()
         stats = debugger.layer_statistics[tensors[op.outputs[0]].name]
-        growth = t.scale / max(tensors[i].scale or 0.0 for i in maker.inputs) if maker.op == "ADD" else 1.0
+        widest_input = max((tensors[i].scale or 0.0 for i in maker.inputs), default=0.0)
+        growth = t.scale / widest_input if maker.op == "ADD" and widest_input > 0 else 1.0
         cause, why = _cause(m, maker.op, growth, calibration_images)
         order = [layer.name for layer in model.layers]
         rows.append(TensorError(t.name, maker.op, tuple(n for n in order if n in layers), tuple(n for n in order if n in layers | users),
