@@ -18,7 +18,8 @@ from edgeopt.version import __version__
 _EXPORTS = {
     "keras": "edgeopt._keras", "tf": "edgeopt._keras", "bench": "edgeopt.bench",
     "Preprocessing": "edgeopt.data", "Splits": "edgeopt.data", "list_datasets": "edgeopt.data", "load_dataset": "edgeopt.data",
-    "read_manifest": "edgeopt.export", "to_tflite": "edgeopt.export",
+    "read_manifest": "edgeopt.export", "to_tflite": "edgeopt.export", "PrecisionConfig": "edgeopt.export",
+    "quantize_report": "edgeopt.bench.quant_report", "auto_fallback": "edgeopt.bench.quant_report",
     "create": "edgeopt.models", "list_models": "edgeopt.models", "load_model": "edgeopt.models",
     "run_recipe": "edgeopt.pipeline",
     "Profile": "edgeopt.costs", "profile": "edgeopt.costs",

@@ -168,7 +168,14 @@ def cmd_bench(args) -> int:
 def cmd_inspect(args) -> int:
     from edgeopt.tflite.inspect import inspect_model  # lazy: TensorFlow loads only when a command runs
 
-    report = inspect_model(args.model, with_op_times=args.op_times)
+    if args.quant:
+        from edgeopt.bench.quant_report import report_files  # lazy: as above
+
+        report = report_files(args.quant, args.data, args.model, num_calibration=args.num_calibration)
+    elif args.model:
+        report = inspect_model(args.model, with_op_times=args.op_times)
+    else:
+        raise SystemExit("edgeopt inspect: give a .tflite file, or --quant MODEL.keras --data DATASET")
     print(json.dumps(report.to_dict(), indent=1) if args.json else report.to_markdown())
     return 0
 
@@ -275,8 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mediapipe: also classify the test set through MediaPipe's ImageClassifier, as an Android app does (needs --data)")
     p.set_defaults(func=cmd_bench)
 
-    p = command("inspect", help="deployability of a .tflite: ops and versions, minimum runtime, GPU delegate, memory, metadata")
-    p.add_argument("model", help="path to a .tflite file")
+    p = command("inspect", help="deployability of a .tflite: ops and versions, minimum runtime, GPU delegate, memory, metadata; "
+                               "--quant: the int8 error of every tensor of a Keras model, worst first")
+    p.add_argument("model", nargs="?", help="path to a .tflite file (with --quant: the model's int8 export, optional)")
+    p.add_argument("--quant", default=None, metavar="MODEL.keras", help="per-tensor int8 quantization report of this Keras model (needs --data)")
+    p.add_argument("--data", default=None, help="with --quant: images to calibrate and debug on (e.g. digits, fashion_mnist, folder:PATH)")
+    p.add_argument("--num-calibration", type=int, default=None, help="with --quant: calibration images (default: the .tflite's, else 300)")
     p.add_argument("--op-times", action="store_true", help="also estimate the time of each operator (times every prefix of the model)")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.set_defaults(func=cmd_inspect)

@@ -16,6 +16,7 @@ SHAPE/PACK ops split the graph in front of XNNPACK.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -26,10 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt._keras import ends_in_softmax, keras, require_keras2_model, tf
+from edgeopt.config import Config
 from edgeopt.data import Preprocessing, preprocess_images
 from edgeopt.io import gzip_size, write_atomic
 from edgeopt.progress import bar
 from edgeopt.tflite import flatbuffer, interface, metadata, runtime
+from edgeopt.tflite import layers as tflite_layers
 from edgeopt.tflite.inspect import deploy_summary
 from edgeopt.tflite.flatbuffer import InvalidModelError  # noqa: F401
 from edgeopt.tflite.ops import OpReport, op_report  # noqa: F401
@@ -148,31 +151,44 @@ def convert(model: keras.Model, mode: str = "float32", representative: np.ndarra
     return _convert(model, mode, representative, sparse_weights, explicit_pad, io)[0]
 
 
-def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights: bool = False,
-             explicit_pad: bool = True, io: str | None = None, preprocessing=None) -> tuple[bytes, Calibration | None]:
-    require_keras2_model(model, "edgeopt.export")
-    io = resolve_io(mode, io)
-    setup, needs_data, _ = MODES[mode]
-    if mode == "int8" and io == "float32":
-        setup = _setup_int8_float_io
-    if needs_data and (representative is None or len(representative) == 0):
-        raise ValueError(f"mode {mode!r} needs representative_data (a few hundred model inputs) to calibrate activation ranges")
-    clock = {}
+def _converter(model, mode: str, io: str, rep):
+    """The TFLiteConverter of a ``mode`` export with ``io`` input/output, set up and not yet run."""
+    setup = _setup_int8_float_io if mode == "int8" and io == "float32" else MODES[mode][0]
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model)], model)
+    setup(converter, rep)
+    return converter
 
+
+def _timed_samples(samples: np.ndarray, what: str, clock: dict):
+    """The representative-dataset generator over ``samples`` (one at a time, batch 1); ``clock`` gets its start and end."""
     def rep():
         clock.setdefault("start", time.perf_counter())
-        for x in bar(representative, desc=f"calibrating {mode}", unit="image"):
+        for x in bar(samples, desc=what, unit="image"):
             yield [np.asarray(x, np.float32)[None]]
         clock["end"] = time.perf_counter()
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model)], model)
-    setup(converter, rep)
-    if sparse_weights:  # store pruned kernels in TFLite's sparse format (DENSIFY ops / sparse kernels read them)
-        converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    try:
-        data = converter.convert()
-    except Exception as err:  # the converter raises ConverterError / RuntimeError with MLIR text
-        raise RuntimeError(f"TFLite conversion of {model.name!r} to {mode} failed: {err}") from err
+    return rep
+
+
+def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights: bool = False, explicit_pad: bool = True,
+             io: str | None = None, preprocessing=None, keep_float: tuple[str, ...] = ()) -> tuple[bytes, Calibration | None, KeptFloat | None]:
+    require_keras2_model(model, "edgeopt.export")
+    io = resolve_io(mode, io)
+    needs_data = MODES[mode][1]
+    if needs_data and (representative is None or len(representative) == 0):
+        raise ValueError(f"mode {mode!r} needs representative_data (a few hundred model inputs) to calibrate activation ranges")
+    clock = {}
+    converter = _converter(model, mode, io, _timed_samples(representative, f"calibrating {mode}", clock))
+    kept = None
+    if keep_float:
+        data, kept = _convert_keep_float(model, converter, keep_float, io)
+    else:
+        if sparse_weights:  # store pruned kernels in TFLite's sparse format (DENSIFY ops / sparse kernels read them)
+            converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        try:
+            data = converter.convert()
+        except Exception as err:  # the converter raises ConverterError / RuntimeError with MLIR text
+            raise RuntimeError(f"TFLite conversion of {model.name!r} to {mode} failed: {err}") from err
     if sparse_weights and explicit_pad and mode == "float32":
         # XNNPACK's sparse (NCHW) kernels reject SAME-padded depthwise convolutions: write symmetric SAME
         # padding as PAD + VALID (exact; XNNPACK folds the PAD back into the convolution). See edgeopt.tflite.xnnpack.
@@ -182,7 +198,137 @@ def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights
         pixels = interface.pixel_quantization(preprocessing.mean, preprocessing.std) if preprocessing is not None else None
         data = interface.retype_io(data, "uint8", input_quantization=pixels)
     calib = Calibration(len(representative), clock["end"] - clock["start"]) if needs_data and "end" in clock else None
-    return data, calib
+    return data, calib, kept
+
+
+# ---- selective precision and the quantization debugger ----------------------------------------------------
+# TF 2.21's converter keeps chosen ops float only through the MLIR quantizer's node denylist, which it exposes as
+# tf.lite.experimental.QuantizationDebugger(converter=...) with QuantizationDebugOptions(denylisted_nodes=...):
+# the debugger calibrates with the converter as set up here (converter._experimental_calibrate_only) and
+# quantizes the calibrated model with the same mlir_quantize the converter calls, plus the denylist.
+# Per-layer int16 activations are not possible: a 16x8 export goes through the old quantizer with one
+# activations_type for the whole model (tensorflow/lite/python/lite.py, TFLiteConverterBase._quantize: the MLIR
+# quantizer only when activations_type != int16; calibrator.py: QuantizeModel takes one activations_type, and
+# its one-op variant, calibrate_and_quantize_single, only int8), and mlir_quantize's inference_type is one type
+# for all quantized ops (convert.py: mlir_quantize(inference_type=QUANTIZED_INT8, denylisted_nodes=...)).
+
+
+@dataclass(frozen=True)
+class PrecisionConfig(Config):
+    """Selective precision of an int8 export.
+
+    - ``keep_float``: glob patterns (``fnmatch``, e.g. ``"block5*"``) on Keras layer names; the TFLite ops those
+      layers compute stay float32 (weights and activations), everything else is int8, input and output keep
+      their int8/uint8 type. Each pattern must match a layer that computes an op.
+    - ``auto_fallback``: top-1 points (0..100) to win back on the validation data:
+      :func:`edgeopt.bench.quant_report.auto_fallback` keeps float the layers around the worst tensors of the
+      quantization report, one tensor at a time, until the file is within this many points of the float model.
+    - ``max_fallback_steps``: at most this many tensors (steps) for ``auto_fallback``.
+    """
+
+    keep_float: tuple[str, ...] = ()
+    auto_fallback: float | None = None
+    max_fallback_steps: int = 4
+
+    def __post_init__(self):
+        if isinstance(self.keep_float, str) or not all(isinstance(p, str) and p.strip() for p in self.keep_float):
+            raise ValueError(f"keep_float must be a list of layer-name patterns such as [\"block5*\"], got {self.keep_float!r}")
+        object.__setattr__(self, "keep_float", tuple(self.keep_float))
+        if self.auto_fallback is not None and not (isinstance(self.auto_fallback, (int, float)) and 0 <= self.auto_fallback <= 100):
+            raise ValueError(f"auto_fallback must be top-1 points in [0, 100] (e.g. 0.3), or none; got {self.auto_fallback!r}")
+        if not isinstance(self.max_fallback_steps, int) or isinstance(self.max_fallback_steps, bool) or self.max_fallback_steps < 1:
+            raise ValueError(f"max_fallback_steps must be an integer >= 1, got {self.max_fallback_steps!r}")
+
+
+@dataclass(frozen=True)
+class KeptFloat:
+    """What of an int8 export stays float: the ``keep_float`` patterns, the Keras layers they matched and the
+    converter nodes (output tensor names of the ops those layers compute) that were denylisted."""
+
+    patterns: tuple[str, ...]
+    layers: tuple[str, ...]
+    nodes: tuple[str, ...]
+
+
+def match_layers(model: keras.Model, patterns) -> tuple[str, ...]:
+    """The names of ``model``'s layers that match any glob in ``patterns``, in model order; a pattern that
+    matches no layer is an error naming it."""
+    patterns = PrecisionConfig(keep_float=tuple(patterns)).keep_float
+    names = [layer.name for layer in model.layers]
+    for pattern in patterns:
+        if not fnmatch.filter(names, pattern):
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise ValueError(f"keep_float pattern {pattern!r} matches no layer of {model.name!r} (layers: {shown})")
+    return tuple(n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+
+
+def keep_float_nodes(model_bytes: bytes, model: keras.Model, patterns) -> KeptFloat:
+    """Which converter nodes (output tensor names) of ``model_bytes``, a float or calibrated conversion of ``model``,
+    compute the layers matching ``patterns`` (see :mod:`edgeopt.tflite.layers`). Layers that compute no op of
+    their own (a Dropout, a BatchNormalization folded into its convolution) are left out; a pattern left with
+    no such layer is an error."""
+    patterns = PrecisionConfig(keep_float=tuple(patterns)).keep_float
+    layers = match_layers(model, patterns)
+    pairs = tflite_layers.op_layers(model_bytes, model.name, [layer.name for layer in model.layers])
+    computing = {name for _, computed in pairs for name in computed}
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in computing):
+            raise ValueError(f"keep_float pattern {pattern!r} matches layers {[n for n in layers if fnmatch.fnmatchcase(n, pattern)]} that compute "
+                             "no TFLite op of their own (folded into another op or removed by the converter); name the layer they are folded into")
+    kept = tuple(n for n in layers if n in computing)
+    return KeptFloat(patterns, kept, tuple(op.output_name for op, computed in pairs if computed & set(kept)))
+
+
+def _debug_options(nodes=(), fully_quantize: bool = False):
+    return tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(nodes) or None, fully_quantize=fully_quantize)
+
+
+def _debugger(converter, debug_samples: np.ndarray | None, fully_quantize: bool = False):
+    """QuantizationDebugger over a set-up int8 ``converter``; calibrates now."""
+    debug = (lambda: ([np.asarray(x, np.float32)[None]] for x in debug_samples)) if debug_samples is not None else None
+    return tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug, debug_options=_debug_options((), fully_quantize))
+
+
+def _keep_nodes_float(debugger, nodes, fully_quantize: bool = False) -> None:
+    """Quantize the debugger's calibrated model again with ``nodes`` denylisted (kept float)."""
+    try:
+        debugger.options = _debug_options(nodes, fully_quantize)
+    except ValueError as err:
+        if "debug mode" in str(err):  # the new debug model has no NumericVerify op: nothing left to quantize
+            raise ValueError("keep_float keeps every quantizable op float: nothing would be int8; export mode='float32' instead") from None
+        raise
+
+
+def _convert_keep_float(model, converter, patterns: tuple[str, ...], io: str) -> tuple[bytes, KeptFloat]:
+    """The int8 export of ``converter`` with the ops of the layers matching ``patterns`` kept float (int8 or float I/O)."""
+    fully = io != "float32"  # mlir_quantize's fully_quantize: int8 input/output, as the converter's int8 I/O
+    debugger = _debugger(converter, None, fully_quantize=fully)
+    kept = keep_float_nodes(debugger.calibrated_model, model, patterns)
+    _keep_nodes_float(debugger, kept.nodes, fully)
+    return debugger.get_nondebug_quantized_model(), kept
+
+
+def int8_debugger(model: keras.Model, calibration: np.ndarray, debug_samples: np.ndarray, keep_float=()):
+    """``tf.lite.experimental.QuantizationDebugger`` of ``model``'s int8 export: the converter :func:`to_tflite`
+    builds for ``mode="int8"``, calibrated on ``calibration`` (float model inputs), so the debugger sees the
+    quantization the export gets; its debug dataset is ``debug_samples``. The layers matching ``keep_float``
+    stay float, as in a ``keep_float`` export. Returns (debugger, :class:`Calibration`, :class:`KeptFloat` or None).
+
+    ``debugger.quant_model`` is the debug model: float input and output, and after every quantized op a
+    NumericVerify op whose inputs are the op's int8 output and the float op's output computed from the same
+    (dequantized) inputs, so each tensor's error is what that op's quantization adds (layer by layer).
+    """
+    require_keras2_model(model, "edgeopt.export.int8_debugger")
+    if calibration is None or len(calibration) == 0:
+        raise ValueError("int8_debugger needs calibration samples (float model inputs)")
+    clock = {}
+    converter = _converter(model, "int8", "int8", _timed_samples(calibration, "calibrating int8", clock))
+    debugger = _debugger(converter, debug_samples)
+    kept = None
+    if keep_float:
+        kept = keep_float_nodes(debugger.calibrated_model, model, keep_float)
+        _keep_nodes_float(debugger, kept.nodes)
+    return debugger, Calibration(len(calibration), clock.get("end", 0.0) - clock.get("start", 0.0)), kept
 
 
 # ---- data -----------------------------------------------------------------------------------------------
@@ -308,6 +454,7 @@ def to_tflite(
     info: ModelInfo | None = None,
     labels=None,
     android_metadata: bool = True,
+    keep_float=(),
 ) -> Artifact:
     """Convert ``model`` to .tflite in ``mode``, verify it, and (with ``path``) write it for an app.
 
@@ -325,9 +472,11 @@ def to_tflite(
     uint8 out), "int8" or "float32". ``info`` (:class:`ModelInfo`) names the model in the standard
     metadata (default: the Keras model's name); ``labels`` are the class names (default: the
     preprocessing's), one per output. ``android_metadata=False`` leaves out the standard TFLite
-    Metadata (for a model whose input is not an image). Returns an :class:`Artifact`.
+    Metadata (for a model whose input is not an image). ``keep_float``: glob patterns on Keras layer names whose
+    ops stay float32 in an int8 file (:class:`PrecisionConfig`; the manifest's ``keep_float`` lists the layers
+    and converter nodes). Returns an :class:`Artifact`.
     """
-    _check_arguments(model, mode, min_agreement, num_calibration, num_verify)
+    keep_float = _check_arguments(model, mode, min_agreement, num_calibration, num_verify, keep_float, sparse_weights)
     io = resolve_io(mode, io)
     class_names = _labels(model, preprocessing or getattr(representative_data, "preprocessing", None), labels)
     if android_metadata or io == "uint8":
@@ -337,12 +486,16 @@ def to_tflite(
         _refuse_existing(targets, _labels_text(class_names))
     data = collect_data(model, representative_data, verify_data, preprocessing, num_calibration, num_verify)
     start = time.perf_counter()
-    raw, calib = _convert(model, mode, data.calibration if MODES[mode][1] else None, sparse_weights, io=io, preprocessing=data.preprocessing)
+    raw, calib, kept = _convert(model, mode, data.calibration if MODES[mode][1] else None, sparse_weights, io=io,
+                                preprocessing=data.preprocessing, keep_float=keep_float)
     convert_seconds = time.perf_counter() - start
     report = op_report(raw, mode)
-    _check_io(raw, mode, io, report, model.name)
+    _check_io(raw, mode, io, report, model.name, kept)
     check = _verify_or_refuse(model, raw, mode, data, min_agreement)
     manifest = build_manifest(model, raw, mode, data.preprocessing, report, calib, check, convert_seconds, source, io=io, labels=class_names)
+    if kept is not None:  # quantize_report reads the nodes back to debug the same quantization
+        manifest["keep_float"] = {key: list(value) for key, value in asdict(kept).items()}  # as JSON reads it back
+        manifest["mode_description"] += f"; {len(kept.nodes)} ops of layers {', '.join(kept.layers)} kept float32 (keep_float)"
     if sparse_weights:
         # whether XNNPACK on ARM would run its sparse kernels, and why not (AVX x86 never does: see tflite.xnnpack)
         manifest["xnnpack_sparse"] = xnnpack_sparse_eligibility(raw).to_dict()
@@ -406,13 +559,23 @@ def _check_image_input(model, io: str) -> None:
                          "export a non-image model with android_metadata=False and io='int8' or 'float32'")
 
 
-def _check_arguments(model, mode: str, min_agreement: float, num_calibration: int, num_verify: int) -> None:
+def _check_arguments(model, mode: str, min_agreement: float, num_calibration: int, num_verify: int, keep_float=(),
+                     sparse_weights: bool = False) -> tuple[str, ...]:
+    """Raise ValueError naming the argument that is wrong; returns ``keep_float`` as a tuple of patterns."""
     require_keras2_model(model, "edgeopt.export.to_tflite")
     _check_mode(mode)
     if not 0 <= min_agreement <= 1:
         raise ValueError(f"min_agreement must be in [0, 1], got {min_agreement}")
     if num_calibration < 1 or num_verify < 0:
         raise ValueError(f"num_calibration must be >= 1 and num_verify >= 0; got {num_calibration}, {num_verify}")
+    keep_float = PrecisionConfig(keep_float=tuple(keep_float) if not isinstance(keep_float, str) else keep_float).keep_float
+    if keep_float and mode != "int8":
+        raise ValueError(f"keep_float needs mode='int8' (TF's converter keeps chosen ops float only in an int8 export); got mode={mode!r}")
+    if keep_float and sparse_weights:
+        raise ValueError("keep_float cannot be combined with sparse_weights (the denylisting quantizer writes no sparse tensors); drop one")
+    if keep_float:
+        match_layers(model, keep_float)  # a pattern that matches no layer fails before calibration
+    return keep_float
 
 
 @dataclass(frozen=True)
@@ -478,14 +641,18 @@ def _is_splits(obj) -> bool:
     return all(hasattr(obj, a) for a in ("train", "val", "test", "preprocessing"))
 
 
-def _check_io(data: bytes, mode: str, io: str, report: OpReport, name: str) -> None:
-    """An int8 export must have ``io`` inputs/outputs and no float computation inside."""
+def _check_io(data: bytes, mode: str, io: str, report: OpReport, name: str, kept: KeptFloat | None = None) -> None:
+    """An int8 export must have ``io`` inputs/outputs and no float computation inside, except the ops of the
+    ``kept`` layers. QUANTIZE/DEQUANTIZE only convert (float32 I/O has them at its ends, kept layers around them)."""
     if mode != "int8":
         return
     ins, outs = flatbuffer.io_tensors(data)
     bad = [t for t in (*ins, *outs) if t.dtype != io]
-    if bad or report.float_ops:
-        raise RuntimeError(f"int8 export of {name!r} is not fully integer: I/O not {io} {[t.name for t in bad]}, float ops {report.float_op_names}")
+    pairs = tflite_layers.op_layers(data, name, kept.layers if kept else ())  # an op of a kept layer names it
+    stray = sorted({op.op for op, layers in pairs if op.op not in tflite_layers.CARRIERS and not layers
+                    and {"float32", "float16"} & set(op.input_dtypes + op.output_dtypes)})
+    if bad or stray:
+        raise RuntimeError(f"int8 export of {name!r} is not fully integer: I/O not {io} {[t.name for t in bad]}, float ops {stray}")
 
 
 def _check_same_outputs(raw: bytes, final: bytes, x: np.ndarray) -> None:

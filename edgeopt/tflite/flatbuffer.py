@@ -167,6 +167,8 @@ class OpInstance:
     output_dtypes: tuple[str, ...]
     output_name: str
     version: int = 1  # the operator code's version (what the runtime must implement)
+    inputs: tuple[int, ...] = ()  # tensor indices (optional inputs, -1, left out), as tensor_infos() numbers them
+    outputs: tuple[int, ...] = ()
 
 
 def list_ops(data: bytes) -> list[OpInstance]:
@@ -181,12 +183,20 @@ def list_ops(data: bytes) -> list[OpInstance]:
         name = OP_NAMES.get(num, f"BUILTIN_{num}")
         if name == "CUSTOM" and code.CustomCode():
             name = "CUSTOM:" + code.CustomCode().decode()
-        ins = tuple(TENSOR_TYPE_NAMES[g.Tensors(int(i)).Type()] for i in op.InputsAsNumpy() if i >= 0)
+        in_ids = [int(i) for i in op.InputsAsNumpy() if i >= 0] if op.InputsLength() else []
+        ins = tuple(TENSOR_TYPE_NAMES[g.Tensors(i).Type()] for i in in_ids)
         out_ids = [int(i) for i in op.OutputsAsNumpy()]
         outs = tuple(TENSOR_TYPE_NAMES[g.Tensors(i).Type()] for i in out_ids)
         out_name = g.Tensors(out_ids[0]).Name().decode() if out_ids else ""
-        ops.append(OpInstance(name, ins, outs, out_name, code.Version()))
+        ops.append(OpInstance(name, ins, outs, out_name, code.Version(), tuple(in_ids), tuple(out_ids)))
     return ops
+
+
+def tensor_infos(data: bytes) -> list[TensorInfo]:
+    """Every tensor of the main subgraph, by index (what :class:`OpInstance` ``inputs``/``outputs`` point at);
+    scale and zero point only for per-tensor quantized tensors."""
+    g = schema.Model.GetRootAs(data, 0).Subgraphs(0)
+    return [_tensor_info(g.Tensors(i)) for i in range(g.TensorsLength())]
 
 
 # ---- metadata ----------------------------------------------------------------------------------------

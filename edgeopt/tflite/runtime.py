@@ -49,10 +49,11 @@ def _scale_zero(params: dict) -> tuple[float, int]:
     return float(scale), int(zero)
 
 
-def make_interpreter(model, num_threads: int = 1, xnnpack: bool = True):
+def make_interpreter(model, num_threads: int = 1, xnnpack: bool = True, preserve_all_tensors: bool = False):
     """A LiteRT interpreter (tensors not yet allocated) for a .tflite given as bytes or a path.
 
-    ``xnnpack=False`` uses the builtin kernels only (no default delegate).
+    ``xnnpack=False`` uses the builtin kernels only (no default delegate). ``preserve_all_tensors`` keeps every
+    intermediate tensor readable after ``invoke`` (no arena reuse; more memory), for per-tensor diagnostics.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -61,7 +62,8 @@ def make_interpreter(model, num_threads: int = 1, xnnpack: bool = True):
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        return Interpreter(model_content=data, num_threads=num_threads, experimental_op_resolver_type=resolver)
+        return Interpreter(model_content=data, num_threads=num_threads, experimental_op_resolver_type=resolver,
+                           experimental_preserve_all_tensors=preserve_all_tensors)
     except ValueError as err:
         raise InvalidModelError(f"LiteRT cannot load {label}: {err}. Is it a complete .tflite file?") from err
 
