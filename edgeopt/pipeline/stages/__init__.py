@@ -2,7 +2,8 @@
 
 - ``train``: fit the model. ``compress``: prune, prune_structured, cluster, qat, distill.
   ``saliency``: prune_saliency (iterative pruning by any saliency criterion, weights or filters).
+  ``sparse``: sparse_train (SNIP, GraSP, SET, RigL from scratch; early-bird tickets).
 - ``export``: verified .tflite files. ``bench``: size, latency and accuracy of those files.
 A new stage is one module here with a ``@stage(...)`` function, imported below.
 """
-from edgeopt.pipeline.stages import bench, compress, export, saliency, train  # noqa: F401  (each registers its stages)
+from edgeopt.pipeline.stages import bench, compress, export, saliency, sparse, train  # noqa: F401  (each registers its stages)
