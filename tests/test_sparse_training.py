@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgeopt._keras import keras, tf
+from edgeopt.compress import saliency
 from edgeopt.compress.early_bird import EarlyBird, EarlyBirdConfig, bn_channel_mask, early_bird, mask_distance
 from edgeopt.compress.masks import kernel_of, masks_of, prunable_layers
 from edgeopt.compress.sparse_dynamic import DynamicSparsity, RigLConfig, SETConfig, drop_fraction_at, reset_optimizer_slots, update_masks
@@ -133,6 +134,10 @@ def test_snip_scores_are_abs_gradient_times_weight():
     got = snip_scores(model, [(tf.constant(x), tf.constant(y))], ["fc1", "fc2"])
     np.testing.assert_allclose(got["fc1"], np.abs(g1 * w1), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(got["fc2"], np.abs(g2 * w2), rtol=1e-4, atol=1e-7)
+    # without batch norm, training and inference mode agree: SNIP at init is the per-weight Taylor saliency of one batch
+    taylor = saliency.weight_scores(model, "taylor", ["fc1", "fc2"], [(tf.constant(x), tf.constant(y))], saliency.SaliencyOptions(batches=1))
+    for n in ("fc1", "fc2"):
+        np.testing.assert_allclose(got[n], taylor[n], rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 4.0])

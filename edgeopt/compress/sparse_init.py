@@ -143,7 +143,9 @@ def _logits(model: keras.Model, x) -> tf.Tensor:
 
 def loss_gradients(model: keras.Model, batches, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Gradient of the mean training loss over ``batches`` with respect to each named kernel, in training mode
-    (batch statistics) with the moving statistics left as they were."""
+    (batch statistics, the gradient a training step sees, as SNIP's, GraSP's and RigL's code take it) with the
+    moving statistics left as they were. :mod:`edgeopt.compress.saliency` differentiates in inference mode instead,
+    so for a model without batch norm SNIP's score equals its per-weight ``taylor`` on one batch."""
     kernels = [kernel_of(model, n) for n in names]
     loss_fn, total = loss_for(model), [np.zeros(k.shape, np.float64) for k in kernels]
     with _KeepState(model):
