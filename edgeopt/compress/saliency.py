@@ -54,6 +54,7 @@ from typing import Mapping
 import numpy as np
 
 from edgeopt._keras import ends_in_softmax, keras, tf
+from edgeopt.compress.derivatives import LossDerivatives
 from edgeopt.compress.masks import kernel_of, prunable_layers
 from edgeopt.config import Config
 from edgeopt.registry import Registry
@@ -238,62 +239,16 @@ def _filter_sums(producers: list[str], weight: dict[str, np.ndarray]) -> dict[st
     return {n: np.asarray(weight[n]).reshape(-1, weight[n].shape[-1]).sum(axis=0) for n in producers}
 
 
-def _losses(model, x, y) -> tf.Tensor:
-    """Per-image sparse cross-entropy of ``model``'s output on ``x`` (inference mode)."""
-    out = model(tf.cast(x, model.inputs[0].dtype), training=False)
-    return keras.losses.sparse_categorical_crossentropy(y, out, from_logits=not ends_in_softmax(model))
-
-
-class _Derivatives:
-    """Derivatives of the loss over the kernels of some layers, each traced once (``tf.function``) and reused
-    for every batch: mean-loss gradients, per-image squared gradients, Hessian-vector products."""
-
-    def __init__(self, model, names: list[str]):
-        self.kernels = [kernel_of(model, n) for n in names]
-        zero = tf.UnconnectedGradients.ZERO
-
-        def mean_loss(x, y):
-            return tf.reduce_mean(_losses(model, x, y))
-
-        @tf.function(reduce_retracing=True)
-        def gradient(x, y):
-            with tf.GradientTape() as tape:
-                tape.watch(self.kernels)
-                loss = mean_loss(x, y)
-            return tape.gradient(loss, self.kernels, unconnected_gradients=zero)
-
-        @tf.function(reduce_retracing=True)
-        def squared_per_image(x, y):
-            with tf.GradientTape() as tape:
-                tape.watch(self.kernels)
-                losses = _losses(model, x, y)
-            jac = tape.jacobian(losses, self.kernels, unconnected_gradients=zero)  # each (images, *kernel shape)
-            return [tf.reduce_sum(tf.square(j), axis=0) for j in jac]
-
-        @tf.function(reduce_retracing=True)
-        def hvp(x, y, vectors):  # vectors: per kernel, (samples, *kernel shape)
-            with tf.GradientTape(persistent=True) as outer:
-                outer.watch(self.kernels)
-                with tf.GradientTape() as inner:
-                    inner.watch(self.kernels)
-                    loss = mean_loss(x, y)
-                grads = inner.gradient(loss, self.kernels, unconnected_gradients=zero)
-                dots = [tf.add_n([tf.reduce_sum(g * v[s]) for g, v in zip(grads, vectors)]) for s in range(vectors[0].shape[0])]
-            return [tf.stack(h) for h in zip(*[outer.gradient(d, self.kernels, unconnected_gradients=zero) for d in dots])]
-
-        self.gradient, self.squared_per_image, self.hvp = gradient, squared_per_image, hvp
-
-
 def hessian_vector_products(model, names: list[str], x, y, vectors: list[np.ndarray]) -> list[np.ndarray]:
     """``H v`` for ``samples`` vectors ``v``, given per kernel of ``names`` as an array (samples, *kernel shape);
     ``H`` is the Hessian of the mean loss on the batch ``(x, y)`` over those kernels. Same layout returned."""
-    return [h.numpy() for h in _Derivatives(model, names).hvp(x, y, [tf.constant(v, tf.float32) for v in vectors])]
+    return [h.numpy() for h in LossDerivatives(model, names).hvp(x, y, [tf.constant(v, tf.float32) for v in vectors])]
 
 
 def hessian_diagonal(model, names: list[str], batches: list[Batch], method: str, options: SaliencyOptions) -> dict[str, np.ndarray]:
     """Estimate of the diagonal of the loss Hessian for the kernels of ``names``: ``fisher`` (empirical Fisher,
     per image or per batch as ``options.fisher`` says) or ``hutchinson`` (see the module docstring)."""
-    d = _Derivatives(model, names)
+    d = LossDerivatives(model, names)
     total = [np.zeros(k.shape, np.float64) for k in d.kernels]
     count = 0
     rng = np.random.default_rng(options.seed)
@@ -449,7 +404,7 @@ class Taylor(Criterion):
     needs_labels = True
 
     def weight_scores(self, model, names, batches, options):
-        d = _Derivatives(model, names)
+        d = LossDerivatives(model, names)
         total = [np.zeros(k.shape, np.float64) for k in d.kernels]
         for x, y in batches:
             total = [t + np.abs(k.numpy() * g.numpy()) for t, k, g in zip(total, d.kernels, d.gradient(x, y))]

@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeopt._keras import keras
 from edgeopt.compress.masks import Masks, MaskCallback, apply_masks, kernel_of, prune_by_score
+from edgeopt.compress.derivatives import LossDerivatives
 from edgeopt.compress.sparse_init import SparseConfig, SparseTrainResult, sparse_copy, loss_gradients, random_masks, train_with_masks
 
 SCHEDULES = ("cosine", "constant")
@@ -123,7 +124,9 @@ class DynamicSparsity(MaskCallback):
         names = list(self.masks)
         weights = {n: kernel_of(self.model, n).numpy() for n in names}
         if self.grow == "gradient":
-            scores = {n: np.abs(g) for n, g in loss_gradients(self.model, [next(self._batches)], names).items()}
+            if getattr(self, "_derivatives", None) is None:  # traced once, reused by every update
+                self._derivatives = LossDerivatives(self.model, names, training=True)
+            scores = {n: np.abs(g) for n, g in loss_gradients(self.model, [next(self._batches)], names, self._derivatives).items()}
         else:
             scores = {n: self.rng.random(w.shape) for n, w in weights.items()}
         new, grown = update_masks(self.masks, weights, scores, fraction)

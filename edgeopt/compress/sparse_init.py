@@ -25,10 +25,11 @@ import numpy as np
 
 from edgeopt._keras import keras, tf
 from edgeopt.compress import policy as _policy
+from edgeopt.compress.derivatives import KeepState, LossDerivatives
 from edgeopt.compress.graph import clone_with_weights, require_functional
 from edgeopt.compress.masks import Masks, MaskCallback, apply_masks, kernel_of, mask_sparsity, masks_of, prunable_layers, prune_by_score
 from edgeopt.config import Config
-from edgeopt.train import TrainConfig, ends_in_softmax, fit, loss_for
+from edgeopt.train import TrainConfig, fit
 
 DISTRIBUTIONS = ("uniform", "erk")
 RANKINGS = DISTRIBUTIONS + ("global",)  # SNIP / GraSP may also rank all layers together
@@ -122,38 +123,17 @@ def training_batches(splits, count: int) -> list[tuple[tf.Tensor, tf.Tensor]]:
     return list(splits.train.take(count))
 
 
-class _KeepState:
-    """Restores the non-trainable weights (batch-norm moving statistics) after forward passes in training mode."""
-
-    def __init__(self, model: keras.Model):
-        self.model = model
-
-    def __enter__(self):
-        self.saved = [w.numpy() for w in self.model.non_trainable_weights]
-
-    def __exit__(self, *exc):
-        for w, value in zip(self.model.non_trainable_weights, self.saved):
-            w.assign(value)
-
-
-def _logits(model: keras.Model, x) -> tf.Tensor:
-    out = model(x, training=True)
-    return tf.math.log(tf.clip_by_value(out, 1e-12, 1.0)) if ends_in_softmax(model) else out  # log-probabilities: logits up to a constant
-
-
-def loss_gradients(model: keras.Model, batches, names: Sequence[str]) -> dict[str, np.ndarray]:
+def loss_gradients(model: keras.Model, batches, names: Sequence[str], derivatives: LossDerivatives | None = None) -> dict[str, np.ndarray]:
     """Gradient of the mean training loss over ``batches`` with respect to each named kernel, in training mode
     (batch statistics, the gradient a training step sees, as SNIP's, GraSP's and RigL's code take it) with the
     moving statistics left as they were. :mod:`edgeopt.compress.saliency` differentiates in inference mode instead,
-    so for a model without batch norm SNIP's score equals its per-weight ``taylor`` on one batch."""
-    kernels = [kernel_of(model, n) for n in names]
-    loss_fn, total = loss_for(model), [np.zeros(k.shape, np.float64) for k in kernels]
-    with _KeepState(model):
+    so for a model without batch norm SNIP's score equals its per-weight ``taylor`` on one batch. ``derivatives``:
+    a ``LossDerivatives(model, names, training=True)`` to reuse (traced once) when called repeatedly, as RigL does."""
+    d = derivatives or LossDerivatives(model, list(names), training=True)
+    total = [np.zeros(k.shape, np.float64) for k in d.kernels]
+    with KeepState(model):
         for x, y in batches:
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, model(x, training=True))
-            for acc, g in zip(total, tape.gradient(loss, kernels)):
-                acc += g.numpy()
+            total = [acc + g.numpy() for acc, g in zip(total, d.gradient(x, y))]
     return {n: (g / len(batches)).astype(np.float32) for n, g in zip(names, total)}
 
 
@@ -169,25 +149,16 @@ def grasp_scores(model: keras.Model, batches, names: Sequence[str], temperature:
     gradient of the cross-entropy of ``logits / temperature`` over ``batches``, ``H g`` the Hessian-gradient product,
     both taken over every convolution and dense kernel of the model as the official code does."""
     every = prunable_layers(model)
-    kernels = [kernel_of(model, n) for n in every]
-
-    def loss_of(x, y):
-        return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, _logits(model, x) / temperature, from_logits=True))
-
-    with _KeepState(model):
-        g = [tf.zeros_like(k) for k in kernels]
+    d = LossDerivatives(model, every, training=True, temperature=temperature)
+    with KeepState(model):
+        g = [tf.zeros_like(k) for k in d.kernels]
         for x, y in batches:
-            with tf.GradientTape() as tape:
-                loss = loss_of(x, y)
-            g = [a + b for a, b in zip(g, tape.gradient(loss, kernels))]
-        g = [tf.stop_gradient(v / len(batches)) for v in g]
-        hg = [tf.zeros_like(k) for k in kernels]
+            g = [a + b for a, b in zip(g, d.gradient(x, y))]
+        g = [tf.stop_gradient(v / len(batches))[None] for v in g]  # one vector per kernel: (1, *kernel shape)
+        hg = [tf.zeros_like(k) for k in d.kernels]
         for x, y in batches:
-            with tf.GradientTape() as outer:
-                with tf.GradientTape() as inner:
-                    loss = loss_of(x, y)
-                z = tf.add_n([tf.reduce_sum(a * b) for a, b in zip(g, inner.gradient(loss, kernels))])
-            hg = [a + b for a, b in zip(hg, outer.gradient(z, kernels))]
+            hg = [a + b[0] for a, b in zip(hg, d.hvp(x, y, g))]
+    kernels = d.kernels
     by_name = {n: (-k.numpy() * (h / len(batches)).numpy()) for n, k, h in zip(every, kernels, hg)}
     return {n: by_name[n] for n in names}
 
