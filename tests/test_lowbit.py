@@ -126,3 +126,39 @@ def test_packed_size_is_the_hand_count():
     assert packed_size_bytes(model, 8) == 216 + 64 + 144 + 128 + 112 + 56 + 21 + 24 + 256
     with pytest.raises(ValueError, match="bits has no width for fc"):
         packed_size_bytes(model, {"conv": 4, "dw": 2, "mid": 1})
+
+
+# the int8 code each level of a channel lands on: the converter's scale is max|w_c| / 127, so level k of Q is code round(127 k / Q)
+_CODES = {1: {-127, 127}, 2: {-127, 0, 127}, 4: {sign * int(np.floor(127 * k / 7 + 0.5)) for k in range(8) for sign in (1, -1)}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bits", [4, 2, 1])
+def test_int8_export_stores_each_channels_levels(bits, trained_tiny, digits_splits):
+    """The stripped model through edgeopt's int8 export: every low-bit kernel keeps its levels as int8 codes
+    (binary and 2-bit exactly +-127 and 0; 4-bit on round(127 k / 7)), and the file passes verification."""
+    from edgeopt.compress.cluster import kernel_stats
+    from edgeopt.compress.quantize import calibrate_ranges
+    from edgeopt.export import to_tflite
+    from edgeopt.tflite.flatbuffer import constant_weights
+    from edgeopt.train import TrainConfig, fit
+
+    model = trained_tiny("mobilenet_v2_tiny")
+    config = LowBitConfig(bits=bits)
+    qat = quantize_lowbit(model, config)
+    calibrate_ranges(qat, model, digits_splits.arrays("train", limit=256)[0])
+    fit(qat, digits_splits, TrainConfig(epochs=1, learning_rate=1e-3, verbose=0))
+    plain = strip_lowbit(qat)
+    artifact = to_tflite(plain, "int8", digits_splits, num_calibration=200, min_agreement=0.9)
+    plan = plan_bits(model, config)
+    found = {}
+    for tensor in constant_weights(artifact.model_bytes):
+        owners = [name for name in plan if f"/{name}/" in tensor.name]
+        if tensor.dtype == "int8" and len(owners) == 1:
+            found[owners[0]] = tensor.values
+    assert set(found) == set(plan)
+    for name, codes in found.items():
+        if plan[name] == 8:
+            continue
+        assert kernel_stats(name, "", codes).max_unique_per_channel <= LIMIT[plan[name]], name
+        assert set(np.unique(codes).tolist()) <= _CODES[plan[name]], name
