@@ -83,6 +83,10 @@ def test_stripped_kernels_hold_the_quantized_values(rng):
         np.testing.assert_allclose(plain.get_layer(name).kernel.numpy(), _np_8bit(trained[f"{name}/kernel"]), rtol=1e-5, atol=1e-8)
         assert per_channel[name] > 15
     np.testing.assert_array_equal(plain.get_layer("dw_bn").get_weights()[2], qat.get_layer("quant_dw_bn").layer.moving_mean.numpy())
+    # rebuilt from the input model and given the saved weights (how a pipeline stage reloads QAT), it strips the same
+    again = quantize_lowbit(model, LowBitConfig(bits=4, layer_bits=widths))
+    again.set_weights(qat.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(strip_lowbit(again).get_weights(), plain.get_weights()))
 
 
 def test_saved_quantize_config_loads_in_the_scope():

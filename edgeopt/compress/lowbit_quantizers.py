@@ -32,7 +32,9 @@ ImageNet: the next thing to try if 2-bit accuracy falls short. The range is held
 **Binary (1 bit).** w_b = alpha_c * sign(w) with alpha_c = mean |w_c| (XNOR-Net: the alpha minimising
 ||w_c - alpha * sign(w_c)||^2) and sign(0) = +1, so a channel holds exactly the two values +-alpha_c. The gradient
 is straight through inside the clip range, dL/dw = dL/dw_b where |w| <= clip (1 by default: BinaryConnect,
-Larq's ``ste_sign``), 0 outside; alpha_c is held constant in the gradient, as in Larq's ``magnitude_aware_sign``.
+Larq's ``ste_sign``), 0 outside, and alpha_c is held constant. Checked against Larq 0.14's ``MagnitudeAwareSign``
+(the Bi-Real Net weight quantizer): the same forward values, bit for bit; Larq's gradient is this one times
+alpha_c, a constant per channel that Adam's per-weight normalisation cancels.
 """
 from __future__ import annotations
 
