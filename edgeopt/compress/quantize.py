@@ -178,12 +178,14 @@ def plan(model: keras.Model, config: QATConfig = QATConfig()) -> list[LayerDecis
     return decisions
 
 
-def quantize(model: keras.Model, config: QATConfig = QATConfig()) -> keras.Model:
+def quantize(model: keras.Model, config: QATConfig = QATConfig(), *, scheme=None) -> keras.Model:
     """A new quantization-aware copy of ``model`` (the input is not modified).
 
     Layers are annotated per :func:`plan`: TF-MOT's defaults where it has them, edgeopt's ``QuantizeConfig``
     from :data:`QAT_POLICY` where it refuses, ``NoOpQuantizeConfig`` for float layers. Raises
-    :class:`QATUnsupportedError` listing every layer that cannot be quantized.
+    :class:`QATUnsupportedError` listing every layer that cannot be quantized. ``scheme`` replaces the
+    :class:`~edgeopt.compress.qat_layout.Scheme` made from ``config`` (``edgeopt.compress.lowbit`` passes
+    one whose weight quantizers have fewer bits).
     """
     require_keras2_model(model, "edgeopt.compress.quantize")
     if not getattr(model, "_is_graph_network", False) and not isinstance(model, keras.Sequential):
@@ -210,7 +212,7 @@ def quantize(model: keras.Model, config: QATConfig = QATConfig()) -> keras.Model
     # quantize_apply then clones it again with copied weights, so the input model is never touched.
     annotated = keras.models.clone_model(model, clone_function=annotate)
     with quantize_scope():
-        return _QK.quantize_apply(annotated, Scheme(config.preserve, config.clustered_scales, config.depthwise_scales))
+        return _QK.quantize_apply(annotated, scheme or Scheme(config.preserve, config.clustered_scales, config.depthwise_scales))
 
 
 _RANGE_PREFIXES = ("output", "post_activation")  # quantizers of a layer's own output
