@@ -31,9 +31,10 @@ from edgeopt.compress import saliency as _saliency
 from edgeopt.compress import structured as _structured
 from edgeopt.compress.graph import clone_with_weights, require_functional
 from edgeopt.compress.masks import MaskCallback, apply_masks, dense_masks, prunable_layers, prune_by_score, remaining
+from edgeopt.compress.regularize import RegularizationConfig, fit_with_penalty
 from edgeopt.compress.saliency import SaliencyOptions
 from edgeopt.costs import profile, weight_sparsity
-from edgeopt.train import TrainConfig, evaluate, fit
+from edgeopt.train import TrainConfig, evaluate
 
 GRANULARITIES = ("weight", "filter")
 SCOPES = ("layer", "global")
@@ -50,6 +51,7 @@ class SaliencyPruneConfig(Config):
     ``normalize``: ``l2``, ``mean`` or ``none`` (global ranking, see the module docstring). ``exclude``: layers
     (weights) or producers of groups (filters) left whole. Filters only: ``groups`` (``internal`` or ``all``,
     as :class:`~edgeopt.compress.structured.StructuredConfig`'s scope), ``min_channels``, ``round_to``.
+    ``regularization``: a penalty added to every fine-tuning (:mod:`edgeopt.compress.regularize`).
     """
 
     criterion: str = "l1"
@@ -65,10 +67,11 @@ class SaliencyPruneConfig(Config):
     round_to: int = 1
     saliency: SaliencyOptions = field(default_factory=SaliencyOptions)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, learning_rate=1e-3, cosine=False))
+    regularization: RegularizationConfig | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "exclude", tuple(self.exclude))
-        for name, cls in (("saliency", SaliencyOptions), ("train", TrainConfig)):
+        for name, cls in (("saliency", SaliencyOptions), ("train", TrainConfig), ("regularization", RegularizationConfig)):
             if isinstance(getattr(self, name), dict):
                 object.__setattr__(self, name, cls(**getattr(self, name)))
         if self.granularity not in GRANULARITIES:
@@ -160,23 +163,29 @@ def _weight_rounds(work, splits, config: SaliencyPruneConfig, test: bool):
             masks = prune_by_score(_saliency.normalize(scores, config.normalize, masks), masks, config.per_round, "global")
         else:
             masks = prune_by_score(scores, masks, config.per_round, "layer")
-        result = fit(work, splits, config.train, callbacks=[MaskCallback(masks)])
+        work, result = fit_with_penalty(work, splits, config.train, config.regularization, callbacks=[MaskCallback(masks)])
         apply_masks(work, masks)
         rows.append(_row(work, r, remaining(masks), result.val_top1, splits, start, test))
         _report(config, rows[-1])
     return work, rows
 
 
-def _eligible(model, config: SaliencyPruneConfig) -> dict[str, int]:
-    """Channels of each group the config prunes, by group name."""
-    unknown = sorted(set(config.exclude) - {layer.name for layer in model.layers})
+def eligible_groups(model, groups: str = "internal", exclude: tuple[str, ...] = ()) -> dict[str, int]:
+    """Channels of each channel group that filter pruning may shrink, by group name: prunable groups, residual-tied
+    ones only with ``groups="all"``, none whose producers are in ``exclude``. Raises ValueError when there is none."""
+    unknown = sorted(set(exclude) - {layer.name for layer in model.layers})
     if unknown:
         raise ValueError(f"exclude names {', '.join(unknown)}, which are not layers of {model.name}")
     out = {g.name: g.channels for g in _structured.channel_groups(model)
-           if g.prunable and not (g.residual and config.groups == "internal") and not set(g.producers) & set(config.exclude)}
+           if g.prunable and not (g.residual and groups == "internal") and not set(g.producers) & set(exclude)}
     if not out:
-        raise ValueError(f"no channel group of {model.name} can be pruned with groups={config.groups!r} (see structured.channel_groups for why)")
+        raise ValueError(f"no channel group of {model.name} can be pruned with groups={groups!r} (see structured.channel_groups for why)")
     return out
+
+
+def _eligible(model, config: SaliencyPruneConfig) -> dict[str, int]:
+    """Channels of each group the config prunes, by group name."""
+    return eligible_groups(model, config.groups, config.exclude)
 
 
 def _filter_rounds(work, splits, config: SaliencyPruneConfig, test: bool):
@@ -189,7 +198,7 @@ def _filter_rounds(work, splits, config: SaliencyPruneConfig, test: bool):
         keep = _global_keep(work, groups, splits, config) if config.scope == "global" else _layer_keep(work, splits, config)
         if keep:
             work = _structured.rebuild(work, keep)
-        result = fit(work, splits, config.train)
+        work, result = fit_with_penalty(work, splits, config.train, config.regularization)
         alive = sum(g.channels for g in _structured.channel_groups(work) if g.name in eligible) / total
         rows.append(_row(work, r, alive, result.val_top1, splits, start, test))
         _report(config, rows[-1])

@@ -3,7 +3,8 @@
 Each recipe stage type maps to a config class and a function ``fn(ctx, model, config) -> StageOutcome``
 (model -> model); ``edgeopt.pipeline.stages`` registers them. A stage that trains accepts the TrainConfig
 fields (epochs, learning_rate, ...) next to its own fields; their defaults come from the recipe's
-``[train]`` section. The runner turns each outcome into a :class:`StageResult` (``result.json``); reports
+``[train]`` section. A stage registered with ``regularizes=True`` also accepts a ``regularization`` table
+(:class:`~edgeopt.compress.regularize.RegularizationConfig`: a penalty added to its training loss). The runner turns each outcome into a :class:`StageResult` (``result.json``); reports
 and search read those objects, never key names.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from edgeopt._keras import keras
+from edgeopt.compress.regularize import RegularizationConfig
 from edgeopt.config import RecipeError, from_dict
 from edgeopt.data import Splits
 from edgeopt.io import load_model_safe
@@ -41,6 +43,7 @@ class StageOutcome:
 class StageConfig:
     technique: object | None
     train: TrainConfig | None
+    regularization: RegularizationConfig | None = None  # a penalty for the stage's training (regularizes=True stages)
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,15 @@ class Stage:
     load: Callable[[Path], keras.Model] | None = None  # how to reload its saved model (e.g. inside a TF-MOT scope)
     model_file: str = "model.keras"  # the stage's model in its directory
     save: Callable[[keras.Model, Path], None] | None = None  # how to save it there, atomically (default: the whole model)
+    regularizes: bool = False  # accepts a ``regularization`` table for its training
 
     def parse(self, params: dict, path: str, train_section) -> StageConfig:
         own = {f.name for f in dataclasses.fields(self.config_cls)} if self.config_cls else set()
         train_keys = set(TRAIN_FIELDS) if self.trains else set()
-        unknown = sorted(set(params) - own - train_keys)
+        extra = {"regularization"} if self.regularizes else set()
+        unknown = sorted(set(params) - own - train_keys - extra)
         if unknown:
-            known = ", ".join(sorted(own | train_keys)) or "none"
+            known = ", ".join(sorted(own | train_keys | extra)) or "none"
             raise RecipeError(f"{path}.{unknown[0]} is not a known field of a {self.name} stage; known fields: {known}")
         technique = from_dict(self.config_cls, {k: v for k, v in params.items() if k in own}, path) if self.config_cls else None
         train = None
@@ -67,18 +72,20 @@ class Stage:
             overrides = {k: v for k, v in params.items() if k in train_keys}
             base = from_dict(TrainConfig, {**{k: getattr(train_section, k) for k in TRAIN_FIELDS}, **overrides}, path)
             train = base
-        return StageConfig(technique, train)
+        penalty = params.get("regularization") if self.regularizes else None
+        regularization = from_dict(RegularizationConfig, penalty, f"{path}.regularization") if penalty is not None else None
+        return StageConfig(technique, train, regularization)
 
 
 STAGES: Registry[Stage] = Registry("stage")
 
 
 def stage(name: str, config_cls: type | None = None, trains: bool = False, makes_model: bool = True, load=None, model_file: str = "model.keras",
-          save=None):
+          save=None, regularizes: bool = False):
     """Register a stage function ``fn(ctx, model, config: StageConfig) -> StageOutcome``."""
 
     def deco(fn):
-        STAGES.register(name)(Stage(name, fn, config_cls, trains, makes_model, load, model_file, save))
+        STAGES.register(name)(Stage(name, fn, config_cls, trains, makes_model, load, model_file, save, regularizes))
         return fn
 
     return deco

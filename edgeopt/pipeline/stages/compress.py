@@ -2,7 +2,8 @@
 
 Each stage applies its ``edgeopt.compress`` step, fine-tunes with the stage's training settings (defaults
 from the recipe's ``[train]``), strips training wrappers where the next stage needs a plain model, and
-reports the Keras model's metrics.
+reports the Keras model's metrics. ``prune`` and ``prune_structured`` also take a ``regularization`` table
+(a penalty on kernels during their fine-tuning, :mod:`edgeopt.compress.regularize`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from edgeopt.compress import prune as _prune
 from edgeopt.compress import quantize as _quantize
 from edgeopt.compress import structured as _structured
 from edgeopt.compress.distill import DistillConfig, Distiller
+from edgeopt.compress.regularize import fit_with_penalty, near_zero
 from edgeopt.costs import profile
 from edgeopt.io import load_model_safe, save_model_atomic, save_weights_atomic, write_atomic
 from edgeopt.models import MODELS, check_model_fits, check_model_path, create, load_model
@@ -22,28 +24,30 @@ from edgeopt.pipeline.stage import RunContext, StageOutcome, keras_test_top1, lo
 from edgeopt.train import fit, make_optimizer
 
 
-@stage("prune", _prune.PruneConfig, trains=True)
+@stage("prune", _prune.PruneConfig, trains=True, regularizes=True)
 def prune_stage(ctx: RunContext, model, config) -> StageOutcome:
-    """Magnitude pruning while fine-tuning, then stripped: the next stage gets a plain model with zeros."""
+    """Magnitude pruning while fine-tuning (with the stage's ``regularization`` penalty, if any), then stripped: the
+    next stage gets a plain model with zeros."""
     cfg = config.technique
     with ctx.strategy.scope():
         wrapped = _prune.prune(model, cfg, total_steps=ctx.train_steps(config.train))
-        result = fit(wrapped, ctx.splits, config.train, callbacks=_prune.pruning_callbacks(cfg))
+        wrapped, result = fit_with_penalty(wrapped, ctx.splits, config.train, config.regularization, callbacks=_prune.pruning_callbacks(cfg))
         plain = _prune.strip_pruning(wrapped)
     report = _prune.sparsity_report(plain)
-    return StageOutcome(plain, {"val_top1": result.val_top1, "pruned_layers": len(report.layers), **model_metrics(plain, ctx)})
+    return StageOutcome(plain, {"val_top1": result.val_top1, "pruned_layers": len(report.layers), **near_zero(plain).metrics(), **model_metrics(plain, ctx)})
 
 
-@stage("prune_structured", _structured.StructuredConfig, trains=True)
+@stage("prune_structured", _structured.StructuredConfig, trains=True, regularizes=True)
 def prune_structured_stage(ctx: RunContext, model, config) -> StageOutcome:
     """Remove whole filters by the config's criterion (L1 norm by default; data criteria read the training split),
-    giving a smaller dense model, then fine-tune it."""
+    giving a smaller dense model, then fine-tune it (with the stage's ``regularization`` penalty, if any)."""
     before = profile(model)  # its cost only: the model before is not evaluated
     with ctx.strategy.scope():
         smaller = _structured.prune_filters(model, config.technique, data=ctx.splits.train)
-        result = fit(smaller, ctx.splits, config.train)
+        smaller, result = fit_with_penalty(smaller, ctx.splits, config.train, config.regularization)
     after = model_metrics(smaller, ctx)
-    return StageOutcome(smaller, {"val_top1": result.val_top1, **after, "macs_before": before.macs, "params_before": before.params})
+    return StageOutcome(smaller, {"val_top1": result.val_top1, **near_zero(smaller).metrics(), **after, "macs_before": before.macs,
+                                  "params_before": before.params})
 
 
 @stage("cluster", _cluster.ClusterConfig, trains=True)

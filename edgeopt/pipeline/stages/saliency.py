@@ -2,12 +2,14 @@
 filters, by any criterion of :mod:`edgeopt.compress.saliency`; data criteria read the run's training split.
 
 Each round's fine-tuning is the stage's training (the recipe's ``[train]`` with the stage's own ``epochs``,
-``learning_rate``, ... on top), like every other training stage, so the stage takes no ``train`` table.
+``learning_rate``, ... on top), like every other training stage, so the stage takes no ``train`` table; its
+``regularization`` table (a field of the pruning config) adds a penalty to every fine-tuning.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from edgeopt.compress.regularize import near_zero
 from edgeopt.compress.saliency_prune import SaliencyPruneConfig, saliency_prune
 from edgeopt.pipeline.stage import RunContext, StageOutcome, model_metrics, stage
 from edgeopt.train import TrainConfig
@@ -30,4 +32,4 @@ def prune_saliency_stage(ctx: RunContext, model, config) -> StageOutcome:
         pruned, result = saliency_prune(model, ctx.splits, replace(technique, train=config.train), evaluate_test=ctx.evaluate_test)
     last = result.rounds[-1]
     return StageOutcome(pruned, {"val_top1": last.val_top1, "remaining": round(last.remaining, 4),
-                                 "rounds": [asdict(r) for r in result.rounds], **model_metrics(pruned, ctx)})
+                                 "rounds": [asdict(r) for r in result.rounds], **near_zero(pruned).metrics(), **model_metrics(pruned, ctx)})

@@ -1,17 +1,21 @@
-"""The ``train`` stage (fit the model on the recipe's data; TrainConfig fields from the recipe's ``[train]``) and the
-``finetune`` stage (transfer learning: the head on a frozen backbone, then its top blocks at a lower rate)."""
+"""The ``train`` stage (fit the model on the recipe's data; TrainConfig fields from the recipe's ``[train]``; an optional
+``regularization`` penalty) and the ``finetune`` stage (transfer learning: the head on a frozen backbone, then its top
+blocks at a lower rate)."""
 from __future__ import annotations
 
+from edgeopt.compress.regularize import fit_with_penalty, near_zero
 from edgeopt.pipeline.stage import RunContext, StageConfig, StageOutcome, model_metrics, stage
-from edgeopt.train import fit
 from edgeopt.transfer import FinetuneConfig, finetune
 
 
-@stage("train", trains=True)
+@stage("train", trains=True, regularizes=True)
 def train_stage(ctx: RunContext, model, config: StageConfig) -> StageOutcome:
+    """Fit the model (with the stage's ``regularization`` penalty, if any; the next stage gets the model without it).
+    Metrics include the share of near-zero kernel weights and filters (see :mod:`edgeopt.compress.regularize`)."""
     with ctx.strategy.scope():
-        result = fit(model, ctx.splits, config.train, callbacks=ctx.train_callbacks)
-    return StageOutcome(model, {"val_top1": round(result.val_top1, 4) if result.val_top1 is not None else None, "train_seconds": round(result.seconds, 1), **model_metrics(model, ctx)})
+        model, result = fit_with_penalty(model, ctx.splits, config.train, config.regularization, callbacks=ctx.train_callbacks)
+    return StageOutcome(model, {"val_top1": round(result.val_top1, 4) if result.val_top1 is not None else None, "train_seconds": round(result.seconds, 1),
+                                **near_zero(model).metrics(), **model_metrics(model, ctx)})
 
 
 @stage("finetune", FinetuneConfig, trains=True)
