@@ -71,7 +71,8 @@ class LatencyOptions(Config):
 @dataclass(frozen=True)
 class BudgetPruneConfig(Config):
     """Budgets (any of them; pruning stops at the first one met): ``max_macs`` (multiply-adds), ``max_params``,
-    ``max_latency_ms`` (median int8 latency, ms, ``latency``'s settings); and an accuracy floor on validation top-1
+    ``max_latency_ms`` (median int8 latency, ms, ``latency``'s settings) or ``max_latency_ratio`` (that latency as a
+    share of the input model's, measured in round 0: portable across machines); and an accuracy floor on validation top-1
     (fractions): ``min_val_top1``, or ``max_val_drop`` below the input model's (the higher floor wins when both are given).
 
     ``step``: share of the ranking resource's last measured value each round removes by the table's prediction (never
@@ -86,6 +87,7 @@ class BudgetPruneConfig(Config):
     max_macs: int | None = None
     max_params: int | None = None
     max_latency_ms: float | None = None
+    max_latency_ratio: float | None = None
     min_val_top1: float | None = None
     max_val_drop: float | None = None
     step: float = 0.1
@@ -106,9 +108,13 @@ class BudgetPruneConfig(Config):
         for name, cls in (("saliency", SaliencyOptions), ("latency", LatencyOptions), ("train", TrainConfig), ("regularization", RegularizationConfig)):
             if isinstance(getattr(self, name), dict):
                 object.__setattr__(self, name, cls(**getattr(self, name)))
-        budgets = ("max_macs", "max_params", "max_latency_ms", "min_val_top1", "max_val_drop")
+        budgets = ("max_macs", "max_params", "max_latency_ms", "max_latency_ratio", "min_val_top1", "max_val_drop")
         if all(getattr(self, b) is None for b in budgets):
-            raise ValueError("max_macs, max_params, max_latency_ms, min_val_top1 or max_val_drop must be given (at least one budget); got none")
+            raise ValueError(f"{', '.join(budgets[:-1])} or {budgets[-1]} must be given (at least one budget); got none")
+        if self.max_latency_ms is not None and self.max_latency_ratio is not None:
+            raise ValueError("max_latency_ms and max_latency_ratio are both set; give one latency budget (ms, or a share of the input model's)")
+        if self.max_latency_ratio is not None and not 0.0 < self.max_latency_ratio < 1.0:
+            raise ValueError(f"max_latency_ratio must be in (0, 1) (0.5: twice as fast as the input model), got {self.max_latency_ratio}")
         for name in ("max_macs", "max_params"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -136,12 +142,22 @@ class BudgetPruneConfig(Config):
     def resource(self) -> str:
         """What channels are ranked by: ``latency_ms`` with a latency budget, else ``macs`` (also with a floor alone),
         else ``params``."""
-        if self.max_latency_ms is not None:
+        if self.measures_latency:
             return "latency_ms"
         return "params" if self.max_params is not None and self.max_macs is None else "macs"
 
-    def budget_of(self, resource: str) -> float | None:
-        return {"latency_ms": self.max_latency_ms, "macs": self.max_macs, "params": self.max_params}[resource]
+    @property
+    def measures_latency(self) -> bool:
+        return self.max_latency_ms is not None or self.max_latency_ratio is not None
+
+    def budgets(self, start_latency_ms: float | None = None) -> dict[str, float]:
+        """The budgets given, by resource (``latency_ms``, ``macs``, ``params``); ``max_latency_ratio`` times the input
+        model's latency ``start_latency_ms``."""
+        latency = self.max_latency_ms
+        if self.max_latency_ratio is not None and start_latency_ms is not None:
+            latency = self.max_latency_ratio * start_latency_ms
+        given = {"latency_ms": latency, "macs": self.max_macs, "params": self.max_params}
+        return {r: float(v) for r, v in given.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -169,11 +185,13 @@ class BudgetRound:
 @dataclass(frozen=True)
 class BudgetPruneResult:
     """The rounds (round 0: the input model), why pruning stopped (``stop_reason``: one of :data:`STOP_REASONS`),
-    which budgets the returned model meets, the resolved accuracy ``floor`` and the cost ``table`` used."""
+    which budgets the returned model meets, the resolved accuracy ``floor`` and ``budgets`` (by resource; a latency
+    ratio as ms), and the cost ``table`` used."""
 
     config: dict
     resource: str
     floor: float | None
+    budgets: dict[str, float]
     rounds: tuple[BudgetRound, ...]
     stop_reason: str
     budgets_met: tuple[str, ...]
@@ -185,7 +203,7 @@ class BudgetPruneResult:
         return [r for r in self.rounds if r.accepted][-1]
 
     def to_dict(self) -> dict:
-        return {"config": self.config, "resource": self.resource, "floor": self.floor, "rounds": [asdict(r) for r in self.rounds],
+        return {"config": self.config, "resource": self.resource, "floor": self.floor, "budgets": self.budgets, "rounds": [asdict(r) for r in self.rounds],
                 "stop_reason": self.stop_reason, "budgets_met": list(self.budgets_met), "table": self.table}
 
 
@@ -194,7 +212,7 @@ def budget_prune(model: keras.Model, splits, config: BudgetPruneConfig, *, laten
     """Prune filters of a trained ``model`` until ``config``'s first budget is met (see the module docstring).
 
     ``latency``: how a model's latency (ms) is measured, default :func:`~edgeopt.compress.cost_table.int8_latency`
-    with ``config.latency`` on ``splits.train`` images (used only with ``max_latency_ms``). ``table``: a cost table of
+    with ``config.latency`` on ``splits.train`` images (used only with a latency budget). ``table``: a cost table of
     the ranking resource measured earlier on this model (default: measured here, once). ``evaluate_test=False`` never
     reads the test split. Returns the pruned model (a new one; ``model`` is not changed) and the result."""
     require_functional(model, "edgeopt.compress.budget")
@@ -205,11 +223,11 @@ def budget_prune(model: keras.Model, splits, config: BudgetPruneConfig, *, laten
     floor_n = _table.floor_channels(config.min_channels, config.round_to)
     start = time.perf_counter()
     first = _measure(work, 0, eligible, 0, None, _val_top1(work, splits, config), splits, measures, resource, start, evaluate_test)
-    floor = _floor(config, first.val_top1)
+    floor, budgets = _floor(config, first.val_top1), config.budgets(first.latency_ms)
     rows = [first]
-    met = _met(config, first)
+    met = _met(budgets, first)
     if met or (floor is not None and first.val_top1 < floor):
-        return work, _result(config, resource, floor, rows, "budget" if met else "accuracy_floor", met, table)
+        return work, _result(config, resource, floor, budgets, rows, "budget" if met else "accuracy_floor", met, table)
     if table is None:
         table = _table.measure_table(work, eligible, measures[resource], resource, floor=floor_n, round_to=config.round_to,
                                      points=config.latency.table_points)
@@ -220,8 +238,7 @@ def budget_prune(model: keras.Model, splits, config: BudgetPruneConfig, *, laten
         groups = [g for g in _structured.channel_groups(work) if g.name in eligible]
         widths = {g.name: g.channels for g in groups}
         scores = _saliency.normalize(_structured.group_scores(work, groups, config.criterion, splits.train, config.saliency), config.normalize)
-        budget = config.budget_of(resource)
-        target = max(rows[-1].measured * (1.0 - config.step), budget if budget is not None else 0.0)
+        target = max(rows[-1].measured * (1.0 - config.step), budgets.get(resource, 0.0))
         keep, predicted = plan_cut(table, widths, scores, rows[-1].measured, target, floor_n, config.round_to)
         if not keep:
             reason = "exhausted"
@@ -242,10 +259,10 @@ def budget_prune(model: keras.Model, splits, config: BudgetPruneConfig, *, laten
         work = candidate
         rows.append(row)
         _report(config, row, resource)
-        if _met(config, row):
+        if _met(budgets, row):
             reason = "budget"
             break
-    return work, _result(config, resource, floor, rows, reason, _met(config, [r for r in rows if r.accepted][-1]), table)
+    return work, _result(config, resource, floor, budgets, rows, reason, _met(budgets, [r for r in rows if r.accepted][-1]), table)
 
 
 def plan_cut(table: CostTable, widths: dict[str, int], scores: dict[str, np.ndarray], current: float, target: float, floor: int,
@@ -288,7 +305,7 @@ def plan_cut(table: CostTable, widths: dict[str, int], scores: dict[str, np.ndar
 
 def _measures(config: BudgetPruneConfig, splits, latency) -> dict[str, Callable[[keras.Model], float]]:
     out = {"macs": _table.count_macs, "params": _table.count_params}
-    if config.max_latency_ms is not None:
+    if config.measures_latency:
         if latency is None:
             images, _ = splits.arrays("train", limit=config.latency.calibration_samples)
             o = config.latency
@@ -320,14 +337,14 @@ def _measure(model, r: int, eligible: dict[str, int], removed: int, predicted, v
     return BudgetRound(r, channels, removed, cost.macs, cost.params, latency_ms, predicted, measured, val, top1, time.perf_counter() - start)
 
 
-def _met(config: BudgetPruneConfig, row: BudgetRound) -> tuple[str, ...]:
+def _met(budgets: dict[str, float], row: BudgetRound) -> tuple[str, ...]:
     """The budgets ``row``'s model meets (by measurement)."""
     values = {"latency_ms": row.latency_ms, "macs": row.macs, "params": row.params}
-    return tuple(r for r in ("latency_ms", "macs", "params") if config.budget_of(r) is not None and values[r] <= config.budget_of(r))
+    return tuple(r for r in ("latency_ms", "macs", "params") if r in budgets and values[r] <= budgets[r])
 
 
-def _result(config, resource, floor, rows, reason, met, table) -> BudgetPruneResult:
-    return BudgetPruneResult(config.to_dict(), resource, floor, tuple(rows), reason, tuple(met), table.to_dict() if table is not None else {})
+def _result(config, resource, floor, budgets, rows, reason, met, table) -> BudgetPruneResult:
+    return BudgetPruneResult(config.to_dict(), resource, floor, budgets, tuple(rows), reason, tuple(met), table.to_dict() if table is not None else {})
 
 
 def _report(config: BudgetPruneConfig, row: BudgetRound, resource: str) -> None:

@@ -52,5 +52,5 @@ def prune_budget_stage(ctx: RunContext, model, config) -> StageOutcome:
         files["cost_table"] = TABLE_FILE
     final = result.final
     return StageOutcome(pruned, {"val_top1": final.val_top1, "latency_ms": final.latency_ms, "stop_reason": result.stop_reason,
-                                 "budgets_met": list(result.budgets_met), "floor": result.floor, "resource": result.resource,
+                                 "budgets_met": list(result.budgets_met), "budgets": result.budgets, "floor": result.floor, "resource": result.resource,
                                  "rounds": [asdict(r) for r in result.rounds], **near_zero(pruned).metrics(), **model_metrics(pruned, ctx)}, files)
