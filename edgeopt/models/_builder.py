@@ -9,6 +9,7 @@ The builder owns channel rounding, repeat scaling and deterministic hierarchical
 """
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import string
@@ -95,6 +96,11 @@ def _block_names():
             yield out
 
 
+def block_name(stage: int, index: int) -> str:
+    """The name prefix of block ``index`` (0-based) of stage ``stage`` (1-based): ``block2a``, ``block2b``, ..."""
+    return f"block{stage}{next(itertools.islice(_block_names(), index, None))}"
+
+
 def build(
     spec: ArchSpec,
     *,
@@ -153,8 +159,8 @@ def build(
     for stage, row in enumerate(rows, start=1):
         repeats = _scaled_repeats(spec, rows, stage - 1, depth)
         channels = spec.round_channels(row.channels * width)
-        for rep, letter in zip(range(repeats), _block_names()):
-            prefix = f"block{stage}{letter}"
+        for rep in range(repeats):
+            prefix = block_name(stage, rep)
             stride = row.stride if rep == 0 else 1
             rate = drop_connect_rate * block_index / max(total_blocks, 1)
             x = _blocks.BUILDERS[row.kind](ctx, x, row, channels, stride, prefix, first_in_net=(stage == 1 and rep == 0), drop_rate=rate)
@@ -166,6 +172,26 @@ def build(
     if not include_top:
         return keras.Model(inputs, x, name=name or spec.name)
     return keras.Model(inputs, classifier_head(x, classes, dropout, classifier_activation), name=name or spec.name)
+
+
+def apply_block(
+    x,
+    block: BlockSpec | str,
+    prefix: str,
+    *,
+    channels: int | None = None,
+    stride: int | None = None,
+    activation: str = "relu6",
+    bn_momentum: float = 0.9,
+    bn_epsilon: float = 1e-3,
+):
+    """Apply one zoo block to tensor ``x`` with the layers and names :func:`build` gives it (``cn`` with prefix
+    ``stem`` or ``head`` makes ``stem_conv``/``head_conv``...; ``ir`` with ``block2a`` makes ``block2a_expand_conv``...).
+    ``channels`` and ``stride`` default to the block's own; ``repeats`` is ignored (one block). The hook for code
+    that assembles networks block by block (architecture search) with the zoo's blocks instead of a copy of them."""
+    row = decode_block(block) if isinstance(block, str) else block
+    ctx = _blocks.Context(activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, depth_multiplier=row.depth_multiplier)
+    return _blocks.BUILDERS[row.kind](ctx, x, row, channels or row.channels, stride or row.stride, prefix)
 
 
 def classifier_head(features, classes: int, dropout: float = 0.0, activation: str | None = "softmax"):

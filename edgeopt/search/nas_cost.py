@@ -1,0 +1,117 @@
+"""Cost tables of a search space: the cost of each candidate operation at each block, and of the fixed rest.
+
+A :class:`CostTable` is data (JSON): ``{block name: {operation: cost}}`` plus ``fixed`` (stem, fixed blocks' share is
+in ``blocks``, head and classifier) and the ``unit``. The cost of an architecture is ``fixed`` plus its operations'
+costs (:meth:`CostTable.predict`, a lookup-table predictor); the supernet's differentiable cost term is the same
+sum with each block's costs weighted by its architecture probabilities. Whatever fills the table (multiply-adds
+counted here, parameters, or latency measured per operator on a device) plugs into the search the same way: a
+cost model is a function ``(space, input_shape, classes) -> CostTable`` registered in :data:`COST_MODELS`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgeopt._keras import keras
+from edgeopt.config import Config
+from edgeopt.costs import profile
+from edgeopt.io import write_atomic
+from edgeopt.registry import Registry
+from edgeopt.search.nas_space import SKIP, Architecture, NasSpace, block_layers, head_layers, stem_layers
+
+__all__ = ["COST_MODELS", "CostTable", "cost_model", "load_cost_table", "macs_table", "params_table"]
+
+
+@dataclass(frozen=True)
+class CostTable(Config):
+    """Cost in ``unit`` of each candidate operation at each block (``blocks[name][op]``) and of the fixed rest of the
+    network (``fixed``); ``source``: how it was obtained (e.g. ``profile``, a device and runtime)."""
+
+    unit: str
+    blocks: dict = field(default_factory=dict)
+    fixed: float = 0.0
+    source: str = ""
+
+    def __post_init__(self):
+        if not self.unit:
+            raise ValueError("unit must name what the costs count, e.g. \"macs\" or \"ms\"")
+        for name, ops in self.blocks.items():
+            if not isinstance(ops, dict) or not ops:
+                raise ValueError(f"blocks.{name} must be a table of operation -> cost")
+            for op, cost in ops.items():
+                if not isinstance(cost, (int, float)) or isinstance(cost, bool) or not np.isfinite(cost) or cost < 0:
+                    raise ValueError(f"blocks.{name}.{op} must be a finite cost >= 0, got {cost!r}")
+        if not np.isfinite(self.fixed) or self.fixed < 0:
+            raise ValueError(f"fixed must be a finite cost >= 0, got {self.fixed!r}")
+
+    def check(self, space: NasSpace) -> "CostTable":
+        """Raise ValueError naming the first block or candidate of ``space`` the table has no cost for; returns self."""
+        for b in space.blocks():
+            if b.name not in self.blocks:
+                raise ValueError(f"the {self.unit} table has no block {b.name}; it has: {', '.join(self.blocks) or 'none'}")
+            missing = [op for op in b.ops if op not in self.blocks[b.name]]
+            if missing:
+                raise ValueError(f"the {self.unit} table has no cost for {missing[0]!r} at {b.name}; it has: {', '.join(self.blocks[b.name])}")
+        return self
+
+    def matrix(self, space: NasSpace) -> list[np.ndarray]:
+        """Per block, the costs of its candidates in candidate order (float64)."""
+        self.check(space)
+        return [np.array([self.blocks[b.name][op] for op in b.ops], dtype=np.float64) for b in space.blocks()]
+
+    def predict(self, space: NasSpace, arch: Architecture) -> float:
+        """Cost of ``arch``: ``fixed`` plus each block's chosen operation."""
+        arch.check(space)
+        return float(self.fixed + sum(self.blocks[b.name][op] for b, op in zip(space.blocks(), arch.choices)))
+
+    def expected(self, space: NasSpace, probabilities: list[np.ndarray]) -> float:
+        """Expected cost when block ``i`` takes each candidate with ``probabilities[i]``: ``fixed + sum_i p_i . c_i``."""
+        return float(self.fixed + sum(float(np.dot(p, c)) for p, c in zip(probabilities, self.matrix(space))))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the table as JSON, atomically (replacing an older one)."""
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n", overwrite=True)
+
+
+def load_cost_table(path: str | os.PathLike) -> CostTable:
+    """A table written by :meth:`CostTable.save` (or measured elsewhere in the same JSON form)."""
+    return CostTable.from_dict(json.loads(Path(path).read_text()), str(path))
+
+
+COST_MODELS: Registry[Callable[..., CostTable]] = Registry("cost model")
+
+
+def cost_model(name: str, space: NasSpace, input_shape: tuple[int, int, int], classes: int) -> CostTable:
+    """The table of registered cost model ``name`` for ``space`` on ``input_shape`` images and ``classes`` classes."""
+    return COST_MODELS.get(name)(space, tuple(input_shape), int(classes)).check(space)
+
+
+def _counted(space: NasSpace, input_shape, classes: int, what: str, unit: str) -> CostTable:
+    """A table of ``profile(...).<what>`` of the stem + head and of each candidate built alone at its block's input shape."""
+    shapes = space.input_shapes(input_shape)
+
+    def count(shape, layers) -> int:
+        inputs = keras.Input(shape=shape)
+        return int(getattr(profile(keras.Model(inputs, layers(inputs))), what))
+
+    fixed = count(tuple(input_shape), lambda x: stem_layers(space, x)) + count(shapes[-1], lambda x: head_layers(space, x, classes))
+    blocks = {b.name: {op: 0 if op == SKIP else count(shape, lambda x, b=b, op=op: block_layers(space, b, op, x)) for op in b.ops}
+              for b, shape in zip(space.blocks(), shapes)}
+    return CostTable(unit, blocks, float(fixed), "edgeopt.costs.profile")
+
+
+@COST_MODELS.register("macs")
+def macs_table(space: NasSpace, input_shape, classes: int) -> CostTable:
+    """Multiply-adds (edgeopt.costs' convention: convolutions and dense layers) of every candidate at its block."""
+    return _counted(space, input_shape, classes, "macs", "macs")
+
+
+@COST_MODELS.register("params")
+def params_table(space: NasSpace, input_shape, classes: int) -> CostTable:
+    """Parameters (batch norm included, as ``model.count_params()``) of every candidate at its block."""
+    return _counted(space, input_shape, classes, "params", "params")
