@@ -31,6 +31,21 @@ def batch(digits_arrays):
     return tf.constant(x[:16]), tf.constant(y[:16])
 
 
+@pytest.fixture(scope="module")
+def _shared():
+    """One trainer (its steps traced once) and its initial state."""
+    trainer = _trainer(cost_weight=0.5)
+    return trainer, trainer.state()
+
+
+@pytest.fixture
+def trainer(_shared):
+    """The shared trainer put back exactly to its initial weights, architecture and optimizer state."""
+    trainer, initial = _shared
+    trainer.load_state(initial)
+    return trainer
+
+
 def _snapshot(trainer) -> dict[str, np.ndarray]:
     return trainer.supernet.state()
 
@@ -62,8 +77,7 @@ def test_cost_gradient_moves_alpha_toward_cheaper_ops(batch):
         assert p1[int(np.argmin(costs))] > p0[int(np.argmin(costs))] and p1[int(np.argmax(costs))] < p0[int(np.argmax(costs))]
 
 
-def test_alternating_updates_touch_only_their_own_variables(batch):
-    trainer = _trainer()
+def test_alternating_updates_touch_only_their_own_variables(trainer, batch):
     start = _snapshot(trainer)
     trainer.arch_step(*batch, tf.constant(1.0))
     after_arch = _snapshot(trainer)
@@ -79,8 +93,7 @@ def test_alternating_updates_touch_only_their_own_variables(batch):
     assert trainable <= changed and statistics <= changed  # every weight gets a gradient under softmax mixing; BN statistics move
 
 
-def test_checkpoint_restores_alpha_weights_and_optimizers_exactly(tmp_path, batch):
-    trainer = _trainer(cost_weight=0.5)
+def test_checkpoint_restores_alpha_weights_and_optimizers_exactly(tmp_path, trainer, batch):
     for _ in range(2):
         trainer.arch_step(*batch, tf.constant(1.0))
         trainer.weight_step(*batch, tf.constant(1.0))

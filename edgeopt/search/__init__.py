@@ -1,4 +1,4 @@
-"""Search over recipes on Optuna (an optional dependency: ``pip install edgeopt[search]``).
+"""Search over recipes on Optuna (an optional dependency: ``pip install edgeopt[search]``), and architecture search.
 
 - ``space``: the search-space file (recipe paths and values, objectives, constraints, compound scaling).
 - ``study``: the Optuna study in a shared database: queued trials, heartbeats, retries.
@@ -7,10 +7,45 @@
 - ``result``: ``SearchConfig``, ``TrialRecord``, ``SearchResult`` and ``summarize``.
 - ``runner``: ``run_search`` / ``report_search``: workers take queued trials until none is left; ``measure_reported``:
   the reported trials on the test split, once.
-"""
-from edgeopt.search.objective import metrics_on_test, trial_metrics
-from edgeopt.search.result import SearchConfig, SearchResult, TrialRecord, summarize
-from edgeopt.search.runner import keep_pareto_artifacts, measure_reported, report_search, run_search
 
-__all__ = ["SearchConfig", "SearchResult", "TrialRecord", "keep_pareto_artifacts", "measure_reported", "metrics_on_test", "report_search", "run_search",
-           "summarize", "trial_metrics"]
+Architecture search (the ``nas`` recipe stage uses these; none of them imports the pipeline):
+
+- ``nas_space``: the block search space as data, ``Architecture`` (one operation per block, JSON), ``build_network``.
+- ``nas_cost``: ``CostTable`` (cost of each operation at each block) and the cost models that fill it (``macs``, ``params``).
+- ``supernet``: every block's candidates mixed by softmax or Gumbel-softmax of its architecture parameters.
+- ``darts``: first-order DARTS alternating search with an expected-cost term, resumable (``search``).
+- ``oneshot``: sub-networks scored with the supernet's weights after batch-norm recalibration (``oneshot_score``).
+
+Names load on first use (like ``edgeopt``'s): the recipe search imports the pipeline, and the pipeline's ``nas`` stage
+imports the architecture-search modules of this package, so loading them all here would be an import cycle.
+"""
+from __future__ import annotations
+
+import importlib
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "metrics_on_test": "objective", "trial_metrics": "objective",
+    "SearchConfig": "result", "SearchResult": "result", "TrialRecord": "result", "summarize": "result",
+    "keep_pareto_artifacts": "runner", "measure_reported": "runner", "report_search": "runner", "run_search": "runner",
+    "Architecture": "nas_space", "NasSpace": "nas_space", "build_network": "nas_space",
+    "CostTable": "nas_cost", "cost_model": "nas_cost",
+    "Supernet": "supernet",
+    "DartsConfig": "darts", "NasResult": "darts", "search": "darts",
+    "oneshot_score": "oneshot",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgeopt.search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"edgeopt.search.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

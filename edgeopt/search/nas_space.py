@@ -25,9 +25,10 @@ from edgeopt._keras import keras
 from edgeopt.config import Config
 from edgeopt.models import BlockSpec, apply_block, block_name, classifier_head, decode_block, make_divisible
 from edgeopt.models.mobilenet import MOBILENET_V2
+from edgeopt.registry import Registry
 
 __all__ = ["Architecture", "BlockPosition", "DEFAULT_OPS", "NasSpace", "SKIP", "StageSpec", "build_network", "mobilenet_v2_architecture",
-           "mobilenet_v2_space", "parse_op", "random_architecture", "tiny_space"]
+           "mobilenet_v2_space", "parse_op", "SPACES", "random_architecture", "tiny_space"]
 
 SKIP = "skip"
 # kernel 3/5/7 x expansion 3/6, without and with squeeze-excite (ratio 0.25 of the block's input channels), and skip
@@ -277,6 +278,20 @@ def mobilenet_v2_space(width: float = 1.0, ops: tuple[str, ...] = DEFAULT_OPS, s
         stages.append(StageSpec(r.channels, stride, r.repeats, fixed))
     stem_text = f"cn_k{stem.kernel}_s{1 if small_input else stem.stride}_c{stem.channels}"
     return NasSpace(tuple(stages), stem_text, MOBILENET_V2.head_channels, tuple(ops), width, MOBILENET_V2.activation)
+
+
+SPACES: Registry = Registry("search space")  # name -> fn(width) -> NasSpace: the presets a recipe names
+
+
+@SPACES.register("mobilenet_v2")
+def _mobilenet_v2_preset(width: float = 1.0) -> NasSpace:
+    return mobilenet_v2_space(width)
+
+
+@SPACES.register("tiny")
+def _tiny_preset(width: float = 1.0) -> NasSpace:
+    space = tiny_space()
+    return space if width == 1.0 else NasSpace(space.stages, space.stem, space.head_channels, space.ops, width, space.activation)
 
 
 def tiny_space(ops: tuple[str, ...] = DEFAULT_OPS) -> NasSpace:
