@@ -29,6 +29,7 @@ def test_bad_nas_stage_fields_are_named(stage, message):
         parse_recipe(HEAD + f'[[stages]]\ntype = "nas"\n{stage}\n', source="r.toml")
 
 
+@pytest.mark.slow  # two recipe runs with a search and a training stage: about 40 s on a busy 2-core machine
 def test_nas_stage_hands_on_the_derived_network_and_resumes_its_search(tmp_path):
     recipe = write_recipe(tmp_path / "nas.toml", make_recipe(name="nas", stages=[NAS, {"type": "train", "steps_per_epoch": 2}]))
     lines = []

@@ -14,7 +14,8 @@ This is the **first-order** DARTS approximation: the architecture gradient is ta
 through one unrolled weight step (second order), which the DARTS paper found about as good and 2-3x cheaper. The
 architecture step runs batch norm on batch statistics as DARTS does, then restores the moving statistics, so it
 changes nothing but the architecture parameters. With ``mixing = "gumbel"`` the mixing is sampled (FBNet) and
-``tau`` decays exponentially from ``tau`` to ``tau_final`` over the epochs.
+``tau`` decays exponentially from ``tau`` to ``tau_final`` over the epochs; the cost term is then still the
+expectation under ``softmax(alpha / tau)`` (exact, no sampling noise), where FBNet weights costs by the sample.
 
 :func:`search` saves the supernet, both optimizers and the history atomically after every epoch
 (``<checkpoint_dir>/nas_checkpoint.npz``); called again with the same space and config it continues after the last
@@ -276,6 +277,8 @@ def search(space: NasSpace, splits: Splits, config: DartsConfig = DartsConfig(),
     input_shape, classes = splits.preprocessing.input_shape, len(splits.preprocessing.class_names)
     if classes < 2:
         raise ValueError("the splits name fewer than 2 classes (splits.preprocessing.class_names); a search needs a classifier's labels")
+    if not splits.sizes.get("val"):
+        raise ValueError("the splits have no validation images: the architecture is trained on them (set data.val_fraction > 0)")
     table = (cost_table or cost_model(config.cost_model, space, input_shape, classes)).check(space)
     expected = _fingerprint(space, config, input_shape, classes, table)
     path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
@@ -295,37 +298,47 @@ def search(space: NasSpace, splits: Splits, config: DartsConfig = DartsConfig(),
     log = log or (lambda line: print(line, file=sys.stdout, flush=True))
     start = time.perf_counter()
     # an epoch of ceil(size / batch) steps is one pass: each pass of the repeated split ends with its partial batch
-    train_iter, val_iter = iter(splits.train.repeat()), iter(splits.val.repeat())
+    batches = iter(splits.train.repeat()), iter(splits.val.repeat())
     progress = bar(total=(config.epochs - len(history)) * steps, desc="nas", unit="step")
-    for epoch in range(len(history), config.epochs):
-        t0, tau = time.perf_counter(), config.tau_at(epoch)
-        tau_t = tf.constant(tau, tf.float32)
-        loss_sum = correct = seen = 0.0
-        for _ in range(steps):
-            x, y = next(train_iter)
-            if epoch >= config.warmup_epochs:
-                xv, yv = next(val_iter)
-                trainer.arch_step(xv, yv, tau_t)
-            loss, right = trainer.weight_step(x, y, tau_t)
-            n = int(x.shape[0])
-            loss_sum, correct, seen = loss_sum + float(loss) * n, correct + float(right), seen + n
-            progress.update(1)
-            progress.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss_sum / seen:.4f}", refresh=False)
-        val_loss, val_top1 = trainer.evaluate(splits.val, tau)
-        probabilities = [p.numpy() for p in supernet.probabilities(tau)]
-        arch = supernet.derive()
-        record = EpochRecord(epoch + 1, round(time.perf_counter() - t0, 3), round(tau, 6), loss_sum / seen, correct / seen, val_loss, val_top1,
-                             table.expected(space, probabilities), table.predict(space, arch), list(arch.choices))
-        history.append(record)
-        if path is not None:
-            trainer.save(path, {**expected, "history": [asdict(r) for r in history]})
-        log(f"nas epoch {record.epoch}/{config.epochs} - loss {record.train_loss:.4f} - top1 {record.train_top1:.4f} - val_loss {val_loss:.4f}"
-            f" - val_top1 {val_top1:.4f} - E[{table.unit}] {record.expected_cost:,.0f} - argmax {table.unit} {record.derived_cost:,.0f}")
-    progress.close()
+    try:
+        for epoch in range(len(history), config.epochs):
+            t0, tau = time.perf_counter(), config.tau_at(epoch)
+            train_loss, train_top1 = _epoch(trainer, batches, steps, epoch, tau, progress)
+            val_loss, val_top1 = trainer.evaluate(splits.val, tau)
+            arch = supernet.derive()
+            record = EpochRecord(epoch + 1, round(time.perf_counter() - t0, 3), round(tau, 6), train_loss, train_top1, val_loss, val_top1,
+                                 table.expected(space, [p.numpy() for p in supernet.probabilities(tau)]), table.predict(space, arch), list(arch.choices))
+            history.append(record)
+            if path is not None:
+                trainer.save(path, {**expected, "history": [asdict(r) for r in history]})
+            left = (config.epochs - record.epoch) * (time.perf_counter() - start) / (record.epoch - (resumed or 0))
+            log(f"nas epoch {record.epoch}/{config.epochs} - loss {train_loss:.4f} - top1 {train_top1:.4f} - val_loss {val_loss:.4f}"
+                f" - val_top1 {val_top1:.4f} - E[{table.unit}] {record.expected_cost:,.0f} - argmax {table.unit} {record.derived_cost:,.0f}"
+                f" - {record.seconds:.0f} s, about {left:.0f} s left")
+    finally:
+        progress.close()
     arch = supernet.derive()
     probabilities = [[round(float(v), 6) for v in p.numpy()] for p in supernet.probabilities(config.tau_at(config.epochs - 1))]
     result = NasResult(arch, probabilities, table.predict(space, arch), table.unit, history, round(time.perf_counter() - start, 3), resumed)
     return result, supernet
+
+
+def _epoch(trainer: DartsTrainer, batches, steps: int, epoch: int, tau: float, progress) -> tuple[float, float]:
+    """``steps`` alternating steps (architecture on a validation batch, then weights on a training batch; weights only
+    during warm-up); returns the training batches' mean loss and top-1."""
+    train, val = batches
+    tau_t = tf.constant(tau, tf.float32)
+    loss_sum = correct = seen = 0.0
+    for _ in range(steps):
+        x, y = next(train)
+        if epoch >= trainer.config.warmup_epochs:
+            trainer.arch_step(*next(val), tau_t)
+        loss, right = trainer.weight_step(x, y, tau_t)
+        n = int(x.shape[0])
+        loss_sum, correct, seen = loss_sum + float(loss) * n, correct + float(right), seen + n
+        progress.update(1)
+        progress.set_postfix(epoch=f"{epoch + 1}/{trainer.config.epochs}", loss=f"{loss_sum / seen:.4f}", refresh=False)
+    return loss_sum / seen, correct / seen
 
 
 def _batch_size(ds) -> int:
