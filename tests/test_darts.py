@@ -8,14 +8,14 @@ import pytest
 from edgeopt._keras import keras, tf
 from edgeopt.config import RecipeError
 from edgeopt.search.darts import CHECKPOINT_FILE, DartsConfig, DartsTrainer, read_checkpoint, search
-from edgeopt.search.nas_cost import CostTable
+from edgeopt.search.nas_cost import OpCostTable
 from edgeopt.search.nas_space import SKIP, tiny_space
 from edgeopt.search.supernet import Supernet
 
 OPS = ("ir_k3_e3", "ir_k5_e6", SKIP)
 SHAPE = (16, 16, 3)
 # a toy cost table: block1a's candidates cost 1, 4, 0; block2a's 2, 8 (skip is not a candidate there)
-COSTS = CostTable("ms", {"block1a": {"ir_k3_e3": 1.0, "ir_k5_e6": 4.0, SKIP: 0.0}, "block2a": {"ir_k3_e3": 2.0, "ir_k5_e6": 8.0}}, fixed=3.0)
+COSTS = OpCostTable("ms", {"block1a": {"ir_k3_e3": 1.0, "ir_k5_e6": 4.0, SKIP: 0.0}, "block2a": {"ir_k3_e3": 2.0, "ir_k5_e6": 8.0}}, fixed=3.0)
 LR = 0.01
 
 

@@ -7,7 +7,7 @@ import pytest
 from edgeopt.config import RecipeError
 from edgeopt.costs import profile
 from edgeopt.registry import UnknownNameError
-from edgeopt.search.nas_cost import COST_MODELS, CostTable, cost_model, load_cost_table
+from edgeopt.search.nas_cost import COST_MODELS, OpCostTable, cost_model, load_cost_table
 from edgeopt.search.nas_space import SKIP, Architecture, build_network, random_architecture, tiny_space
 
 OPS = ("ir_k3_e3", "ir_k5_e6", "ir_k3_e3_se0.25", SKIP)
@@ -53,14 +53,14 @@ def test_table_round_trips_through_json(tmp_path, space, tables):
 
 
 def test_missing_costs_and_bad_values_are_named(space, tables):
-    partial = CostTable("ms", {"block1a": {op: 1.0 for op in OPS}})
+    partial = OpCostTable("ms", {"block1a": {op: 1.0 for op in OPS}})
     with pytest.raises(ValueError, match="the ms table has no block block2a; it has: block1a"):
         partial.check(space)
-    partial = CostTable("ms", {"block1a": {op: 1.0 for op in OPS}, "block2a": {"ir_k3_e3": 1.0}})
+    partial = OpCostTable("ms", {"block1a": {op: 1.0 for op in OPS}, "block2a": {"ir_k3_e3": 1.0}})
     with pytest.raises(ValueError, match="no cost for 'ir_k5_e6' at block2a"):
         partial.matrix(space)
     with pytest.raises(RecipeError, match=r"blocks.block1a.skip must be a finite cost >= 0, got -1"):
-        CostTable.from_dict({"unit": "ms", "blocks": {"block1a": {"skip": -1}}})
+        OpCostTable.from_dict({"unit": "ms", "blocks": {"block1a": {"skip": -1}}})
     with pytest.raises(UnknownNameError, match="known cost models: macs, params"):
         cost_model("latency_pixel9", space, SHAPE, 10)
     assert {"macs", "params"} <= set(COST_MODELS.names())

@@ -11,7 +11,7 @@
 Architecture search (the ``nas`` recipe stage uses these; none of them imports the pipeline):
 
 - ``nas_space``: the block search space as data, ``Architecture`` (one operation per block, JSON), ``build_network``.
-- ``nas_cost``: ``CostTable`` (cost of each operation at each block) and the cost models that fill it (``macs``, ``params``).
+- ``nas_cost``: ``OpCostTable`` (cost of each operation at each block) and the cost models that fill it (``macs``, ``params``).
 - ``supernet``: every block's candidates mixed by softmax or Gumbel-softmax of its architecture parameters.
 - ``darts``: first-order DARTS alternating search with an expected-cost term, resumable (``search``).
 - ``oneshot``: sub-networks scored with the supernet's weights after batch-norm recalibration (``oneshot_score``).
@@ -29,7 +29,7 @@ _EXPORTS = {
     "SearchConfig": "result", "SearchResult": "result", "TrialRecord": "result", "summarize": "result",
     "keep_pareto_artifacts": "runner", "measure_reported": "runner", "report_search": "runner", "run_search": "runner",
     "Architecture": "nas_space", "NasSpace": "nas_space", "build_network": "nas_space",
-    "CostTable": "nas_cost", "cost_model": "nas_cost",
+    "OpCostTable": "nas_cost", "cost_model": "nas_cost",
     "Supernet": "supernet",
     "DartsConfig": "darts", "NasResult": "darts", "search": "darts",
     "oneshot_score": "oneshot",

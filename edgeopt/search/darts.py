@@ -6,7 +6,7 @@ own optimizer (:func:`edgeopt.train.make_optimizer`):
 
 * weights: cross-entropy of the mixed supernet on ``splits.train`` (gradient clipped to ``clip_norm``);
 * architecture: ``data_loss_weight * cross-entropy on splits.val + cost_weight * E[cost] / cost_reference``, where
-  ``E[cost] = sum_i softmax(alpha_i / tau) . cost_i`` over the blocks of a :class:`~edgeopt.search.nas_cost.CostTable`
+  ``E[cost] = sum_i softmax(alpha_i / tau) . cost_i`` over the blocks of a :class:`~edgeopt.search.nas_cost.OpCostTable`
   (multiply-adds now, a latency table later) and ``cost_reference`` defaults to the expected cost with every candidate
   equally likely, so the term starts at ``cost_weight``.
 
@@ -39,7 +39,7 @@ from edgeopt.config import Config
 from edgeopt.data import Splits
 from edgeopt.io import write_atomic
 from edgeopt.progress import bar
-from edgeopt.search.nas_cost import COST_MODELS, CostTable, cost_model
+from edgeopt.search.nas_cost import COST_MODELS, OpCostTable, cost_model
 from edgeopt.search.nas_space import Architecture, NasSpace
 from edgeopt.search.supernet import MIXINGS, Supernet
 from edgeopt.train import TrainConfig, make_optimizer
@@ -166,7 +166,7 @@ class DartsTrainer:
     """The alternating steps on one supernet: ``weight_step`` (weights only) and ``arch_step`` (architecture only),
     each a traced function with its own optimizer; ``costs`` holds each block's candidate costs divided by the reference."""
 
-    def __init__(self, supernet: Supernet, table: CostTable, config: DartsConfig, steps_per_epoch: int):
+    def __init__(self, supernet: Supernet, table: OpCostTable, config: DartsConfig, steps_per_epoch: int):
         self.supernet, self.table, self.config = supernet, table, config
         matrix = table.matrix(supernet.space)
         uniform = sum(float(c.mean()) for c in matrix)
@@ -255,7 +255,7 @@ def read_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return json.loads(str(arrays.pop("meta")[()])), arrays
 
 
-def _fingerprint(space: NasSpace, config: DartsConfig, input_shape, classes: int, table: CostTable) -> dict:
+def _fingerprint(space: NasSpace, config: DartsConfig, input_shape, classes: int, table: OpCostTable) -> dict:
     return {"version": _CHECKPOINT_VERSION, "space": space.to_dict(), "config": config.to_dict(), "input_shape": list(input_shape),
             "classes": classes, "cost_table": table.to_dict()}
 
@@ -269,7 +269,7 @@ def _check_resumable(saved: dict, expected: dict, path: Path) -> None:
 
 
 def search(space: NasSpace, splits: Splits, config: DartsConfig = DartsConfig(), *, checkpoint_dir: str | Path | None = None,
-           cost_table: CostTable | None = None, log: Callable[[str], None] | None = None) -> tuple[NasResult, Supernet]:
+           cost_table: OpCostTable | None = None, log: Callable[[str], None] | None = None) -> tuple[NasResult, Supernet]:
     """Train a supernet of ``space`` on ``splits`` (weights on train, architecture on val) and derive its argmax
     architecture. ``cost_table``: costs of the cost term (None: ``config.cost_model`` on the splits' input shape).
     With ``checkpoint_dir`` every epoch is saved there and a saved search continues. ``log`` gets one line per epoch

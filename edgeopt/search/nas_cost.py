@@ -1,11 +1,11 @@
 """Cost tables of a search space: the cost of each candidate operation at each block, and of the fixed rest.
 
-A :class:`CostTable` is data (JSON): ``{block name: {operation: cost}}`` plus ``fixed`` (stem, fixed blocks' share is
-in ``blocks``, head and classifier) and the ``unit``. The cost of an architecture is ``fixed`` plus its operations'
-costs (:meth:`CostTable.predict`, a lookup-table predictor); the supernet's differentiable cost term is the same
+A :class:`OpCostTable` is data (JSON): ``{block name: {operation: cost}}`` (fixed blocks too, with their one
+operation), ``fixed`` (stem, head and classifier) and the ``unit``. The cost of an architecture is ``fixed`` plus its
+operations' costs (:meth:`OpCostTable.predict`, a lookup-table predictor); the supernet's differentiable cost term is the same
 sum with each block's costs weighted by its architecture probabilities. Whatever fills the table (multiply-adds
 counted here, parameters, or latency measured per operator on a device) plugs into the search the same way: a
-cost model is a function ``(space, input_shape, classes) -> CostTable`` registered in :data:`COST_MODELS`.
+cost model is a function ``(space, input_shape, classes) -> OpCostTable`` registered in :data:`COST_MODELS`.
 """
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from edgeopt.io import write_atomic
 from edgeopt.registry import Registry
 from edgeopt.search.nas_space import SKIP, Architecture, NasSpace, block_layers, head_layers, stem_layers
 
-__all__ = ["COST_MODELS", "CostTable", "cost_model", "load_cost_table", "macs_table", "params_table"]
+__all__ = ["COST_MODELS", "OpCostTable", "cost_model", "load_cost_table", "macs_table", "params_table"]
 
 
 @dataclass(frozen=True)
-class CostTable(Config):
+class OpCostTable(Config):
     """Cost in ``unit`` of each candidate operation at each block (``blocks[name][op]``) and of the fixed rest of the
     network (``fixed``); ``source``: how it was obtained (e.g. ``profile``, a device and runtime)."""
 
@@ -49,7 +49,7 @@ class CostTable(Config):
         if not np.isfinite(self.fixed) or self.fixed < 0:
             raise ValueError(f"fixed must be a finite cost >= 0, got {self.fixed!r}")
 
-    def check(self, space: NasSpace) -> "CostTable":
+    def check(self, space: NasSpace) -> "OpCostTable":
         """Raise ValueError naming the first block or candidate of ``space`` the table has no cost for; returns self."""
         for b in space.blocks():
             if b.name not in self.blocks:
@@ -78,20 +78,20 @@ class CostTable(Config):
         return write_atomic(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n", overwrite=True)
 
 
-def load_cost_table(path: str | os.PathLike) -> CostTable:
-    """A table written by :meth:`CostTable.save` (or measured elsewhere in the same JSON form)."""
-    return CostTable.from_dict(json.loads(Path(path).read_text()), str(path))
+def load_cost_table(path: str | os.PathLike) -> OpCostTable:
+    """A table written by :meth:`OpCostTable.save` (or measured elsewhere in the same JSON form)."""
+    return OpCostTable.from_dict(json.loads(Path(path).read_text()), str(path))
 
 
-COST_MODELS: Registry[Callable[..., CostTable]] = Registry("cost model")
+COST_MODELS: Registry[Callable[..., OpCostTable]] = Registry("cost model")
 
 
-def cost_model(name: str, space: NasSpace, input_shape: tuple[int, int, int], classes: int) -> CostTable:
+def cost_model(name: str, space: NasSpace, input_shape: tuple[int, int, int], classes: int) -> OpCostTable:
     """The table of registered cost model ``name`` for ``space`` on ``input_shape`` images and ``classes`` classes."""
     return COST_MODELS.get(name)(space, tuple(input_shape), int(classes)).check(space)
 
 
-def _counted(space: NasSpace, input_shape, classes: int, what: str, unit: str) -> CostTable:
+def _counted(space: NasSpace, input_shape, classes: int, what: str, unit: str) -> OpCostTable:
     """A table of ``profile(...).<what>`` of the stem + head and of each candidate built alone at its block's input shape."""
     shapes = space.input_shapes(input_shape)
 
@@ -102,16 +102,16 @@ def _counted(space: NasSpace, input_shape, classes: int, what: str, unit: str) -
     fixed = count(tuple(input_shape), lambda x: stem_layers(space, x)) + count(shapes[-1], lambda x: head_layers(space, x, classes))
     blocks = {b.name: {op: 0 if op == SKIP else count(shape, lambda x, b=b, op=op: block_layers(space, b, op, x)) for op in b.ops}
               for b, shape in zip(space.blocks(), shapes)}
-    return CostTable(unit, blocks, float(fixed), "edgeopt.costs.profile")
+    return OpCostTable(unit, blocks, float(fixed), "edgeopt.costs.profile")
 
 
 @COST_MODELS.register("macs")
-def macs_table(space: NasSpace, input_shape, classes: int) -> CostTable:
+def macs_table(space: NasSpace, input_shape, classes: int) -> OpCostTable:
     """Multiply-adds (edgeopt.costs' convention: convolutions and dense layers) of every candidate at its block."""
     return _counted(space, input_shape, classes, "macs", "macs")
 
 
 @COST_MODELS.register("params")
-def params_table(space: NasSpace, input_shape, classes: int) -> CostTable:
+def params_table(space: NasSpace, input_shape, classes: int) -> OpCostTable:
     """Parameters (batch norm included, as ``model.count_params()``) of every candidate at its block."""
     return _counted(space, input_shape, classes, "params", "params")
