@@ -34,6 +34,7 @@ SKIP = "skip"
 # kernel 3/5/7 x expansion 3/6, without and with squeeze-excite (ratio 0.25 of the block's input channels), and skip
 DEFAULT_OPS = tuple(f"ir_k{k}_e{e}{se}" for se in ("", "_se0.25") for k in (3, 5, 7) for e in (3, 6)) + (SKIP,)
 OP_KINDS = ("ir", "ds", "cn")
+ACTIVATIONS = ("relu6", "relu", "swish", "elu")  # what the zoo's blocks take (relu6/relu as ReLU layers, others by name)
 _OP_TOKEN = re.compile(r"^(k|e|se)[0-9.]+$")
 
 
@@ -132,8 +133,8 @@ class NasSpace(Config):
             raise ValueError(f"head_channels must be >= 1 or none (no head conv), got {self.head_channels}")
         if not self.width > 0:
             raise ValueError(f"width must be > 0 (a channel multiplier such as 0.35 or 1.0), got {self.width}")
-        if self.activation not in ("relu6", "relu", "swish", "hard_swish", "elu"):
-            raise ValueError(f"activation must be one of relu6, relu, swish, hard_swish, elu; got {self.activation!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
         _check_ops(self.ops)
         object.__setattr__(self, "_blocks", self._positions())
 
