@@ -26,9 +26,9 @@ The weight side, for ops with a constant int8 operand (CONV_2D, DEPTHWISE_CONV_2
 from the debug model, whose float ops keep the float kernel with batch normalization folded in, beside the int8
 op's int8 kernel): ``weight_snr_db`` = 10 log10(sum w^2 / sum (dq(w) - w)^2) over the kernel and
 ``weight_channel_snr_db``, the median over output channels; None for ops without one. Per-channel int8 keeps
-at least 10 log10(12 x 127^2 / fan_in) dB in every channel (the error per weight is at most half a step, the
-channel's largest weight is 127 steps), e.g. 38 dB for a 3x3x3 kernel: a low value needs a fan-in in the
-thousands. Kernel SNR weighs every weight alike, so it cannot see small weights lost next to a large one whose
+at least 10 log10(4 x 127^2 / fan_in) dB in every channel (the error per weight is at most half a step, the
+channel's largest weight is 127 steps; about 10 log10(12 x 127^2 / fan_in) with uniform rounding errors), e.g.
+34 (38) dB for a 3x3x3 kernel: under 20 dB needs a fan-in above 645. Kernel SNR weighs every weight alike, so it cannot see small weights lost next to a large one whose
 input is small (what cross-layer equalization undoes): ``step_error_share`` can. It is (scale^2 / 12) / mean
 squared error: the share of the op's error that rounding its output to the int8 step explains (uniform rounding;
 above 1 when many outputs are exact, as ReLU zeros). The op's inputs are the same in both paths, so what is left
