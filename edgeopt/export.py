@@ -118,9 +118,13 @@ def resolve_io(mode: str, io: str | None) -> str:
     return "float32"
 
 
-def describe_mode(mode: str, io: str) -> str:
-    """One line saying what a ``mode`` file with ``io`` input/output holds."""
-    return f"{MODES[mode][2]}, {io} input and output" if mode == "int8" else MODES[mode][2]
+def describe_mode(mode: str, io: str, keep_float: dict | None = None) -> str:
+    """One line saying what a ``mode`` file with ``io`` input/output holds; ``keep_float`` (a manifest's entry:
+    the layers and converter nodes an int8 file keeps float) adds which layers stay float32."""
+    text = f"{MODES[mode][2]}, {io} input and output" if mode == "int8" else MODES[mode][2]
+    if keep_float:
+        text += f"; {len(keep_float['nodes'])} ops of layers {', '.join(keep_float['layers'])} kept float32 (keep_float)"
+    return text
 
 
 # ---- conversion ---------------------------------------------------------------------------------------
@@ -489,13 +493,13 @@ def to_tflite(
     raw, calib, kept = _convert(model, mode, data.calibration if MODES[mode][1] else None, sparse_weights, io=io,
                                 preprocessing=data.preprocessing, keep_float=keep_float)
     convert_seconds = time.perf_counter() - start
-    report = op_report(raw, mode)
+    report = op_report(raw, mode, kept.layers if kept else (), model.name)
     _check_io(raw, mode, io, report, model.name, kept)
     check = _verify_or_refuse(model, raw, mode, data, min_agreement)
     manifest = build_manifest(model, raw, mode, data.preprocessing, report, calib, check, convert_seconds, source, io=io, labels=class_names)
     if kept is not None:  # quantize_report reads the nodes back to debug the same quantization
         manifest["keep_float"] = {key: list(value) for key, value in asdict(kept).items()}  # as JSON reads it back
-        manifest["mode_description"] += f"; {len(kept.nodes)} ops of layers {', '.join(kept.layers)} kept float32 (keep_float)"
+        manifest["mode_description"] = describe_mode(mode, io, manifest["keep_float"])
     if sparse_weights:
         # whether XNNPACK on ARM would run its sparse kernels, and why not (AVX x86 never does: see tflite.xnnpack)
         manifest["xnnpack_sparse"] = xnnpack_sparse_eligibility(raw).to_dict()
@@ -782,8 +786,10 @@ def make_android_ready(model, *, io: str | None = None, info: ModelInfo | None =
     standard = classifier_metadata(info, manifest["labels"], ins[0].shape[1:], preprocessing, probabilities)
     inp, out = _io_entries(new, io, probabilities)
     updated = {key: value for key, value in manifest.items() if key != "file"}
-    updated.update(io=io, mode_description=describe_mode(mode, io), input=inp, output=out,
-                   ops=op_report(new, mode).summary(), deploy=deploy_summary(new), metadata=standard.manifest_entry(),
+    kept = manifest.get("keep_float")  # stays in the manifest as it is; the description and op notes say it again
+    report = op_report(new, mode, (kept or {}).get("layers", ()), manifest.get("source_model", {}).get("name", ""))
+    updated.update(io=io, mode_description=describe_mode(mode, io, kept), input=inp, output=out,
+                   ops=report.summary(), deploy=deploy_summary(new), metadata=standard.manifest_entry(),
                    android_ready_from={"sha256": manifest["file"]["sha256"], "checked_samples": samples, "outputs": "identical"})
     final = _embed(new, updated, standard, x[:4])
     updated["file"] = {"name": Path(path).name if path else None, **file_facts(final)}

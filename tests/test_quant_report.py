@@ -20,6 +20,7 @@ from edgeopt.compress.graph import clone_with_weights
 from edgeopt.config import RecipeError
 from edgeopt.tflite.flatbuffer import io_tensors, list_ops
 from edgeopt.tflite.layers import CARRIERS, layers_in_name, op_layers
+from edgeopt.tflite.ops import KEPT_FLOAT_REASON
 
 CALIBRATION = 100  # images; few, to stay fast (the report's own default is 300)
 DEBUG = 64
@@ -118,6 +119,54 @@ def test_metrics_equal_numpy_on_the_debuggers_tensors(report, models, digits_spl
     assert row.channel_range_ratio == pytest.approx(absmax.max() / np.median(absmax), rel=1e-9)
     # the debugger's own statistic (its NumericVerify diffs, on TF's interpreter) agrees with the dumped tensors
     assert row.rmse == pytest.approx(math.sqrt((err ** 2).mean()), rel=1e-3)
+    assert row.step_error_share == pytest.approx(scale ** 2 / 12 / (err ** 2).mean(), rel=1e-9)
+
+
+def _int8_per_channel(kernel: np.ndarray) -> tuple[float, float]:
+    """(SNR of the whole kernel, median channel SNR) in dB of symmetric per-channel int8 (scale = max |w| / 127 per
+    output channel, the last axis of ``kernel``; values rounded and clipped to -127..127), in NumPy."""
+    w = kernel.astype(np.float64).reshape(-1, kernel.shape[-1])
+    scale = np.abs(w).max(0) / 127
+    err = np.clip(np.round(w / scale), -127, 127) * scale - w
+    channel = 10 * np.log10((w ** 2).sum(0) / (err ** 2).sum(0))
+    return 10 * math.log10((w ** 2).sum() / (err ** 2).sum()), float(np.median(channel))
+
+
+def test_kernel_snr_equals_numpy_per_channel_int8(report, models):
+    bad = models[1]
+    for layer in ("conv1", "dw", "conv2", "head"):  # Conv2D, DepthwiseConv2D (channels on its input axis), Dense
+        kernel = bad.get_layer(layer).get_weights()[0]
+        kernel = kernel.reshape(*kernel.shape[:2], -1) if layer == "dw" else kernel  # (3, 3, 8, 1) -> channels last
+        row = next(r for r in report.rows if r.layers == (layer,) and r.op != "SOFTMAX")
+        whole, channel = _int8_per_channel(kernel)
+        assert (row.weight_snr_db, row.weight_channel_snr_db) == (pytest.approx(whole, rel=1e-6), pytest.approx(channel, rel=1e-6)), layer
+    assert all(r.weight_snr_db is None for r in report.rows if r.op in ("ADD", "RESHAPE", "SOFTMAX"))
+    # conv1's outlier channel is an activation problem: its int8 kernel is fine (per-channel scales) and the
+    # output's int8 step explains its whole error
+    conv1 = report.row("conv1")
+    assert conv1.weight_channel_snr_db > 35 and conv1.step_error_share > 0.5 and conv1.cause == "outlier_channels"
+
+
+def test_a_layer_hurt_by_its_weights_is_told_apart(models, digits_splits):
+    """dw's output channel c divided by K and conv2's kernel rows for input channel c times K: the same function
+    (ReLU commutes with a positive scale), but each conv2 output channel's int8 scale is set by its one K-times
+    weight and the other seven round to zero. Its output ranges are as before, so only the weights explain it."""
+    clean = models[0]
+    c, k = 0, 1000.0
+    hurt = clone_with_weights(clean)
+    dw_kernel, dw_bias = hurt.get_layer("dw").get_weights()
+    dw_kernel[:, :, c, :] /= k
+    dw_bias[c] /= k
+    hurt.get_layer("dw").set_weights([dw_kernel, dw_bias])
+    kernel, bias = hurt.get_layer("conv2").get_weights()
+    kernel[:, :, c, :] *= k
+    hurt.get_layer("conv2").set_weights([kernel, bias])
+    rep = qr.quantize_report(hurt, None, digits_splits, num_calibration=CALIBRATION, num_debug=32)
+    worst = rep.rows[0]
+    assert worst.layers == ("conv2",) and worst.cause == "weights" and worst.step_error_share < qr.WEIGHT_ERROR_SHARE
+    assert worst.clipped_fraction <= qr.CLIPPED_FRACTION and worst.channel_range_ratio < qr.CHANNEL_RANGE_RATIO  # activations fine
+    assert worst.weight_channel_snr_db > 30  # kernel SNR weighs every weight alike: the K-times weight's energy hides the rest
+    assert f"{1 / worst.step_error_share:.0f}x what rounding" in worst.why
 
 
 def test_report_serializes_and_renders(report):
@@ -130,6 +179,11 @@ def test_report_serializes_and_renders(report):
 def test_cause_rules_in_order():
     m = {"clipped_fraction": 0.0, "channel_range_ratio": 1.0, "abs_max_over_p999": 1.0}
     assert qr._cause(m, "CONV_2D", 1.0, 300)[0] == "rounding"
+    weights = {**m, "step_error_share": 0.1, "weight_channel_snr_db": 40.0, "channel_range_ratio": 99.0}
+    assert qr._cause(weights, "CONV_2D", 1.0, 300)[0] == "weights"  # before outlier channels
+    assert qr._cause({**weights, "step_error_share": qr.WEIGHT_ERROR_SHARE}, "CONV_2D", 1.0, 300)[0] == "outlier_channels"
+    assert qr._cause({**weights, "weight_channel_snr_db": None}, "ADD", 1.0, 300)[0] == "outlier_channels"  # no kernel
+    assert qr._cause({**weights, "clipped_fraction": 1.0}, "CONV_2D", 1.0, 300)[0] == "clipping"
     assert qr._cause(m, "ADD", qr.RESIDUAL_GROWTH, 300)[0] == "residual_add"
     assert qr._cause({**m, "abs_max_over_p999": qr.OUTLIER_RATIO}, "ADD", 2.0, 300)[0] == "outliers"
     assert qr._cause({**m, "channel_range_ratio": qr.CHANNEL_RANGE_RATIO, "abs_max_over_p999": 9.0}, "ADD", 2.0, 300)[0] == "outlier_channels"
@@ -153,6 +207,26 @@ def test_keep_float_keeps_exactly_the_matched_ops_float(kept, models, digits_spl
     assert float_ops == [["conv1"], ["dw"]]
     assert len(int8_ops) == len(computing) - 2 and not any({"conv1", "dw"} & set(layers) for layers in int8_ops)
     assert kept.verification.samples == digits_splits.sizes["val"] and kept.verification.top1_agreement >= 0.98  # to_tflite verified it
+    # the op report says why they are float (not "no integer kernel was chosen")
+    notes = {(e.op, e.note) for e in kept.op_report.float_ops}
+    assert ("CONV_2D", KEPT_FLOAT_REASON) in notes and ("DEPTHWISE_CONV_2D", KEPT_FLOAT_REASON) in notes
+    assert {e.op for e in kept.op_report.float_ops if e.note == KEPT_FLOAT_REASON} == {"CONV_2D", "DEPTHWISE_CONV_2D"}
+    assert [e.count for e in kept.op_report.entries if e.op == "CONV_2D"] == [1, 2]  # kept conv1 apart from int8 conv2, conv3
+    assert {f["why"] for f in kept.manifest["ops"]["float_ops"] if f["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D")} == {KEPT_FLOAT_REASON}
+
+
+def test_a_named_op_never_takes_a_kept_producers_layers(kept, models):
+    pairs = op_layers(kept.model_bytes, "tiny", ["conv1", "dw"])  # asked about the kept layers only
+    named = [(op.op, sorted(layers)) for op, layers in pairs if op.op not in CARRIERS and layers]
+    assert named == [("CONV_2D", ["conv1"]), ("DEPTHWISE_CONV_2D", ["dw"])]  # conv2 reads dw's output, but is conv2's
+
+
+def test_android_ready_keeps_the_keep_float_note(kept):
+    art = export.make_android_ready(kept.model_bytes)
+    assert art.manifest["keep_float"] == kept.manifest["keep_float"]
+    assert art.manifest["mode_description"] == kept.manifest["mode_description"]
+    assert "ops of layers conv1, dw kept float32 (keep_float)" in art.manifest["mode_description"]
+    assert art.manifest["ops"]["float_ops"] == kept.manifest["ops"]["float_ops"]
 
 
 def test_keep_float_with_float_input_and_output(models, digits_arrays):
@@ -209,6 +283,16 @@ def test_auto_fallback_wins_back_accuracy(models, digits_splits, report):
     assert result.reached == (last.gap_points <= 1.0) and result.val_images == digits_splits.sizes["val"]
     assert result.steps[1].gap_points == pytest.approx((result.float_top1 - result.steps[1].top1) * 100)
     assert "| 1 | conv1, dw |" in result.to_markdown() and result.to_dict()["steps"][1]["float_layers"] == ("conv1", "dw")
+
+
+@pytest.mark.slow
+def test_auto_fallback_times_every_step_when_asked(models, digits_splits, report):
+    result = qr.auto_fallback(models[1], digits_splits, export.PrecisionConfig(auto_fallback=1.0, max_fallback_steps=1),
+                              num_calibration=CALIBRATION, report=report, latency_rounds=1, latency_options={"runs": 3, "min_seconds": 0.0})
+    assert len(result.files) == len(result.steps) == 2 and result.files[-1] == result.artifact.model_bytes
+    assert all(s.median_ms > 0 for s in result.steps)  # timing itself is not asserted: only that each step was timed
+    assert [s.latency_cost_ms for s in result.steps] == [s.median_ms - result.steps[0].median_ms for s in result.steps]
+    assert result.latency["rounds"] == 1 and result.latency["threads"] == 1 and "median ms" in result.to_markdown()
 
 
 # ---- command line ------------------------------------------------------------------------------------------

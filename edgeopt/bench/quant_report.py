@@ -22,6 +22,19 @@ Per tensor, over the debug images (``float`` = the float op's output, ``dq`` = (
   99.9th percentile of |float| per image, averaged over images; at most 65,536 values an image are sampled) and
   ``channel_range_ratio`` (the widest channel's max |float| over the median channel's).
 
+The weight side, for ops with a constant int8 operand (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED kernels; read
+from the debug model, whose float ops keep the float kernel with batch normalization folded in, beside the int8
+op's int8 kernel): ``weight_snr_db`` = 10 log10(sum w^2 / sum (dq(w) - w)^2) over the kernel and
+``weight_channel_snr_db``, the median over output channels; None for ops without one. Per-channel int8 keeps
+at least 10 log10(4 x 127^2 / fan_in) dB in every channel (the error per weight is at most half a step, the
+channel's largest weight is 127 steps; about 10 log10(12 x 127^2 / fan_in) with uniform rounding errors), e.g.
+34 (38) dB for a 3x3x3 kernel: under 20 dB needs a fan-in above 645. Kernel SNR weighs every weight alike, so it cannot see small weights lost next to a large one whose
+input is small (what cross-layer equalization undoes): ``step_error_share`` can. It is (scale^2 / 12) / mean
+squared error: the share of the op's error that rounding its output to the int8 step explains (uniform rounding;
+above 1 when many outputs are exact, as ReLU zeros). The op's inputs are the same in both paths, so what is left
+is the error of its int8 weights (and int32 bias): a share well below 1 points at the weights, about 1 or more
+at the output's activations.
+
 Rows are sorted by ``channel_snr_db``, then ``snr_db``, lowest first. The tensor SNR alone misses the commonest
 int8 failure: one channel far wider than the rest sets the shared per-tensor scale, the other channels get a
 few levels each, and the tensor's SNR, dominated by that wide channel, still looks fine.
@@ -33,22 +46,25 @@ Likely cause, the first rule that holds (the thresholds are module constants):
 1. ``clipping``: more than ``CLIPPED_FRACTION`` of the values fall outside the int8 range; with fewer than
    ``MIN_CALIBRATION_IMAGES`` calibration images the cause is ``too_few_calibration_images`` (the report knows
    how many calibrated the ranges; clipping shows only on images that were not among them: ``held_out``).
-2. ``outlier_channels``: ``channel_range_ratio`` >= ``CHANNEL_RANGE_RATIO``: the median channel gets at most
+2. ``weights``: the op has an int8 kernel and ``step_error_share`` < ``WEIGHT_ERROR_SHARE``: its error is
+   several times what rounding its output gives, so its int8 weights add most of it.
+3. ``outlier_channels``: ``channel_range_ratio`` >= ``CHANNEL_RANGE_RATIO``: the median channel gets at most
    1/16 of the 256 levels.
-3. ``outliers``: ``abs_max_over_p999`` >= ``OUTLIER_RATIO``: 99.9% of the values share at most 1/8 of the range.
-4. ``residual_add``: an ADD whose output scale is >= ``RESIDUAL_GROWTH`` times its widest input's: the sum's
+4. ``outliers``: ``abs_max_over_p999`` >= ``OUTLIER_RATIO``: 99.9% of the values share at most 1/8 of the range.
+5. ``residual_add``: an ADD whose output scale is >= ``RESIDUAL_GROWTH`` times its widest input's: the sum's
    range is wider than what it adds, so each input loses resolution.
-5. ``rounding``: none of the above (weight and activation rounding with the range well used).
+6. ``rounding``: none of the above (weight and activation rounding with the range well used).
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
 from edgeopt import export
+from edgeopt.bench.latency import interleaved_latency, median_ms
 from edgeopt.data import load_dataset
 from edgeopt.models import load_model
 from edgeopt.tflite import flatbuffer, runtime
@@ -59,6 +75,7 @@ CLIPPED_FRACTION = 1e-3
 CHANNEL_RANGE_RATIO = 16.0
 OUTLIER_RATIO = 8.0
 RESIDUAL_GROWTH = 1.5
+WEIGHT_ERROR_SHARE = 0.25  # the output's rounding explains under a quarter of the error: the weights add the rest
 _SAMPLED_VALUES = 65536  # per tensor and image, for the 99.9th percentile
 _INT8 = (-128, 127)
 FIXED_RANGE_OPS = frozenset({"SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "TANH"})  # int8 kernels with a fixed output scale
@@ -67,6 +84,7 @@ CAUSES = {
     "fixed_range": "the int8 kernel fixes this op's output range (no calibration); {clip:.2%} of values at its ends",
     "too_few_calibration_images": "{clip:.2%} of values clipped by the int8 range, calibrated on only {images} images",
     "clipping": "{clip:.2%} of values clipped by the int8 range (these images reach beyond the calibration images' range)",
+    "weights": "weights: the error is {excess:.0f}x what rounding the output to its int8 step gives; the int8 kernel keeps {wsnr:.0f} dB (median channel)",
     "outlier_channels": "outlier channels: the widest channel spans {ratio:.0f}x the median channel, which gets few int8 levels",
     "outliers": "outliers: max |x| is {outlier:.0f}x the 99.9th percentile, so 99.9% of values share a small part of the range",
     "residual_add": "wide range after a residual Add: the sum's int8 step is {growth:.1f}x its widest input's",
@@ -79,7 +97,8 @@ class TensorError:
     """The error one quantized tensor adds, over the report's debug images (see the module docstring).
 
     ``layers``: the Keras layers its op computes; ``fallback_layers``: the layers to keep float so this tensor
-    is never quantized (its producer's and its consumers'). Errors are in the tensor's float units.
+    is never quantized (its producer's and its consumers'). Errors are in the tensor's float units, SNRs in dB;
+    ``weight_snr_db`` / ``weight_channel_snr_db``: its op's int8 kernel against the float one (None: no kernel).
     """
 
     tensor: str
@@ -101,6 +120,9 @@ class TensorError:
     float_max: float
     abs_max_over_p999: float
     channel_range_ratio: float
+    step_error_share: float
+    weight_snr_db: float | None
+    weight_channel_snr_db: float | None
     cause: str
     why: str
 
@@ -141,11 +163,13 @@ class QuantReport:
         where = "held-out images" if self.held_out else "the calibration images themselves (no held-out images given)"
         lines = [f"**{self.model}**: int8 error of each quantized tensor, worst first, on {self.debug_images} {where}; "
                  f"ranges calibrated on {self.calibration_images} images" + (f"; kept float: {', '.join(self.float_layers)}" if self.float_layers else ""),
-                 "", "| # | layers | op | channel SNR dB | SNR dB | cosine | max abs err | RMSE / range | clipped | likely cause |",
-                 "|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
+                 "", "| # | layers | op | channel SNR dB | SNR dB | kernel SNR dB | cosine | max abs err | RMSE / range | clipped | "
+                 "output step's share of error | likely cause |",
+                 "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for i, r in enumerate(self.rows[:top] if top else self.rows, 1):
-            lines.append(f"| {i} | {', '.join(r.layers) or r.tensor[:40]} | {r.op} | {r.channel_snr_db:.1f} | {r.snr_db:.1f} | {r.cosine:.5f} | "
-                         f"{r.max_abs_error:.4g} | {r.rmse_over_range:.2%} | {r.clipped_fraction:.2%} | {r.why} |")
+            kernel = "-" if r.weight_channel_snr_db is None else f"{r.weight_channel_snr_db:.1f}"
+            lines.append(f"| {i} | {', '.join(r.layers) or r.tensor[:40]} | {r.op} | {r.channel_snr_db:.1f} | {r.snr_db:.1f} | {kernel} | {r.cosine:.5f} | "
+                         f"{r.max_abs_error:.4g} | {r.rmse_over_range:.2%} | {r.clipped_fraction:.2%} | {r.step_error_share:.2f} | {r.why} |")
         if self.matches_artifact is not None:
             lines.append(f"\nsame quantization as the artifact: {'yes' if self.matches_artifact else 'NO (other calibration images or settings)'}")
         return "\n".join(lines)
@@ -225,10 +249,15 @@ def _snr(signal, noise):
 
 
 def _cause(m: dict, op: str, growth: float, calibration_images: int) -> tuple[str, str]:
+    """The likely cause of a row's error (the first rule of the module docstring that holds) and its sentence;
+    ``m``: the row's metrics (``step_error_share`` and ``weight_channel_snr_db`` may be left out: no kernel)."""
+    share, wsnr = m.get("step_error_share"), m.get("weight_channel_snr_db")
     if op in FIXED_RANGE_OPS:
         key = "fixed_range"
     elif m["clipped_fraction"] > CLIPPED_FRACTION:
         key = "too_few_calibration_images" if calibration_images < MIN_CALIBRATION_IMAGES else "clipping"
+    elif wsnr is not None and share is not None and share < WEIGHT_ERROR_SHARE:
+        key = "weights"
     elif m["channel_range_ratio"] >= CHANNEL_RANGE_RATIO:
         key = "outlier_channels"
     elif m["abs_max_over_p999"] >= OUTLIER_RATIO:
@@ -238,7 +267,8 @@ def _cause(m: dict, op: str, growth: float, calibration_images: int) -> tuple[st
     else:
         key = "rounding"
     return key, CAUSES[key].format(clip=m["clipped_fraction"], images=calibration_images, ratio=m["channel_range_ratio"],
-                                   outlier=m["abs_max_over_p999"], growth=growth)
+                                   outlier=m["abs_max_over_p999"], growth=growth, excess=1 / share if share else math.inf,
+                                   wsnr=wsnr if wsnr is not None else math.nan)
 
 
 # ---- the report ----------------------------------------------------------------------------------------------
@@ -287,6 +317,9 @@ def _rows(debugger, model, samples: np.ndarray, calibration_images: int) -> list
         t, (maker, layers) = tensors[q_index], made_by[q_index]
         users = {name for user, used in pairs if q_index in user.inputs and user.op not in tflite_layers.CARRIERS for name in used}
         m = sums[q_index].metrics()
+        mse = sums[q_index].e2 / sums[q_index].values
+        m["step_error_share"] = t.scale ** 2 / 12 / mse if mse > 0 else math.inf
+        m["weight_snr_db"], m["weight_channel_snr_db"] = _weight_snr(debug, maker, made_by[op.inputs[1]][0])
         stats = debugger.layer_statistics[tensors[op.outputs[0]].name]
         widest_input = max((tensors[i].scale or 0.0 for i in maker.inputs), default=0.0)
         growth = t.scale / widest_input if maker.op == "ADD" and widest_input > 0 else 1.0
@@ -296,6 +329,36 @@ def _rows(debugger, model, samples: np.ndarray, calibration_images: int) -> list
                                 t.shape, t.scale, t.zero_point, rmse=math.sqrt(float(stats["mean_squared_error"])),
                                 mean_error=float(stats["mean_error"]), cause=cause, why=why, **m))
     return sorted(rows, key=lambda r: (r.channel_snr_db, r.snr_db))
+
+
+def kernel_pair(debug_model: bytes, int8_op, float_op) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(float kernel, dequantized int8 kernel, output-channel axis) of a debug model's int8 op and its float twin
+    (the ops whose outputs a NumericVerify probe compares): the first operand that is a constant int8 tensor in
+    one and a constant float32 tensor of the same shape in the other; None when the op has none."""
+    for qi, fi in zip(int8_op.inputs, float_op.inputs):
+        q = flatbuffer.constant_tensor(debug_model, qi)
+        if q is None or q.scales is None or q.values.dtype != np.int8:
+            continue
+        f = flatbuffer.constant_tensor(debug_model, fi)
+        if f is not None and f.values.dtype == np.float32 and f.values.shape == q.values.shape:
+            # per-channel tensors name their channel axis; a per-tensor kernel's output channel is first (CONV_2D,
+            # FULLY_CONNECTED: OHWI / (out, in)) or last (DEPTHWISE_CONV_2D: 1HWC)
+            axis = q.axis if q.scales.size > 1 else (q.values.ndim - 1 if int8_op.op == "DEPTHWISE_CONV_2D" else 0)
+            return f.values.astype(np.float64), q.dequantized(), axis
+    return None
+
+
+def _weight_snr(debug_model: bytes, int8_op, float_op) -> tuple[float | None, float | None]:
+    """(SNR of the whole kernel, median over output channels of each channel's SNR) in dB; (None, None) without one."""
+    pair = kernel_pair(debug_model, int8_op, float_op)
+    if pair is None:
+        return None, None
+    f, dq, axis = pair
+    f, err = np.moveaxis(f, axis, -1), np.moveaxis(dq - f, axis, -1)
+    ch_f2, ch_e2 = (f * f).reshape(-1, f.shape[-1]).sum(0), (err * err).reshape(-1, f.shape[-1]).sum(0)
+    whole = float(_snr(ch_f2.sum(), ch_e2.sum()))
+    has = ch_f2 > 0  # all-zero (pruned) channels have no signal to keep
+    return whole, float(np.median(_snr(ch_f2[has], ch_e2[has]))) if has.any() else whole
 
 
 def quantize_report(model, artifact=None, data=None, *, debug_data=None, preprocessing=None, num_calibration: int | None = None,
@@ -362,7 +425,8 @@ def _same_quantization(rebuilt: bytes, reference: bytes) -> bool:
 class FallbackStep:
     """One int8 file of :func:`auto_fallback`: the layers kept float (``float_layers``; ``added_layers`` by this
     step, around report tensor ``tensor``), its top-1 on the validation images (fraction), its gap to the float
-    model in top-1 points, its size in bytes and what keeping those layers float costs over the first file."""
+    model in top-1 points, its size in bytes and what keeping those layers float costs over the first file; with
+    latency measured, its median latency (ms, over interleaved rounds) and the cost over the first file (ms)."""
 
     tensor: str
     added_layers: tuple[str, ...]
@@ -372,6 +436,8 @@ class FallbackStep:
     gap_points: float
     size_bytes: int
     size_cost_bytes: int
+    median_ms: float | None = None
+    latency_cost_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -379,7 +445,8 @@ class FallbackResult:
     """What :func:`auto_fallback` tried: ``steps[0]`` is the int8 file with only the configured ``keep_float``,
     each later step keeps the layers around one more of the report's worst tensors float. ``reached``: the last
     step is within ``target_points`` of ``float_top1`` (validation top-1, fraction, of the Keras model).
-    ``artifact``: the last step's file (not serialized)."""
+    ``latency``: how the steps were timed (None: not timed). ``artifact``: the last step's file, ``files``: every
+    step's .tflite bytes (neither serialized)."""
 
     model: str
     float_top1: float
@@ -389,27 +456,42 @@ class FallbackResult:
     reached: bool
     report: QuantReport
     artifact: export.Artifact | None = field(default=None, repr=False, compare=False)
+    latency: dict | None = None
+    files: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def keep_float(self) -> tuple[str, ...]:
         """The layers the chosen (last) file keeps float: a ``keep_float`` list for :func:`edgeopt.export.to_tflite`."""
         return self.steps[-1].float_layers
 
-    def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("artifact", "report", "steps")}
-        return {**out, "steps": [asdict(s) for s in self.steps], "report": self.report.to_dict()}
+    def to_dict(self, report: bool = True) -> dict:
+        """JSON-ready: the steps, and the full per-tensor ``report`` unless ``report=False``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("artifact", "report", "steps", "files")}
+        return {**out, "steps": [asdict(s) for s in self.steps], **({"report": self.report.to_dict()} if report else {})}
 
     def to_markdown(self) -> str:
+        timed = self.latency is not None
+        lat_head, lat_align = (" median ms | latency cost ms |", "---:|---:|") if timed else ("", "")
         lines = [f"**{self.model}**: float top-1 {self.float_top1:.2%} on {self.val_images} validation images; target: within "
                  f"{self.target_points:g} points ({'reached' if self.reached else 'NOT reached'})", "",
-                 "| step | layers kept float | float ops | top-1 | gap (points) | size bytes | size cost bytes |", "|---:|---|---:|---:|---:|---:|---:|"]
+                 f"| step | layers kept float | float ops | top-1 | gap (points) | size bytes | size cost bytes |{lat_head}",
+                 f"|---:|---|---:|---:|---:|---:|---:|{lat_align}"]
         for i, s in enumerate(self.steps):
-            lines.append(f"| {i} | {', '.join(s.float_layers) or '-'} | {s.float_ops} | {s.top1:.2%} | {s.gap_points:.2f} | {s.size_bytes:,} | {s.size_cost_bytes:+,} |")
+            lat = f" {s.median_ms:.3f} | {s.latency_cost_ms:+.3f} |" if timed else ""
+            lines.append(f"| {i} | {', '.join(s.float_layers) or '-'} | {s.float_ops} | {s.top1:.2%} | {s.gap_points:.2f} | {s.size_bytes:,} | "
+                         f"{s.size_cost_bytes:+,} |{lat}")
+        if timed:
+            lines.append(f"\nlatency: {self.latency['rounds']} interleaved rounds, {self.latency['threads']} thread(s), {self.latency['runtime']}, "
+                         f"{self.latency['device']}")
         return "\n".join(lines)
 
 
+LATENCY_DEFAULTS = {"threads": 1, "runs": 20, "min_seconds": 0.3}  # measure_latency options of a timed auto_fallback
+
+
 def auto_fallback(model, data, config: export.PrecisionConfig, *, val_data=None, preprocessing=None, num_calibration: int = 300,
-                  num_val: int | None = None, io: str | None = None, report: QuantReport | None = None) -> FallbackResult:
+                  num_val: int | None = None, io: str | None = None, report: QuantReport | None = None, latency_rounds: int = 0,
+                  latency_options: dict | None = None) -> FallbackResult:
     """Keep float the layers around the worst tensors of :func:`quantize_report`, one tensor at a time, until
     the int8 file's validation top-1 is within ``config.auto_fallback`` points of the Keras model's or
     ``config.max_fallback_steps`` tensors were tried; ``config.keep_float`` is kept float from the start.
@@ -419,9 +501,16 @@ def auto_fallback(model, data, config: export.PrecisionConfig, *, val_data=None,
     is a full :func:`edgeopt.export.to_tflite` (``io``, calibrated on the same images); its accuracy is the
     file's own on LiteRT. ``report``: a :func:`quantize_report` of ``model`` made already (with
     ``config.keep_float`` and these calibration images), else one is made here.
+
+    ``latency_rounds`` > 0 also times every step's file, all of them interleaved in one run
+    (:func:`edgeopt.bench.interleaved_latency`, ``latency_rounds`` rounds, alternating order) on the first 16
+    validation images; ``latency_options`` are :func:`edgeopt.bench.measure_latency` options over
+    :data:`LATENCY_DEFAULTS`. Steps then carry ``median_ms`` and ``latency_cost_ms``.
     """
     if config.auto_fallback is None:
         raise ValueError("auto_fallback: config.auto_fallback is none; set the top-1 points to win back (e.g. 0.3)")
+    if not isinstance(latency_rounds, int) or latency_rounds < 0:
+        raise ValueError(f"latency_rounds must be an integer >= 0 (0: not timed), got {latency_rounds!r}")
     samples = export.collect_data(model, data, val_data, preprocessing, num_calibration, num_val or 10**9)
     if samples.verify_labels is None:
         raise ValueError("auto_fallback needs labelled validation data: an edgeopt.data.Splits, or val_data with (inputs, labels)")
@@ -429,7 +518,7 @@ def auto_fallback(model, data, config: export.PrecisionConfig, *, val_data=None,
         report = quantize_report(model, None, samples.calibration, debug_data=samples.verify_inputs, num_calibration=len(samples.calibration),
                                  keep_float=config.keep_float)
     kept = list(export.match_layers(model, config.keep_float)) if config.keep_float else []
-    steps, art, float_top1 = [], None, None
+    steps, files, art, float_top1 = [], [], None, None
     for tensor, added in [("", ())] + [(r.tensor, tuple(n for n in r.fallback_layers if n not in kept)) for r in report.rows]:
         if steps and (steps[-1].gap_points <= config.auto_fallback or len(steps) > config.max_fallback_steps):
             break
@@ -443,8 +532,23 @@ def auto_fallback(model, data, config: export.PrecisionConfig, *, val_data=None,
         base = steps[0].size_bytes if steps else len(art.model_bytes)
         float_ops = len((art.manifest.get("keep_float") or {}).get("nodes", ()))
         steps.append(FallbackStep(tensor, added, tuple(kept), float_ops, top1, (float_top1 - top1) * 100, len(art.model_bytes), len(art.model_bytes) - base))
+        files.append(art.model_bytes)
+    latency = None
+    if latency_rounds:
+        steps, latency = _timed(steps, files, samples.verify_inputs[:16], latency_rounds, {**LATENCY_DEFAULTS, **(latency_options or {})})
     reached = steps[-1].gap_points <= config.auto_fallback
-    return FallbackResult(model.name, float_top1, float(config.auto_fallback), len(samples.verify_inputs), tuple(steps), reached, report, art)
+    return FallbackResult(model.name, float_top1, float(config.auto_fallback), len(samples.verify_inputs), tuple(steps), reached, report, art,
+                          latency, tuple(files))
+
+
+def _timed(steps: list[FallbackStep], files: list[bytes], inputs: np.ndarray, rounds: int, options: dict) -> tuple[list[FallbackStep], dict]:
+    """The steps with their median latency (ms; the median of the per-round medians) and its cost over step 0,
+    every file timed in the same interleaved run; and how they were timed."""
+    results = interleaved_latency(dict(enumerate(files)), rounds, alternate=True, progress="timing fallback steps", inputs=inputs, **options)
+    ms = [median_ms(results[i]) for i in range(len(files))]
+    first = results[0][0]
+    how = {"rounds": rounds, **options, "runtime": first.runtime, "device": str(first.device)}
+    return [replace(s, median_ms=m, latency_cost_ms=m - ms[0]) for s, m in zip(steps, ms)], how
 
 
 # ---- files (the CLI) -----------------------------------------------------------------------------------------

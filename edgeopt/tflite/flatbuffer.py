@@ -199,6 +199,55 @@ def tensor_infos(data: bytes) -> list[TensorInfo]:
     return [_tensor_info(g.Tensors(i)) for i in range(g.TensorsLength())]
 
 
+@dataclass(frozen=True)
+class ConstantTensor:
+    """A constant tensor of the main subgraph as stored: ``values`` in its shape and dtype and, when quantized, its
+    ``scales`` and ``zero_points`` (one, or one per channel along axis ``axis``)."""
+
+    name: str
+    values: np.ndarray
+    scales: np.ndarray | None = None
+    zero_points: np.ndarray | None = None
+    axis: int = 0
+
+    def dequantized(self) -> np.ndarray:
+        """The real values (float64): (values - zero point) x scale per channel; a float tensor's values as they are."""
+        v = self.values.astype(np.float64)
+        if self.scales is None:
+            return v
+        shape = [1] * v.ndim
+        if self.scales.size > 1:
+            shape[self.axis] = self.scales.size
+        return (v - self.zero_points.reshape(shape)) * self.scales.reshape(shape)
+
+
+def constant_tensor(data: bytes, index: int) -> ConstantTensor | None:
+    """Tensor ``index`` of the main subgraph (as :class:`OpInstance` numbers them) when it is a constant (it has data
+    in its buffer), else None."""
+    m = schema.Model.GetRootAs(data, 0)
+    t = m.Subgraphs(0).Tensors(index)
+    buf = m.Buffers(t.Buffer())
+    if buf.Offset():  # stored past the flatbuffer (files over 2 GB)
+        raw = np.frombuffer(data, np.uint8, buf.Size(), buf.Offset())
+    elif buf.DataLength():
+        raw = buf.DataAsNumpy()
+    else:
+        return None
+    try:
+        dtype = np.dtype(TENSOR_TYPE_NAMES[t.Type()])
+    except TypeError:  # a type NumPy has no name for (int4, complex, resource): not a weight this module reads
+        return None
+    shape = tuple(int(v) for v in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+    values = np.frombuffer(raw.tobytes(), dtype).reshape(shape)
+    q = t.Quantization()
+    name = t.Name().decode() if t.Name() else ""
+    if q is None or not q.ScaleLength():
+        return ConstantTensor(name, values)
+    scales = q.ScaleAsNumpy().astype(np.float64)
+    zeros = q.ZeroPointAsNumpy().astype(np.int64) if q.ZeroPointLength() else np.zeros(scales.size, np.int64)
+    return ConstantTensor(name, values, scales, zeros, int(q.QuantizedDimension()))
+
+
 # ---- metadata ----------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,9 @@ digit to names it duplicates (``tiny/add/add1``). An operator computes the layer
 Some outputs carry no layer name: the model's outputs are renamed after the signature (``StatefulPartitionedCall:0``)
 and inserted QUANTIZE/DEQUANTIZE ops are ``tfl.quantize``. Such an operator (other than QUANTIZE/DEQUANTIZE and
 edgeopt's NumericVerify probes) belongs to the layers of the operator that feeds its first input: the output
-SOFTMAX of ``Dense(10, activation="softmax")`` is that Dense layer's.
+SOFTMAX of ``Dense(10, activation="softmax")`` is that Dense layer's. An operator whose name has a ``scope/`` part
+is named, even when none of its layers is among those asked about (a caller may ask about a few layers only, e.g.
+the ones kept float), and never takes its producer's.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def op_layers(data: bytes, scope: str, layer_names: Iterable[str]) -> list[tuple
             layers: frozenset[str] = frozenset()
         else:
             layers = layers_in_name(op.output_name, scope, names)
-            if not layers and op.inputs:
+            if not layers and op.inputs and not _names_a_layer(op.output_name, scope):
                 layers = producer_layers.get(op.inputs[0], frozenset())
         # a carrier passes on the layers of what it carries, so an unnamed op after a DEQUANTIZE still finds them
         carried = producer_layers.get(op.inputs[0], frozenset()) if op.op in CARRIERS and op.inputs else layers
@@ -53,3 +55,8 @@ def op_layers(data: bytes, scope: str, layer_names: Iterable[str]) -> list[tuple
             producer_layers[t] = carried
         out.append((op, layers))
     return out
+
+
+def _names_a_layer(name: str, scope: str) -> bool:
+    """Whether tensor ``name`` has a ``scope/<layer>/...`` part (of any layer)."""
+    return any(part.startswith(f"{scope}/") and part.count("/") >= 2 for part in name.split(";"))

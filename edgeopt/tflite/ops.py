@@ -5,6 +5,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from edgeopt.tflite import flatbuffer
+from edgeopt.tflite.layers import CARRIERS, op_layers
 
 _INT_TYPES = {"int8", "int32", "int64", "bool"}  # int32/int64: biases, shapes, axes; bool: masks
 
@@ -16,6 +17,7 @@ FLOAT_OP_REASONS = {
 _HYBRID_REASON = "dynamic-range (hybrid) kernel: int8 weights, float activations quantized on the fly"
 _DYNAMIC_FLOAT_REASON = "dynamic-range mode keeps activations float; weights under 1024 values stay float too"
 _DEFAULT_REASON = "no integer kernel was chosen for this op in this mode, so it stays float32"
+KEPT_FLOAT_REASON = "kept float by keep_float / auto_fallback (the manifest's keep_float lists its layers)"
 
 
 @dataclass(frozen=True)
@@ -92,29 +94,32 @@ def _kernel(op: flatbuffer.OpInstance) -> str:
     return "/".join(sorted(types))
 
 
-def _reason(name: str, kernel: str, mode: str | None) -> str:
+def _reason(name: str, kernel: str, mode: str | None, kept: bool = False) -> str:
     if mode in ("float32", "float16"):
         return "float export"
     if kernel == "hybrid":
         return _HYBRID_REASON
     if name in FLOAT_OP_REASONS:
         return FLOAT_OP_REASONS[name]
+    if kept:
+        return KEPT_FLOAT_REASON
     return _DYNAMIC_FLOAT_REASON if mode == "dynamic" else _DEFAULT_REASON
 
 
-def op_report(model_bytes: bytes, mode: str | None = None) -> OpReport:
-    """Group the model's operators by name and tensor dtypes, and say which run in integer arithmetic.
+def op_report(model_bytes: bytes, mode: str | None = None, kept_layers=(), scope: str = "") -> OpReport:
+    """Group the model's operators by name, tensor dtypes and note, and say which run in integer arithmetic.
 
     ``mode`` (the export mode, when known) only shapes the notes: float ops of a float export need no reason.
+    ``kept_layers``: Keras layers an int8 export kept float on purpose (``keep_float``; ``scope`` is the Keras
+    model's name the file was traced under, see :mod:`edgeopt.tflite.layers`): their float ops say so instead of
+    "no integer kernel was chosen", and are counted apart from float ops of the same kind that were not asked for.
     """
-    counts: Counter[tuple[str, str, str]] = Counter()
-    for op in flatbuffer.list_ops(model_bytes):
+    kept_layers = frozenset(kept_layers)
+    kept_ops = {i for i, (op, layers) in enumerate(op_layers(model_bytes, scope, kept_layers))
+                if layers and op.op not in CARRIERS} if kept_layers else set()
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for i, op in enumerate(flatbuffer.list_ops(model_bytes)):
         kernel = _kernel(op)
-        counts[(op.op, kernel, f"{','.join(op.input_dtypes)} -> {','.join(op.output_dtypes)}")] += 1
-    entries = []
-    for (name, kernel, dtypes), n in sorted(counts.items()):
-        note = ""
-        if kernel in ("float32", "float16", "hybrid"):
-            note = _reason(name, kernel, mode)
-        entries.append(OpEntry(name, n, kernel, dtypes, note))
-    return OpReport(tuple(entries))
+        note = _reason(op.op, kernel, mode, i in kept_ops) if kernel in ("float32", "float16", "hybrid") else ""
+        counts[(op.op, kernel, f"{','.join(op.input_dtypes)} -> {','.join(op.output_dtypes)}", note)] += 1
+    return OpReport(tuple(OpEntry(name, n, kernel, dtypes, note) for (name, kernel, dtypes, note), n in sorted(counts.items())))
