@@ -343,6 +343,6 @@ def _seeded_findings(data: dict) -> str:
                 f"int8) is {'inside' if max(gaps) <= w_interval else 'outside'} one accuracy's ±{100 * w_interval:.2f}-point "
                 "test-sampling interval.", "* ")
     trainings = [r for r in data["runs"] if r.get("student", 0) == 0 and not r.get("from_sweep")] + data["sweep"]  # a pair trains once
-    out += wrap(f"Scale: the {len(trainings)} trainings took {sum(r['train_s'] for r in trainings) / 60:.0f} minutes in all on the "
-                "machine named above.", "* ")
+    out += wrap(f"Scale: the trainings (each student alone or distilled, each mutual pair once, the validation sweep) took "
+                f"{sum(r['train_s'] for r in trainings) / 60:.0f} minutes in all on the machine named above.", "* ")
     return "\n".join(["## Findings", "", *out]) + "\n"
