@@ -25,8 +25,8 @@ programming over integer bytes (Bellman: the best widths for layers 1..l within 
 1..l-1 within c - c(l, b_l), for one of the K widths), in O(L K C) time and O(L C) bytes for C bytes of slack above the
 smallest plan. Beyond :data:`MAX_TABLE` cells the costs are rounded *up* to a coarser byte resolution: every plan it
 returns still fits the true budget, and it is optimal among plans whose rounded costs fit (the plan reports the
-resolution). A greedy on sensitivity per byte is not optimal for this problem (a layer's widths can be worth
-buying together), which the brute-force test shows.
+resolution). A greedy on sensitivity saved per byte can miss the optimum (it never gives back an early cheap step to
+afford a better pair); the dynamic program cannot, and tests/test_mixed_precision.py compares it with brute force.
 """
 from __future__ import annotations
 
