@@ -5,7 +5,8 @@
   ``sparse``: sparse_train (SNIP, GraSP, SET, RigL from scratch; early-bird tickets).
   ``budget``: prune_budget (filter removal in rounds until a MAC, parameter or int8-latency budget or an accuracy floor).
   ``nas``: differentiable architecture search; the next stage gets the derived network.
+  ``lowbit``: weight QAT at 8/4/2/1 bits, fixed or mixed under a packed-size budget; the next stage gets it stripped.
 - ``export``: verified .tflite files. ``bench``: size, latency and accuracy of those files.
 A new stage is one module here with a ``@stage(...)`` function, imported below.
 """
-from edgeopt.pipeline.stages import bench, budget, compress, export, nas, saliency, sparse, train  # noqa: F401  (each registers its stages)
+from edgeopt.pipeline.stages import bench, budget, compress, export, lowbit, nas, saliency, sparse, train  # noqa: F401  (each registers its stages)
