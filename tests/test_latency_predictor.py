@@ -9,7 +9,7 @@ import pytest
 from edgeopt.search.latency_predictor import check_predictor, short_op
 from edgeopt.search.latency_table import LatencyTableConfig, LiteRTRunner, measure_table, parts_dir
 from edgeopt.search.nas_space import SKIP, Architecture, build_network, tiny_space
-from test_latency_table import CONFIG, OPS, SHAPE, FakeRunner, fake_convert, fake_ms, fake_overhead_ms  # the fake timer, shared
+from test_latency_table import CONFIG, OPS, SHAPE, CountingConvert, FakeRunner, fake_convert, fake_ms, fake_overhead_ms  # the fake timer, shared
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +46,25 @@ def test_prediction_against_whole_networks(table):
     assert all(r.same_round_ms is None for r in check.rows) and summary[1]["same_round_median_error"] is None
 
 
-def test_parts_timed_in_the_same_rounds_take_out_the_machines_drift(measured):
+def test_parts_timed_in_the_same_rounds_take_out_the_machines_drift(measured, tmp_path):
     table, path = measured
     busier = FakeRunner(load=1.25)  # the machine is 25% slower while the networks are timed than while the table was
-    check = check_predictor(table, 3, threads=(1,), rounds=2, runner=busier, converter=fake_convert, parts_dir=parts_dir(path), log=lambda line: None)
+    convert = CountingConvert()
+    check = check_predictor(table, 3, threads=(1,), rounds=2, runner=busier, converter=convert, parts_dir=parts_dir(path), networks_dir=tmp_path,
+                            log=lambda line: None)
+    assert convert.calls == 3 and len(list(tmp_path.glob("net_*.int8.tflite"))) == 3
     used = {part for r in check.rows for part in table.parts_of(Architecture(r.architecture))}
     assert len(busier.calls) == (3 + len(used)) * 2  # networks and the parts they use, every round
     for r in check.rows:
         assert r.error == pytest.approx(1 - 1 / 1.25)  # the stored table misses the drift...
         assert r.same_round_ms == pytest.approx(r.measured_ms, rel=1e-9)  # ...the parts timed beside the networks do not
     assert check.summary()[0]["same_round_max_error"] < 1e-9 and "| same rounds ms |" in check.to_markdown()
+    again = check_predictor(table, 3, threads=(1,), rounds=1, runner=FakeRunner(), converter=convert, networks_dir=tmp_path, log=lambda line: None)
+    assert convert.calls == 3 and [r.architecture for r in again.rows] == [r.architecture for r in check.rows]  # the kept networks, not exported again
 
 
 def test_the_check_uses_the_tables_runner_and_device(table):
-    with pytest.raises(ValueError, match="measured by fake on 'fake device'; check it with the same runner on the same device, not fake on 'phone'"):
+    with pytest.raises(ValueError, match="the table was measured by fake on 'fake device', not fake on 'phone': check it with the same runner"):
         check_predictor(table, 2, runner=FakeRunner("phone"), converter=fake_convert)
     assert short_op("ir_k5_e6_se0.25") == "k5e6se" and short_op(SKIP) == "skip"
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeopt.search.latency_table import LATENCY_TABLE_ENV, LatencyTable, LatencyTableConfig, measure_table, setting_key
+from edgeopt.search.latency_table import LATENCY_TABLE_ENV, LatencyTable, LatencyTableConfig, LiteRTRunner, measure_table, setting_key
 from edgeopt.search.nas_cost import cost_model, part_layers, part_model
 from edgeopt.search.nas_space import SKIP, Architecture, build_network, random_architecture, tiny_space
 
@@ -39,11 +39,11 @@ class FakeRunner:
 
     name = "fake"
 
-    def __init__(self, device: str = "fake device", fail_after: int | None = None, load: float = 1.0):
-        self.device, self.fail_after, self.load, self.calls = device, fail_after, load, []
+    def __init__(self, device: str = "fake device", fail_after: int | None = None, load: float = 1.0, timing: str = "fake timer"):
+        self.device, self.fail_after, self.load, self.timing, self.calls = device, fail_after, load, timing, []
 
     def describe(self) -> dict:
-        return {"device": self.device, "runtime": "fake runtime", "timing": "fake timer"}
+        return {"device": self.device, "runtime": "fake runtime", "timing": self.timing}
 
     def __call__(self, model: bytes, threads: int) -> float:
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
@@ -153,6 +153,8 @@ def test_resume_continues_a_partial_table_without_measuring_again(space, tmp_pat
     assert len(more.calls) == total // 2 and all(len(v) == 3 for by in table.measurements.values() for v in by.values())
     with pytest.raises(ValueError, match="measured by fake on 'fake device', not fake on 'phone'"):
         measure_table(space, SHAPE, 10, path, CONFIG, runner=FakeRunner("phone"), converter=convert)
+    with pytest.raises(ValueError, match="was timed as 'fake timer', not 'min of the runs'"):
+        measure_table(space, SHAPE, 10, path, CONFIG, runner=FakeRunner(timing="min of the runs"), converter=convert)
     with pytest.raises(ValueError, match="other settings"):
         measure_table(space, SHAPE, 10, path, LatencyTableConfig(threads=(1,)), runner=FakeRunner(), converter=convert)
     with pytest.raises(ValueError, match=r"measured for \(16, 16, 3\) inputs and 10 classes, not \(32, 32, 3\) and 10"):
@@ -187,3 +189,6 @@ def test_config_errors_name_the_field():
         LatencyTableConfig(probe_copies=1)
     with pytest.raises(ValueError, match="threads must list thread counts >= 1 once each"):
         LatencyTableConfig(threads=(1, 1))
+    with pytest.raises(ValueError, match="statistic must be one of median, min"):
+        LiteRTRunner(statistic="mean")
+    assert "min of >= 20 runs" in LiteRTRunner(statistic="min").describe()["timing"]

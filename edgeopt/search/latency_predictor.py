@@ -16,18 +16,22 @@ is reported too: the model's own error, free of the drift. On a quiet machine or
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from edgeopt.bench.latency import interleave
+from edgeopt.io import write_atomic
 from edgeopt.progress import bar
-from edgeopt.search.latency_table import Converter, LatencyRunner, LatencyTable, LiteRTRunner, export_part, part_file, setting_key
+from edgeopt.search.latency_table import Converter, LatencyRunner, LatencyTable, LiteRTRunner, export_part, part_file, same_runner, setting_key
 from edgeopt.search.nas_space import Architecture, NasSpace, build_network, random_architecture
 
 __all__ = ["PredictionRow", "PredictorCheck", "check_predictor", "short_op"]
@@ -139,6 +143,12 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def _network_file(folder, table: LatencyTable, arch: Architecture, precision: str) -> Path:
+    """Where a network is kept: named by a hash of the space, input shape, classes and architecture."""
+    blob = json.dumps([table.space.to_dict(), list(table.input_shape), table.classes, list(arch.choices)], sort_keys=True)
+    return Path(folder) / f"net_{hashlib.sha256(blob.encode()).hexdigest()[:16]}.{precision}.tflite"
+
+
 def _distinct_architectures(space: NasSpace, count: int, seed: int) -> list[Architecture]:
     rng = np.random.default_rng(seed)
     archs: dict[tuple[str, ...], Architecture] = {}
@@ -152,13 +162,15 @@ def _distinct_architectures(space: NasSpace, count: int, seed: int) -> list[Arch
 
 def check_predictor(table: LatencyTable, networks: int = 30, *, precision: str = "int8", threads: tuple[int, ...] | None = None,
                     rounds: int = 5, seed: int = 0, runner: LatencyRunner | None = None, converter: Converter | None = None,
-                    parts_dir: str | os.PathLike | None = None, log: Callable[[str], None] | None = None) -> PredictorCheck:
+                    parts_dir: str | os.PathLike | None = None, networks_dir: str | os.PathLike | None = None,
+                    log: Callable[[str], None] | None = None) -> PredictorCheck:
     """Draw ``networks`` distinct random architectures of the table's space (``seed``), export each whole network at
     ``precision`` (``converter`` as in :func:`measure_table`), time them interleaved for ``rounds`` rounds at each of
     ``threads`` (None: the table's) with ``runner`` (None: :class:`LiteRTRunner`; it must be the kind and device
     that measured the table) and compare with the table's prediction. With ``parts_dir`` (the table's exported parts,
     :func:`~edgeopt.search.latency_table.parts_dir`) the parts they use are timed in the same rounds too (see the
-    module docstring). Returns a :class:`PredictorCheck`."""
+    module docstring). With ``networks_dir`` the exported networks are kept there and reused by a later call.
+    Returns a :class:`PredictorCheck`."""
     runner = runner or LiteRTRunner()
     converter = converter or export_part
     log = log or (lambda line: print(line, file=sys.stdout, flush=True))
@@ -166,18 +178,22 @@ def check_predictor(table: LatencyTable, networks: int = 30, *, precision: str =
     if networks < 1 or rounds < 1:
         raise ValueError(f"networks and rounds must be >= 1, got {networks} and {rounds}")
     described = runner.describe() | {"name": runner.name}
-    if (described["name"], described.get("device")) != (table.runner.get("name"), table.runner.get("device")):
-        raise ValueError(f"the table was measured by {table.runner.get('name')} on {table.runner.get('device')!r}; check it with the same runner "
-                         f"on the same device, not {described['name']} on {described.get('device')!r}")
+    if same_runner(table.runner, described) is not None:
+        raise ValueError(f"the table {same_runner(table.runner, described)}: check it with the same runner, device and timing")
     start = time.perf_counter()
     archs = _distinct_architectures(table.space, networks, seed)
     rng = np.random.default_rng(seed)
     calls = {}
     with bar(total=len(archs), desc="predictor check: exporting networks", unit="network") as shown:
         for i, arch in enumerate(archs):
-            model = build_network(table.space, arch, table.input_shape, table.classes, name=f"net{i}")
             representative = rng.uniform(-1, 1, (table.config.calibration_samples, *table.input_shape)).astype(np.float32)
-            data = converter(model, precision, representative)
+            kept = _network_file(networks_dir, table, arch, precision) if networks_dir is not None else None
+            if kept is not None and kept.exists():
+                data = kept.read_bytes()
+            else:
+                data = converter(build_network(table.space, arch, table.input_shape, table.classes, name=f"net{i}"), precision, representative)
+                if kept is not None:
+                    write_atomic(kept, data, overwrite=True)
             calls.update({("network", i, t): partial(runner, data, t) for t in threads})
             shown.update(1)
     exported = time.perf_counter() - start

@@ -4,12 +4,14 @@ Every *part* of the space is built alone at its input shape (:func:`edgeopt.sear
 each candidate operation of each block, ``block3a/ir_k5_e6``, and the head with the classifier), exported (int8 with
 int8 input and output, so no QUANTIZE/DEQUANTIZE op at its ends; float32) and timed at each thread count. Timing
 is interleaved: each round measures every part at every setting once (odd rounds in reverse order), so the load of
-a shared machine hits all parts alike; a part's latency is the median over rounds of the per-round medians.
+a shared machine hits all parts alike; a part's latency is the median over rounds of the per-round values.
 
-The measuring is a pluggable *runner*, ``runner(model_bytes, threads) -> median ms`` with ``name`` and
+The measuring is a pluggable *runner*, ``runner(model_bytes, threads) -> ms`` with ``name`` and
 ``describe()``: :class:`LiteRTRunner` (this machine, :func:`edgeopt.bench.measure_latency`) or :class:`AdbRunner`
-(a phone, :func:`edgeopt.bench.measure_latency_adb`), so the same table is measured again on a device. The table
-is a JSON file; its header records the runner's device and runtime, the host's CPU and SIMD flags, and the settings.
+(a phone, :func:`edgeopt.bench.measure_latency_adb`), so the same table is measured again on a device. Each reports
+the median of a measurement's runs or their minimum (``statistic``: steadier where other processes share the CPU).
+The table is a JSON file; its header records the runner's device, runtime and timing, the host's CPU and SIMD flags,
+and the settings; it is continued or checked only with a runner of the same kind, device and timing.
 It is saved every few seconds and after every round, and the exported parts are kept beside it
 (``<table>.models/``): :func:`measure_table` on an existing file continues it (no part exported or timed twice).
 
@@ -50,8 +52,8 @@ from edgeopt.progress import bar
 from edgeopt.search.nas_cost import OpCostTable, part_layers, part_model
 from edgeopt.search.nas_space import SKIP, Architecture, NasSpace
 
-__all__ = ["AdbRunner", "FORMAT", "LATENCY_TABLE_ENV", "LatencyRunner", "LatencyTable", "LatencyTableConfig", "LiteRTRunner", "export_part",
-           "measure_table", "part_file", "parts_dir", "setting_key", "table_from_environment"]
+__all__ = ["AdbRunner", "FORMAT", "LATENCY_TABLE_ENV", "LatencyRunner", "LatencyTable", "LatencyTableConfig", "LiteRTRunner", "STATISTICS",
+           "export_part", "measure_table", "part_file", "parts_dir", "same_runner", "setting_key", "table_from_environment"]
 
 FORMAT = "edgeopt.latency_table/1"
 LATENCY_TABLE_ENV = "EDGEOPT_LATENCY_TABLE"  # the file the ``latency`` cost model reads
@@ -106,7 +108,7 @@ class LatencyTableConfig(Config):
 
 
 class LatencyRunner(Protocol):
-    """Times one exported part: ``runner(model_bytes, threads)`` -> median latency in ms of one measurement."""
+    """Times one exported part: ``runner(model_bytes, threads)`` -> latency in ms of one measurement (its ``statistic`` of the runs)."""
 
     name: str
 
@@ -116,25 +118,40 @@ class LatencyRunner(Protocol):
     def __call__(self, model: bytes, threads: int) -> float: ...
 
 
+STATISTICS = ("median", "min")  # what a runner reports of one measurement's runs
+
+
+def _check_statistic(statistic: str) -> None:
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {', '.join(STATISTICS)} (min: the uncontended latency, steadier on a shared machine), "
+                         f"got {statistic!r}")
+
+
 @dataclass(frozen=True)
 class LiteRTRunner:
     """This machine's LiteRT interpreter (:func:`edgeopt.bench.measure_latency`: at least ``runs`` runs and
-    ``min_seconds`` per measurement after ``warmup`` runs; XNNPACK unless ``xnnpack`` is False)."""
+    ``min_seconds`` per measurement after ``warmup`` runs; XNNPACK unless ``xnnpack`` is False). ``statistic``: the
+    median of the runs, or their minimum (the run no other process delayed: on a busy shared machine the median of a
+    0.3 ms network moved by up to 15% from one timing to the next, the minimum by about 3%)."""
 
     runs: int = 20
     min_seconds: float = 0.1
     warmup: int = 2
     xnnpack: bool = True
+    statistic: str = "median"
     name: ClassVar[str] = "litert"
+
+    def __post_init__(self):
+        _check_statistic(self.statistic)
 
     def describe(self) -> dict[str, str]:
         return {"device": this_machine().describe(), "runtime": f"ai-edge-litert {litert_version()} (Python interpreter)",
-                "timing": f"invoke() only, >= {self.runs} runs and >= {self.min_seconds} s after {self.warmup} warm-up runs, "
+                "timing": f"invoke() only, {self.statistic} of >= {self.runs} runs and >= {self.min_seconds} s after {self.warmup} warm-up runs, "
                           f"XNNPACK {'on' if self.xnnpack else 'off'}, batch 1"}
 
     def __call__(self, model: bytes, threads: int) -> float:
-        return measure_latency(model, threads=threads, runs=self.runs, min_seconds=self.min_seconds, warmup=self.warmup,
-                               xnnpack=self.xnnpack).median_ms
+        result = measure_latency(model, threads=threads, runs=self.runs, min_seconds=self.min_seconds, warmup=self.warmup, xnnpack=self.xnnpack)
+        return getattr(result, f"{self.statistic}_ms")
 
 
 @dataclass(frozen=True)
@@ -150,20 +167,26 @@ class AdbRunner:
     xnnpack: bool = True
     adb: str = "adb"
     workdir: str | None = None
+    statistic: str = "median"
     name: ClassVar[str] = "adb"
+
+    def __post_init__(self):
+        _check_statistic(self.statistic)
 
     def describe(self) -> dict[str, str]:
         return {"device": f"Android device over adb ({'serial ' + self.serial if self.serial else 'the one connected'})",
                 "runtime": "benchmark_model (TFLite C++ tool)",
-                "timing": f">= {self.runs} runs and >= {self.min_seconds} s after {self.warmup} warm-up runs, XNNPACK {'on' if self.xnnpack else 'off'}"}
+                "timing": f"{self.statistic} of >= {self.runs} runs and >= {self.min_seconds} s after {self.warmup} warm-up runs, "
+                          f"XNNPACK {'on' if self.xnnpack else 'off'}"}
 
     def __call__(self, model: bytes, threads: int) -> float:
         folder = Path(self.workdir or tempfile.gettempdir())
         path = folder / f"edgeopt_part_{hashlib.sha256(model).hexdigest()[:16]}.tflite"
         if not path.exists():
             write_atomic(path, model, overwrite=True)
-        return measure_latency_adb(path, self.benchmark_binary, serial=self.serial, threads=threads, runs=self.runs, min_seconds=self.min_seconds,
-                                   warmup=self.warmup, xnnpack=self.xnnpack, adb=self.adb).median_ms
+        result = measure_latency_adb(path, self.benchmark_binary, serial=self.serial, threads=threads, runs=self.runs, min_seconds=self.min_seconds,
+                                     warmup=self.warmup, xnnpack=self.xnnpack, adb=self.adb)
+        return getattr(result, f"{self.statistic}_ms")
 
 
 def export_part(model, precision: str, representative: np.ndarray) -> bytes:
@@ -344,10 +367,18 @@ def _check_continuable(old: LatencyTable, space, input_shape, classes, config: L
     if old.config._same_measurement() != config._same_measurement():
         raise ValueError(f"{path} was measured with other settings ({old.config.to_dict()}); continue it with the same "
                          "precisions, threads, probe_copies, calibration_samples and seed (only rounds may change), or use a new file")
-    for key in ("name", "device"):
-        if old.runner.get(key) != runner.get(key):
-            raise ValueError(f"{path} was measured by {old.runner.get('name')} on {old.runner.get('device')!r}, not {runner.get('name')} on "
-                             f"{runner.get('device')!r}; a table holds one device's numbers: use a new file")
+    if same_runner(old.runner, runner) is not None:
+        raise ValueError(f"{path} {same_runner(old.runner, runner)}; a table holds one device's numbers taken one way: use a new file")
+
+
+def same_runner(measured: dict, now: dict) -> str | None:
+    """None when two runner descriptions (``describe()`` plus ``name``) are the same kind, device and timing; else
+    what differs, as "was measured by X on D, not Y on E" or "was timed as T, not U"."""
+    if (measured.get("name"), measured.get("device")) != (now.get("name"), now.get("device")):
+        return f"was measured by {measured.get('name')} on {measured.get('device')!r}, not {now.get('name')} on {now.get('device')!r}"
+    if measured.get("timing") != now.get("timing"):
+        return f"was timed as {measured.get('timing')!r}, not {now.get('timing')!r}"
+    return None
 
 
 def measure_table(space: NasSpace, input_shape: tuple[int, int, int], classes: int, path: str | os.PathLike,
