@@ -54,3 +54,18 @@ def seed_stats(values: Sequence[float], reference: Sequence[float], images: int,
     if at_least is not None:
         out["verdict"] = verdict(diff_mean - at_least, noise)
     return out
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Kendall's rank correlation of paired values (e.g. one-shot scores and stand-alone accuracies of the same
+    sub-networks): tau-b (ties counted as in ``scipy.stats.kendalltau``; 1 = same order, -1 = reversed) and its
+    two-sided p-value. Needs at least 2 pairs, and values that are not all tied."""
+    from scipy.stats import kendalltau  # scikit-learn's dependency; imported here so the module loads without it
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"kendall_tau needs two equally long lists of at least 2 values, got {len(x)} and {len(y)}")
+    result = kendalltau(x, y)
+    if not np.isfinite(result.statistic):
+        raise ValueError("kendall_tau is undefined when every value of x or of y is the same")
+    return float(result.statistic), float(result.pvalue)

@@ -61,6 +61,6 @@ def test_missing_costs_and_bad_values_are_named(space, tables):
         partial.matrix(space)
     with pytest.raises(RecipeError, match=r"blocks.block1a.skip must be a finite cost >= 0, got -1"):
         OpCostTable.from_dict({"unit": "ms", "blocks": {"block1a": {"skip": -1}}})
-    with pytest.raises(UnknownNameError, match="known cost models: macs, params"):
+    with pytest.raises(UnknownNameError, match="known cost models: latency, macs, params"):
         cost_model("latency_pixel9", space, SHAPE, 10)
-    assert {"macs", "params"} <= set(COST_MODELS.names())
+    assert {"latency", "macs", "params"} <= set(COST_MODELS.names())

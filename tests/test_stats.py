@@ -34,3 +34,18 @@ def test_verdicts_against_noise():
     assert row["verdict"] == "within noise"  # -0.24 points past the target, noise about ±0.5
     paired = seed_stats([0.93, 0.94], [0.92, 0.92], 10_000)
     assert paired["diff_mean"] == pytest.approx(0.015) and paired["diff_std"] == pytest.approx(math.sqrt(0.00005))
+
+
+def test_kendall_tau_on_known_rankings():
+    from edgeopt.stats import kendall_tau
+
+    # 10 pairs; (2, 3) and (4, 5) swap order: 8 concordant, 2 discordant -> (8 - 2) / 10
+    assert kendall_tau([1, 2, 3, 4, 5], [0.1, 0.3, 0.2, 0.5, 0.4])[0] == pytest.approx(0.6)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1])[0] == pytest.approx(-1.0)
+    # ties (tau-b): x ties one pair, y ties one pair, 4 concordant of 6: 4 / sqrt((6 - 1) * (6 - 1))
+    tau, p = kendall_tau([1, 2, 2, 3], [1, 2, 3, 3])
+    assert tau == pytest.approx(0.8) and 0 < p <= 1
+    with pytest.raises(ValueError, match="equally long lists of at least 2 values"):
+        kendall_tau([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="undefined when every value"):
+        kendall_tau([1, 1, 1], [1, 2, 3])

@@ -15,6 +15,9 @@ Architecture search (the ``nas`` recipe stage uses these; none of them imports t
 - ``supernet``: every block's candidates mixed by softmax or Gumbel-softmax of its architecture parameters.
 - ``darts``: first-order DARTS alternating search with an expected-cost term, resumable (``search``).
 - ``oneshot``: sub-networks scored with the supernet's weights after batch-norm recalibration (``oneshot_score``).
+- ``latency_table``: per-operator latency measured on LiteRT or a phone over adb (``measure_table``, resumable; the
+  ``latency`` cost model reads its file); ``latency_predictor``: its prediction checked on random whole networks.
+- ``evolution``: NSGA-II over architectures, one-shot score against predicted cost, with a cost limit (``evolve``).
 
 Names load on first use (like ``edgeopt``'s): the recipe search imports the pipeline, and the pipeline's ``nas`` stage
 imports the architecture-search modules of this package, so loading them all here would be an import cycle.
@@ -33,6 +36,9 @@ _EXPORTS = {
     "Supernet": "supernet",
     "DartsConfig": "darts", "NasResult": "darts", "search": "darts",
     "oneshot_score": "oneshot",
+    "LatencyTable": "latency_table", "LatencyTableConfig": "latency_table", "measure_table": "latency_table",
+    "PredictorCheck": "latency_predictor", "check_predictor": "latency_predictor",
+    "EvolutionConfig": "evolution", "EvolutionResult": "evolution", "evolve": "evolution", "oneshot_scorer": "evolution",
 }
 
 __all__ = sorted(_EXPORTS)

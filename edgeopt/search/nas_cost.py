@@ -4,8 +4,9 @@ A :class:`OpCostTable` is data (JSON): ``{block name: {operation: cost}}`` (fixe
 operation), ``fixed`` (stem, head and classifier) and the ``unit``. The cost of an architecture is ``fixed`` plus its
 operations' costs (:meth:`OpCostTable.predict`, a lookup-table predictor); the supernet's differentiable cost term is the same
 sum with each block's costs weighted by its architecture probabilities. Whatever fills the table (multiply-adds
-counted here, parameters, or latency measured per operator on a device) plugs into the search the same way: a
-cost model is a function ``(space, input_shape, classes) -> OpCostTable`` registered in :data:`COST_MODELS`.
+counted here, parameters, or latency measured per operator on a device: ``latency``, filled by
+:mod:`edgeopt.search.latency_table`) plugs into the search the same way: a cost model is a function
+``(space, input_shape, classes) -> OpCostTable`` registered in :data:`COST_MODELS`.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from edgeopt.io import write_atomic
 from edgeopt.registry import Registry
 from edgeopt.search.nas_space import SKIP, Architecture, NasSpace, block_layers, head_layers, stem_layers
 
-__all__ = ["COST_MODELS", "OpCostTable", "cost_model", "load_cost_table", "macs_table", "params_table"]
+__all__ = ["COST_MODELS", "OpCostTable", "cost_model", "latency_cost_table", "load_cost_table", "macs_table", "params_table", "part_layers",
+           "part_model"]
 
 
 @dataclass(frozen=True)
@@ -91,18 +93,31 @@ def cost_model(name: str, space: NasSpace, input_shape: tuple[int, int, int], cl
     return COST_MODELS.get(name)(space, tuple(input_shape), int(classes)).check(space)
 
 
+def part_layers(space: NasSpace, input_shape, classes: int) -> dict[str, tuple[tuple[int, int, int], Callable]]:
+    """Every part a per-operator table costs on its own, in network order: ``"stem"``, ``"<block>/<op>"`` for each
+    candidate that has layers (``skip`` has none and costs 0) and ``"head"`` (head conv and classifier), each as
+    (its input shape, a function that applies its layers to a tensor)."""
+    shapes = space.input_shapes(tuple(input_shape))
+    parts = {"stem": (tuple(input_shape), lambda x: stem_layers(space, x))}
+    for b, shape in zip(space.blocks(), shapes):
+        for op in b.ops:
+            if op != SKIP:
+                parts[f"{b.name}/{op}"] = (tuple(shape), lambda x, b=b, op=op: block_layers(space, b, op, x))
+    parts["head"] = (tuple(shapes[-1]), lambda x: head_layers(space, x, classes))
+    return parts
+
+
+def part_model(shape: tuple[int, int, int], layers: Callable, name: str = "part") -> keras.Model:
+    """A Functional model of ``layers`` alone on ``shape`` inputs (a part of :func:`part_layers`)."""
+    inputs = keras.Input(shape=tuple(shape))
+    return keras.Model(inputs, layers(inputs), name=name)
+
+
 def _counted(space: NasSpace, input_shape, classes: int, what: str, unit: str) -> OpCostTable:
     """A table of ``profile(...).<what>`` of the stem + head and of each candidate built alone at its block's input shape."""
-    shapes = space.input_shapes(input_shape)
-
-    def count(shape, layers) -> int:
-        inputs = keras.Input(shape=shape)
-        return int(getattr(profile(keras.Model(inputs, layers(inputs))), what))
-
-    fixed = count(tuple(input_shape), lambda x: stem_layers(space, x)) + count(shapes[-1], lambda x: head_layers(space, x, classes))
-    blocks = {b.name: {op: 0 if op == SKIP else count(shape, lambda x, b=b, op=op: block_layers(space, b, op, x)) for op in b.ops}
-              for b, shape in zip(space.blocks(), shapes)}
-    return OpCostTable(unit, blocks, float(fixed), "edgeopt.costs.profile")
+    counts = {key: int(getattr(profile(part_model(shape, layers)), what)) for key, (shape, layers) in part_layers(space, input_shape, classes).items()}
+    blocks = {b.name: {op: 0 if op == SKIP else counts[f"{b.name}/{op}"] for op in b.ops} for b in space.blocks()}
+    return OpCostTable(unit, blocks, float(counts["stem"] + counts["head"]), "edgeopt.costs.profile")
 
 
 @COST_MODELS.register("macs")
@@ -115,3 +130,14 @@ def macs_table(space: NasSpace, input_shape, classes: int) -> OpCostTable:
 def params_table(space: NasSpace, input_shape, classes: int) -> OpCostTable:
     """Parameters (batch norm included, as ``model.count_params()``) of every candidate at its block."""
     return _counted(space, input_shape, classes, "params", "params")
+
+
+@COST_MODELS.register("latency")
+def latency_cost_table(space: NasSpace, input_shape, classes: int) -> OpCostTable:
+    """Measured int8 latency (ms, 1 thread) of every candidate at its block, from the latency table file named by
+    the ``EDGEOPT_LATENCY_TABLE`` environment variable (:mod:`edgeopt.search.latency_table`: measure one with
+    ``measure_table``, on this machine's LiteRT interpreter or on a phone over adb). Its per-inference overhead is
+    taken out of every part (see ``LatencyTable.cost_table``)."""
+    from edgeopt.search.latency_table import table_from_environment  # lazy: the table module imports this one
+
+    return table_from_environment(space, input_shape, classes)
