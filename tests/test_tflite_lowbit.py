@@ -6,6 +6,8 @@ weights are the (folded) Keras kernel, biases follow their kernel's scale, the f
 well as the plain export, and the manifest's packed size is packed_size_bytes at the plan's widths."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from edgeopt._keras import keras
 from edgeopt.compress.lowbit import packed_size_bytes
 from edgeopt.compress.lowbit_quantizers import quantize_kernel
 from edgeopt.export import to_tflite
-from edgeopt.tflite.flatbuffer import constant_tensor, list_ops, tensor_infos
+from edgeopt.tflite.flatbuffer import constant_tensor, list_ops, read_model, tensor_infos, write_model
 from edgeopt.tflite.lowbit import exact_lowbit_codes, kernel_ops
 
 L = keras.layers
@@ -167,6 +169,35 @@ def test_off_grid_kernel_is_refused(exports):
         exact_lowbit_codes(plain.model_bytes, "tiny", {"stem_bn": 7})
     with pytest.raises(ValueError, match="levels must map layer names to Q in 1..127"):
         exact_lowbit_codes(plain.model_bytes, "tiny", {"fc": 0})
+
+
+def test_shared_kernel_buffer_and_bias_are_copied_before_they_change(exports):
+    """The converter stores identical constants once: here a second FULLY_CONNECTED of another layer reads fc's bias
+    tensor and a kernel in fc's kernel buffer. Rewriting fc must leave both of the other operator's inputs as they were."""
+    _, plain, _ = exports
+    model = read_model(plain.model_bytes)
+    graph = model.subgraphs[0]
+    index = kernel_ops(plain.model_bytes, "tiny", ["fc"])["fc"][0]
+    fc = graph.operators[index]
+    other_kernel, other_out = copy.deepcopy(graph.tensors[fc.inputs[1]]), copy.deepcopy(graph.tensors[fc.outputs[0]])
+    other_kernel.name, other_out.name = "tiny/other/MatMul", "tiny/other/out"
+    graph.tensors += [other_kernel, other_out]
+    other = copy.deepcopy(fc)
+    other.inputs = np.array([fc.inputs[0], len(graph.tensors) - 2, fc.inputs[2]], np.int32)
+    other.outputs = np.array([len(graph.tensors) - 1], np.int32)
+    graph.operators.insert(index + 1, other)
+    data = write_model(model)
+    new, _ = exact_lowbit_codes(data, "tiny", {"fc": 7})
+    before, after = list_ops(data), list_ops(new)
+    assert after[index].inputs[2] != after[index + 1].inputs[2]  # fc got a bias of its own
+    for position in (1, 2):  # the other operator's kernel and bias: untouched
+        old, now = constant_tensor(data, before[index + 1].inputs[position]), constant_tensor(new, after[index + 1].inputs[position])
+        np.testing.assert_array_equal(now.values, old.values)
+        np.testing.assert_array_equal(now.scales, old.scales)
+    kernel, old_kernel = constant_tensor(new, after[index].inputs[1]), constant_tensor(data, before[index].inputs[1])
+    assert np.all(kernel.values % 18 == 0) and np.any(kernel.values != old_kernel.values)
+    bias, old_bias = constant_tensor(new, after[index].inputs[2]), constant_tensor(data, before[index].inputs[2])
+    np.testing.assert_allclose(bias.values, old_bias.values * old_kernel.scales / kernel.scales, rtol=0, atol=0.5 + 1e-6)  # rounded
 
 
 def test_lowbit_arguments_are_checked_before_converting():

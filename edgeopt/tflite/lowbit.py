@@ -9,8 +9,8 @@ s_c = max|w_c| / 127 = Q D_c / 127, so level k becomes code round(127 k / Q): ex
 :func:`exact_lowbit_codes` writes such kernels again with codes k * m, m = floor(127 / Q) (18 at Q = 7; 127 at
 Q = 1, where nothing changes), and scale s'_c = D_c / m = s_c * 127 / (Q m), so code x scale is k D_c (to float32
 rounding). The int32 bias, stored at scale input_scale x s_c, is requantized to input_scale x s'_c:
-b' = round(b s_c / s'_c), half a unit of a step that is already ~1e-4 of the output's; the output is otherwise the
-one the converter's arithmetic gives for these real weights. k is read back from the converter's codes as
+b' = round(b s_c / s'_c), adding at most half a unit of that scale (the product of two quantization steps, far below
+the output's step). The activations' quantization is the converter's, untouched. k is read back from the converter's codes as
 round(Q q / 127), which recovers it exactly (|q - 127 k / Q| <= 1/2 and Q / 127 * 1/2 < 1/2), and a kernel whose
 codes are not round(127 k / Q) for every weight is refused: it is not a stripped kernel of that width.
 
