@@ -1,8 +1,14 @@
 """Keras -> verified .tflite for apps. The only module that calls the TFLite converter.
 
 ``to_tflite(model, mode, representative_data, ...)`` converts (float32, float16, dynamic-range, full int8
-with uint8 (default), int8 or float32 input/output, int16x8), verifies the result against the Keras model
-on held-out samples, and writes ``<name>.tflite`` + ``<name>.json`` (manifest) + ``labels.txt`` atomically.
+with uint8 (default), int8 or float32 input/output, int16x8, int4: INT4 kernels through ai-edge-quantizer),
+verifies the result against the Keras model on held-out samples, and writes ``<name>.tflite`` + ``<name>.json``
+(manifest) + ``labels.txt`` atomically.
+
+Low-bit models (``edgeopt.compress.lowbit``): ``lowbit_bits={layer: bits}`` stores the levels of a stripped
+4-bit, 2-bit or binary kernel exactly, as int8 codes k * floor(127 / Q) (:mod:`edgeopt.tflite.lowbit`), or as
+INT4 in CONV_2D / FULLY_CONNECTED with ``mode="int4"`` (:mod:`edgeopt.tflite.int4`); the manifest's ``lowbit``
+entry lists every low-bit kernel as stored and the weights' packed size at their bit-widths.
 
 Each file carries standard TFLite Metadata (``edgeopt.tflite.metadata``: name, description, version,
 author, input image properties and NormalizationOptions, the labels packed inside as a
@@ -31,8 +37,11 @@ from edgeopt.config import Config
 from edgeopt.data import Preprocessing, preprocess_images
 from edgeopt.io import gzip_size, write_atomic
 from edgeopt.progress import bar
+from edgeopt.export_lowbit import lowbit_entry, lowbit_levels, lowbit_plan
 from edgeopt.tflite import flatbuffer, interface, metadata, runtime
+from edgeopt.tflite import int4 as tflite_int4
 from edgeopt.tflite import layers as tflite_layers
+from edgeopt.tflite import lowbit as tflite_lowbit
 from edgeopt.tflite.inspect import deploy_summary
 from edgeopt.tflite.flatbuffer import InvalidModelError  # noqa: F401
 from edgeopt.tflite.ops import OpReport, op_report  # noqa: F401
@@ -44,6 +53,7 @@ MANIFEST_KEY = "edgeopt_manifest"
 MANIFEST_FORMAT = "edgeopt.manifest/1"
 LABELS_FILE = metadata.LABELS_NAME
 IO_TYPES = ("uint8", "int8", "float32")  # input/output types of a full-integer (int8) model
+INTEGER_MODES = ("int8", "int4")  # full-integer files: uint8 or int8 input and output
 
 
 class ExportVerificationError(ValueError):
@@ -95,6 +105,9 @@ MODES = {
     "dynamic": (_setup_dynamic, False, "dynamic-range: int8 weights, float activations quantized on the fly"),
     "int8": (_setup_int8, True, "full integer: int8 weights and activations"),
     "int16x8": (_setup_int16x8, True, "int16 activations, int8 weights, float input and output"),
+    # the converter's float32 file, then ai-edge-quantizer (edgeopt.tflite.int4): the converter writes no INT4
+    "int4": (_setup_float32, True, "full integer with INT4 kernels in CONV_2D/FULLY_CONNECTED (ai-edge-quantizer; the low-bit "
+                                   "layers of lowbit_bits, or all), int8 in the other ops, int8 activations"),
 }
 
 
@@ -105,9 +118,12 @@ def _check_mode(mode: str) -> None:
 
 def resolve_io(mode: str, io: str | None) -> str:
     """The input/output type of a ``mode`` export: int8 takes ``io`` (default uint8, what Android's camera
-    and Bitmap APIs give); the other modes have float32 I/O."""
+    and Bitmap APIs give), int4 uint8 or int8; the other modes have float32 I/O."""
     _check_mode(mode)
-    if mode == "int8":
+    if mode == "int4" and io == "float32":
+        raise ValueError("io='float32' is not available with mode='int4' (ai-edge-quantizer's static quantization makes int8 input "
+                         "and output); use io='uint8' or 'int8'")
+    if mode in INTEGER_MODES:
         if io is None:
             return "uint8"
         if io not in IO_TYPES:
@@ -121,7 +137,7 @@ def resolve_io(mode: str, io: str | None) -> str:
 def describe_mode(mode: str, io: str, keep_float: dict | None = None) -> str:
     """One line saying what a ``mode`` file with ``io`` input/output holds; ``keep_float`` (a manifest's entry:
     the layers and converter nodes an int8 file keeps float) adds which layers stay float32."""
-    text = f"{MODES[mode][2]}, {io} input and output" if mode == "int8" else MODES[mode][2]
+    text = f"{MODES[mode][2]}, {io} input and output" if mode in INTEGER_MODES else MODES[mode][2]
     if keep_float:
         text += f"; {len(keep_float['nodes'])} ops of layers {', '.join(keep_float['layers'])} kept float32 (keep_float)"
     return text
@@ -145,14 +161,15 @@ class Calibration:
 
 
 def convert(model: keras.Model, mode: str = "float32", representative: np.ndarray | None = None, sparse_weights: bool = False,
-            explicit_pad: bool = True, io: str | None = None) -> bytes:
+            explicit_pad: bool = True, io: str | None = None, lowbit_bits=None) -> bytes:
     """Convert ``model`` to .tflite bytes in ``mode`` (no verification, no metadata); see :func:`to_tflite`.
 
-    ``representative`` holds float model inputs (N, H, W, C) for calibration; int8 and int16x8 need it.
+    ``representative`` holds float model inputs (N, H, W, C) for calibration; int8, int16x8 and int4 need it.
     ``explicit_pad=False`` keeps the converter's SAME padding in a float32 ``sparse_weights`` file.
-    ``io``: input/output type of an int8 model (see :func:`resolve_io`).
+    ``io``: input/output type of an int8 model (see :func:`resolve_io`). ``lowbit_bits``: as in :func:`to_tflite`.
     """
-    return _convert(model, mode, representative, sparse_weights, explicit_pad, io)[0]
+    _check_lowbit_arguments(mode, lowbit_bits, sparse_weights)
+    return _convert(model, mode, representative, sparse_weights, explicit_pad, io, lowbit=lowbit_plan(model, lowbit_bits))[0]
 
 
 def _converter(model, mode: str, io: str, rep):
@@ -175,7 +192,10 @@ def _timed_samples(samples: np.ndarray, what: str, clock: dict):
 
 
 def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights: bool = False, explicit_pad: bool = True,
-             io: str | None = None, preprocessing=None, keep_float: tuple[str, ...] = ()) -> tuple[bytes, Calibration | None, KeptFloat | None]:
+             io: str | None = None, preprocessing=None, keep_float: tuple[str, ...] = (),
+             lowbit: dict[str, int] | None = None) -> tuple[bytes, Calibration | None, KeptFloat | None, tuple]:
+    """The .tflite bytes of ``model`` in ``mode``, how it was calibrated, what it keeps float, and (with ``lowbit``, a
+    :func:`lowbit_plan`) one :class:`edgeopt.tflite.lowbit.LowBitKernel` per low-bit layer as stored."""
     require_keras2_model(model, "edgeopt.export")
     io = resolve_io(mode, io)
     needs_data = MODES[mode][1]
@@ -193,6 +213,14 @@ def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights
             data = converter.convert()
         except Exception as err:  # the converter raises ConverterError / RuntimeError with MLIR text
             raise RuntimeError(f"TFLite conversion of {model.name!r} to {mode} failed: {err}") from err
+    if mode == "int4":
+        clock["start"] = time.perf_counter()  # ai-edge-quantizer calibrates (its own interpreter) and quantizes
+        data = tflite_int4.quantize_int4(data, representative, model.name, None if lowbit is None else [n for n, b in lowbit.items() if b <= 4])
+        clock["end"] = time.perf_counter()
+    kernels = ()
+    levels = lowbit_levels(lowbit or {})
+    if levels:  # after int4: its depthwise kernels are int8 (and inexact at 4 bits) too
+        data, kernels = tflite_lowbit.exact_lowbit_codes(data, model.name, levels)
     if sparse_weights and explicit_pad and mode == "float32":
         # XNNPACK's sparse (NCHW) kernels reject SAME-padded depthwise convolutions: write symmetric SAME
         # padding as PAD + VALID (exact; XNNPACK folds the PAD back into the convolution). See edgeopt.tflite.xnnpack.
@@ -202,7 +230,22 @@ def _convert(model, mode: str, representative: np.ndarray | None, sparse_weights
         pixels = interface.pixel_quantization(preprocessing.mean, preprocessing.std) if preprocessing is not None else None
         data = interface.retype_io(data, "uint8", input_quantization=pixels)
     calib = Calibration(len(representative), clock["end"] - clock["start"]) if needs_data and "end" in clock else None
-    return data, calib, kept
+    return data, calib, kept, kernels
+
+
+# ---- low-bit kernels ---------------------------------------------------------------------------------------
+
+
+def _check_lowbit_arguments(mode: str, lowbit_bits, sparse_weights: bool) -> None:
+    """``lowbit_bits`` and mode int4: what they combine with, and int4's optional package (checked before converting,
+    so that a missing package fails at once, in one line)."""
+    if lowbit_bits is not None and mode not in INTEGER_MODES:
+        raise ValueError(f"lowbit_bits needs mode='int8' (exact int8 codes) or 'int4' (INT4 kernels); got mode={mode!r}")
+    if sparse_weights and (lowbit_bits is not None or mode == "int4"):
+        raise ValueError(f"{'lowbit_bits' if lowbit_bits is not None else 'mode=int4'} cannot be combined with sparse_weights "
+                         "(low-bit and INT4 kernels are written dense); drop one")
+    if mode == "int4":
+        tflite_int4.require()
 
 
 # ---- selective precision and the quantization debugger ----------------------------------------------------
@@ -459,6 +502,7 @@ def to_tflite(
     labels=None,
     android_metadata: bool = True,
     keep_float=(),
+    lowbit_bits=None,
 ) -> Artifact:
     """Convert ``model`` to .tflite in ``mode``, verify it, and (with ``path``) write it for an app.
 
@@ -479,8 +523,17 @@ def to_tflite(
     Metadata (for a model whose input is not an image). ``keep_float``: glob patterns on Keras layer names whose
     ops stay float32 in an int8 file (:class:`PrecisionConfig`; the manifest's ``keep_float`` lists the layers
     and converter nodes). Returns an :class:`Artifact`.
+
+    ``lowbit_bits``: ``{layer name: weight bits}`` of a stripped low-bit model (``edgeopt.compress.lowbit``: the
+    ``plan_bits`` of its QAT config; layers left out are 8-bit), for ``mode="int8"`` or ``"int4"``. Each kernel below
+    8 bits is stored exactly (:mod:`edgeopt.tflite.lowbit`: int8 codes k * floor(127 / Q); with int4, INT4 codes in the
+    CONV_2D / FULLY_CONNECTED of layers at 4 bits or fewer, :mod:`edgeopt.tflite.int4`), a kernel that is not on its
+    grid is an error, and the manifest's ``lowbit`` entry lists the kernels as stored, whether all are exact, and
+    the packed size of the weights at these bit-widths. ``mode="int4"`` without it makes every CONV_2D /
+    FULLY_CONNECTED kernel INT4 (post-training; verification says what that costs). int4 needs ai-edge-quantizer.
     """
-    keep_float = _check_arguments(model, mode, min_agreement, num_calibration, num_verify, keep_float, sparse_weights)
+    keep_float = _check_arguments(model, mode, min_agreement, num_calibration, num_verify, keep_float, sparse_weights, lowbit_bits)
+    plan = lowbit_plan(model, lowbit_bits)
     io = resolve_io(mode, io)
     class_names = _labels(model, preprocessing or getattr(representative_data, "preprocessing", None), labels)
     if android_metadata or io == "uint8":
@@ -490,8 +543,8 @@ def to_tflite(
         _refuse_existing(targets, _labels_text(class_names))
     data = collect_data(model, representative_data, verify_data, preprocessing, num_calibration, num_verify)
     start = time.perf_counter()
-    raw, calib, kept = _convert(model, mode, data.calibration if MODES[mode][1] else None, sparse_weights, io=io,
-                                preprocessing=data.preprocessing, keep_float=keep_float)
+    raw, calib, kept, kernels = _convert(model, mode, data.calibration if MODES[mode][1] else None, sparse_weights, io=io,
+                                         preprocessing=data.preprocessing, keep_float=keep_float, lowbit=plan)
     convert_seconds = time.perf_counter() - start
     report = op_report(raw, mode, kept.layers if kept else (), model.name)
     _check_io(raw, mode, io, report, model.name, kept)
@@ -500,6 +553,8 @@ def to_tflite(
     if kept is not None:  # quantize_report reads the nodes back to debug the same quantization
         manifest["keep_float"] = {key: list(value) for key, value in asdict(kept).items()}  # as JSON reads it back
         manifest["mode_description"] = describe_mode(mode, io, manifest["keep_float"])
+    if plan is not None or mode == "int4":
+        manifest["lowbit"] = lowbit_entry(model, raw, mode, plan, kernels)
     if sparse_weights:
         # whether XNNPACK on ARM would run its sparse kernels, and why not (AVX x86 never does: see tflite.xnnpack)
         manifest["xnnpack_sparse"] = xnnpack_sparse_eligibility(raw).to_dict()
@@ -564,10 +619,11 @@ def _check_image_input(model, io: str) -> None:
 
 
 def _check_arguments(model, mode: str, min_agreement: float, num_calibration: int, num_verify: int, keep_float=(),
-                     sparse_weights: bool = False) -> tuple[str, ...]:
+                     sparse_weights: bool = False, lowbit_bits=None) -> tuple[str, ...]:
     """Raise ValueError naming the argument that is wrong; returns ``keep_float`` as a tuple of patterns."""
     require_keras2_model(model, "edgeopt.export.to_tflite")
     _check_mode(mode)
+    _check_lowbit_arguments(mode, lowbit_bits, sparse_weights)
     if not 0 <= min_agreement <= 1:
         raise ValueError(f"min_agreement must be in [0, 1], got {min_agreement}")
     if num_calibration < 1 or num_verify < 0:
@@ -648,7 +704,7 @@ def _is_splits(obj) -> bool:
 def _check_io(data: bytes, mode: str, io: str, report: OpReport, name: str, kept: KeptFloat | None = None) -> None:
     """An int8 export must have ``io`` inputs/outputs and no float computation inside, except the ops of the
     ``kept`` layers. QUANTIZE/DEQUANTIZE only convert (float32 I/O has them at its ends, kept layers around them)."""
-    if mode != "int8":
+    if mode not in INTEGER_MODES:
         return
     ins, outs = flatbuffer.io_tensors(data)
     bad = [t for t in (*ins, *outs) if t.dtype != io]
@@ -656,7 +712,7 @@ def _check_io(data: bytes, mode: str, io: str, report: OpReport, name: str, kept
     stray = sorted({op.op for op, layers in pairs if op.op not in tflite_layers.CARRIERS and not layers
                     and {"float32", "float16"} & set(op.input_dtypes + op.output_dtypes)})
     if bad or stray:
-        raise RuntimeError(f"int8 export of {name!r} is not fully integer: I/O not {io} {[t.name for t in bad]}, float ops {stray}")
+        raise RuntimeError(f"{mode} export of {name!r} is not fully integer: I/O not {io} {[t.name for t in bad]}, float ops {stray}")
 
 
 def _check_same_outputs(raw: bytes, final: bytes, x: np.ndarray) -> None:

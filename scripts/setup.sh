@@ -21,6 +21,15 @@ if ! .venv/bin/python -c 'import mediapipe' >/dev/null 2>&1; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "mediapipe~=1.2" 2>&1 | grep -v "dependency conflicts\|absl-py\|dependency resolver" || true
   .venv/bin/python -c 'import mediapipe' || { echo "[setup] ERROR: mediapipe did not install"; exit 1; }
 fi
+# ai-edge-quantizer (INT4 kernels, to_tflite(mode="int4"); optional: without it the int4 tests skip), in its own step
+# and with ai-edge-litert held at the installed version, because 0.10.0 pins ai-edge-litert==2.3.0: it is installed
+# only when it changes no installed package (small pure-Python wheels: the quantizer, immutabledict, litert-lm-builder, tomli).
+if ! .venv/bin/python -c 'import ai_edge_quantizer' >/dev/null 2>&1; then
+  LITERT="$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("ai-edge-litert"))')"
+  echo "[setup] installing ai-edge-quantizer (INT4 export, optional)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "ai-edge-quantizer==0.10.0" "ai-edge-litert==$LITERT" \
+    || echo "[setup] WARNING: ai-edge-quantizer 0.10.0 needs ai-edge-litert 2.3.0, not the installed $LITERT: mode='int4' unavailable, its tests skip"
+fi
 
 # Fashion-MNIST, offline: Debian's dataset-fashion-mnist package puts the idx files in /usr/share/datasets.
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ ! -f "$HOME/.keras/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz" ]; then

@@ -8,6 +8,8 @@
 - ``inspect``: the deployability report (ops and versions, minimum runtime, GPU delegate, arena, metadata).
 - ``ops``: which operators a file holds and in which number format each runs (``OpReport``).
 - ``xnnpack``: rewrite SAME padding so XNNPACK's sparse kernels can take a file; whether they would.
+- ``lowbit``: exact int8 codes for 4-bit / 2-bit / binary kernels of a stripped low-bit model; what each stores.
+- ``int4``: INT4 kernels through ai-edge-quantizer (optional dependency).
 - ``runtime``: LiteRT interpreter helpers and the app-side (de)quantization arithmetic.
 """
 from edgeopt.tflite.flatbuffer import InvalidModelError, TensorInfo, check_tflite, io_tensors, list_ops, load_model_bytes, read_metadata

@@ -221,9 +221,20 @@ class ConstantTensor:
         return (v - self.zero_points.reshape(shape)) * self.scales.reshape(shape)
 
 
+def unpack_int4(packed: bytes, count: int) -> np.ndarray:
+    """``count`` signed 4-bit values stored two to a byte, the first in the low nibble (TFLite's packed INT4
+    constants, ``tensor_utils::UnpackDenseInt4IntoInt8``), as int8 in [-8, 7]."""
+    raw = np.frombuffer(packed, np.uint8).astype(np.int8)
+    if raw.size * 2 < count:
+        raise ValueError(f"{raw.size} bytes hold {raw.size * 2} int4 values, {count} expected")
+    low, high = (raw << 4) >> 4, raw >> 4  # arithmetic shifts sign-extend each nibble
+    return np.stack([low, high], axis=1).reshape(-1)[:count]
+
+
 def constant_tensor(data: bytes, index: int) -> ConstantTensor | None:
     """Tensor ``index`` of the main subgraph (as :class:`OpInstance` numbers them) when it is a constant (it has data
-    in its buffer), else None."""
+    in its buffer), else None. Packed INT4 values come back unpacked as int8 in [-8, 7] (dtype stays readable as
+    the tensor's type through :func:`tensor_infos`)."""
     m = schema.Model.GetRootAs(data, 0)
     t = m.Subgraphs(0).Tensors(index)
     buf = m.Buffers(t.Buffer())
@@ -233,12 +244,15 @@ def constant_tensor(data: bytes, index: int) -> ConstantTensor | None:
         raw = buf.DataAsNumpy()
     else:
         return None
-    try:
-        dtype = np.dtype(TENSOR_TYPE_NAMES[t.Type()])
-    except TypeError:  # a type NumPy has no name for (int4, complex, resource): not a weight this module reads
-        return None
     shape = tuple(int(v) for v in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-    values = np.frombuffer(raw.tobytes(), dtype).reshape(shape)
+    if t.Type() == TENSOR_TYPES.INT4:
+        values = unpack_int4(raw.tobytes(), int(np.prod(shape))).reshape(shape)
+    else:
+        try:
+            dtype = np.dtype(TENSOR_TYPE_NAMES[t.Type()])
+        except TypeError:  # a type NumPy has no name for (complex, resource): not a weight this module reads
+            return None
+        values = np.frombuffer(raw.tobytes(), dtype).reshape(shape)
     q = t.Quantization()
     name = t.Name().decode() if t.Name() else ""
     if q is None or not q.ScaleLength():

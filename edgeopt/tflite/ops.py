@@ -26,7 +26,7 @@ class OpEntry:
 
     op: str
     count: int
-    kernel: str  # int8 | int16x8 | float32 | float16 | hybrid
+    kernel: str  # int8 | int8x4 (int8 activations, INT4 weights) | int16x8 | float32 | float16 | hybrid
     dtypes: str  # e.g. "int8,int8,int32 -> int8"
     note: str = ""
 
@@ -91,6 +91,8 @@ def _kernel(op: flatbuffer.OpInstance) -> str:
         return "int16x8"
     if types <= _INT_TYPES:
         return "int8"
+    if types <= _INT_TYPES | {"int4"}:
+        return "int8x4"
     return "/".join(sorted(types))
 
 
