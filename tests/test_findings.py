@@ -30,6 +30,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 RENDERERS = ("benchmarks._pruning_report", "benchmarks.quantization", "benchmarks.distillation", "benchmarks.xnnpack_sparse_probe")
+# benchmarks/pruning_criteria.py's findings join these checks once its full run's data is committed
+RENDERERS += ("benchmarks._pruning_criteria_report",) if (BENCH / "pruning_criteria.json").exists() else ()
 
 # a number as the findings write it: 1,639,112 / 0.762 / 91.41 (followed by x, %, a space, punctuation); not part
 # of a name or a shape (int8, v2, x86_64, 3x3), a version (2.3.0), a ratio written with / or :, an issue (#808)

@@ -1,0 +1,478 @@
+"""Renders benchmarks/pruning_criteria.md, pruning_criteria.csv, the plots and pruning_criteria_findings.md from
+pruning_criteria.json, the raw per-seed results benchmarks/pruning_criteria.py writes. Imports no TensorFlow.
+
+Every row is summarized over seeds (int8 test top-1 mean ± sample std, its test-sampling 95% interval) against a
+reference (the baseline, or a row of the same section paired by seed) with the noise on the difference and a verdict
+against the row's target (:data:`TARGETS`): "met", "missed" or "within noise" (:func:`edgeopt.stats.seed_stats`).
+Latency verdicts compare a measured ratio to dense with the target ratio, against the seeds' (or the interleaved
+rounds') 95% interval. The findings are :func:`findings_markdown` of :func:`findings_data`, every number formatted
+from the data.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks._common import (difference_noise, md_table, mean_std, plural, pm, sampling_interval, seed_stats, signed_pm, span, verdict, wrap,
+                                write_csv, write_file)
+
+DATA = "pruning_criteria.json"
+FINDINGS = "pruning_criteria_findings.md"
+PLOTS = ("pruning_criteria_structured.png", "pruning_criteria_unstructured.png")
+# the issue's targets: 2x faster int8 (latency at most 0.5 of dense) at most 0.5 point below dense; pruning.md's
+# magnitude targets at 50% (0.5 point) and 75% (1 point)
+TARGETS = {"latency_2x": 0.5, "drop_2x": 0.5, "drop_50": 0.5, "drop_75": 1.0}
+NAMES = {"l1": "magnitude (L1)", "l2": "L2", "fpgm": "FPGM", "apoz": "APoZ", "taylor": "Taylor", "obd_fisher": "OBD (Fisher)", "activation": "activation",
+         "snip": "SNIP", "grasp": "GraSP", "set": "SET", "rigl": "RigL", "dense": "dense"}
+FILTER_NAMES = {**NAMES, "l1": "L1 norm"}
+# numbers in the findings that are not results: the targets, the variants' names (50%, 75%, 90%; budgets 0.5x and
+# 0.33x), the model width, the 95% of the sampling interval
+FINDINGS_CONSTANTS = frozenset({*(f"{v:g}" for v in TARGETS.values()), "50", "75", "90", "0.33", "0.35", "95"})
+
+
+def findings_data(folder: Path) -> dict:
+    """pruning_criteria.json from ``folder``."""
+    return json.loads((Path(folder) / DATA).read_text())
+
+
+# ---- summary rows -----------------------------------------------------------------------------------------
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f}"
+
+
+def _level(v: float) -> str:
+    return f"{100 * v:g}%"
+
+
+def _by_variant(runs: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        out[r["variant"]].append(r)
+    return {k: sorted(v, key=lambda r: r["seed"]) for k, v in out.items()}
+
+
+def _target_text(reference: str, at_least: float | None) -> str:
+    if at_least is None:
+        return "none (reported)"
+    if at_least < 0:
+        return f"within {-100 * at_least:g} point of {reference}"
+    return f"at least as accurate as {reference}"
+
+
+def _stats(section: str, variant: str, runs: list[dict], reference: str, ref_values: list[float], at_least: float | None, base: dict,
+           images: int) -> dict:
+    st = seed_stats([r["int8_top1"] for r in runs], ref_values, images, at_least)
+    mean = lambda k: mean_std([r[k] for r in runs])[0]  # noqa: E731
+    return {"section": section, "variant": variant, "seeds": st["n"], "steps": runs[0]["steps"], "kernel_sparsity": mean("kernel_sparsity"),
+            "val_top1": mean("val_top1"), "keras_top1": mean("keras_top1"), "int8_top1": st["mean"], "int8_top1_std": st["std"],
+            "interval": st["interval"], "reference": reference, "diff": st["diff_mean"], "diff_std": st["diff_std"], "noise": st["noise"],
+            "target": _target_text(reference, at_least), "verdict": st.get("verdict", ""), "macs_vs_dense": mean("macs") / base["macs"],
+            "params_vs_dense": mean("params") / base["params"]}
+
+
+def _latency(values: list[float], target: float | None, rounds: list[float] | None = None) -> dict:
+    """A latency ratio to dense: the mean of the seeds' ratios (or one file's), the 95% interval of the seeds' ratios
+    (one file: of its per-round ratios), and the verdict against ``target`` (the ratio must be at most that)."""
+    spread = values if len(values) > 1 else (rounds or values)
+    m, s = mean_std(values)
+    noise = 1.96 * mean_std(spread)[1] / len(spread) ** 0.5
+    return {"latency_vs_dense": m, "latency_noise": noise, "latency_target": "" if target is None else f"at most {target:g}x",
+            "latency_verdict": "" if target is None else verdict(target - m, noise)}
+
+
+def summary(data: dict) -> list[dict]:
+    """One dict per row of every table: the baseline, then the unstructured, from-scratch, structured, budget and
+    regularization rows (fractions; latency as a ratio to the baseline's int8 file in the same interleaved run)."""
+    base, images, lat = data["baseline"], data["test_images"], data["latency"]
+    ms, rounds_ms = lat["ms"], lat["rounds_ms"]
+    ref_base = [base["int8_top1"]]
+    rows = [{"section": "baseline", "variant": "baseline", "seeds": 0, "kernel_sparsity": base["kernel_sparsity"], "val_top1": base["val_top1"],
+             "keras_top1": base["keras_top1"], "int8_top1": base["int8_top1"], "int8_top1_std": 0.0, "interval": sampling_interval(base["int8_top1"], images),
+             "macs_vs_dense": 1.0, "params_vs_dense": 1.0, "latency_ms": ms["dense"], "latency_vs_dense": 1.0}]
+    un = _by_variant(data["unstructured"])
+    for name, runs in un.items():
+        c, lvl = name.split(" ")
+        if c == "l1":
+            target = {"50%": TARGETS["drop_50"], "75%": TARGETS["drop_75"]}.get(lvl)
+            rows.append(_stats("unstructured", name, runs, "baseline", ref_base, None if target is None else -target / 100, base, images))
+        else:
+            ref = f"l1 {lvl}"
+            rows.append(_stats("unstructured", name, runs, ref, [r["int8_top1"] for r in un[ref]], 0.0, base, images))
+    sc = _by_variant(data["scratch"])
+    for name, runs in sc.items():
+        row = (_stats("scratch", name, runs, "baseline", ref_base, None, base, images) if name == "dense"
+               else _stats("scratch", name, runs, "dense", [r["int8_top1"] for r in sc["dense"]], 0.0, base, images))
+        row["masked_sparsity"] = mean_std([r.get("masked_sparsity", 0.0) for r in runs])[0]
+        row["changed_fraction"] = mean_std([r.get("changed_fraction", 0.0) for r in runs])[0]
+        rows.append(row)
+    for name, runs in _by_variant(data["structured"]).items():
+        row = _stats("structured", name, runs, "baseline", ref_base, -TARGETS["drop_2x"] / 100, base, images)
+        per_round = [a / d for a, d in zip(rounds_ms[name], rounds_ms["dense"])]
+        rows.append({**row, "latency_ms": ms[name], **_latency([ms[name] / ms["dense"]], TARGETS["latency_2x"], per_round)})
+    for name, runs in _by_variant(data["budget"]["runs"]).items():
+        ratio = runs[0]["budget_ratio"]
+        if not runs[0]["feasible"]:
+            rows.append({"section": "budget", "variant": name, "seeds": 0, "target": "infeasible by the cost table: not run", "verdict": "",
+                         "latency_target": f"at most {ratio:g}x"})
+            continue
+        at_least = -TARGETS["drop_2x"] / 100 if name == f"budget {TARGETS['latency_2x']:g}x" else None
+        row = _stats("budget", name, runs, "baseline", ref_base, at_least, base, images)
+        files = [r["latency_key"] for r in runs]
+        row |= {"latency_ms": mean_std([ms[f] for f in files])[0], **_latency([ms[f] / ms["dense"] for f in files], ratio),
+                "groups": runs[0]["groups"], "criterion": runs[0]["criterion"], "budget_rounds": mean_std([len(r["rounds"]) - 1 for r in runs])[0],
+                "stop_reasons": ", ".join(sorted({r["stop_reason"] for r in runs}))}
+        rows.append(row)
+    rg = _by_variant(data["regularization"]["runs"])
+    for name, runs in rg.items():
+        arm, lvl = name.split(" ")
+        row = (_stats("regularization", name, runs, "baseline", ref_base, None, base, images) if arm == "control"
+               else _stats("regularization", name, runs, f"control {lvl}", [r["int8_top1"] for r in rg[f"control {lvl}"]], 0.0, base, images))
+        one = mean_std([r["oneshot_keras_top1"] for r in runs])
+        rows.append({**row, "near_zero_weights": mean_std([r["source_near_zero_weights"] for r in runs])[0], "oneshot_keras_top1": one[0],
+                     "oneshot_keras_top1_std": one[1], "strength": runs[0]["strength"] or 0.0})
+    return rows
+
+
+def _levels(runs: list[dict], skip: str = "") -> list[str]:
+    """The sparsities or ratios of a part's variants as their names write them ("50%"), in run order."""
+    return list(dict.fromkeys(r["variant"].split(" ")[1] for r in runs if r["variant"] != skip))
+
+
+CSV_FIELDS = ("section", "variant", "seeds", "steps", "kernel_sparsity", "masked_sparsity", "val_top1", "keras_top1", "int8_top1", "int8_top1_std",
+              "interval", "reference", "diff", "diff_std", "noise", "target", "verdict", "macs_vs_dense", "params_vs_dense", "latency_ms",
+              "latency_vs_dense", "latency_noise", "latency_target", "latency_verdict", "groups", "criterion", "budget_rounds", "stop_reasons",
+              "near_zero_weights", "oneshot_keras_top1", "oneshot_keras_top1_std", "strength", "changed_fraction")
+
+
+# ---- tables -----------------------------------------------------------------------------------------------
+
+
+def _acc_cells(r: dict) -> list[str]:
+    if not r.get("seeds"):
+        return ["-"] * 5
+    return [pm(r["int8_top1"], r["int8_top1_std"]), f"{100 * r['interval']:.2f}", signed_pm(r["diff"], r["diff_std"]) + f" vs {r['reference']}",
+            f"{100 * r['noise']:.2f}", r["verdict"] or "-"]
+
+
+def _lat_cells(r: dict) -> list[str]:
+    if "latency_vs_dense" not in r:
+        return ["-"] * 3
+    return [f"{r['latency_ms']:.3f}", f"{r['latency_vs_dense']:.3f} ± {r.get('latency_noise', 0.0):.3f}", r.get("latency_verdict") or "-"]
+
+
+def tables_markdown(data: dict) -> str:
+    """pruning_criteria.md without its findings."""
+    s, base, rows = data["settings"], data["baseline"], summary(data)
+    sec = lambda name: [r for r in rows if r["section"] == name]  # noqa: E731
+    sc, b = s["scratch"], s["budget"]
+    md = ["# Pruning beyond magnitude: saliency criteria, sparse training, latency budgets, L1 (Fashion-MNIST)", "", *_QUICK_NOTE[: 2 * data["quick"]],
+          f"Machine: {data['machine']}.", "",
+          *wrap(f"Baseline: `{base['file']}`, MobileNetV2 alpha 0.35 at 28x28x3 (recipes/fmnist_mobilenet_v2.toml, {s['baseline_epochs']} epochs = "
+                f"{s['baseline_train_steps']:,} steps): test top-1 {_pct(base['keras_top1'])}% Keras, {_pct(base['int8_top1'])}% int8; validation "
+                f"{_pct(base['val_top1'])}%. {plural(len(data['seeds']), 'seed')} per row (data order, masks, the {s['calibration']} int8 calibration "
+                "images, initial weights from scratch). Int8 top-1 is mean ± sample std over seeds on the "
+                f"{data['test_images']:,} test images, read once per reported model; ± 95%: the test-sampling interval; \"vs\": the "
+                "difference to the reference (paired by seed where the reference is a row), noise: the seeds' 95% interval and the test "
+                "sampling in quadrature; verdict: the target met or missed beyond that noise, or within noise. Validation decides every choice. "
+                f"Raw per-seed results: `{DATA}`. Command: `PYTHONPATH=. python {data['cmd']}`."), ""]
+    md += ["## Unstructured: saliency of single weights", "",
+           *wrap(f"`saliency_prune` from the baseline, layer-wise over every conv/dense kernel (first convolution and classifier included), "
+                 f"{s['rounds']} rounds of score -> remove -> fine-tune, {s['steps']:,} steps of batch 128 in all (Adam {s['learning_rate']:g}, "
+                 f"cosine per round, label smoothing 0.1). Data criteria read {s['saliency']['batches']} training batches; OBD's Fisher "
+                 f"diagonal is taken per batch (`fisher=\"{s['saliency']['fisher']}\"`: the per-image Fisher of batches of 128 does not fit "
+                 "in memory here). Activation-based saliency (activation, APoZ, variance) scores channels, not weights: structured part only. "
+                 "Magnitude is checked against the baseline, the other criteria against magnitude at the same sparsity."), ""]
+    head = ["variant", "seeds", "steps", "kernel sparsity %", "int8 top-1 %", "± 95% test", "vs reference (points)", "noise ±", "verdict", "target",
+            "validation %"]
+    md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["kernel_sparsity"]), *_acc_cells(r), r["target"], _pct(r["val_top1"])]
+                          for r in sec("unstructured")), "lrr" + "r" * 4 + "lllr")
+    md += ["", "## From scratch: SNIP, GraSP, SET, RigL", "",
+           *wrap(f"Every row trains a fresh model of the baseline's architecture for {sc['steps']:,} steps ({sc['epochs']} epochs; Adam "
+                 f"{sc['train']['learning_rate']:g}, {100 * sc['train']['warmup_fraction']:g}% warm-up, cosine, weight decay "
+                 f"{sc['train']['weight_decay']:g}, label smoothing {sc['train']['label_smoothing']:g}, no augmentation): a shorter "
+                 f"dense-equivalent budget than the baseline's {s['baseline_train_steps']:,} training + {s['steps']:,} fine-tune steps, the same "
+                 "for every from-scratch row, and the dense model trained the same way is their reference. SNIP and GraSP: masks at "
+                 "initialization from one training batch, ranked globally, fixed; SET and RigL: ERK masks, drop "
+                 f"{sc['dynamic']['drop_fraction']:g} of each layer's live weights every {sc['dynamic']['update_every']} steps until "
+                 f"{100 * sc['dynamic']['end_fraction']:g}% of training ({sc['dynamic']['schedule']} decay). The first convolution stays "
+                 "dense: 'masked sparsity' is over the masked layers, 'kernel sparsity' over every conv/dense kernel."), ""]
+    head = ["variant", "seeds", "steps", "masked sparsity %", "kernel sparsity %", "int8 top-1 %", "± 95% test", "vs reference (points)", "noise ±",
+            "verdict", "target", "mask changed %"]
+    md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]), *_acc_cells(r),
+                           r["target"], _pct(r["changed_fraction"])] for r in sec("scratch")), "lrr" + "r" * 6 + "llr")
+    md += ["", "## Structured: filter saliency against measured int8 latency", "",
+           *wrap(f"`saliency_prune` with filters: the given share of every internal channel group (MobileNetV2's expansion channels) removed in "
+                 f"{s['rounds']} rounds, {s['steps']:,} steps at {s['structured_learning_rate']:g}. Every criterion keeps the same number of "
+                 f"channels per group, so the architecture (and latency) differ only by which channels go. Latency: int8, 1 thread, XNNPACK, batch "
+                 f"1, every file interleaved in one run, median of {s['latency']['rounds']} rounds of per-round medians (first seed's file; "
+                 "± the rounds' 95% interval). Targets: within 0.5 point of the baseline, latency at most 0.5x."), ""]
+    head = ["variant", "seeds", "MACs vs dense", "params vs dense", "int8 top-1 %", "± 95% test", "vs reference (points)", "noise ±", "accuracy verdict",
+            "int8 ms", "latency vs dense", "latency verdict"]
+    lat_rows = [rows[0]] + sec("structured")
+    md += md_table(head, ([r["variant"], r["seeds"] or "fixed", f"{r['macs_vs_dense']:.3f}", f"{r['params_vs_dense']:.3f}",
+                           *(_acc_cells(r) if r["seeds"] else [_pct(r["int8_top1"]), f"{100 * r['interval']:.2f}", "-", "-", "-"]), *_lat_cells(r)]
+                          for r in lat_rows), "lrrr" + "r" * 4 + "lrrl")
+    bud = data["budget"]
+    feas = bud["feasibility"]
+    md += ["", "## Latency budget (NetAdapt-like `budget_prune`)", "",
+           *wrap(f"Feasibility first: the cost table (whole-model int8 latency with one group cut to {b['table_points']} channel counts, "
+                 f"{len(bud['table']['curves'])} groups, measured once in {bud['table']['seconds']:.0f} s; baseline {bud['table']['base']:.3f} ms) "
+                 f"predicts the least latency, every group at its floor ({bud['floor_channels']} channels), as the sum of the groups' savings: "
+                 f"{feas['internal']['min_ratio']:.3f}x of the baseline cutting the {feas['internal']['groups']} internal groups, "
+                 f"{feas['all']['min_ratio']:.3f}x cutting all {feas['all']['groups']}; those floor models measure "
+                 f"{feas['internal']['floor_ratio']:.3f}x and {feas['all']['floor_ratio']:.3f}x (3 interleaved rounds). Each budget uses the "
+                 "smallest scope whose floor model reaches it. "
+                 f"Criterion: {FILTER_NAMES[bud['criterion']]}, the best mean validation top-1 of the structured part at its largest ratio "
+                 f"({', '.join(f'{FILTER_NAMES[c]} {_pct(v)}%' for c, v in bud['criterion_val_top1'].items())}). Rounds cut {100 * b['step']:g}% of the "
+                 f"last measured latency by the table's prediction, in chunks of {b['round_to']} channels, each followed by {b['round_steps']} "
+                 f"fine-tune steps at {s['structured_learning_rate']:g}; then {s['steps']:,} steps keeping the best of {s['checks']} validation "
+                 "checks. Latency verdicts: the seeds' ratios (interleaved run) against the budget."), ""]
+    head = ["budget", "seeds", "groups", "rounds (mean)", "stopped by", "MACs vs dense", "int8 top-1 %", "± 95% test", "vs reference (points)", "noise ±",
+            "accuracy verdict", "target", "int8 ms (mean)", "latency vs dense", "latency verdict"]
+    md += md_table(head, ([r["variant"], r["seeds"], r.get("groups", "-"), f"{r['budget_rounds']:.1f}" if r["seeds"] else "-", r.get("stop_reasons", "-"),
+                           f"{r['macs_vs_dense']:.3f}" if r["seeds"] else "-", *_acc_cells(r), r["target"], *_lat_cells(r)]
+                          for r in sec("budget")), "lrlrlr" + "r" * 4 + "llrrl")
+    reg = data["regularization"]
+    l1 = s["l1"]
+    md += ["", "## L1 regularization before pruning", "",
+           *wrap(f"Phase 1: {s['steps']:,} fine-tune steps from the baseline (Adam {s['learning_rate']:g}, cosine) with an L1 penalty on every "
+                 f"conv/dense kernel, or without (control). The strength is chosen on seed 0's validation split: among "
+                 f"{', '.join(f'{v:g}' for v in l1['strengths'])}, those within {100 * l1['dense_slack']:g} point of the control before pruning, the "
+                 f"one whose one-shot magnitude cut to {_level(max(l1['sparsities']))} keeps the best validation top-1: **{reg['strength']:g}**. "
+                 "Near-zero: |w| below a share of its layer's largest |w| (before pruning). Phase 2: the unstructured part's magnitude pruning "
+                 "(no penalty); 'one-shot' is the test top-1 (Keras) of the phase-1 model cut to the sparsity at once, before any fine-tune."), ""]
+    md += md_table(["phase 1 (seed 0)", "strength", "validation %", "near-zero weights %", "near-zero filters %",
+                    *(f"one-shot {k} validation %" for k in reg["phase1"][0]["oneshot_val_top1"])],
+                   ([r["variant"], f"{r['strength']:g}" if r["strength"] else "-", _pct(r["val_top1"]), _pct(r["near_zero_weights"]),
+                     _pct(r["near_zero_filters"]), *(_pct(v) for v in r["oneshot_val_top1"].values())]
+                    for r in reg["phase1"] if r["seed"] == data["seeds"][0]), "lrrrr" + "r" * len(l1["sparsities"]))
+    md += [""]
+    head = ["variant", "seeds", "near-zero weights % (phase 1)", "one-shot Keras top-1 %", "int8 top-1 %", "± 95% test", "vs reference (points)", "noise ±",
+            "verdict", "target"]
+    md += md_table(head, ([r["variant"], r["seeds"], _pct(r["near_zero_weights"]), pm(r["oneshot_keras_top1"], r["oneshot_keras_top1_std"]), *_acc_cells(r),
+                           r["target"]] for r in sec("regularization")), "lrrr" + "r" * 4 + "ll")
+    md += ["", "## Every run", "", "Test top-1 read once per model; validation top-1 of the kept model.", ""]
+    runs = ([("unstructured", r) for r in data["unstructured"]] + [("scratch", r) for r in data["scratch"]] + [("structured", r) for r in data["structured"]]
+            + [("budget", r) for r in data["budget"]["runs"] if r["feasible"]] + [("regularization", r) for r in reg["runs"]])
+    md += md_table(["part", "variant", "seed", "steps", "validation %", "Keras test %", "int8 test %", "kernel sparsity %", "MACs", "seconds"],
+                   ([p, r["variant"], r["seed"], f"{r['steps']:,}", _pct(r["val_top1"]), _pct(r["keras_top1"]), _pct(r["int8_top1"]),
+                     _pct(r["kernel_sparsity"]), f"{r['macs']:,}", f"{r['seconds']:.0f}"] for p, r in runs), "llrr" + "r" * 6)
+    return "\n".join(md) + "\n"
+
+
+# ---- findings ---------------------------------------------------------------------------------------------
+
+_QUICK_NOTE = ["**A `--quick` smoke run**: the untrained stand-in model, a few steps, one seed; the numbers test the code, not the methods.", ""]
+_VS_MAGNITUDE = {"met": "better than magnitude", "missed": "worse than magnitude", "within noise": "no different from magnitude beyond noise"}
+_VS_DENSE = {"met": "above dense", "missed": "below dense", "within noise": "level with dense within noise"}
+
+
+def _acc(r: dict) -> str:
+    return f"{pm(r['int8_top1'], r['int8_top1_std'])}%"
+
+
+def _vs(r: dict) -> str:
+    return f"{signed_pm(r['diff'], r['diff_std'])} vs {r['reference']}, noise ±{100 * r['noise']:.2f}"
+
+
+def _noise_between(a: list[dict], b: list[dict], images: int) -> tuple[float, float]:
+    """Mean difference of two rows' int8 top-1 (points) and its 95% noise."""
+    va, vb = [r["int8_top1"] for r in a], [r["int8_top1"] for r in b]
+    return 100 * (mean_std(va)[0] - mean_std(vb)[0]), 100 * difference_noise(va, vb, images)
+
+
+def _unstructured_bullets(data: dict, rows: dict) -> list[str]:
+    s = data["settings"]
+    out = []
+    for lvl in _levels(data["unstructured"]):
+        mag = rows[f"l1 {lvl}"]
+        text = (f"{lvl} of the weights: magnitude {_acc(mag)} ({_vs(mag)}; target {mag['target']}"
+                + (f": **{mag['verdict']}**)" if mag["verdict"] else ")"))
+        others = [rows[f"{c} {lvl}"] for c in s["weight_criteria"] if c != "l1"]
+        text += "".join(f"; {NAMES[r['variant'].split(' ')[0]]} {_acc(r)} ({signed_pm(r['diff'], r['diff_std'])} vs magnitude, noise "
+                        f"±{100 * r['noise']:.2f}: **{_VS_MAGNITUDE[r['verdict']]}**)" for r in others)
+        best = max([mag, *others], key=lambda r: r["int8_top1"])
+        out += wrap(text + f". Highest mean: {NAMES[best['variant'].split(' ')[0]]}.", "* ")
+    out += wrap("Activation-based saliency (mean activation, APoZ, variance) scores output channels, not single weights "
+                "(`edgeopt.compress.saliency.weight_criteria()` does not list it), so it was not run for weights; it is in the structured part.", "* ")
+    return out
+
+
+def _scratch_bullets(data: dict, rows: dict) -> list[str]:
+    s, images = data["settings"], data["test_images"]
+    sc, dense = s["scratch"], rows["dense"]
+    by = _by_variant(data["scratch"])
+    full = s["baseline_train_steps"] + s["steps"]
+    out = wrap(f"Every from-scratch row trained {sc['steps']:,} steps ({sc['epochs']} epochs), {100 * sc['steps'] / full:.0f}% of the baseline's "
+               f"{s['baseline_train_steps']:,} training + {s['steps']:,} fine-tune steps (the stated shorter budget). The dense model trained the "
+               f"same way reaches {_acc(dense)} ({_vs(dense)}): that is what the shorter budget alone costs.", "* ")
+    for lvl in _levels(data["scratch"], skip="dense"):
+        methods = [rows[f"{m} {lvl}"] for m in ("snip", "grasp", "set", "rigl")]
+        best = max(methods, key=lambda r: r["int8_top1"])
+        mag = _by_variant(data["unstructured"])[f"l1 {lvl}"]
+        gap, gap_noise = _noise_between(by[best["variant"]], mag, images)
+        rs, rs_noise = _noise_between(by[f"rigl {lvl}"], by[f"set {lvl}"], images)
+        text = (f"{lvl} from scratch: " + ", ".join(f"{NAMES[r['variant'].split(' ')[0]]} {_acc(r)} ({signed_pm(r['diff'], r['diff_std'])}: "
+                                                       f"**{_VS_DENSE[r['verdict']]}**)" for r in methods)
+                + f" against the dense reference (noise ±{100 * max(r['noise'] for r in methods):.2f} at most). RigL vs SET: {rs:+.2f} points "
+                f"(noise ±{rs_noise:.2f}, {verdict(rs / 100, rs_noise / 100).replace('met', 'RigL ahead').replace('missed', 'SET ahead')}). The best, "
+                f"{NAMES[best['variant'].split(' ')[0]]}, is {gap:+.2f} points (noise ±{gap_noise:.2f}) from magnitude-pruning the well-trained "
+                f"baseline with {s['steps']:,} fine-tune steps.")
+        out += wrap(text, "* ")
+    return out
+
+
+def _structured_bullets(data: dict, rows: dict) -> list[str]:
+    s = data["settings"]
+    out = []
+    for lvl in _levels(data["structured"]):
+        crit = [rows[f"{c} {lvl}"] for c in s["filter_criteria"]]
+        best = max(crit, key=lambda r: r["int8_top1"])
+        lats = [r["latency_vs_dense"] for r in crit]
+        first = crit[0]
+        text = (f"{lvl} of every expansion group's channels: MACs {first['macs_vs_dense']:.3f}x, int8 latency {span(lats, '{:.3f}')}x of the "
+                f"baseline over the criteria (one architecture; rounds' noise ±{max(r['latency_noise'] for r in crit):.3f}). Accuracy: "
+                + ", ".join(f"{FILTER_NAMES[r['variant'].split(' ')[0]]} {_acc(r)}" for r in crit)
+                + f". Best mean: {FILTER_NAMES[best['variant'].split(' ')[0]]}, {_vs(best)}; within 0.5 point: **{best['verdict']}**; latency at most "
+                f"0.5x: **{best['latency_verdict']}**.")
+        out += wrap(text, "* ")
+    return out
+
+
+def _error_text(feas: dict) -> str:
+    """How far the table's predicted floor latency is from the measured one, in points of the baseline's latency."""
+    errors = [100 * (feas[s]["min_ratio"] - feas[s]["floor_ratio"]) for s in ("internal", "all")]
+    return f"is off by {errors[0]:+.1f} and {errors[1]:+.1f} points of the baseline's latency"
+
+
+def _budget_bullets(data: dict, rows: dict) -> list[str]:
+    bud, s = data["budget"], data["settings"]
+    feas = bud["feasibility"]
+    out = wrap(f"Feasibility: the cost table predicts at best {feas['internal']['min_ratio']:.3f}x of the baseline's int8 latency with only the "
+               f"internal groups cut to {bud['floor_channels']} channels, {feas['all']['min_ratio']:.3f}x with every group; the floor models "
+               f"themselves measure {feas['internal']['floor_ratio']:.3f}x and {feas['all']['floor_ratio']:.3f}x (the table's separable sum "
+               f"{_error_text(feas)}). Criterion: "
+               f"{FILTER_NAMES[bud['criterion']]} (best validation top-1 in the structured part at {_level(max(s['ratios']))}).", "* ")
+    by = _by_variant(bud["runs"])
+    for name, runs in by.items():
+        r, ratio = rows[name], runs[0]["budget_ratio"]
+        speed = f"{1 / ratio:.1f}x faster"
+        if not runs[0]["feasible"]:
+            out += wrap(f"{speed} (max_latency_ratio {ratio:g}): infeasible by the table's prediction, not run.", "* ")
+            continue
+        lat = [data["latency"]["ms"][x["latency_key"]] / data["latency"]["ms"]["dense"] for x in runs]
+        text = (f"{speed} (max_latency_ratio {ratio:g}, groups={runs[0]['groups']}): {span([len(x['rounds']) - 1 for x in runs], '{:.0f}')} rounds, "
+                f"stopped by {r['stop_reasons']}; measured int8 latency {span(lat, '{:.3f}')}x of the baseline over the seeds (mean "
+                f"{r['latency_vs_dense']:.3f} ± {r['latency_noise']:.3f}; at most {ratio:g}x: **{r['latency_verdict']}**), MACs "
+                f"{r['macs_vs_dense']:.3f}x; int8 {_acc(r)}, {_vs(r)}")
+        if r["verdict"]:
+            text += f"; within 0.5 point: **{r['verdict']}**."
+        else:
+            text += ": that is what this speed-up costs."
+        out += wrap(text, "* ")
+    return out
+
+
+def _regularization_bullets(data: dict, rows: dict) -> list[str]:
+    reg, s, base = data["regularization"], data["settings"], data["baseline"]
+    eps = reg["phase1"][0]["near_zero_eps"]
+    ctrl_rows = [r for r in rows.values() if r["reference"] == "baseline"]
+    pen_rows = [r for r in rows.values() if r["reference"] != "baseline"]
+    out = wrap(f"L1 penalty {reg['strength']:g} (chosen on validation): near-zero weights (|w| < {100 * eps:g}% of the layer's largest) "
+               f"{_pct(pen_rows[0]['near_zero_weights'])}% after the penalized fine-tune vs {_pct(ctrl_rows[0]['near_zero_weights'])}% without "
+               f"it ({_pct(base['near_zero_weights'])}% in the baseline).", "* ")
+    for pen in pen_rows:
+        ctrl = rows[pen["reference"]]
+        lvl = pen["variant"].split(" ")[1]
+        effect = {"met": "helps", "missed": "hurts", "within noise": "makes no difference beyond noise"}[pen["verdict"]]
+        out += wrap(f"{lvl}: one-shot cut, no fine-tune: {pm(pen['oneshot_keras_top1'], pen['oneshot_keras_top1_std'])}% with the penalty vs "
+                    f"{pm(ctrl['oneshot_keras_top1'], ctrl['oneshot_keras_top1_std'])}% without (Keras). After {s['steps']:,} pruning fine-tune steps: "
+                    f"{_acc(pen)} vs {_acc(ctrl)} ({signed_pm(pen['diff'], pen['diff_std'])}, noise ±{100 * pen['noise']:.2f}): the penalty "
+                    f"**{effect}**; control {_vs(ctrl)}.", "* ")
+    return out
+
+
+def findings_markdown(data: dict) -> str:
+    """pruning_criteria_findings.md: each part against its targets, every number formatted from ``data``."""
+    rows: dict[str, dict[str, dict]] = defaultdict(dict)  # by section, then variant: "l1 50%" is a row of two sections
+    for r in summary(data):
+        rows[r["section"]][r["variant"]] = r
+    base, s = data["baseline"], data["settings"]
+    intro = wrap(f"{plural(len(data['seeds']), 'seed')} per row (machine: see the table's header). Baseline {_pct(base['int8_top1'])}% int8 on the "
+                 f"{data['test_images']:,} test images (±{100 * sampling_interval(base['int8_top1'], data['test_images']):.2f} point test-sampling "
+                 f"interval at 95%). Prune-after-training rows: {s['rounds']} rounds of score -> remove -> fine-tune, {s['steps']:,} steps in all.", "* ")
+    lines = ["## Findings", "", *_QUICK_NOTE[: 2 * data["quick"]], *intro, "", "### Latency budget: the 2x target (read this first)", "", *_budget_bullets(data, rows["budget"]), "",
+             "### Structured: filter criteria against int8 latency", "", *_structured_bullets(data, rows["structured"]), "",
+             "### Unstructured: weight criteria after the same fine-tune", "", *_unstructured_bullets(data, rows["unstructured"]), "",
+             "### Sparse training from scratch", "", *_scratch_bullets(data, rows["scratch"]), "",
+             "### L1 regularization before pruning", "", *_regularization_bullets(data, rows["regularization"])]
+    return "\n".join(lines) + "\n"
+
+
+# ---- rendering --------------------------------------------------------------------------------------------
+
+
+def render(out: Path, plots: bool = False) -> None:
+    """pruning_criteria.md, .csv and the findings (and with ``plots`` the PNGs) from the JSON in ``out``."""
+    out = Path(out)
+    data = findings_data(out)
+    write_csv(out / "pruning_criteria.csv", summary(data), CSV_FIELDS, "{:.6g}")
+    findings = findings_markdown(data)
+    write_file(out / FINDINGS, findings)
+    write_file(out / "pruning_criteria.md", tables_markdown(data) + "\n" + findings)
+    if plots:
+        _plots(data, out)
+
+
+def _plots(data: dict, out: Path) -> None:
+    import matplotlib  # lazy: only the plots need it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary(data)
+    base = rows[0]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.axhline(100 * base["int8_top1"] - TARGETS["drop_2x"], color="grey", ls=":", lw=1, label="baseline - 0.5 point")
+    ax.axvline(TARGETS["latency_2x"], color="grey", ls="--", lw=1, label="2x faster")
+    ax.plot([1.0], [100 * base["int8_top1"]], "k*", ms=10, label="baseline")
+    markers = dict(zip(data["settings"]["filter_criteria"], "osD^v"))
+    for r in rows:
+        if r["section"] == "structured":
+            c = r["variant"].split(" ")[0]
+            ax.errorbar(r["latency_vs_dense"], 100 * r["int8_top1"], yerr=100 * r["int8_top1_std"], fmt=markers.get(c, "o"), capsize=3,
+                        label=f"{FILTER_NAMES[c]} {r['variant'].split(' ')[1]}")
+        elif r["section"] == "budget" and r["seeds"]:
+            ax.errorbar(r["latency_vs_dense"], 100 * r["int8_top1"], xerr=r["latency_noise"], yerr=100 * r["int8_top1_std"], fmt="P", ms=9, capsize=3,
+                        label=r["variant"])
+    ax.set_xlabel("int8 latency vs baseline (1 thread, interleaved)")
+    ax.set_ylabel("int8 test top-1 (%), mean ± std over seeds")
+    ax.set_title("Structured pruning, MobileNetV2 0.35 28x28, Fashion-MNIST")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / PLOTS[0], dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.axhline(100 * base["int8_top1"], color="k", lw=1, label="baseline")
+    curves: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    for part, runs, key in (("after training", data["unstructured"], "criterion"), ("from scratch", data["scratch"], "method")):
+        for name, rs in _by_variant(runs).items():
+            m, sd = mean_std([r["int8_top1"] for r in rs])
+            curves[(part, rs[0][key])].append((100 * rs[0]["sparsity"], 100 * m, 100 * sd))
+    for (part, name), pts in curves.items():
+        if name == "dense":
+            ax.axhline(pts[0][1], color="grey", ls=":", lw=1, label="dense from scratch, same steps")
+            continue
+        pts.sort()
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o-" if part == "after training" else "s--", capsize=3,
+                    label=f"{NAMES[name]} ({part})")
+    ax.set_xlabel("target sparsity (%)")
+    ax.set_ylabel("int8 test top-1 (%), mean ± std over seeds")
+    ax.set_title("Unstructured: saliency after training vs sparse training from scratch")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / PLOTS[1], dpi=120)
+    plt.close(fig)

@@ -1,0 +1,524 @@
+"""Pruning beyond magnitude (issue #22) on the well-trained baseline (MobileNetV2 alpha 0.35 at 28x28x3, 93.84%,
+recipes/fmnist_mobilenet_v2.toml; benchmarks/_common.py loads it and its data): saliency criteria for weights and
+filters, sparse training from scratch, accuracy against measured int8 latency, the latency-budget mode, and L1
+regularization before pruning. Every row runs with ``--seeds`` seeds (seed = data order, calibration images,
+masks, initial weights of the from-scratch rows).
+
+Parts (``--part``; each (variant, seed) is cached in runs/bench_cache/pruning_criteria/<part>/<settings>/runs.json
+as it finishes, so a killed run continues):
+
+* ``unstructured``: weight saliency ``l1`` (magnitude), ``taylor`` and ``obd_fisher`` (OBD, Fisher diagonal) at
+  50/75/90% of every conv/dense kernel, layer-wise: ``saliency_prune`` in 3 rounds of score -> remove -> fine-tune
+  (400 steps each, 1,200 in all, Adam 5e-4 cosine per round). The activation criteria (activation, APoZ, variance)
+  score channels, not single weights: they are in the structured part only.
+* ``scratch``: SNIP and GraSP (masks at init, global ranking, fixed), SET and RigL (ERK, drop 0.3 with cosine decay
+  every 100 steps until 75% of training) trained from scratch at 50/75/90%, plus a dense model trained the same
+  way as their reference. The baseline trained 24 epochs (10,704 steps) before its 1,200-step fine-tunes; 39 runs
+  of 11,904 steps would take about 45 h here, so every from-scratch row trains a shorter dense-equivalent budget
+  of 4 epochs (1,784 steps; the baseline recipe's Adam 0.004, 3% warm-up, cosine, weight decay 0.05, label
+  smoothing 0.1; no augmentation) and is compared with the dense model trained those same steps.
+* ``structured``: filter saliency ``l1``, ``fpgm``, ``apoz``, ``taylor``, ``obd_fisher`` removing 50% and 75% of every
+  internal channel group (MobileNetV2's expansion channels), 3 rounds, 1,200 steps at 1e-3.
+* ``budget``: ``budget_prune`` at ``max_latency_ratio`` 0.5 and 0.33 (int8, LiteRT, 1 thread), after the feasibility
+  check: the cost table (measured once) predicts the least latency reachable with the internal groups and with
+  every group at their floor, and that floor model is measured too (the table's prediction sums per-group savings
+  that share one base measurement, so its error grows with the number of groups: a --quick table predicted a
+  negative latency); the smallest scope whose floor model reaches the budget is used, an infeasible budget is
+  reported and not run.
+  The criterion is the structured part's best by mean validation top-1 at its largest ratio; rounds fine-tune 100
+  steps, then the 1,200-step fine-tune keeps its best validation check.
+* ``regularization``: 1,200 fine-tune steps from the baseline with an L1 penalty (strength chosen on seed 0's
+  validation split among ``L1_STRENGTHS``) or without (control); the share of near-zero weights; then the same
+  magnitude pruning as ``unstructured`` at 75% and 90% (test top-1 right after a one-shot cut, and after the
+  fine-tune).
+* ``latency``: int8 latency of the baseline, every structured (criterion, ratio)'s first seed and every budget model,
+  interleaved, 1 thread, median of 7 rounds of per-round medians.
+
+Validation decides every choice (strength, criterion, early-stopping check); the test split is read once per
+reported model (Keras and its int8 .tflite). The run writes the raw per-seed results to
+benchmarks/pruning_criteria.json and renders pruning_criteria.md, .csv, the plots and pruning_criteria_findings.md
+(benchmarks/_pruning_criteria_report.py, no TensorFlow).
+
+Full run, about 21 h on 2 idle cores (27 unstructured and 30 structured runs of 1,200 steps, 39 from-scratch runs
+of 1,784 steps, at about 0.35 s a step, 90 s of measuring each; cost table 25 min; 6 budget runs; 20 L1
+fine-tunes), about twice that while another training shares the cores; it prints its own estimate first. Parts
+can run one at a time (``--part``); the report needs all of them:
+      nice -n 19 env PYTHONPATH=. python benchmarks/pruning_criteria.py [--part unstructured|scratch|structured|budget|regularization|latency|report]
+Smoke run (every part and code path on the zoo's mobilenet_v2_tiny stand-in, even when the baseline exists: one
+sparsity and ratio, 6 steps, one round, one seed; about 17 min at nice 19 on 2 quiet cores, most of it int8
+conversions, 4 min of them the stand-in's cost table; writes /tmp/edgeopt-bench-quick/pruning_criteria/ and
+runs/bench_cache/quick/):
+      nice -n 19 env PYTHONPATH=. python benchmarks/pruning_criteria.py --quick
+      PYTHONPATH=. python benchmarks/pruning_criteria.py --findings-only [--quick]   (re-render from the data)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from benchmarks._common import (CACHE_ROOT, QUICK_OUT, STANDIN, BaselineRun, SeedRuns, baseline_args, calibration_images,
+                                check_baseline, file_digest, finetune, interleaved_latency, machine_line, median_ms, reseeded, write_file)
+
+OUT = Path("benchmarks")
+PARTS = ("unstructured", "scratch", "structured", "budget", "regularization", "latency")
+STEPS, ROUNDS, CHECKS = 1200, 3, 4  # fine-tune steps of batch 128 (split over the rounds), saliency rounds, validation checks
+LR, STRUCTURED_LR = 5e-4, 1e-3  # Adam peak rates: weights (pruning.py's), filters (pruning.py's structured row)
+SPARSITIES = (0.5, 0.75, 0.9)
+WEIGHT_CRITERIA = ("l1", "taylor", "obd_fisher")
+FILTER_CRITERIA = ("l1", "fpgm", "apoz", "taylor", "obd_fisher")
+RATIOS = (0.5, 0.75)  # share of each internal group's channels removed
+# data criteria read 16 training batches; OBD's Fisher diagonal per batch: the per-image Fisher's vectorized Jacobian
+# took 5.7 GB at 32 images of this model (measured), so batches of 128 do not fit in 23 GB
+SALIENCY = {"batches": 16, "fisher": "batch"}
+SCRATCH_METHODS = ("snip", "grasp", "set", "rigl")
+SCRATCH_EPOCHS = 4
+SCRATCH_TRAIN = {"learning_rate": 0.004, "warmup_fraction": 0.03, "weight_decay": 0.05, "label_smoothing": 0.1}  # the baseline recipe's
+DYNAMIC = {"drop_fraction": 0.3, "update_every": 100, "end_fraction": 0.75, "schedule": "cosine"}  # RigL's defaults
+BASELINE_EPOCHS = 24  # recipes/fmnist_mobilenet_v2.toml
+BUDGET_RATIOS = (0.5, 0.33)
+BUDGET = {"step": 0.1, "max_rounds": 25, "round_steps": 100, "round_to": 8, "min_channels": 8, "table_points": 4, "runs": 50, "min_seconds": 1.0}
+L1_STRENGTHS = (3e-6, 1e-5, 3e-5)
+L1_SPARSITIES = (0.75, 0.9)
+L1_DENSE_SLACK = 0.005  # a strength qualifies when its validation top-1 before pruning is within this of the control's
+CALIBRATION = 500
+LATENCY = {"threads": 1, "runs": 30, "min_seconds": 0.2}
+LATENCY_ROUNDS = 7
+QUICK = {"steps": 6, "rounds": 1, "checks": 2, "seeds": 1, "calibration": 32, "sparsities": (0.9,), "ratios": (0.5,), "saliency_batches": 2,
+         "scratch_epochs": 2, "scratch_steps_per_epoch": 3, "update_every": 2, "l1_strengths": (1e-5, 1e-4), "latency_rounds": 1,
+         "budget": {"max_rounds": 3, "round_steps": 2, "table_points": 2, "runs": 5, "min_seconds": 0.05}}
+# seconds on 2 idle cores (estimates; progress lines rescale them by the measured speed)
+SECONDS_PER_STEP = {"dense": 0.35, "filters": 0.25, "penalized": 0.4}
+SECONDS_PER_RUN = 90  # a conversion, Keras and int8 test passes, validation checks, tracing
+SCORE_SECONDS = {"l1": 1, "fpgm": 5, "apoz": 10, "taylor": 15, "obd_fisher": 20}  # per round
+TABLE_SECONDS, BUDGET_ROUND_SECONDS, LATENCY_SECONDS = 1500, 40, 300  # table: about 26 groups x 3 cut points, a conversion and 1 s of timing each
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:g}%"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+# ---- what runs: the jobs of each part (no TensorFlow: the estimate is printed before anything loads) ----------
+
+
+class Plan:
+    """The settings of one run (full or ``--quick``) and the (variant, seed) jobs of every part with their estimated
+    seconds; computed from the arguments alone."""
+
+    def __init__(self, args):
+        q = args.quick
+        self.quick, self.steps, self.checks = q, QUICK["steps"] if q else args.finetune_steps, QUICK["checks"] if q else CHECKS
+        self.rounds = QUICK["rounds"] if q else ROUNDS
+        self.seeds = list(range(QUICK["seeds"] if q else args.seeds))
+        self.calibration = QUICK["calibration"] if q else CALIBRATION
+        self.sparsities, self.ratios = (QUICK["sparsities"], QUICK["ratios"]) if q else (SPARSITIES, RATIOS)
+        self.l1_sparsities = QUICK["sparsities"] if q else L1_SPARSITIES
+        self.saliency = {**SALIENCY, "batches": QUICK["saliency_batches"]} if q else dict(SALIENCY)
+        self.scratch_epochs = QUICK["scratch_epochs"] if q else SCRATCH_EPOCHS
+        self.scratch_per_epoch = QUICK["scratch_steps_per_epoch"] if q else None  # None: one pass of the training split
+        self.dynamic = {**DYNAMIC, "update_every": QUICK["update_every"]} if q else dict(DYNAMIC)
+        self.budget = {**BUDGET, **QUICK["budget"]} if q else dict(BUDGET)
+        self.strengths = QUICK["l1_strengths"] if q else L1_STRENGTHS
+        self.latency_rounds = QUICK["latency_rounds"] if q else LATENCY_ROUNDS
+        self.latency = {**LATENCY, "runs": 5, "min_seconds": 0.05} if q else dict(LATENCY)
+        self.scratch_steps_estimate = self.scratch_epochs * (self.scratch_per_epoch or 446)
+        # --quick: a tiny model, a few steps; what remains is tracing, conversion and test passes
+        self.run_seconds, self.fixed_seconds = (25, {"dense": 25, "cost table": 240, "latency": 20}) if q else (
+            SECONDS_PER_RUN, {"dense": SECONDS_PER_RUN, "cost table": TABLE_SECONDS, "latency": LATENCY_SECONDS})
+
+    def settings(self, part: str) -> dict:
+        """What a part's cached results depend on (besides the baseline's digest)."""
+        common = {"steps": self.steps, "rounds": self.rounds, "checks": self.checks, "calibration": self.calibration, "quick": self.quick}
+        return {"unstructured": {**common, "lr": LR, "saliency": self.saliency},
+                "scratch": {"calibration": self.calibration, "epochs": self.scratch_epochs, "per_epoch": self.scratch_per_epoch,
+                            "train": SCRATCH_TRAIN, "dynamic": self.dynamic, "quick": self.quick},
+                "structured": {**common, "lr": STRUCTURED_LR, "saliency": self.saliency},
+                "budget": {**common, "lr": STRUCTURED_LR, "budget": self.budget, "saliency": self.saliency, "ratios": list(self.ratios),
+                           "feasibility": "table prediction and measured floor models"},
+                "regularization": {**common, "lr": LR, "strengths": list(self.strengths), "slack": L1_DENSE_SLACK},
+                "latency": {"latency": self.latency, "rounds": self.latency_rounds, "quick": self.quick}}[part]
+
+    def jobs(self, part: str) -> list[tuple[str, object]]:
+        seeds = self.seeds
+        if part == "unstructured":
+            return [("dense", None)] + [(f"{c} {pct(s)}", seed) for seed in seeds for s in self.sparsities for c in WEIGHT_CRITERIA]
+        if part == "scratch":
+            return [(f"{m} {pct(s)}" if m != "dense" else "dense", seed) for seed in seeds for m in ("dense",) + SCRATCH_METHODS
+                    for s in (self.sparsities if m != "dense" else (None,))]
+        if part == "structured":
+            return [(f"{c} {pct(r)}", seed) for seed in seeds for r in self.ratios for c in FILTER_CRITERIA]
+        if part == "budget":
+            return [("cost table", None)] + [(f"budget {r:g}x", seed) for seed in seeds for r in BUDGET_RATIOS]
+        if part == "regularization":
+            return ([("phase1 control", seed) for seed in seeds] + [(f"phase1 l1 {s:g}", seeds[0]) for s in self.strengths]
+                    + [("phase1 penalized", seed) for seed in seeds[1:]]
+                    + [(f"{arm} {pct(s)}", seed) for seed in seeds for s in self.l1_sparsities for arm in ("penalized", "control")])
+        return [("latency", None)]
+
+    def seconds(self, part: str, variant: str) -> float:
+        """Estimated wall seconds of one job on 2 idle cores."""
+        steps, rounds, run = self.steps, self.rounds, self.run_seconds
+        criterion = variant.split(" ")[0]
+        if variant in ("dense", "cost table", "latency") and part != "scratch":
+            return self.fixed_seconds[variant]
+        if part == "unstructured":
+            return steps * SECONDS_PER_STEP["dense"] + run + rounds * SCORE_SECONDS[criterion]
+        if part == "structured":
+            return steps * SECONDS_PER_STEP["filters"] + run + rounds * SCORE_SECONDS[criterion]
+        if part == "scratch":
+            extra = {"rigl": 40, "grasp": 30, "snip": 10}.get(criterion, 0)
+            return self.scratch_steps_estimate * SECONDS_PER_STEP["dense"] + run + extra
+        if part == "budget":
+            ratio = float(variant.split(" ")[1].rstrip("x"))
+            n = min(math.ceil(math.log(ratio) / math.log(1 - self.budget["step"])) + 1, self.budget["max_rounds"])
+            return (n * (self.budget["round_steps"] * SECONDS_PER_STEP["filters"] + BUDGET_ROUND_SECONDS)
+                    + steps * SECONDS_PER_STEP["filters"] + run)
+        if variant.startswith("phase1"):
+            return steps * SECONDS_PER_STEP["penalized"] + 2 * run / 3
+        return steps * SECONDS_PER_STEP["dense"] + run + 20
+
+    def estimate(self, parts=PARTS) -> float:
+        return sum(self.seconds(p, v) for p in parts for v, _ in self.jobs(p))
+
+
+# ---- the runs ---------------------------------------------------------------------------------------------------
+
+
+class Run(BaselineRun):
+    """Baseline, data, settings and one cache per part."""
+
+    def __init__(self, args, plan: Plan):
+        super().__init__(args, {"steps": plan.steps, "checks": plan.checks, "calibration": plan.calibration, "seeds": len(plan.seeds)},
+                         plan.checks, plan.calibration)
+        self.plan = plan
+        root = CACHE_ROOT / ("quick/pruning_criteria" if plan.quick else "pruning_criteria")
+        self.caches = {p: SeedRuns(root / p, {"baseline": self.digest, **plan.settings(p)}) for p in PARTS}
+
+    # -- shared pieces
+
+    def round_train(self, lr: float, seed: int, steps: int | None = None):
+        """One round's fine-tune: ``steps`` (default the run's steps / rounds) steps at ``lr``, cosine, label smoothing 0.1."""
+        from edgeopt import TrainConfig  # lazy: --findings-only loads no TensorFlow
+
+        return TrainConfig(epochs=1, steps_per_epoch=steps or max(1, self.plan.steps // self.plan.rounds), learning_rate=lr, cosine=True,
+                           label_smoothing=0.1, seed=seed)
+
+    def saliency_options(self, seed: int):
+        from edgeopt.compress.saliency import SaliencyOptions  # lazy: as above
+
+        return SaliencyOptions(**self.plan.saliency, seed=seed)
+
+    def measure(self, model, seed: int) -> tuple[dict, bytes]:
+        """Test top-1 of ``model`` (Keras) and of its int8 .tflite (calibrated on ``seed``'s images), kernel sparsity and
+        cost: the test split read once per model. Returns the numbers and the int8 file."""
+        from edgeopt import evaluate, profile  # lazy: as above
+        from edgeopt.bench import evaluate_tflite
+        from edgeopt.costs import weight_sparsity
+        from edgeopt.export import convert
+
+        data = convert(model, "int8", calibration_images(self.pool, seed, self.calibration))
+        prof = profile(model)
+        return {"keras_top1": evaluate(model, self.splits.test)["top1"], "int8_top1": evaluate_tflite(data, self.splits.test).top1,
+                "kernel_sparsity": weight_sparsity(model), "params": prof.params, "macs": prof.macs, "int8_bytes": len(data)}, data
+
+    def dense(self, *_) -> dict:
+        """The baseline as it is: validation, Keras and int8 test top-1 (calibration seed 0), cost, near-zero weights."""
+        from edgeopt import evaluate  # lazy: as above
+        from edgeopt.compress.regularize import near_zero
+
+        row, data = self.measure(self.model, 0)
+        write_file(self.caches["unstructured"].file("dense", None, ".tflite"), data)
+        nz = near_zero(self.model)
+        return {"val_top1": evaluate(self.model, self.splits.val)["top1"], "near_zero_weights": nz.weights, "near_zero_eps": nz.eps, **row}
+
+    def _saliency_prune(self, model, seed: int, criterion: str, granularity: str, target: float, lr: float):
+        """``saliency_prune`` in the run's rounds (:data:`ROUNDS`) to ``target`` (weights: layer-wise over every conv/dense kernel;
+        filters: each internal group), never reading the test split. Returns the model and the run's fields."""
+        from edgeopt.compress.saliency_prune import SaliencyPruneConfig, saliency_prune  # lazy: as above
+
+        config = SaliencyPruneConfig(criterion=criterion, granularity=granularity, rounds=self.plan.rounds, target_sparsity=target, scope="layer",
+                                     groups="internal", saliency=self.saliency_options(seed), train=self.round_train(lr, seed))
+        pruned, result = saliency_prune(model, reseeded(self.splits, seed), config, evaluate_test=False)
+        rounds = [asdict(r) for r in result.rounds]
+        return pruned, {"val_top1": rounds[-1]["val_top1"], "steps": config.rounds * config.train.steps_per_epoch, "rounds": rounds}
+
+    # -- parts
+
+    def unstructured(self, variant: str, seed: int) -> dict:
+        if variant == "dense":
+            return self.dense()
+        criterion, level = variant.split(" ")
+        sparsity = float(level.rstrip("%")) / 100
+        pruned, fields = self._saliency_prune(self.model, seed, criterion, "weight", sparsity, LR)
+        row, _ = self.measure(pruned, seed)
+        return {"criterion": criterion, "sparsity": sparsity, **fields, **row}
+
+    def structured(self, variant: str, seed: int) -> dict:
+        criterion, level = variant.split(" ")
+        ratio = float(level.rstrip("%")) / 100
+        pruned, fields = self._saliency_prune(self.model, seed, criterion, "filter", ratio, STRUCTURED_LR)
+        row, data = self.measure(pruned, seed)
+        write_file(self.caches["structured"].file(variant, seed, ".tflite"), data)
+        return {"criterion": criterion, "ratio": ratio, **fields, **row}
+
+    def scratch(self, variant: str, seed: int) -> dict:
+        """A fresh model of the baseline's architecture (initial weights from ``seed``), trained from scratch: dense, or
+        sparse by one of :data:`SCRATCH_METHODS` (``edgeopt.compress.sparse_training.sparse_train``)."""
+        from edgeopt import TrainConfig, fit, keras  # lazy: as above
+        from edgeopt.compress.sparse_training import METHODS, sparse_train
+
+        keras.utils.set_random_seed(seed)
+        model = keras.models.clone_model(self.model)  # same layers, new initial weights
+        splits = reseeded(self.splits, seed)
+        per_epoch = self.plan.scratch_per_epoch or math.ceil(self.splits.sizes["train"] / 128)
+        train = TrainConfig(epochs=self.plan.scratch_epochs, steps_per_epoch=per_epoch, seed=seed, **SCRATCH_TRAIN)
+        fields = {"method": variant.split(" ")[0], "steps": train.epochs * per_epoch}
+        if variant == "dense":
+            fields |= {"sparsity": 0.0, "val_top1": fit(model, splits, train).val_top1}
+        else:
+            method, level = variant.split(" ")
+            sparsity = float(level.rstrip("%")) / 100
+            extra = self.plan.dynamic if method in ("set", "rigl") else {}
+            model, result = sparse_train(model, splits, method, METHODS.get(method).config_cls(sparsity=sparsity, train=train, seed=seed, **extra))
+            fields |= {"sparsity": sparsity, "val_top1": result.val_top1, "masked_sparsity": result.sparsity, "distribution": result.config["distribution"],
+                       "mask_updates": result.mask_updates, "changed_fraction": result.changed_fraction}
+        row, _ = self.measure(model, seed)
+        return {**fields, **row}
+
+    def cost_table(self, *_) -> dict:
+        """The int8 latency cost table of the baseline (every group ``groups="all"`` may cut), and the feasibility check:
+        per scope, the least latency the table predicts (every group of the scope at its floor, the table's separable
+        sum of per-group savings) and the latency measured on that floor model itself, both as shares of the baseline's
+        (floor models and baseline interleaved). The measured share decides; the prediction is reported beside it."""
+        import numpy as np
+
+        from edgeopt.compress.cost_table import floor_channels, int8_latency, measure_table  # lazy: as above
+        from edgeopt.compress.saliency_prune import eligible_groups
+        from edgeopt.compress.structured import rebuild
+        from edgeopt.export import convert
+
+        b = self.plan.budget
+        floor = floor_channels(b["min_channels"], b["round_to"])
+        measure = int8_latency(self.pool[:64], threads=1, runs=b["runs"], min_seconds=b["min_seconds"])
+        table = measure_table(self.model, eligible_groups(self.model, "all"), measure, "latency_ms", floor=floor, round_to=b["round_to"],
+                              points=b["table_points"])
+        feasibility, files = {}, {"baseline": convert(self.model, "int8", self.pool[:64])}
+        for scope in ("internal", "all"):
+            widths = eligible_groups(self.model, scope)
+            predicted = table.predict(table.base, widths, {g: min(n, floor) for g, n in widths.items()})
+            files[scope] = convert(rebuild(self.model, {g: np.arange(floor) for g, n in widths.items() if n > floor}), "int8", self.pool[:64])
+            feasibility[scope] = {"groups": len(widths), "min_ratio": predicted / table.base}
+        ms = {k: median_ms(v) for k, v in interleaved_latency(files, 3, progress="floor models", **self.plan.latency).items()}
+        for scope in ("internal", "all"):
+            feasibility[scope]["floor_ratio"] = ms[scope] / ms["baseline"]
+        return {"table": table.to_dict(), "feasibility": feasibility, "floor_channels": floor}
+
+    def budget_criterion(self) -> tuple[str, dict]:
+        """The filter criterion with the best mean validation top-1 over seeds at the structured part's largest ratio."""
+        runs = self.caches["structured"]
+        ratio = max(self.plan.ratios)
+        val = {}
+        for c in FILTER_CRITERIA:
+            got = [runs.get(f"{c} {pct(ratio)}", s) for s in self.plan.seeds]
+            if any(g is None for g in got):
+                raise SystemExit(f"the budget part picks its criterion from the structured part's validation results: run --part structured first ({c} missing)")
+            val[c] = sum(g["val_top1"] for g in got) / len(got)
+        return max(val, key=val.get), val
+
+    def budget(self, variant: str, seed: int) -> dict:
+        """``budget_prune`` to ``max_latency_ratio`` with the smallest feasible scope, then the fine-tune; or why not."""
+        from edgeopt import TrainConfig  # lazy: as above
+        from edgeopt.compress.budget import BudgetPruneConfig, LatencyOptions, budget_prune
+        from edgeopt.compress.cost_table import CostTable
+
+        ratio = float(variant.split(" ")[1].rstrip("x"))
+        table = self.caches["budget"].get("cost table")
+        scope = next((s for s in ("internal", "all") if table["feasibility"][s]["floor_ratio"] <= ratio), None)
+        criterion, _ = self.budget_criterion()
+        if scope is None:
+            return {"budget_ratio": ratio, "feasible": False, "criterion": criterion}
+        b = self.plan.budget
+        config = BudgetPruneConfig(max_latency_ratio=ratio, step=b["step"], max_rounds=b["max_rounds"], criterion=criterion, groups=scope,
+                                   round_to=b["round_to"], min_channels=b["min_channels"], saliency=self.saliency_options(seed),
+                                   latency=LatencyOptions(threads=1, runs=b["runs"], min_seconds=b["min_seconds"], table_points=b["table_points"]),
+                                   train=TrainConfig(epochs=1, steps_per_epoch=b["round_steps"], learning_rate=STRUCTURED_LR, cosine=False,
+                                                     label_smoothing=0.1, seed=seed))
+        splits = reseeded(self.splits, seed)
+        pruned, result = budget_prune(self.model, splits, config, table=CostTable.from_dict(table["table"]), evaluate_test=False)
+        tuned = finetune(pruned, splits, self.plan.steps, STRUCTURED_LR, seed, self.plan.checks)
+        row, data = self.measure(pruned, seed)
+        write_file(self.caches["budget"].file(variant, seed, ".tflite"), data)
+        return {"budget_ratio": ratio, "feasible": True, "criterion": criterion, "groups": scope, "stop_reason": result.stop_reason,
+                "budgets_met": list(result.budgets_met), "budget_ms": result.budgets.get("latency_ms"),
+                "rounds": [asdict(r) for r in result.rounds], "round_steps": b["round_steps"], **tuned, **row}
+
+    def phase1(self, variant: str, seed: int) -> dict:
+        """1,200 fine-tune steps from the baseline with an L1 penalty (``phase1 l1 <strength>``, or ``phase1 penalized``:
+        the chosen strength) or without (``phase1 control``); near-zero weights, and the validation top-1 before and
+        after a one-shot layer-wise magnitude cut at each of the part's sparsities. The model is kept for phase 2."""
+        from edgeopt import TrainConfig, evaluate  # lazy: as above
+        from edgeopt.compress.graph import clone_with_weights
+        from edgeopt.compress.regularize import RegularizationConfig, fit_with_penalty, near_zero
+        from edgeopt.io import save_model_atomic
+
+        strength = None if variant == "phase1 control" else self.l1_strength() if variant == "phase1 penalized" else float(variant.split(" ")[2])
+        train = TrainConfig(epochs=self.plan.checks, steps_per_epoch=max(1, self.plan.steps // self.plan.checks), learning_rate=LR, cosine=True,
+                            label_smoothing=0.1, seed=seed)
+        regularization = None if strength is None else RegularizationConfig(kind="l1", strength=strength)
+        model, result = fit_with_penalty(clone_with_weights(self.model), reseeded(self.splits, seed), train, regularization)
+        save_model_atomic(model, self.caches["regularization"].file(variant, seed, ".keras"))
+        nz = near_zero(model)
+        oneshot = {pct(s): evaluate(_one_shot(model, s), self.splits.val)["top1"] for s in self.plan.l1_sparsities}
+        return {"strength": strength, "steps": train.epochs * train.steps_per_epoch, "val_top1": result.val_top1, "near_zero_weights": nz.weights,
+                "near_zero_filters": nz.filters, "near_zero_eps": nz.eps, "oneshot_val_top1": oneshot}
+
+    def l1_strength(self) -> float:
+        """Among the strengths whose phase-1 validation top-1 (seed 0) is within :data:`L1_DENSE_SLACK` of the control's,
+        the one whose one-shot cut at the highest sparsity keeps the best validation top-1 (the smallest if none qualifies)."""
+        cache, seed = self.caches["regularization"], self.plan.seeds[0]
+        control = cache.get("phase1 control", seed)
+        sweep = [cache.get(f"phase1 l1 {s:g}", seed) for s in self.plan.strengths]
+        top = pct(max(self.plan.l1_sparsities))
+        ok = [r for r in sweep if r["val_top1"] >= control["val_top1"] - L1_DENSE_SLACK]
+        return max(ok, key=lambda r: r["oneshot_val_top1"][top])["strength"] if ok else min(self.plan.strengths)
+
+    def regularization(self, variant: str, seed: int) -> dict:
+        if variant.startswith("phase1"):
+            return self.phase1(variant, seed)
+        from edgeopt import evaluate, load_model  # lazy: as above
+
+        arm, level = variant.split(" ")
+        sparsity = float(level.rstrip("%")) / 100
+        cache = self.caches["regularization"]
+        source = ("phase1 control" if arm == "control" else f"phase1 l1 {self.l1_strength():g}" if seed == self.plan.seeds[0]
+                  else "phase1 penalized")
+        start = load_model(cache.file(source, seed, ".keras"))
+        oneshot = evaluate(_one_shot(start, sparsity), self.splits.test)["top1"]
+        pruned, fields = self._saliency_prune(start, seed, "l1", "weight", sparsity, LR)
+        row, _ = self.measure(pruned, seed)
+        phase1 = cache.get(source, seed)
+        return {"arm": arm, "sparsity": sparsity, "source": source, "strength": phase1["strength"], "source_near_zero_weights": phase1["near_zero_weights"],
+                "oneshot_keras_top1": oneshot, **fields, **row}
+
+    def latency_files(self) -> dict[str, Path]:
+        files = {"dense": self.caches["unstructured"].file("dense", None, ".tflite")}
+        first = self.plan.seeds[0]
+        files |= {f"{c} {pct(r)}": self.caches["structured"].file(f"{c} {pct(r)}", first, ".tflite") for r in self.plan.ratios for c in FILTER_CRITERIA}
+        for variant, seed in self.plan.jobs("budget")[1:]:
+            if self.caches["budget"].get(variant, seed).get("feasible"):
+                files[f"{variant} seed {seed}"] = self.caches["budget"].file(variant, seed, ".tflite")
+        return files
+
+    def latency(self, *_) -> dict:
+        """int8 latency of the files, interleaved; each file's median of per-round medians and the per-round medians."""
+        files = self.latency_files()
+        results = interleaved_latency(files, self.plan.latency_rounds, progress="latency", **self.plan.latency)
+        return {"ms": {k: median_ms(v) for k, v in results.items()}, "rounds_ms": {k: [r.median_ms for r in v] for k, v in results.items()},
+                "files": {k: file_digest(p) for k, p in files.items()}}
+
+    def run_part(self, part: str) -> None:
+        cache = self.caches[part]
+        work = {"unstructured": self.unstructured, "scratch": self.scratch, "structured": self.structured, "regularization": self.regularization,
+                "latency": self.latency, "budget": lambda v, s: self.cost_table() if v == "cost table" else self.budget(v, s)}[part]
+        jobs = self.plan.jobs(part)
+        if part == "latency":  # measured again when any timed file changed
+            stale = cache.get("latency")
+            if stale and stale["files"] != {k: file_digest(p) for k, p in self.latency_files().items()}:
+                cache.results.pop(cache.key("latency", None))
+        cache.run(jobs, work, lambda v: self.plan.seconds(part, v), f"pruning criteria: {part}")
+
+    def missing(self) -> list[str]:
+        return [p for p in PARTS if any(self.caches[p].get(v, s) is None for v, s in self.plan.jobs(p))]
+
+    def collect(self) -> dict:
+        """Every part's cached results, as pruning_criteria.json holds them."""
+        get = {p: [self.caches[p].get(v, s) for v, s in self.plan.jobs(p)] for p in PARTS}
+        table = self.caches["budget"].get("cost table")
+        criterion, val = self.budget_criterion()
+        plan = self.plan
+        per_epoch = plan.scratch_per_epoch or math.ceil(self.splits.sizes["train"] / 128)
+        return {
+            "format": 1, "cmd": "benchmarks/pruning_criteria.py " + " ".join(sys.argv[1:]), "quick": plan.quick, "test_images": self.splits.sizes["test"],
+            "train_images": self.splits.sizes["train"], "seeds": plan.seeds,
+            "settings": {"steps": plan.steps, "rounds": plan.rounds, "checks": plan.checks, "learning_rate": LR, "structured_learning_rate": STRUCTURED_LR,
+                         "calibration": plan.calibration, "saliency": plan.saliency, "sparsities": list(plan.sparsities), "ratios": list(plan.ratios),
+                         "weight_criteria": list(WEIGHT_CRITERIA), "filter_criteria": list(FILTER_CRITERIA),
+                         "baseline_epochs": BASELINE_EPOCHS, "baseline_train_steps": BASELINE_EPOCHS * math.ceil(self.splits.sizes["train"] / 128),
+                         "scratch": {"epochs": plan.scratch_epochs, "steps": plan.scratch_epochs * per_epoch, "train": SCRATCH_TRAIN, "dynamic": plan.dynamic},
+                         "budget": {**plan.budget, "ratios": list(BUDGET_RATIOS)}, "l1": {"strengths": list(plan.strengths), "sparsities": list(plan.l1_sparsities),
+                                                                                         "dense_slack": L1_DENSE_SLACK},
+                         "latency": {**plan.latency, "rounds": plan.latency_rounds}},
+            "baseline": {"file": str(self.baseline_file), **get["unstructured"][0]},
+            "unstructured": get["unstructured"][1:], "scratch": get["scratch"], "structured": get["structured"],
+            "budget": {"criterion": criterion, "criterion_val_top1": val, "feasibility": table["feasibility"], "floor_channels": table["floor_channels"],
+                       "table": table["table"], "runs": [{**r, "latency_key": f"{r['variant']} seed {r['seed']}"} for r in get["budget"][1:]]},
+            "regularization": {"strength": self.l1_strength(), "phase1": [r for r in get["regularization"] if r["variant"].startswith("phase1")],
+                               "runs": [r for r in get["regularization"] if not r["variant"].startswith("phase1")]},
+            "latency": get["latency"][0],
+        }
+
+
+def _one_shot(model, sparsity: float):
+    """A copy of ``model`` with ``sparsity`` of each conv/dense kernel's weights of smallest magnitude set to zero."""
+    from edgeopt.compress.graph import clone_with_weights  # lazy: as above
+    from edgeopt.compress.masks import apply_masks, dense_masks, magnitude_scores, prunable_layers, prune_by_score
+
+    cut = clone_with_weights(model)
+    names = prunable_layers(cut)
+    apply_masks(cut, prune_by_score(magnitude_scores(cut, names), dense_masks(cut, names), sparsity, "layer"))
+    return cut
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    baseline_args(ap)
+    ap.add_argument("--part", choices=[*PARTS, "report"], default=None, help="run one part (cached); report: write the JSON and render "
+                    "from the caches, measuring nothing")
+    ap.add_argument("--finetune-steps", type=int, default=STEPS, help=f"fine-tune steps of every prune-after-training row (default {STEPS})")
+    ap.add_argument("--findings-only", action="store_true", help="re-render pruning_criteria.md, .csv and the findings from the JSON in --out")
+    ap.add_argument("--out", type=Path, default=None, help=f"where the JSON and the rendered files go (default {OUT}/, with --quick "
+                    f"{QUICK_OUT}/pruning_criteria/)")
+    a = ap.parse_args(argv)
+    out = a.out or (QUICK_OUT / "pruning_criteria" if a.quick else OUT)
+    from benchmarks._pruning_criteria_report import DATA, render  # no TensorFlow
+
+    if a.findings_only:
+        render(out, plots=True)
+        print(f"rendered {out}/pruning_criteria.md, pruning_criteria.csv, pruning_criteria_findings.md and the plots from {out / DATA}", flush=True)
+        return
+    plan = Plan(a)
+    parts = PARTS if a.part in (None, "report") else (a.part,)
+    print(f"pruning criteria: the full run is about {_duration(plan.estimate())} on 2 idle cores with nothing cached "
+          f"({'--quick settings' if a.quick else 'about twice that while another training shares the cores'}); "
+          f"{'this call: ' + ', '.join(parts) if a.part != 'report' else 'report only'}", flush=True)
+    if a.quick:
+        a.baseline = STANDIN  # the tiny stand-in (trained on first use) even when the baseline exists: minutes, not hours
+    check_baseline(a.baseline, a.quick)
+    t0 = time.perf_counter()
+    run = Run(a, plan)
+    left = sum(plan.seconds(p, v) for p in parts for v, s in plan.jobs(p) if run.caches[p].get(v, s) is None)
+    print(f"pruning criteria: {_duration(left)} left to run for {', '.join(parts)} (the rest is cached)", flush=True)
+    if a.part != "report":
+        for part in parts:
+            run.run_part(part)
+    missing = run.missing()
+    if missing:
+        print(f"not writing {out / DATA}: parts {', '.join(missing)} are not finished (run them with --part)", flush=True)
+        return
+    data = {**run.collect(), "machine": f"{machine_line()} (shared with other TensorFlow jobs while this ran)", "wall_s": time.perf_counter() - t0}
+    out.mkdir(parents=True, exist_ok=True)
+    write_file(out / DATA, json.dumps(data, indent=1) + "\n")
+    render(out, plots=True)
+    print(f"wrote {out}/{DATA}, pruning_criteria.md, pruning_criteria.csv, pruning_criteria_findings.md and the plots", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""benchmarks/_pruning_criteria_report.py and the plan of benchmarks/pruning_criteria.py, without TensorFlow: the
+findings and tables render from data shaped like pruning_criteria.json (built here from a seeded RNG, since the
+full run's JSON is not committed yet), every number in the findings comes from the data (tests/test_findings.py's
+perturbation check), the verdicts are edgeopt.stats' on the same numbers, and the run's job lists and estimate
+follow its settings."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import _pruning_criteria_report as report
+from benchmarks.pruning_criteria import BUDGET_RATIOS, FILTER_CRITERIA, L1_STRENGTHS, PARTS, WEIGHT_CRITERIA, Plan, pct
+from edgeopt.stats import seed_stats, verdict
+from test_findings import PERTURBATIONS, _counted, _tokens, list_lengths, perturb, unmoved
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = [0, 1, 2]
+IMAGES = 10_000
+
+
+def _run(rng, variant: str, seed: int, top1: float, macs: int = 5_000_000, **extra) -> dict:
+    t = float(top1 + rng.normal(0, 0.002))
+    return {"variant": variant, "seed": seed, "steps": 1200, "val_top1": t + 0.003, "keras_top1": t + 0.0004, "int8_top1": t,
+            "kernel_sparsity": extra.pop("kernel_sparsity", 0.0), "params": int(macs / 12), "macs": macs, "int8_bytes": int(macs / 9),
+            "seconds": float(rng.uniform(300, 700)), **extra}
+
+
+def fake_data(seed: int = 0) -> dict:
+    """A pruning_criteria.json as benchmarks/pruning_criteria.py's ``Run.collect`` writes it (3 seeds, full grid)."""
+    rng = np.random.default_rng(seed)
+    sparsities, ratios = (0.5, 0.75, 0.9), (0.5, 0.75)
+    base = {"file": "benchmarks/baselines/fmnist_mobilenet_v2_0.35.keras", "variant": "dense", "seed": None, "keras_top1": 0.9384, "int8_top1": 0.9375,
+            "val_top1": 0.9391, "kernel_sparsity": 0.0, "params": 413_000, "macs": 5_900_000, "int8_bytes": 640_000, "near_zero_weights": 0.0412,
+            "near_zero_eps": 0.01, "seconds": 95.0}
+    unstructured = [_run(rng, f"{c} {pct(s)}", sd, 0.936 - 0.04 * s ** 3 + 0.001 * i, kernel_sparsity=s * 0.99, criterion=c, sparsity=s, rounds=[])
+                    for sd in SEEDS for s in sparsities for i, c in enumerate(WEIGHT_CRITERIA)]
+    scratch = [_run(rng, "dense", sd, 0.915, method="dense", sparsity=0.0) for sd in SEEDS]
+    scratch += [_run(rng, f"{m} {pct(s)}", sd, 0.913 - 0.05 * s ** 3 - 0.002 * i, kernel_sparsity=s * 0.97, method=m, sparsity=s, masked_sparsity=s,
+                     distribution="global" if i < 2 else "erk", mask_updates=13 * (i > 1), changed_fraction=0.2 * (i > 1))
+                for sd in SEEDS for s in sparsities for i, m in enumerate(("snip", "grasp", "set", "rigl"))]
+    for r in scratch:
+        r["steps"] = 1784
+    structured = [_run(rng, f"{c} {pct(r)}", sd, 0.934 - 0.02 * r - 0.002 * i, macs=int(5_900_000 * (1 - 0.55 * r)), criterion=c, ratio=r, rounds=[])
+                  for sd in SEEDS for r in ratios for i, c in enumerate(FILTER_CRITERIA)]
+    budget = [_run(rng, f"budget {b:g}x", sd, 0.935 - 0.01 / b, macs=int(5_900_000 * b * 0.8), budget_ratio=b, feasible=True, criterion="taylor",
+                   groups="internal" if b == 0.5 else "all", stop_reason="budget", budgets_met=["latency_ms"], budget_ms=0.9 * b,
+                   rounds=[{"round": k} for k in range(8 + sd)], round_steps=100, selected_step=900, val_checks=[0.93, 0.931])
+              for sd in SEEDS for b in BUDGET_RATIOS]
+    for r in budget:
+        r["latency_key"] = f"{r['variant']} seed {r['seed']}"
+    chosen = L1_STRENGTHS[1]
+    phase1 = [{"variant": "phase1 control", "seed": sd, "strength": None, "steps": 1200, "val_top1": 0.9402 + 0.001 * sd, "near_zero_weights": 0.043 + 0.001 * sd,
+               "near_zero_filters": 0.011, "near_zero_eps": 0.01, "oneshot_val_top1": {"75%": 0.71, "90%": 0.21}, "seconds": 500.0} for sd in SEEDS]
+    phase1 += [{"variant": f"phase1 l1 {s:g}", "seed": 0, "strength": s, "steps": 1200, "val_top1": 0.9399 - 10 * s, "near_zero_weights": 0.2 + 1e4 * s,
+                "near_zero_filters": 0.05, "near_zero_eps": 0.01, "oneshot_val_top1": {"75%": 0.85 + 1e3 * s, "90%": 0.4 + 3e3 * s}, "seconds": 520.0}
+               for s in L1_STRENGTHS]
+    phase1 += [{**phase1[3 + 1], "variant": "phase1 penalized", "seed": sd, "near_zero_weights": 0.31 + 0.002 * sd} for sd in SEEDS[1:]]
+    reg_runs = [_run(rng, f"{arm} {pct(s)}", sd, 0.932 - 0.03 * s ** 3 + 0.002 * (arm == "penalized"), kernel_sparsity=s, arm=arm, sparsity=s,
+                     source="phase1 control" if arm == "control" else "phase1 penalized", strength=None if arm == "control" else chosen,
+                     source_near_zero_weights=0.04 if arm == "control" else 0.3 + 0.001 * sd, oneshot_keras_top1=0.6 + 0.2 * (arm == "penalized") - 0.3 * s,
+                     rounds=[]) for sd in SEEDS for s in (0.75, 0.9) for arm in ("penalized", "control")]
+    names = ["dense", *(f"{c} {pct(r)}" for r in ratios for c in FILTER_CRITERIA), *(r["latency_key"] for r in budget)]
+    ms = {n: 1.0 if n == "dense" else 0.52 if "50%" in n else 0.38 if "75%" in n else 0.45 if "0.5x" in n else 0.32 for n in names}
+    ms = {n: v * float(rng.uniform(0.98, 1.02)) for n, v in ms.items()}
+    rounds_ms = {n: [v * float(rng.uniform(0.97, 1.03)) for _ in range(7)] for n, v in ms.items()}
+    table = {"resource": "latency_ms", "base": 1.0, "seconds": 812.0, "curves": {f"g{i}": {"channels": [8, 24, 40, 56], "values": [0.9, 0.93, 0.97, 1.0]}
+                                                                                  for i in range(24)}}
+    return {
+        "format": 1, "cmd": "benchmarks/pruning_criteria.py", "quick": False, "test_images": IMAGES, "train_images": 57_000, "seeds": SEEDS,
+        "machine": "AMD EPYC, 2 cores, x86_64 (avx, avx2; AVX2, AVX-512, VNNI, no AMX)", "wall_s": 70_000.0,
+        "settings": {"steps": 1200, "rounds": 3, "checks": 4, "learning_rate": 5e-4, "structured_learning_rate": 1e-3, "calibration": 500,
+                     "saliency": {"batches": 16, "fisher": "batch"}, "sparsities": list(sparsities), "ratios": list(ratios),
+                     "weight_criteria": list(WEIGHT_CRITERIA), "filter_criteria": list(FILTER_CRITERIA), "baseline_epochs": 24, "baseline_train_steps": 10_704,
+                     "scratch": {"epochs": 4, "steps": 1784, "train": {"learning_rate": 0.004, "warmup_fraction": 0.03, "weight_decay": 0.05,
+                                                                        "label_smoothing": 0.1},
+                                 "dynamic": {"drop_fraction": 0.3, "update_every": 100, "end_fraction": 0.75, "schedule": "cosine"}},
+                     "budget": {"step": 0.1, "max_rounds": 25, "round_steps": 100, "round_to": 8, "min_channels": 8, "table_points": 4, "runs": 50,
+                                "min_seconds": 1.0, "ratios": list(BUDGET_RATIOS)},
+                     "l1": {"strengths": list(L1_STRENGTHS), "sparsities": [0.75, 0.9], "dense_slack": 0.005},
+                     "latency": {"threads": 1, "runs": 30, "min_seconds": 0.2, "rounds": 7}},
+        "baseline": base, "unstructured": unstructured, "scratch": scratch, "structured": structured,
+        "budget": {"criterion": "taylor", "criterion_val_top1": {c: 0.93 + 0.001 * i for i, c in enumerate(FILTER_CRITERIA)},
+                   "feasibility": {"internal": {"groups": 17, "min_ratio": 0.41, "floor_ratio": 0.44},
+                                   "all": {"groups": 24, "min_ratio": 0.27, "floor_ratio": 0.31}}, "floor_channels": 8,
+                   "table": table, "runs": budget},
+        "regularization": {"strength": chosen, "phase1": phase1, "runs": reg_runs},
+        "latency": {"ms": ms, "rounds_ms": rounds_ms, "files": {n: "0" * 12 for n in names}},
+    }
+
+
+@pytest.fixture(scope="module")
+def data():
+    return fake_data()
+
+
+def test_findings_and_tables_render(data):
+    findings = report.findings_markdown(data)
+    tables = report.tables_markdown(data)
+    for text in ("### Latency budget", "### Structured", "### Unstructured", "### Sparse training from scratch", "### L1 regularization"):
+        assert text in findings
+    rows = report.summary(data)
+    # one row per variant of every part: baseline, 9 unstructured, 1 + 12 from scratch, 10 structured, 2 budget, 4 regularization
+    assert len(rows) == 1 + 9 + 13 + 10 + 2 + 4
+    assert sum(line.startswith("| ") for line in tables.splitlines()) == (1 + 9) + (1 + 13) + (1 + 1 + 10) + (1 + 2) + (1 + 4) + (1 + 4) + (1 + 114)
+
+
+def test_every_number_in_the_findings_comes_from_the_data(data):
+    text = report.findings_markdown(data)
+    still = set.intersection(*(unmoved(text, report.findings_markdown(perturb(data, powers))) for powers in PERTURBATIONS))
+    tokens = _tokens(text)
+    typed = {tokens[i][1] for i in still if _counted(tokens[i][1])}
+    assert typed - set(report.FINDINGS_CONSTANTS) - list_lengths(data) == set()
+
+
+def test_a_typed_number_is_caught(data):
+    """The check above can fail: a constant written into the template does not move with the data."""
+    text = report.findings_markdown(data) + "\nThe run took 12.75 hours.\n"
+    other = report.findings_markdown(perturb(data, PERTURBATIONS[0])) + "\nThe run took 12.75 hours.\n"
+    tokens = _tokens(text)
+    assert "12.75" in {tokens[i][1] for i in unmoved(text, other)}
+
+
+def test_verdicts_are_the_stats_of_the_runs(data):
+    rows = {(r["section"], r["variant"]): r for r in report.summary(data)}
+    by = lambda runs, name: [r["int8_top1"] for r in sorted((r for r in runs if r["variant"] == name), key=lambda r: r["seed"])]  # noqa: E731
+    taylor = rows[("unstructured", "taylor 75%")]
+    st = seed_stats(by(data["unstructured"], "taylor 75%"), by(data["unstructured"], "l1 75%"), IMAGES, 0.0)
+    assert (taylor["diff"], taylor["noise"], taylor["verdict"]) == (st["diff_mean"], st["noise"], st["verdict"])
+    mag = rows[("unstructured", "l1 75%")]
+    st = seed_stats(by(data["unstructured"], "l1 75%"), [data["baseline"]["int8_top1"]], IMAGES, -0.01)
+    assert (mag["diff"], mag["verdict"], mag["target"]) == (st["diff_mean"], st["verdict"], "within 1 point of baseline")
+    assert rows[("unstructured", "l1 90%")]["verdict"] == "" and rows[("unstructured", "l1 90%")]["target"] == "none (reported)"
+    rigl = rows[("scratch", "rigl 90%")]
+    assert rigl["reference"] == "dense" and rigl["diff"] == seed_stats(by(data["scratch"], "rigl 90%"), by(data["scratch"], "dense"), IMAGES)["diff_mean"]
+
+
+def test_latency_ratios_and_verdicts(data):
+    rows = {r["variant"]: r for r in report.summary(data)}
+    ms, rounds = data["latency"]["ms"], data["latency"]["rounds_ms"]
+    st = rows["fpgm 50%"]
+    ratios = [a / d for a, d in zip(rounds["fpgm 50%"], rounds["dense"])]
+    noise = 1.96 * float(np.std(ratios, ddof=1)) / np.sqrt(len(ratios))
+    assert st["latency_vs_dense"] == pytest.approx(ms["fpgm 50%"] / ms["dense"], abs=1e-12)
+    assert st["latency_noise"] == pytest.approx(noise, rel=1e-9)
+    assert st["latency_verdict"] == verdict(0.5 - st["latency_vs_dense"], noise)
+    budget = rows["budget 0.33x"]
+    seeds = [ms[f"budget 0.33x seed {s}"] / ms["dense"] for s in SEEDS]
+    assert budget["latency_vs_dense"] == pytest.approx(np.mean(seeds), abs=1e-12)
+    assert budget["latency_verdict"] == verdict(0.33 - np.mean(seeds), 1.96 * float(np.std(seeds, ddof=1)) / np.sqrt(3))
+    assert budget["verdict"] == "" and rows["budget 0.5x"]["target"] == "within 0.5 point of baseline"
+
+
+def test_infeasible_budget_is_reported_not_run(data):
+    data = {**data, "budget": {**data["budget"], "runs": [{**r, "feasible": False} if r["budget_ratio"] == 0.33 else r for r in data["budget"]["runs"]]}}
+    rows = {r["variant"]: r for r in report.summary(data)}
+    assert rows["budget 0.33x"]["seeds"] == 0 and "infeasible" in rows["budget 0.33x"]["target"]
+    assert "infeasible by the table's prediction, not run" in report.findings_markdown(data)
+
+
+def test_render_writes_every_file(tmp_path, data, monkeypatch):
+    import json
+
+    import benchmarks._common as common
+
+    def plain_write(path, text):  # edgeopt.io's atomic write would load TensorFlow (seconds) for nothing here
+        Path(path).write_text(text)
+        return Path(path)
+
+    monkeypatch.setattr(common, "write_file", plain_write)
+    monkeypatch.setattr(report, "write_file", plain_write)
+    (tmp_path / report.DATA).write_text(json.dumps(data))
+    report.render(tmp_path)
+    assert (tmp_path / report.FINDINGS).read_text() == report.findings_markdown(data)
+    assert (tmp_path / "pruning_criteria.md").read_text() == report.tables_markdown(data) + "\n" + report.findings_markdown(data)
+    header = (tmp_path / "pruning_criteria.csv").read_text().splitlines()[0]
+    assert header == ",".join(report.CSV_FIELDS)
+
+
+def test_plan_jobs_follow_the_settings():
+    full = Plan(argparse.Namespace(quick=False, finetune_steps=1200, seeds=3))
+    assert len(full.jobs("unstructured")) == 1 + 3 * 3 * len(WEIGHT_CRITERIA)
+    assert len(full.jobs("scratch")) == 3 * (1 + 4 * 3)
+    assert len(full.jobs("structured")) == 3 * 2 * len(FILTER_CRITERIA)
+    assert len(full.jobs("budget")) == 1 + 3 * len(BUDGET_RATIOS)
+    assert len(full.jobs("regularization")) == 3 + len(L1_STRENGTHS) + 2 + 3 * 2 * 2
+    assert full.estimate() == sum(full.seconds(p, v) for p in PARTS for v, _ in full.jobs(p))
+    assert 15 * 3600 < full.estimate() < 25 * 3600  # the docstring's "about 20 h"
+    quick = Plan(argparse.Namespace(quick=True, finetune_steps=1200, seeds=3))
+    assert quick.seeds == [0] and quick.estimate() < full.estimate() / 40
+
+
+def test_rendering_and_the_plan_import_no_tensorflow():
+    code = ("import sys, argparse\nfrom benchmarks import _pruning_criteria_report\nfrom benchmarks.pruning_criteria import Plan\n"
+            "Plan(argparse.Namespace(quick=False, finetune_steps=1200, seeds=3)).estimate()\n"
+            "print(sorted(k for k in ('tensorflow', 'tf_keras', 'keras', 'matplotlib') if k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(not (ROOT / "benchmarks" / report.DATA).exists(), reason="benchmarks/pruning_criteria.json is committed by the full run")
+def test_committed_report_is_rendered_from_the_committed_data():
+    data = report.findings_data(ROOT / "benchmarks")
+    assert (ROOT / "benchmarks" / "pruning_criteria.md").read_text() == report.tables_markdown(data) + "\n" + report.findings_markdown(data)
