@@ -2,7 +2,7 @@
 accuracy. Usage: python scripts/compare_artifacts.py BEFORE_DIR AFTER_DIR. Timings in the manifests always differ."""
 import json, sys
 A, B = sys.argv[1], sys.argv[2]
-import edgeopt
+import edgeopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgeopt.tflite import flatbuffer
 from edgeopt.export import MANIFEST_KEY
 VOLATILE = {"convert_seconds", "seconds", "file", "tools"}

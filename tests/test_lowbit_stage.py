@@ -127,6 +127,10 @@ def test_lowbit_then_int8_export_keeps_each_channels_levels(tmp_path):
         assert per_channel <= LIMIT[bits[name]], (name, per_channel)
         assert set(np.unique(codes).tolist()) <= CODES[bits[name]], name
     assert max(kernel_stats(n, "", c).max_unique_per_channel for n, c in found.items() if bits[n] == 1) == 2
+    from edgeopt.export import read_manifest  # the export stage passed the lowbit stage's widths on: exact, packed size reported
+
+    entry = read_manifest(tflite)["lowbit"]
+    assert entry["bits"] == bits and entry["exact"] is True and entry["packed_weight_bytes"] < entry["int8_weight_bytes"]
 
 
 @pytest.mark.parametrize("fields, message", [

@@ -18,13 +18,12 @@ drops the convolution's weight quantizer as the 8-bit one does (see :mod:`edgeop
 Batch norms are handled as in 8-bit QAT: the unfolded kernel is quantized per channel, and the converter's
 folding scales each channel's grid by that channel's factor, keeping its number of levels.
 
-Export: ``edgeopt.export.to_tflite(strip_lowbit(qat), "int8", ...)``. The converter quantizes each output channel
-with scale max|w_c| / 127, so level k of Q lands on int8 code round(127 k / Q) (measured, tests/test_lowbit.py):
-binary, 2-bit (Q = 1) and 8-bit kernels are stored exactly; 4-bit kernels (Q = 7) on the codes 0, +-18, +-36, +-54,
-+-73, +-91, +-109, +-127, still at most 15 per channel (k = round(7 q / 127) recovers the 4-bit code) but each value
-up to 3/7 of an int8 step (0.34% of the channel's largest weight) from its level. Exact int4 storage needs a
-quantizer that writes INT4 tensors: ai-edge-quantizer on the float export stores these levels exactly (scale
-max|w_c| / 7), but it is not an edgeopt dependency. The QAT model
+Export: ``edgeopt.export.to_tflite(strip_lowbit(qat), "int8", ..., lowbit_bits=plan_bits(...))`` (the recipe's
+``export`` stage passes the ``lowbit`` stage's widths itself). Left alone, the converter quantizes each output channel
+with scale max|w_c| / 127, so level k of Q lands on int8 code round(127 k / Q): exact for binary and 2-bit, up to 3/7
+of an int8 step off at 4 bits. With ``lowbit_bits`` (:mod:`edgeopt.tflite.lowbit`) every low-bit kernel is rewritten
+to the codes k * floor(127 / Q) with the matching scale, so the file holds the trained levels exactly; ``mode="int4"``
+instead writes INT4 tensors through the optional ai-edge-quantizer (:mod:`edgeopt.tflite.int4`). The QAT model
 itself does not convert at 2 or 4 bits: the MSE range search leaves FakeQuant ops on non-constant tensors.
 :func:`packed_size_bytes` is what the weights would take packed at their bit-width.
 """

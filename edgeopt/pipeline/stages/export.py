@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from edgeopt.bench.quant_report import auto_fallback
 from edgeopt.config import RecipeError, to_dict
 from edgeopt.export import IO_TYPES, MODES, ModelInfo, PrecisionConfig, collect_data, to_tflite
-from edgeopt.pipeline.stage import RunContext, StageConfig, StageOutcome, stage
+from edgeopt.pipeline.stage import RunContext, StageConfig, StageOutcome, last_model_stage, stage
 
 WORST_TENSORS = 5  # rows of the quantization report an auto_fallback export records in its metrics
 
@@ -89,6 +89,7 @@ def export_stage(ctx: RunContext, model, config: StageConfig) -> StageOutcome:
     verify = ctx.splits.val if ctx.splits.sizes.get("val") else ctx.splits.test
     files, metrics = {}, {}
     jobs = [("model", model, cfg.mode, cfg.sparse_weights, cfg.io)]
+    lowbit_bits = _lowbit_bits(ctx) if cfg.mode in ("int8", "int4") else None
     baseline = ctx.baseline_model() if cfg.baseline else None
     if baseline is not None:
         jobs.append(("baseline_float32", baseline, "float32", False, "float32"))
@@ -106,7 +107,7 @@ def export_stage(ctx: RunContext, model, config: StageConfig) -> StageOutcome:
         art = to_tflite(m, mode, representative, preprocessing=ctx.splits.preprocessing, path=ctx.stage_dir / f"{stem}.tflite",
                         verify_data=verify, num_calibration=cfg.num_calibration, num_verify=cfg.verify_samples,
                         min_agreement=cfg.min_agreement, overwrite=True, sparse_weights=sparse, io=io, info=info,
-                        source=source, keep_float=keep)
+                        source=source, keep_float=keep, lowbit_bits=lowbit_bits if stem == "model" else None)
         files[stem] = f"{stem}.tflite"
         check = art.verification
         metrics[stem] = {"mode": mode, "size_bytes": len(art.model_bytes), "convert_seconds": round(art.convert_seconds, 1),
@@ -116,6 +117,15 @@ def export_stage(ctx: RunContext, model, config: StageConfig) -> StageOutcome:
         if fallback is not None:
             metrics[stem]["fallback"] = _fallback_metrics(fallback)
     return StageOutcome(None, metrics, files)
+
+
+def _lowbit_bits(ctx: RunContext) -> dict[str, int] | None:
+    """``{layer: bits}`` of the ``lowbit`` stage when it made the model being exported (so the int8 file stores its
+    4-bit, 2-bit or binary kernels exactly and the manifest reports their packed size); None otherwise."""
+    made = last_model_stage(ctx.results)
+    if made is None or made.type != "lowbit":
+        return None
+    return {name: int(bits) for name, bits in made.metrics.get("bits", {}).items() if int(bits) < 8} or None
 
 
 def _fallback(ctx: RunContext, model, cfg: ExportStageConfig, val):
