@@ -20,7 +20,7 @@ def lowbit_plan(model: keras.Model, lowbit_bits) -> dict[str, int] | None:
     if lowbit_bits is None:
         return None
     from edgeopt.compress.lowbit import WEIGHTED  # lazy: TF-MOT loads only for low-bit exports
-    from edgeopt.compress.lowbit_quantizers import check_bits
+    from edgeopt.compress.lowbit_quantizers import check_bits  # lazy: as above
 
     if not hasattr(lowbit_bits, "items"):
         raise ValueError(f"lowbit_bits must map layer names to bits, e.g. {{'conv2': 4}} (edgeopt.compress.lowbit.plan_bits); got {lowbit_bits!r}")
@@ -37,7 +37,7 @@ def lowbit_plan(model: keras.Model, lowbit_bits) -> dict[str, int] | None:
 def lowbit_levels(plan: dict[str, int]) -> dict[str, int]:
     """``{layer: Q}`` of the layers of a :func:`lowbit_plan` below 8 bits: the largest level of their grid (7 at 4 bits,
     1 at 2 bits and binary), what :func:`edgeopt.tflite.lowbit.exact_lowbit_codes` takes."""
-    from edgeopt.compress.lowbit_quantizers import qmax
+    from edgeopt.compress.lowbit_quantizers import qmax  # lazy: TF-MOT loads only for low-bit exports
 
     return {name: 1 if bits == 1 else qmax(bits) for name, bits in plan.items() if bits < 8}
 
@@ -46,7 +46,7 @@ def lowbit_entry(model, data: bytes, mode: str, plan: dict[str, int] | None, ker
     """The manifest's ``lowbit`` entry: the bits of every weighted layer (``lowbit_bits``, or for an int4 file without
     it 4 where the kernel is INT4 and 8 elsewhere), each low-bit kernel as stored, the weights' packed size at those
     widths and at 8 bits (``edgeopt.compress.lowbit.packed_size_bytes``), and the operators holding INT4 kernels."""
-    from edgeopt.compress.lowbit import WEIGHTED, packed_size_bytes
+    from edgeopt.compress.lowbit import WEIGHTED, packed_size_bytes  # lazy: TF-MOT loads only for low-bit exports
 
     source = "lowbit_bits"
     if plan is None:  # int4 without a plan: the widths are what the file stores
