@@ -97,7 +97,7 @@ def test_latency_budget_with_an_injected_latency_table(digits_splits):
     assert rows[-1].latency_ms == fake_latency_ms(pruned) <= 3.6 < min(r.latency_ms for r in rows[:-1])
     assert pruned.get_layer("conv1").filters == 16 and pruned.get_layer("conv2").filters < 16
     assert all(r.predicted == pytest.approx(r.measured) for r in rows[1:])
-    assert len(calls) - 1 == 1 + 1 + 3 * 2 + (len(rows) - 1)  # round 0, table base, 3 cut counts x 2 groups, one per round
+    assert len(calls) - 1 == 1 + 3 + 3 * 2 + 1 + (len(rows) - 1)  # round 0; table: 3 bases, 3 cut counts x 2 groups, the floor; one per round
 
     calls.clear()
     as_ratio = replace(config, max_latency_ms=None, max_latency_ratio=0.72)  # 0.72 x the input's 5.0 ms: the same 3.6 ms
@@ -114,6 +114,9 @@ def test_plan_cut_removes_where_saving_per_saliency_is_highest():
     assert {g: k.tolist() for g, k in keep.items()} == {"a": [0, 2, 4, 5], "b": [2, 3, 4, 5]} and predicted == pytest.approx(2.0)
     keep, _ = plan_cut(table, {"a": 6, "b": 6}, scores, 10.0, 0.0, floor=2, round_to=4)  # 6 -> 4 in one chunk; 4 -> 0 is below the floor
     assert {g: len(k) for g, k in keep.items()} == {"a": 4, "b": 4}
+    floored = CostTable("latency_ms", 10.0, table.curves, floor=5.0)  # the separable sum alone would predict 10 - 4 - 12 = -6
+    keep, predicted = plan_cut(floored, {"a": 6, "b": 6}, scores, 10.0, 2.5, floor=2, round_to=1)
+    assert predicted == 5.0 and {g: len(k) for g, k in keep.items()} == {"a": 2, "b": 2}  # below the floor: every chunk goes
     flat = CostTable("latency_ms", 1.0, {"a": GroupCurve("a", (2, 6), (1.0, 1.0))})
     assert plan_cut(flat, {"a": 6}, {"a": scores["a"]}, 1.0, 0.5, floor=2, round_to=1) == ({}, 1.0)  # nothing saves time: nothing cut
 

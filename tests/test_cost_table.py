@@ -1,5 +1,7 @@
 """Cost tables: multiply-add curves are exact against edgeopt's profile (linear in one group's width), the separable
-prediction misses exactly the interaction of two adjacent groups, measured points are made monotone, tables round-trip."""
+prediction misses exactly the interaction of two adjacent groups, measured points are made monotone, tables round-trip;
+with noise on the base measurements an injected separable latency is predicted exactly (one outlier: the median base)
+or never below the measured floor (every base off)."""
 from __future__ import annotations
 
 import numpy as np
@@ -42,14 +44,52 @@ def test_mac_curves_are_exact_and_prediction_misses_only_the_interaction():
 
 def test_noisy_points_are_made_monotone_and_the_table_round_trips():
     model = convnet()
-    noisy = iter([10.0, 10.5, 9.0])  # the model as is (12 channels), then conv1 cut to 2 and to 7 channels
+    noisy = iter([10.0, 10.5, 9.0, 10.4, 8.0])  # the model as is (12 channels), conv1 cut to 2 and 7, the model again, the floor
     table = measure_table(model, {"conv1": 12}, lambda m: next(noisy), "latency_ms", floor=2, points=3)
     curve = table.curves["conv1"]
-    assert curve.channels == (2, 7, 12) and curve.values == (9.0, 9.0, 10.0)  # 10.5 at 2 channels > 9.0 at 7: clamped
-    assert all(np.diff(curve.values) >= 0) and table.saving("conv1", 12, 7) == pytest.approx(1.0)
+    assert table.base_samples == (10.0, 10.4) and table.base == pytest.approx(10.2) and table.floor == 8.0
+    assert curve.channels == (2, 7, 12) and curve.values == (9.0, 9.0, 10.2)  # 10.5 at 2 channels > 9.0 at 7: clamped
+    assert all(np.diff(curve.values) >= 0) and table.saving("conv1", 12, 7) == pytest.approx(1.2)
     assert CostTable.from_dict(table.to_dict()) == table
+    old = {k: v for k, v in table.to_dict().items() if k not in ("floor", "base_samples")}  # written before floors existed
+    assert CostTable.from_dict(old).floor == 0.0 and CostTable.from_dict(old).base_samples == (10.2,)
     table.check({"conv1": 12}, "latency_ms")
     with pytest.raises(ValueError, match="measures latency_ms, not macs"):
         table.check({"conv1": 12}, "macs")
     with pytest.raises(ValueError, match="no curve up to the width of groups conv1, conv2"):
         CostTable("latency_ms", 1.0, {"conv1": GroupCurve("conv1", (2, 8), (0.5, 1.0))}).check({"conv1": 12, "conv2": 10}, "latency_ms")
+
+
+def separable_ms(conv1: int, conv2: int) -> float:
+    """A latency that is exactly separable: 1 ms fixed, 0.25 ms per conv1 channel, 0.5 ms per conv2 channel."""
+    return 1.0 + 0.25 * conv1 + 0.5 * conv2
+
+
+def noisy_base(noise: list[float]):
+    """A measure returning :func:`separable_ms` of the model, plus the next of ``noise`` when it is the whole model."""
+    left = iter(noise)
+
+    def measure(model) -> float:
+        n1, n2 = model.get_layer("conv1").filters, model.get_layer("conv2").filters
+        return separable_ms(n1, n2) + (next(left) if (n1, n2) == (12, 10) else 0.0)
+
+    return measure
+
+
+def test_base_noise_neither_scales_with_the_groups_nor_pushes_predictions_below_the_floor():
+    model, full = convnet(), {"conv1": 12, "conv2": 10}
+    grid = [{"conv1": a, "conv2": b} for a in range(2, 13) for b in range(2, 11)]
+    # one outlier among the three base measurements (a cold first run): with it as the base, cutting both groups to 2
+    # would be predicted at 9 - ((15 - 6.5) + (15 - 5)) = -9.5 ms
+    table = measure_table(model, full, noisy_base([6.0, 0.0, -0.5]), "latency_ms", floor=2, points=3)
+    assert table.base_samples == (15.0, 9.0, 8.5) and table.base == 9.0 and table.floor == separable_ms(2, 2)
+    for widths in grid:  # the median base is exact, so is the separable prediction at every width, measured or not
+        assert table.predict(separable_ms(12, 10), full, widths) == pytest.approx(separable_ms(widths["conv1"], widths["conv2"]))
+
+    # every base measurement 3 ms high: savings are over-counted by 3 ms per group, the floor holds the prediction up
+    table = measure_table(model, full, noisy_base([3.0, 3.5, 2.5]), "latency_ms", floor=2, points=3)
+    assert table.base == 12.0 and table.floor == separable_ms(2, 2) == 2.5
+    predicted = {tuple(w.values()): table.predict(separable_ms(12, 10), full, w) for w in grid}
+    assert min(predicted.values()) == 2.5 == predicted[(2, 2)]  # 9 - (5.5 + 7) = -3.5 unclamped
+    assert all(p >= separable_ms(2, 2) for p in predicted.values())
+    assert table.clamp(2.0, -1.0) == 2.0 and CostTable("macs", 5.0).predict(5.0, {}, {}) == 5.0  # below the floor already; nothing cut

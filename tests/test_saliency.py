@@ -141,6 +141,9 @@ def test_obd_fisher_per_image_and_per_batch():
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     per_image = S.weight_scores(model, "obd_fisher", ["fc"], data, OPTIONS)["fc"]
     np.testing.assert_allclose(per_image, (g**2).mean(0) * W**2 / 2, rtol=1e-4)
+    for chunk in (1, 3, 8):  # images per vectorized Jacobian: memory only, the same Fisher
+        chunked = S.weight_scores(model, "obd_fisher", ["fc"], data, S.SaliencyOptions(batches=10, fisher_chunk=chunk))["fc"]
+        np.testing.assert_allclose(chunked, per_image, rtol=1e-6)
     batch = S.weight_scores(model, "obd_fisher", ["fc"], data, S.SaliencyOptions(batches=10, fisher="batch"))["fc"]
     np.testing.assert_allclose(batch, np.mean([g[i : i + 8].mean(0) ** 2 for i in (0, 8, 16)], axis=0) * W**2 / 2, rtol=1e-4)
     np.testing.assert_allclose(S.filter_scores(model, "obd_fisher", ["fc"], data, OPTIONS)["fc"], per_image.sum(0), rtol=1e-6)
@@ -191,6 +194,8 @@ def test_missing_data_labels_and_wrong_kind_are_refused():
         S.filter_scores(model, "snip", ["conv"])
     with pytest.raises(ValueError, match="fisher must be one of sample, batch"):
         S.SaliencyOptions(fisher="exact")
+    with pytest.raises(ValueError, match="fisher_chunk must be >= 1"):
+        S.SaliencyOptions(fisher_chunk=0)
 
 
 def test_normalize_over_alive_weights_makes_layers_comparable():

@@ -269,8 +269,10 @@ def plan_cut(table: CostTable, widths: dict[str, int], scores: dict[str, np.ndar
              round_to: int) -> tuple[dict[str, np.ndarray], float]:
     """Which channels to keep so that the table predicts ``target`` or less from ``current``: chunks of a group's
     lowest-scoring channels (down to the next multiple of ``round_to``, never below ``floor``) are removed greedily,
-    the chunk with the largest predicted saving per unit of summed score first; chunks that save nothing stay.
-    Returns (kept channel indices of each changed group, sorted; the predicted resource after the cut)."""
+    the chunk with the largest predicted saving per unit of summed score first; chunks that save nothing stay. The
+    prediction is clamped at the table's floor (:meth:`~edgeopt.compress.cost_table.CostTable.clamp`), so a target
+    below the floor removes every chunk it can. Returns (kept channel indices of each changed group, sorted; the
+    predicted resource after the cut)."""
     order = {g: np.argsort(np.asarray(scores[g]), kind="stable") for g in widths}  # lowest score first
     removed = dict.fromkeys(widths, 0)
     heap: list[tuple[float, str]] = []
@@ -296,7 +298,7 @@ def plan_cut(table: CostTable, widths: dict[str, int], scores: dict[str, np.ndar
     while heap and predicted > target:
         _, g = heapq.heappop(heap)
         n, nxt = chunk(g)
-        predicted -= table.saving(g, n, nxt)
+        predicted = table.clamp(current, predicted - table.saving(g, n, nxt))  # never below the measured floor
         removed[g] += n - nxt
         push(g)
     keep = {g: np.sort(order[g][k:]) for g, k in removed.items() if k}

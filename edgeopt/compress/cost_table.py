@@ -9,15 +9,33 @@ as the sum of each group's change (``predict``): separable, which misses the int
 (a 1x1 convolution between them costs ``n_in * n_out``). Budget pruning therefore measures the real model after
 every round and records prediction against measurement.
 
+**One base, measured robustly, and a measured floor.** Every group's saving is measured against the same base (the
+whole model), so an error ``e`` in the base enters each group's first cut and the separable sum over ``k`` groups
+carries ``k * e``: measured once, a noisy base made a benchmark's prediction negative. Two guards:
+
+* the base is measured again before each group's points and once after the last (``base_samples``; latency only:
+  multiply-adds and parameters are exact) and ``base`` is their median, so a single outlier (a first, cold
+  measurement, a burst of background load) drops out and random error shrinks with the number of groups; the
+  samples are kept in the table so their spread can be read;
+* the model with every group of the table at the floor is measured too (``floor``): no model the table describes
+  costs less (fewer channels never cost more), so predictions are clamped at it (:meth:`CostTable.clamp`). This
+  also bounds the separable model's own error, which over-counts savings when adjacent groups are cut together.
+
+Per-group bases paired with each group's points (NetAdapt-like relative deltas) would cancel slow drift as well, but
+each group would then carry the full error of one base measurement, an outlier included; the median keeps one base
+counted once. A table read from JSON written before floors were measured has ``floor`` 0: predictions are then
+only kept non-negative.
+
 **Why whole-model points rather than a table of single layers (NetAdapt's).** A group is not one layer: it
 changes its producers' outputs, the depthwise convolutions and batch norms it flows through and its consumers'
 inputs, and XNNPACK fuses some of these. Timing the whole model with one group cut captures all of that
 (fusions, packing of channels into SIMD tiles, the quantize ops at the ends) with code edgeopt already has
 (rebuild -> int8 export -> LiteRT), where per-layer sub-models would need graph extraction and would miss what
 happens at their borders. The price is one conversion and one timing per point: ``points`` per group (4 by
-default: 4 x 17 groups = 68 for MobileNetV2), measured once before pruning starts; the table is JSON-serializable
-so a benchmark measures it once per model and machine. Latency per channel count is a staircase (XNNPACK packs
-channels in tiles of 8 or 16 on x86 and ARM; prune with ``round_to = 8``) that linear interpolation smooths;
+default: 3 cuts and the whole model again; with the last base and the floor model 4 x 17 + 2 = 70 for MobileNetV2),
+measured once before pruning starts; the table is JSON-serializable so a benchmark measures it once per model and
+machine. Latency per channel count is a staircase (XNNPACK packs channels in tiles of 8 or 16 on x86 and ARM; prune
+with ``round_to = 8``) that linear interpolation smooths;
 measured points are made monotone (fewer channels never cost more) so that noise cannot make a cut look like a
 slow-down. Multiply-adds and parameters are exactly linear in one group's width with the other groups fixed, so
 two points (``N`` and the floor) give them exactly.
@@ -59,22 +77,31 @@ class GroupCurve:
 
 @dataclass(frozen=True)
 class CostTable:
-    """``resource`` (``latency_ms``, ``macs`` or ``params``) of the whole model as measured (``base``) and with one
-    group cut (``curves``, by group name); ``seconds`` spent measuring it."""
+    """``resource`` (``latency_ms``, ``macs`` or ``params``) of the whole model (``base``: the median of
+    ``base_samples``, its measurements), with one group cut (``curves``, by group name) and with every group at the
+    floor (``floor``: the least any model of the table costs; 0 when not measured); ``seconds`` spent measuring it."""
 
     resource: str
     base: float
     curves: dict[str, GroupCurve] = field(default_factory=dict)
     seconds: float = 0.0
+    floor: float = 0.0
+    base_samples: tuple[float, ...] = ()
 
     def saving(self, group: str, n_from: int, n_to: int) -> float:
         """Predicted fall of the resource when ``group`` goes from ``n_from`` to ``n_to`` channels (>= 0 for a cut)."""
         curve = self.curves[group]
         return curve.at(n_from) - curve.at(n_to)
 
+    def clamp(self, current: float, value: float) -> float:
+        """``value`` (a prediction made from the measured ``current``) raised to the floor: never below ``floor``, nor
+        below ``current`` where ``current`` is already under the floor (a measurement of another moment), nor below 0."""
+        return max(value, min(self.floor, current), 0.0)
+
     def predict(self, current: float, widths_from: dict[str, int], widths_to: dict[str, int]) -> float:
-        """The resource after moving from ``widths_from`` (measured at ``current``) to ``widths_to``, group by group."""
-        return current - sum(self.saving(g, widths_from[g], n) for g, n in widths_to.items() if n != widths_from[g])
+        """The resource after moving from ``widths_from`` (measured at ``current``) to ``widths_to``: ``current`` less
+        each changed group's saving, clamped at the floor (:meth:`clamp`)."""
+        return self.clamp(current, current - sum(self.saving(g, widths_from[g], n) for g, n in widths_to.items() if n != widths_from[g]))
 
     def check(self, groups: dict[str, int], resource: str) -> None:
         """Raise ValueError unless the table measures ``resource`` and has a curve for each of ``groups`` up to its width."""
@@ -85,13 +112,15 @@ class CostTable:
             raise ValueError(f"the cost table has no curve up to the width of groups {', '.join(missing)}: measure it on this model")
 
     def to_dict(self) -> dict:
-        return {"resource": self.resource, "base": self.base, "seconds": self.seconds,
+        return {"resource": self.resource, "base": self.base, "seconds": self.seconds, "floor": self.floor, "base_samples": list(self.base_samples),
                 "curves": {g: {"channels": list(c.channels), "values": list(c.values)} for g, c in self.curves.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> "CostTable":
+        """The table of :meth:`to_dict`; one written before floors were measured gets ``floor`` 0 and its one base."""
         curves = {g: GroupCurve(g, tuple(int(n) for n in c["channels"]), tuple(float(v) for v in c["values"])) for g, c in data["curves"].items()}
-        return cls(data["resource"], float(data["base"]), curves, float(data.get("seconds", 0.0)))
+        samples = tuple(float(v) for v in data.get("base_samples", [data["base"]]))
+        return cls(data["resource"], float(data["base"]), curves, float(data.get("seconds", 0.0)), float(data.get("floor", 0.0)), samples)
 
 
 def floor_channels(min_channels: int, round_to: int) -> int:
@@ -112,22 +141,37 @@ def measure_table(model: keras.Model, groups: dict[str, int], measure: Measure, 
                   points: int = 4) -> CostTable:
     """Measure ``resource`` with ``measure(model)`` on ``model`` and, for each group of ``groups`` (name -> width), on
     ``model`` with that group cut to each of :func:`table_counts` (2 counts for ``macs`` and ``params``, which are
-    linear). Returns the :class:`CostTable`."""
+    linear), then on ``model`` with every group cut to ``floor`` channels. Latency re-measures the whole model before
+    each group's points and after the last; the median is the base (see the module docstring). Returns the
+    :class:`CostTable`."""
     if resource not in RESOURCES:
         raise ValueError(f"resource must be one of {', '.join(RESOURCES)}; got {resource!r}")
     start = time.perf_counter()
-    base = float(measure(model))
     counts = {g: table_counts(n, floor, 2 if resource in LINEAR else points, round_to) for g, n in groups.items()}
+    cut = [g for g, ns in counts.items() if len(ns) > 1]
+    repeat = resource not in LINEAR and bool(cut)  # exact counts need one base
+    total = sum(len(counts[g]) - 1 for g in cut) + (len(cut) + 1 if repeat else 1) + bool(cut)
+    samples, points_of = [], {}
+    with bar(total=total, desc=f"cost table ({resource})", unit="model") as shown:
+
+        def timed(m: keras.Model) -> float:
+            value = float(measure(m))
+            shown.update(1)
+            return value
+
+        for i, g in enumerate(cut):
+            if repeat or i == 0:
+                samples.append(timed(model))
+            points_of[g] = [timed(rebuild(model, {g: np.arange(n)})) for n in counts[g][:-1]]
+        if repeat or not cut:
+            samples.append(timed(model))  # after the last group's points; the one base when nothing is cut
+        lowest = timed(rebuild(model, {g: np.arange(counts[g][0]) for g in cut})) if cut else samples[0]
+    base = float(np.median(samples))
     curves = {}
-    with bar(total=sum(len(c) - 1 for c in counts.values()), desc=f"cost table ({resource})", unit="model") as shown:
-        for g, ns in counts.items():
-            values = []
-            for n in ns[:-1]:
-                values.append(float(measure(rebuild(model, {g: np.arange(n)}))))
-                shown.update(1)
-            values = np.minimum.accumulate(np.array(values + [base])[::-1])[::-1]  # fewer channels never cost more
-            curves[g] = GroupCurve(g, tuple(ns), tuple(float(v) for v in values))
-    return CostTable(resource, base, curves, time.perf_counter() - start)
+    for g, ns in counts.items():
+        values = np.minimum.accumulate(np.array(points_of.get(g, []) + [base])[::-1])[::-1]  # fewer channels never cost more
+        curves[g] = GroupCurve(g, tuple(ns), tuple(float(v) for v in values))
+    return CostTable(resource, base, curves, time.perf_counter() - start, min(lowest, base), tuple(samples))
 
 
 def count_macs(model: keras.Model) -> float:

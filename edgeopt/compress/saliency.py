@@ -36,7 +36,8 @@ normalization is :func:`normalize` with ``"l2"``, applied where layers are ranke
 **OBD** (LeCun et al. 1990): ``h_ii w_i^2 / 2`` with ``h_ii`` the diagonal of the Hessian of the mean loss,
 estimated by the empirical Fisher (``fisher="sample"``: mean over images of the squared per-image gradient;
 ``"batch"``: mean over batches of the squared batch-mean gradient, which is smaller by about the batch size;
-per image needs memory for images-per-batch x kernel weights floats, and traces a vectorized Jacobian once)
+per image takes a vectorized Jacobian of ``fisher_chunk`` images at a time, traced once, so its memory is bounded by
+the chunk whatever the batch size: :class:`~edgeopt.compress.derivatives.LossDerivatives`)
 or by Hutchinson's method (mean over batches and ``hutchinson_samples`` Rademacher vectors ``z`` of
 ``z * Hz``, ``Hz`` a Hessian-vector product from nested ``tf.GradientTape``s; ``z`` drawn with NumPy's
 ``default_rng(seed)``, one ``integers(0, 2, shape) * 2 - 1`` per kernel in order, per sample, per batch).
@@ -54,7 +55,7 @@ from typing import Mapping
 import numpy as np
 
 from edgeopt._keras import ends_in_softmax, keras, tf
-from edgeopt.compress.derivatives import LossDerivatives
+from edgeopt.compress.derivatives import CHUNK, LossDerivatives
 from edgeopt.compress.masks import kernel_of, prunable_layers
 from edgeopt.config import Config
 from edgeopt.registry import Registry
@@ -71,10 +72,13 @@ Batch = tuple[tf.Tensor, "tf.Tensor | None"]
 @dataclass(frozen=True)
 class SaliencyOptions(Config):
     """``batches``: at most this many batches of data feed a data criterion; ``fisher``: ``sample`` (per-image
-    squared gradients) or ``batch``; ``hutchinson_samples``: Rademacher vectors per batch; ``seed`` draws them."""
+    squared gradients) or ``batch``; ``fisher_chunk``: images per vectorized Jacobian of the per-image Fisher (its
+    memory grows with it; the result does not change); ``hutchinson_samples``: Rademacher vectors per batch; ``seed``
+    draws them."""
 
     batches: int = 8
     fisher: str = "sample"
+    fisher_chunk: int = CHUNK
     hutchinson_samples: int = 8
     seed: int = 0
 
@@ -83,6 +87,8 @@ class SaliencyOptions(Config):
             raise ValueError(f"batches must be >= 1 (batches of data a data criterion reads), got {self.batches}")
         if self.fisher not in FISHER:
             raise ValueError(f"fisher must be one of {', '.join(FISHER)}; got {self.fisher!r}")
+        if self.fisher_chunk < 1:
+            raise ValueError(f"fisher_chunk must be >= 1 (images per vectorized Jacobian, e.g. {CHUNK}), got {self.fisher_chunk}")
         if self.hutchinson_samples < 1:
             raise ValueError(f"hutchinson_samples must be >= 1, got {self.hutchinson_samples}")
 
@@ -263,7 +269,7 @@ def hessian_diagonal(model, names: list[str], batches: list[Batch], method: str,
             total = [t + g.numpy().astype(np.float64) ** 2 for t, g in zip(total, d.gradient(x, y))]
             count += 1
         else:
-            total = [t + g.numpy().astype(np.float64) for t, g in zip(total, d.squared_per_image(x, y))]
+            total = [t + g.numpy().astype(np.float64) for t, g in zip(total, d.squared_per_image(x, y, options.fisher_chunk))]
             count += len(x)
     return {n: t / count for n, t in zip(names, total)}
 
