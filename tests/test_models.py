@@ -145,8 +145,13 @@ def test_shufflenet_rejects_bad_scale_and_groups():
         models.create("shufflenet_v1", groups=5)
 
 
-@pytest.mark.parametrize("groups", [1, 2, 3, 4, 8])
-@pytest.mark.parametrize("scale", [0.25, 0.5, 1.0, 1.5, 2.0])
+SHUFFLE_GROUPS, SHUFFLE_SCALES = [1, 2, 3, 4, 8], [0.25, 0.5, 1.0, 1.5, 2.0]
+
+
+# every groups value and every scale once by default (a diagonal of the grid); the other 20 pairs are slow (~4 s a build)
+@pytest.mark.parametrize("groups, scale", [
+    pytest.param(g, s, marks=() if i == j else pytest.mark.slow)
+    for i, g in enumerate(SHUFFLE_GROUPS) for j, s in enumerate(SHUFFLE_SCALES)])
 def test_shufflenet_every_groups_and_scale_builds(groups, scale):
     m = models.create("shufflenet_v1", input_shape=(32, 32, 3), classes=10, groups=groups, scale=scale)
     assert m.output.shape[-1] == 10
