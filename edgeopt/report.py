@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgeopt import io
 from edgeopt.bench import BenchResult, interleave, measure_latency, pooled, this_machine
-from edgeopt.pipeline.stage import last_model_metrics, latest, stage_results
+from edgeopt.pipeline.stage import last_model_metrics, latest, latest_baseline, stage_results
 from edgeopt.stats import sampling_interval
 
 write_atomic = partial(io.write_atomic, overwrite=True)  # tables are regenerated in place
@@ -85,8 +85,8 @@ def result_rows(report: dict) -> list[dict]:
     95% test-sampling interval of the .tflite top-1 on its ``test_images`` (:func:`edgeopt.stats.sampling_interval`)."""
     stages = stage_results(report)
     last = last_model_metrics(stages)
-    train = latest(stages, "train")
-    base = train.metrics if train else {}
+    trained = latest_baseline(stages)  # the float baseline's Keras metrics (none when the run starts from a model file)
+    base = trained.metrics if trained else {}
     knobs = ",".join(f"{k}={v}" for k, v in report["model"].get("knobs", {}).items())
     rows = []
     for r in bench_rows(report):

@@ -48,6 +48,17 @@ def _report(recipe: str = "r", device: str = MACHINE) -> dict:
 REPORT = _report()
 
 
+def test_the_baseline_row_takes_the_last_float_training_stage_and_nothing_when_the_run_starts_from_a_file():
+    report = copy.deepcopy(REPORT)
+    distill = StageResult(1, "distill", "01-distill", seconds=7.0, metrics={"test_top1": 0.92, "params": 100, "macs": 2e6, "sparsity": 0.0},
+                          files={"model": "model.keras"})
+    report["stages"].insert(1, distill.to_dict())  # train -> distill -> prune: the distilled student is the float baseline
+    assert {r["artifact"]: r["keras_top1"] for r in result_rows(report)} == {"model": 0.88, "baseline_float32": 0.92}
+    from_file = copy.deepcopy(REPORT)
+    del from_file["stages"][0]  # a recipe that starts from model.path: no float training stage measured the baseline
+    assert {r["artifact"]: r["keras_top1"] for r in result_rows(from_file)} == {"model": 0.88, "baseline_float32": None}
+
+
 def test_pareto_mask():
     # (cost, value): (1, .5) and (2, .9) are optimal; (3, .8) is beaten by (2, .9); (2, .7) too
     assert pareto_mask([1, 2, 3, 2], [0.5, 0.9, 0.8, 0.7]) == [True, True, False, False]

@@ -26,7 +26,9 @@ from edgeopt.train import TrainConfig, evaluate
 if TYPE_CHECKING:  # the recipe module imports this one (its stages parse themselves); only a type here
     from edgeopt.pipeline.recipe import Recipe
 
-BASELINE_STAGES = ("train", "finetune")  # stages whose model is the float baseline of later compression
+# stages whose model is the float baseline of later compression: they train the full float model (distill: a student
+# trained with a teacher's soft labels, from scratch or on top of a train stage) and change no weight's precision or count
+BASELINE_STAGES = ("train", "finetune", "distill")
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "verbose")
 
 
@@ -146,6 +148,11 @@ def latest(results: list[StageResult], stage_type: str) -> StageResult | None:
     return next((r for r in reversed(results) if r.type == stage_type), None)
 
 
+def latest_baseline(results: list[StageResult]) -> StageResult | None:
+    """The most recent finished stage among ``results`` whose model is the float baseline (:data:`BASELINE_STAGES`)."""
+    return next((r for r in reversed(results) if r.type in BASELINE_STAGES), None)
+
+
 def last_model_stage(results: list[StageResult]) -> StageResult | None:
     """The last stage among ``results`` that measured a Keras model (every such stage reports ``params``;
     ``test_top1`` only where the run evaluated the test split), if any."""
@@ -185,7 +192,7 @@ class RunContext:
     def baseline_model(self) -> keras.Model | None:
         """The float model to compare against: the one saved by the most recent ``train`` or ``finetune`` stage, else
         the model the run started from (a user's trained model file), else None."""
-        trained = next((r for r in reversed(self.results) if r.type in BASELINE_STAGES), None)
+        trained = latest_baseline(self.results)
         if trained is not None:
             return load_stage_model(self.run_dir / trained.dir, trained.type)
         return self.initial_model() if self.initial_model is not None else None
