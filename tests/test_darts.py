@@ -7,9 +7,9 @@ import pytest
 
 from edgeopt._keras import keras, tf
 from edgeopt.config import RecipeError
-from edgeopt.search.darts import CHECKPOINT_FILE, DartsConfig, DartsTrainer, read_checkpoint, search
+from edgeopt.search.darts import CHECKPOINT_FILE, DartsConfig, DartsTrainer, derive_within, read_checkpoint, search
 from edgeopt.search.nas_cost import OpCostTable
-from edgeopt.search.nas_space import SKIP, tiny_space
+from edgeopt.search.nas_space import SKIP, Architecture, tiny_space
 from edgeopt.search.supernet import Supernet
 
 OPS = ("ir_k3_e3", "ir_k5_e6", SKIP)
@@ -132,6 +132,50 @@ def test_search_resumes_after_a_crash(tmp_path, digits_splits):
         search(tiny_space(OPS), digits_splits, DartsConfig(epochs=2, steps_per_epoch=1, cost_weight=0.25), checkpoint_dir=tmp_path, cost_table=COSTS)
 
 
+def test_cost_target_makes_the_cost_term_a_hinge(batch):
+    """The uniform mixture's whole-network cost is 3 + 5/3 + 5 = 9.67: a target above it leaves the architecture
+    alone (no data loss here); below it, the step is the linear term's (Adam's first step, as in the test above)."""
+    above, below = (_trainer(data_loss_weight=0.0, cost_weight=1.0, cost_target=target) for target in (20.0, 5.0))
+    assert below.cost_target == pytest.approx((5.0 - COSTS.fixed) / below.cost_reference)
+    for t in (above, below):
+        t.arch_step(*batch, tf.constant(1.0))
+    for b, a_above, a_below in zip(below.supernet.blocks, above.supernet.alphas, below.supernet.alphas):
+        assert not np.any(a_above.numpy())
+        g = np.array([COSTS.blocks[b.name][op] for op in b.ops]) / below.cost_reference
+        g = (g - g.mean()) / len(g)
+        np.testing.assert_allclose(a_below.numpy(), -LR * g / (np.abs(g) + 1e-7 / np.sqrt(1 - 0.999)), rtol=1e-5)
+
+
+def test_search_starts_from_initial_weights(tmp_path, digits_splits):
+    keras.utils.set_random_seed(7)
+    donor = Supernet(tiny_space(OPS), digits_splits.preprocessing.input_shape, 10, seed=7).state()
+    config = DartsConfig(epochs=1, steps_per_epoch=1, learning_rate=1e-9, clip_norm=None)  # the weights barely move
+    _, supernet = search(tiny_space(OPS), digits_splits, config, checkpoint_dir=tmp_path, cost_table=COSTS, initial_weights=donor, log=lambda line: None)
+    state = supernet.state()
+    trainable = [f"w/{key}/{i}" for key, m in supernet.parts() for i, v in enumerate(m.weights) if v.trainable]
+    for key in trainable:
+        np.testing.assert_allclose(state[key], donor[key], atol=1e-6, err_msg=key)
+    other = {**donor, "w/stem/0": donor["w/stem/0"] + 1.0}
+    with pytest.raises(ValueError, match=r"another initial_weights"):
+        search(tiny_space(OPS), digits_splits, config, checkpoint_dir=tmp_path, cost_table=COSTS, initial_weights=other)
+    with pytest.raises(ValueError, match="initial_weights has no w/stem/0"):
+        search(tiny_space(OPS), digits_splits, config, cost_table=COSTS, initial_weights={k: v for k, v in donor.items() if k != "w/stem/0"})
+
+
+def test_derive_within_switches_the_cheapest_loss_per_cost_saved():
+    """block1a: ir_k3_e3 (cost 1, p 0.5), ir_k5_e6 (4, 0.1), skip (0, 0.4); block2a: ir_k3_e3 (2, 0.1), ir_k5_e6 (8, 0.9);
+    fixed 3. The argmax (ir_k3_e3, ir_k5_e6) costs 12. Switching block1a to skip loses log(0.5/0.4) = 0.22 for 1 saved,
+    block2a to ir_k3_e3 log(9) = 2.2 for 6 saved (0.37 per unit): block1a first, then block2a if still over."""
+    space, probs = tiny_space(OPS), [[0.5, 0.1, 0.4], [0.1, 0.9]]
+    assert derive_within(space, probs, COSTS, 12.0) == Architecture(("ir_k3_e3", "ir_k5_e6"))
+    assert derive_within(space, probs, COSTS, 11.5) == Architecture((SKIP, "ir_k5_e6"))
+    assert derive_within(space, probs, COSTS, 10.5) == Architecture((SKIP, "ir_k3_e3"))
+    with pytest.raises(ValueError, match="no architecture of the space costs at most 4.9 ms: the cheapest costs 5"):
+        derive_within(space, probs, COSTS, 4.9)
+    with pytest.raises(ValueError, match="one vector per block"):
+        derive_within(space, probs[:1], COSTS, 12.0)
+
+
 def test_temperature_decays_exponentially():
     config = DartsConfig(epochs=5, tau=5.0, tau_final=0.5, mixing="gumbel")
     taus = [config.tau_at(e) for e in range(5)]
@@ -144,9 +188,10 @@ def test_temperature_decays_exponentially():
     ({"tau": 0}, "tau must be > 0"),
     ({"hard": True}, "hard needs mixing = \"gumbel\""),
     ({"mixing": "sigmoid"}, "mixing must be one of softmax, gumbel"),
-    ({"cost_model": "latency_pixel9"}, "cost_model must be one of macs, params"),
+    ({"cost_model": "latency_pixel9"}, "cost_model must be one of latency, macs, params"),
     ({"epochs": 3, "warmup_epochs": 3}, r"warmup_epochs must be in \[0, epochs\)"),
     ({"cost_weight": -1}, "cost_weight and data_loss_weight must be >= 0"),
+    ({"cost_target": 0}, "cost_target must be > 0"),
     ({"arch_optimizer": "lion"}, "arch_optimizer must be one of adam, sgd, rmsprop"),
     ({"learning_rate": 0}, "learning_rate must be > 0"),
     ({"epoch": 3}, "epoch is not a known field"),

@@ -105,3 +105,17 @@ def test_state_round_trip_is_exact(supernet):
         np.testing.assert_array_equal(value, state[key], err_msg=key)
     with pytest.raises(ValueError, match="the saved state has no w/stem/0"):
         other.load_state({k: v for k, v in state.items() if k != "w/stem/0"})
+
+
+def test_single_path_is_the_one_hot_mixture_and_uses_only_its_weights(supernet, images):
+    for arch in (Architecture((SKIP, "ir_k5_e6")), Architecture(("ir_k3_e3_se0.25", "ir_k3_e3"))):
+        np.testing.assert_allclose(supernet.path(images, arch).numpy(), supernet(images, supernet.one_hot(arch)).numpy(), atol=1e-5)
+        chosen = [supernet.stem] + [m for m in supernet.path_parts(arch) if m is not None] + [supernet.head]
+        assert [v.ref() for v in supernet.path_variables(arch)] == [v.ref() for m in chosen for v in m.trainable_variables]
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(supernet.path(images, arch, training=False))
+        grads = tape.gradient(loss, supernet.weight_variables)
+        used = {v.ref() for v in supernet.path_variables(arch)}
+        # exactly the path's weights get a gradient: every other candidate is not run
+        assert {v.ref() for v, g in zip(supernet.weight_variables, grads) if g is not None} == used
+    assert supernet.path_parts(Architecture((SKIP, "ir_k5_e6")))[0] is None

@@ -18,6 +18,8 @@ Architecture search (the ``nas`` recipe stage uses these; none of them imports t
 - ``latency_table``: per-operator latency measured on LiteRT or a phone over adb (``measure_table``, resumable; the
   ``latency`` cost model reads its file); ``latency_predictor``: its prediction checked on random whole networks.
 - ``evolution``: NSGA-II over architectures, one-shot score against predicted cost, with a cost limit (``evolve``).
+- ``single_path``: a supernet trained one uniformly drawn path per step (``train_single_path``): one-shot scoring's
+  supernet and a warm start for ``darts.search``.
 
 Names load on first use (like ``edgeopt``'s): the recipe search imports the pipeline, and the pipeline's ``nas`` stage
 imports the architecture-search modules of this package, so loading them all here would be an import cycle.
@@ -34,7 +36,8 @@ _EXPORTS = {
     "Architecture": "nas_space", "NasSpace": "nas_space", "build_network": "nas_space",
     "OpCostTable": "nas_cost", "cost_model": "nas_cost",
     "Supernet": "supernet",
-    "DartsConfig": "darts", "NasResult": "darts", "search": "darts",
+    "DartsConfig": "darts", "NasResult": "darts", "derive_within": "darts", "search": "darts",
+    "SinglePathConfig": "single_path", "train_single_path": "single_path",
     "oneshot_score": "oneshot",
     "LatencyTable": "latency_table", "LatencyTableConfig": "latency_table", "measure_table": "latency_table",
     "PredictorCheck": "latency_predictor", "check_predictor": "latency_predictor",

@@ -7,8 +7,11 @@ own optimizer (:func:`edgeopt.train.make_optimizer`):
 * weights: cross-entropy of the mixed supernet on ``splits.train`` (gradient clipped to ``clip_norm``);
 * architecture: ``data_loss_weight * cross-entropy on splits.val + cost_weight * E[cost] / cost_reference``, where
   ``E[cost] = sum_i softmax(alpha_i / tau) . cost_i`` over the blocks of a :class:`~edgeopt.search.nas_cost.OpCostTable`
-  (multiply-adds now, a latency table later) and ``cost_reference`` defaults to the expected cost with every candidate
-  equally likely, so the term starts at ``cost_weight``.
+  (multiply-adds, or measured latency: the ``latency`` cost model) and ``cost_reference`` defaults to the expected cost
+  with every candidate equally likely, so the term starts at ``cost_weight``. With ``cost_target`` (the whole
+  network's cost, the table's fixed part included) the term is the hinge ``cost_weight * max(0, fixed + E[cost] -
+  cost_target) / cost_reference``: no pressure below the target, the linear term's above it (MnasNet aims at a target
+  latency the same way, with a soft power law).
 
 This is the **first-order** DARTS approximation: the architecture gradient is taken at the current weights, not
 through one unrolled weight step (second order), which the DARTS paper found about as good and 2-3x cheaper. The
@@ -19,10 +22,13 @@ expectation under ``softmax(alpha / tau)`` (exact, no sampling noise), where FBN
 
 :func:`search` saves the supernet, both optimizers and the history atomically after every epoch
 (``<checkpoint_dir>/nas_checkpoint.npz``); called again with the same space and config it continues after the last
-saved epoch. The derived architecture is each block's argmax.
+saved epoch, from ``initial_weights`` when given (e.g. a single-path-trained supernet's: FBNet and ProxylessNAS
+train the weights alone before the architecture). The derived architecture is each block's argmax;
+:func:`derive_within` derives one under a cost limit.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -44,7 +50,8 @@ from edgeopt.search.nas_space import Architecture, NasSpace
 from edgeopt.search.supernet import MIXINGS, Supernet
 from edgeopt.train import TrainConfig, make_optimizer
 
-__all__ = ["CHECKPOINT_FILE", "DartsConfig", "DartsTrainer", "EpochRecord", "NasResult", "search"]
+__all__ = ["CHECKPOINT_FILE", "DartsConfig", "DartsTrainer", "EpochRecord", "NasResult", "derive_within", "read_checkpoint", "search",
+           "write_checkpoint"]
 
 CHECKPOINT_FILE = "nas_checkpoint.npz"
 _CHECKPOINT_VERSION = 1
@@ -57,7 +64,8 @@ class DartsConfig(Config):
     (constant), ``arch_weight_decay``. ``epochs`` (the first ``warmup_epochs`` train weights only), ``steps_per_epoch``
     (None: the whole training split), ``mixing`` (softmax / gumbel), ``hard`` (gumbel only: one-hot forward),
     temperature ``tau`` decaying to ``tau_final`` (None: constant), the cost term (``cost_model``, ``cost_weight``,
-    ``cost_reference``, in the cost's unit) and ``data_loss_weight``, ``seed``."""
+    ``cost_reference`` and ``cost_target``, in the cost's unit; with a target the term is a hinge that is 0 below
+    it) and ``data_loss_weight``, ``seed``."""
 
     epochs: int = 20
     warmup_epochs: int = 0
@@ -77,6 +85,7 @@ class DartsConfig(Config):
     cost_model: str = "macs"
     cost_weight: float = 0.1
     cost_reference: float | None = None
+    cost_target: float | None = None
     data_loss_weight: float = 1.0
     seed: int = 0
 
@@ -110,6 +119,8 @@ class DartsConfig(Config):
             raise ValueError(f"cost_weight and data_loss_weight must be >= 0, got {self.cost_weight} and {self.data_loss_weight}")
         if self.cost_reference is not None and not self.cost_reference > 0:
             raise ValueError(f"cost_reference must be > 0 or none (the expected cost at uniform probabilities), got {self.cost_reference}")
+        if self.cost_target is not None and not self.cost_target > 0:
+            raise ValueError(f"cost_target must be > 0 (in the cost's unit, e.g. ms) or none (the cost term pushes at every cost), got {self.cost_target}")
 
     def tau_at(self, epoch: int) -> float:
         """Temperature of epoch ``epoch`` (0-based): exponential from ``tau`` to ``tau_final`` at the last epoch."""
@@ -172,6 +183,8 @@ class DartsTrainer:
         uniform = sum(float(c.mean()) for c in matrix)
         self.cost_reference = config.cost_reference or uniform or 1.0
         self.costs = [tf.constant(c / self.cost_reference, tf.float32) for c in matrix]
+        # the hinge's threshold on E[cost] / reference (its fixed part included, as the target counts the whole network)
+        self.cost_target = None if config.cost_target is None else (config.cost_target - table.fixed) / self.cost_reference
         arch_steps = (config.epochs - config.warmup_epochs) * steps_per_epoch
         self.weight_optimizer = make_optimizer(config.weight_train(steps_per_epoch), config.epochs * steps_per_epoch)
         self.arch_optimizer = make_optimizer(config.arch_train(steps_per_epoch), arch_steps)
@@ -208,7 +221,8 @@ class DartsTrainer:
             logits = self.supernet(images, self._mixing(tau), training=True)
             data = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
             cost = self.supernet.expected_cost(self.costs, tau)
-            loss = self.config.data_loss_weight * data + self.config.cost_weight * cost
+            term = cost if self.cost_target is None else tf.nn.relu(cost - self.cost_target)
+            loss = self.config.data_loss_weight * data + self.config.cost_weight * term
         grads = tape.gradient(loss, variables)
         self.arch_optimizer.apply_gradients(zip(grads, variables))
         for v, s in zip(statistics, saved):
@@ -243,9 +257,14 @@ class DartsTrainer:
 
     def save(self, path: Path, meta: dict) -> None:
         """Everything needed to continue, in one file written atomically (``meta``: JSON-able facts such as the epoch)."""
-        buffer = io.BytesIO()
-        np.savez(buffer, meta=np.array(json.dumps(meta)), **self.state())
-        write_atomic(path, buffer.getvalue(), overwrite=True)
+        write_checkpoint(path, self.state(), meta)
+
+
+def write_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """``arrays`` and ``meta`` (JSON-able) in one .npz file written atomically (what :func:`read_checkpoint` reads)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+    write_atomic(path, buffer.getvalue(), overwrite=True)
 
 
 def read_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -255,9 +274,21 @@ def read_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return json.loads(str(arrays.pop("meta")[()])), arrays
 
 
-def _fingerprint(space: NasSpace, config: DartsConfig, input_shape, classes: int, table: OpCostTable) -> dict:
-    return {"version": _CHECKPOINT_VERSION, "space": space.to_dict(), "config": config.to_dict(), "input_shape": list(input_shape),
-            "classes": classes, "cost_table": table.to_dict()}
+def _fingerprint(space: NasSpace, config: DartsConfig, input_shape, classes: int, table: OpCostTable, initial: str | None = None) -> dict:
+    out = {"version": _CHECKPOINT_VERSION, "space": space.to_dict(), "config": config.to_dict(), "input_shape": list(input_shape),
+           "classes": classes, "cost_table": table.to_dict()}
+    if initial is not None:  # only when given: checkpoints of searches from fresh weights stay valid
+        out["initial_weights"] = initial
+    return out
+
+
+def _weights_digest(weights: dict[str, np.ndarray]) -> str:
+    """sha256 (16 hex digits) of the ``w/`` entries of a supernet state, in key order."""
+    digest = hashlib.sha256()
+    for key in sorted(k for k in weights if k.startswith("w/")):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(weights[key]).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _check_resumable(saved: dict, expected: dict, path: Path) -> None:
@@ -269,24 +300,32 @@ def _check_resumable(saved: dict, expected: dict, path: Path) -> None:
 
 
 def search(space: NasSpace, splits: Splits, config: DartsConfig = DartsConfig(), *, checkpoint_dir: str | Path | None = None,
-           cost_table: OpCostTable | None = None, log: Callable[[str], None] | None = None) -> tuple[NasResult, Supernet]:
+           cost_table: OpCostTable | None = None, initial_weights: dict[str, np.ndarray] | None = None,
+           log: Callable[[str], None] | None = None) -> tuple[NasResult, Supernet]:
     """Train a supernet of ``space`` on ``splits`` (weights on train, architecture on val) and derive its argmax
     architecture. ``cost_table``: costs of the cost term (None: ``config.cost_model`` on the splits' input shape).
-    With ``checkpoint_dir`` every epoch is saved there and a saved search continues. ``log`` gets one line per epoch
-    (default: printed). Returns the result and the trained supernet (for one-shot scoring)."""
+    ``initial_weights``: the weights to start from, the ``w/`` entries of a :meth:`Supernet.state` of the same space
+    (e.g. after :func:`edgeopt.search.single_path.train_single_path`); their digest is part of the checkpoint's
+    fingerprint. With ``checkpoint_dir`` every epoch is saved there and a saved search continues. ``log`` gets one
+    line per epoch (default: printed). Returns the result and the trained supernet (for one-shot scoring)."""
     input_shape, classes = splits.preprocessing.input_shape, len(splits.preprocessing.class_names)
     if classes < 2:
         raise ValueError("the splits name fewer than 2 classes (splits.preprocessing.class_names); a search needs a classifier's labels")
     if not splits.sizes.get("val"):
         raise ValueError("the splits have no validation images: the architecture is trained on them (set data.val_fraction > 0)")
     table = (cost_table or cost_model(config.cost_model, space, input_shape, classes)).check(space)
-    expected = _fingerprint(space, config, input_shape, classes, table)
+    expected = _fingerprint(space, config, input_shape, classes, table, None if initial_weights is None else _weights_digest(initial_weights))
     path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     saved = read_checkpoint(path) if path is not None and path.exists() else None
     if saved is not None:  # before anything is built: a checkpoint of other settings fails at once
         _check_resumable(saved[0], expected, path)
     keras.utils.set_random_seed(config.seed)
     supernet = Supernet(space, input_shape, classes, seed=config.seed)
+    if initial_weights is not None:  # architecture parameters and the noise generator stay the new supernet's
+        missing = [k for k in supernet.state() if k.startswith("w/") and k not in initial_weights]
+        if missing:
+            raise ValueError(f"initial_weights has no {missing[0]}: they come from another search space (pass Supernet.state() of this one)")
+        supernet.load_state({**supernet.state(), **{k: v for k, v in initial_weights.items() if k.startswith("w/")}})
     steps = config.steps_per_epoch or math.ceil(splits.sizes["train"] / _batch_size(splits.train))
     trainer = DartsTrainer(supernet, table, config, steps)
     history: list[EpochRecord] = []
@@ -313,7 +352,7 @@ def search(space: NasSpace, splits: Splits, config: DartsConfig = DartsConfig(),
                 trainer.save(path, {**expected, "history": [asdict(r) for r in history]})
             left = (config.epochs - record.epoch) * (time.perf_counter() - start) / (record.epoch - (resumed or 0))
             log(f"nas epoch {record.epoch}/{config.epochs} - loss {train_loss:.4f} - top1 {train_top1:.4f} - val_loss {val_loss:.4f}"
-                f" - val_top1 {val_top1:.4f} - E[{table.unit}] {record.expected_cost:,.0f} - argmax {table.unit} {record.derived_cost:,.0f}"
+                f" - val_top1 {val_top1:.4f} - E[{table.unit}] {_number(record.expected_cost)} - argmax {table.unit} {_number(record.derived_cost)}"
                 f" - {record.seconds:.0f} s, about {left:.0f} s left")
     finally:
         progress.close()
@@ -321,6 +360,27 @@ def search(space: NasSpace, splits: Splits, config: DartsConfig = DartsConfig(),
     probabilities = [[round(float(v), 6) for v in p.numpy()] for p in supernet.probabilities(config.tau_at(config.epochs - 1))]
     result = NasResult(arch, probabilities, table.predict(space, arch), table.unit, history, round(time.perf_counter() - start, 3), resumed)
     return result, supernet
+
+
+def derive_within(space: NasSpace, probabilities: list, table: OpCostTable, limit: float) -> Architecture:
+    """The argmax architecture of ``probabilities`` (one vector per block, e.g. :attr:`NasResult.probabilities`),
+    made to cost at most ``limit`` (``table``'s unit) when it costs more: greedily, switch the block to the cheaper
+    candidate that loses the least log-probability per unit of cost saved, until the architecture is within the
+    limit. Raises ValueError when even each block's cheapest candidate is over it."""
+    costs = table.matrix(space)
+    logp = [np.log(np.clip(np.asarray(p, np.float64), 1e-30, None)) for p in probabilities]
+    if len(logp) != len(costs) or any(len(lp) != len(c) for lp, c in zip(logp, costs)):
+        raise ValueError(f"probabilities must hold one vector per block of the space, each as long as its candidates ({[len(c) for c in costs]})")
+    cheapest = table.fixed + sum(float(c.min()) for c in costs)
+    if cheapest > limit:
+        raise ValueError(f"no architecture of the space costs at most {limit:g} {table.unit}: the cheapest costs {cheapest:g}")
+    choice = [int(np.argmax(lp)) for lp in logp]
+    while table.fixed + sum(float(c[j]) for c, j in zip(costs, choice)) > limit:
+        moves = [((logp[i][choice[i]] - logp[i][j]) / (costs[i][choice[i]] - costs[i][j]), i, j)
+                 for i in range(len(costs)) for j in range(len(costs[i])) if costs[i][j] < costs[i][choice[i]]]
+        _, i, j = min(moves)  # never empty: the cheapest architecture is within the limit
+        choice[i] = j
+    return Architecture(tuple(b.ops[j] for b, j in zip(space.blocks(), choice)))
 
 
 def _epoch(trainer: DartsTrainer, batches, steps: int, epoch: int, tau: float, progress) -> tuple[float, float]:
@@ -339,6 +399,11 @@ def _epoch(trainer: DartsTrainer, batches, steps: int, epoch: int, tau: float, p
         progress.update(1)
         progress.set_postfix(epoch=f"{epoch + 1}/{trainer.config.epochs}", loss=f"{loss_sum / seen:.4f}", refresh=False)
     return loss_sum / seen, correct / seen
+
+
+def _number(value: float) -> str:
+    """A cost for the log: multiply-adds as 1,234,567, milliseconds as 0.2412."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
 
 
 def _batch_size(ds) -> int:

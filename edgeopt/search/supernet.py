@@ -14,6 +14,7 @@ The architecture parameters are plain ``tf.Variable`` s apart from the parts' we
 vs :attr:`Supernet.weight_variables`), so each has its own optimizer. :meth:`Supernet.derive` takes the argmax of
 every block; :meth:`Supernet.subnet` builds any architecture as a plain network (:func:`build_network`) holding the
 supernet's weights of its operations: layer names are the same in both, so weights are copied by name.
+:meth:`Supernet.path` runs one architecture's operations only (single-path training: :mod:`edgeopt.search.single_path`).
 """
 from __future__ import annotations
 
@@ -131,6 +132,24 @@ class Supernet:
         for i, w in enumerate(weights):
             x = self.mixed_op(i, x, w, training)
         return self.head(x, training=training)
+
+    def path(self, images, arch: Architecture, training: bool = False):
+        """Logits of ``arch`` alone: the stem, each block's chosen candidate (``skip``: its input) and the head; the
+        other candidates are not run (single-path, as Single Path One-Shot trains and FBNet / ProxylessNAS sample). Equal
+        to ``self(images, self.one_hot(arch), training)`` at a fraction of its cost."""
+        x = self.stem(images, training=training)
+        for m in self.path_parts(arch):
+            x = x if m is None else m(x, training=training)
+        return self.head(x, training=training)
+
+    def path_parts(self, arch: Architecture) -> list[keras.Model | None]:
+        """Each block's candidate model chosen by ``arch`` (None for ``skip``), in block order."""
+        return [ms[j] for ms, j in zip(self.candidates, arch.indices(self.space))]
+
+    def path_variables(self, arch: Architecture) -> list[tf.Variable]:
+        """The trainable weights :meth:`path` uses: the stem's, the chosen candidates' and the head's."""
+        models = [self.stem, *(m for m in self.path_parts(arch) if m is not None), self.head]
+        return [v for m in models for v in m.trainable_variables]
 
     def expected_cost(self, costs: list, tau: float = 1.0) -> tf.Tensor:
         """``sum_i softmax(alpha_i / tau) . costs[i]``: differentiable in the architecture parameters."""
