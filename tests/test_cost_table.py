@@ -1,14 +1,20 @@
 """Cost tables: multiply-add curves are exact against edgeopt's profile (linear in one group's width), the separable
 prediction misses exactly the interaction of two adjacent groups, measured points are made monotone, tables round-trip;
 with noise on the base measurements an injected separable latency is predicted exactly (one outlier: the median base)
-or never below the measured floor (every base off)."""
+or never below the measured floor (every base off); int8_latency converts each distinct model once and only re-times
+a model measured again (conversion and timing counted through monkeypatched stand-ins)."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from edgeopt._keras import keras
-from edgeopt.compress.cost_table import CostTable, GroupCurve, count_macs, floor_channels, measure_table, table_counts
+from edgeopt.compress import cost_table as cost_table_module
+from edgeopt.compress.cost_table import (CostTable, GroupCurve, count_macs, floor_channels, int8_latency, measure_table, model_digest,
+                                        table_counts)
+from edgeopt.compress.graph import clone_with_weights
 from edgeopt.compress.structured import rebuild
 from edgeopt.costs import profile
 
@@ -93,3 +99,55 @@ def test_base_noise_neither_scales_with_the_groups_nor_pushes_predictions_below_
     assert min(predicted.values()) == 2.5 == predicted[(2, 2)]  # 9 - (5.5 + 7) = -3.5 unclamped
     assert all(p >= separable_ms(2, 2) for p in predicted.values())
     assert table.clamp(2.0, -1.0) == 2.0 and CostTable("macs", 5.0).predict(5.0, {}, {}) == 5.0  # below the floor already; nothing cut
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """int8 conversion and LiteRT timing replaced by counters: ``converted`` lists the filters of conv1 of each model
+    converted, ``timed`` the bytes each timing got; a model's "latency" is its conv1 width (ms)."""
+    calls = SimpleNamespace(converted=[], timed=[])
+
+    def to_tflite(model, mode, calibration, **kw):
+        assert mode == "int8" and kw["num_calibration"] == len(calibration) == 4
+        calls.converted.append(model.get_layer("conv1").filters)
+        return SimpleNamespace(model_bytes=f"int8 of {model_digest(model)}".encode())
+
+    def measure_latency(data, **kw):
+        calls.timed.append(data)
+        return SimpleNamespace(median_ms=float(len(calls.converted)))
+
+    monkeypatch.setattr(cost_table_module, "to_tflite", to_tflite)
+    monkeypatch.setattr(cost_table_module, "measure_latency", measure_latency)
+    return calls
+
+
+def test_int8_latency_converts_a_model_measured_again_once(counted):
+    model, images = convnet(), np.zeros((4, 16, 16, 3), np.float32)
+    measure = int8_latency(images, runs=3, min_seconds=0.0)
+    for _ in range(3):
+        measure(model)
+    assert counted.converted == [12] and len(counted.timed) == 3 and len(set(counted.timed)) == 1  # re-timed, converted once
+    measure(clone_with_weights(model))  # the same architecture and weights: the same digest
+    changed = clone_with_weights(model)
+    changed.get_layer("fc").bias.assign(np.ones(10, np.float32))  # one weight differs: converted again
+    measure(changed)
+    assert counted.converted == [12, 12] and len(counted.timed) == 5 and counted.timed[-1] != counted.timed[0]
+
+    # the cost table: every distinct model (2 cuts of conv1, 2 of conv2, the base, the floor) converted once; the base,
+    # measured before each group's points and after the last, only re-timed
+    counted.converted.clear()
+    counted.timed.clear()
+    table = measure_table(model, {"conv1": 12, "conv2": 10}, int8_latency(images, min_seconds=0.0), "latency_ms", floor=2, points=3)
+    assert len(table.base_samples) == 3 and len(counted.timed) == 4 + 3 + 1
+    assert sorted(counted.converted) == [2, 2, 7, 12, 12, 12]  # conv1 at 2 and 7; conv2 cut (conv1 whole) twice; base; floor
+    assert len(set(counted.timed)) == 6
+
+    counted.converted.clear()
+    lru = int8_latency(images, keep=1)  # keeps only the last model: A, B, A converts three times; keep=0 every time
+    for m in (model, changed, model):
+        lru(m)
+    never = int8_latency(images, keep=0)
+    never(model), never(model)
+    assert counted.converted == [12] * 5
+    with pytest.raises(ValueError, match="keep must be >= 0"):
+        int8_latency(images, keep=-1)
