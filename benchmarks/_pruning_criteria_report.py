@@ -181,9 +181,8 @@ def tables_markdown(data: dict) -> str:
     md += ["## Unstructured: saliency of single weights", "",
            *wrap(f"`saliency_prune` from the baseline, layer-wise over every conv/dense kernel (first convolution and classifier included), "
                  f"{s['rounds']} rounds of score -> remove -> fine-tune, {s['steps']:,} steps of batch 128 in all (Adam {s['learning_rate']:g}, "
-                 f"cosine per round, label smoothing 0.1). Data criteria read {s['saliency']['batches']} training batches; OBD's Fisher "
-                 f"diagonal is taken per batch (`fisher=\"{s['saliency']['fisher']}\"`: the per-image Fisher of batches of 128 does not fit "
-                 "in memory here). Activation-based saliency (activation, APoZ, variance) scores channels, not weights: structured part only. "
+                 f"cosine per round, label smoothing 0.1). Data criteria read {s['saliency']['batches']} training batches; {_fisher_text(s['saliency'])} "
+                 "Activation-based saliency (activation, APoZ, variance) scores channels, not weights: structured part only. "
                  "Magnitude is checked against the baseline, the other criteria against magnitude at the same sparsity."), ""]
     head = ["variant", "seeds", "steps", "kernel sparsity %", "int8 top-1 %", "± 95% test", "vs reference (points)", "noise ±", "verdict", "target",
             "validation %"]
@@ -219,7 +218,9 @@ def tables_markdown(data: dict) -> str:
     feas = bud["feasibility"]
     md += ["", "## Latency budget (NetAdapt-like `budget_prune`)", "",
            *wrap(f"Feasibility first: the cost table (whole-model int8 latency with one group cut to {b['table_points']} channel counts, "
-                 f"{len(bud['table']['curves'])} groups, measured once in {bud['table']['seconds']:.0f} s; baseline {bud['table']['base']:.3f} ms) "
+                 f"{len(bud['table']['curves'])} groups, measured once in {bud['table']['seconds']:.0f} s; baseline {bud['table']['base']:.3f} ms, the "
+                 f"median of {len(bud['table']['base_samples'])} measurements ({span(bud['table']['base_samples'], '{:.3f}')} ms); every group at "
+                 f"the floor {bud['table']['floor']:.3f} ms, where its predictions are clamped) "
                  f"predicts the least latency, every group at its floor ({bud['floor_channels']} channels), as the sum of the groups' savings: "
                  f"{feas['internal']['min_ratio']:.3f}x of the baseline cutting the {feas['internal']['groups']} internal groups, "
                  f"{feas['all']['min_ratio']:.3f}x cutting all {feas['all']['groups']}; those floor models measure "
@@ -340,6 +341,16 @@ def _structured_bullets(data: dict, rows: dict) -> list[str]:
                 f"0.5x: **{best['latency_verdict']}**.")
         out += wrap(text, "* ")
     return out
+
+
+def _fisher_text(saliency: dict) -> str:
+    """How OBD's Hessian diagonal was estimated: the empirical Fisher per image (``fisher="sample"``, OBD with the
+    empirical Fisher proper) or per batch (what earlier runs used when the per-image Jacobian did not fit in memory)."""
+    if saliency["fisher"] == "sample":
+        return ("OBD's Hessian diagonal is the empirical Fisher, the mean over those images of each image's squared loss gradient "
+                f"(`fisher=\"sample\"`, {saliency['fisher_chunk']} images per vectorized Jacobian).")
+    return (f"OBD's Fisher diagonal is taken per batch (`fisher=\"{saliency['fisher']}\"`: the squared batch-mean gradient, about the batch "
+            "size smaller than the per-image Fisher, which did not fit in memory before it was computed in chunks).")
 
 
 def _error_text(feas: dict) -> str:

@@ -7,10 +7,12 @@ masks, initial weights of the from-scratch rows).
 Parts (``--part``; each (variant, seed) is cached in runs/bench_cache/pruning_criteria/<part>/<settings>/runs.json
 as it finishes, so a killed run continues):
 
-* ``unstructured``: weight saliency ``l1`` (magnitude), ``taylor`` and ``obd_fisher`` (OBD, Fisher diagonal) at
-  50/75/90% of every conv/dense kernel, layer-wise: ``saliency_prune`` in 3 rounds of score -> remove -> fine-tune
-  (400 steps each, 1,200 in all, Adam 5e-4 cosine per round). The activation criteria (activation, APoZ, variance)
-  score channels, not single weights: they are in the structured part only.
+* ``unstructured``: weight saliency ``l1`` (magnitude), ``taylor`` and ``obd_fisher`` (OBD, h_ii w_i^2 / 2 with the
+  Hessian diagonal from the empirical Fisher: the mean over images of each image's squared loss gradient,
+  ``fisher="sample"``, 4 images per vectorized Jacobian, 0.9 GB peak) at 50/75/90% of every conv/dense kernel,
+  layer-wise: ``saliency_prune`` in 3 rounds of score -> remove -> fine-tune (400 steps each, 1,200 in all, Adam 5e-4
+  cosine per round). The activation criteria (activation, APoZ, variance) score channels, not single weights: they
+  are in the structured part only.
 * ``scratch``: SNIP and GraSP (masks at init, global ranking, fixed), SET and RigL (ERK, drop 0.3 with cosine decay
   every 100 steps until 75% of training) trained from scratch at 50/75/90%, plus a dense model trained the same
   way as their reference. The baseline trained 24 epochs (10,704 steps) before its 1,200-step fine-tunes; 39 runs
@@ -24,7 +26,8 @@ as it finishes, so a killed run continues):
   every group at their floor, and that floor model is measured too (the table's prediction sums per-group savings
   that share one base measurement, so its error grows with the number of groups: a --quick table predicted a
   negative latency); the smallest scope whose floor model reaches the budget is used, an infeasible budget is
-  reported and not run.
+  reported and not run. A cached table without a floor (measured before cost tables had one: it would load with
+  floor 0, so no prediction would be clamped) is measured again, and the budget runs planned from it run again.
   The criterion is the structured part's best by mean validation top-1 at its largest ratio; rounds fine-tune 100
   steps, then the 1,200-step fine-tune keeps its best validation check.
 * ``regularization``: 1,200 fine-tune steps from the baseline with an L1 penalty (strength chosen on seed 0's
@@ -39,10 +42,11 @@ reported model (Keras and its int8 .tflite). The run writes the raw per-seed res
 benchmarks/pruning_criteria.json and renders pruning_criteria.md, .csv, the plots and pruning_criteria_findings.md
 (benchmarks/_pruning_criteria_report.py, no TensorFlow).
 
-Full run, about 21 h on 2 idle cores (27 unstructured and 30 structured runs of 1,200 steps, 39 from-scratch runs
-of 1,784 steps, at about 0.35 s a step, 90 s of measuring each; cost table 25 min; 6 budget runs; 20 L1
-fine-tunes), about twice that while another training shares the cores; it prints its own estimate first. Parts
-can run one at a time (``--part``); the report needs all of them:
+Full run, about 21.5 h on 2 idle cores (27 unstructured and 30 structured runs of 1,200 steps, 39 from-scratch runs
+of 1,784 steps, at about 0.35 s a step, 90 s of measuring each, 80 s a round for OBD's per-image Fisher; cost table
+25 min: 66 int8 conversions and 89 timings, see TABLE_SECONDS; 6 budget runs; 20 L1 fine-tunes), about twice
+that while another training shares the cores; it prints its own estimate first. Parts can run one at a time
+(``--part``); the report needs all of them:
       nice -n 19 env PYTHONPATH=. python benchmarks/pruning_criteria.py [--part unstructured|scratch|structured|budget|regularization|latency|report]
 Smoke run (every part and code path on the zoo's mobilenet_v2_tiny stand-in, even when the baseline exists: one
 sparsity and ratio, 6 steps, one round, one seed; about 17 min at nice 19 on 2 quiet cores, most of it int8
@@ -62,7 +66,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks._common import (CACHE_ROOT, QUICK_OUT, STANDIN, BaselineRun, SeedRuns, baseline_args, calibration_images,
-                                check_baseline, file_digest, finetune, interleaved_latency, machine_line, median_ms, reseeded, write_file)
+                                check_baseline, file_digest, finetune, interleaved_latency, machine_line, median_ms, plural, reseeded,
+                                write_file)
 
 OUT = Path("benchmarks")
 PARTS = ("unstructured", "scratch", "structured", "budget", "regularization", "latency")
@@ -72,9 +77,10 @@ SPARSITIES = (0.5, 0.75, 0.9)
 WEIGHT_CRITERIA = ("l1", "taylor", "obd_fisher")
 FILTER_CRITERIA = ("l1", "fpgm", "apoz", "taylor", "obd_fisher")
 RATIOS = (0.5, 0.75)  # share of each internal group's channels removed
-# data criteria read 16 training batches; OBD's Fisher diagonal per batch: the per-image Fisher's vectorized Jacobian
-# took 5.7 GB at 32 images of this model (measured), so batches of 128 do not fit in 23 GB
-SALIENCY = {"batches": 16, "fisher": "batch"}
+# data criteria read 16 training batches; OBD's empirical Fisher per image, 4 images per vectorized Jacobian: on the
+# baseline, 32 images took 0.91 GB peak resident for the whole process (0.27 GB above the loaded model and data; VmHWM)
+# and 1.0 s once traced (14 s to trace), where all 32 at once took 5.7 GB
+SALIENCY = {"batches": 16, "fisher": "sample", "fisher_chunk": 4}
 SCRATCH_METHODS = ("snip", "grasp", "set", "rigl")
 SCRATCH_EPOCHS = 4
 SCRATCH_TRAIN = {"learning_rate": 0.004, "warmup_fraction": 0.03, "weight_decay": 0.05, "label_smoothing": 0.1}  # the baseline recipe's
@@ -94,8 +100,19 @@ QUICK = {"steps": 6, "rounds": 1, "checks": 2, "seeds": 1, "calibration": 32, "s
 # seconds on 2 idle cores (estimates; progress lines rescale them by the measured speed)
 SECONDS_PER_STEP = {"dense": 0.35, "filters": 0.25, "penalized": 0.4}
 SECONDS_PER_RUN = 90  # a conversion, Keras and int8 test passes, validation checks, tracing
-SCORE_SECONDS = {"l1": 1, "fpgm": 5, "apoz": 10, "taylor": 15, "obd_fisher": 20}  # per round
-TABLE_SECONDS, BUDGET_ROUND_SECONDS, LATENCY_SECONDS = 1500, 40, 300  # table: about 26 groups x 3 cut points, a conversion and 1 s of timing each
+# per round; obd_fisher: 16 x 128 images at 1.0 s per 32 (measured above) and one trace of 14 s
+SCORE_SECONDS = {"l1": 1, "fpgm": 5, "apoz": 10, "taylor": 15, "obd_fisher": 80}
+BUDGET_ROUND_SECONDS, LATENCY_SECONDS = 40, 300
+# The cost table of the baseline (groups="all", floor 8 channels, round_to 8, 4 points; counted on the model): 23 of its
+# 24 groups are cut, at 64 points in all (3 a group, fewer for the narrow ones); the whole model is timed 24 times (before
+# each group's points and after the last) but converted once (int8_latency keeps its bytes), the all-at-floor model
+# once. Then the feasibility check converts the baseline and the two scopes' floor models and times them in 3 rounds.
+# Measured on the baseline (nice 19, 2 cores): 19.6 s an int8 conversion (64 calibration images), 1.0 s a timing
+# (50 runs, at least 1 s); cut models convert a little faster, so this is an upper bound.
+TABLE_CONVERSIONS, TABLE_TIMINGS = 64 + 1 + 1, 64 + 24 + 1
+CONVERT_SECONDS, TIME_SECONDS = 20.0, 1.0
+TABLE_SECONDS = (TABLE_CONVERSIONS * CONVERT_SECONDS + TABLE_TIMINGS * TIME_SECONDS
+                 + 3 * CONVERT_SECONDS + 3 * 3 * LATENCY["min_seconds"])  # about 25 min; 32 min if each base converted again
 
 
 def pct(v: float) -> str:
@@ -201,6 +218,7 @@ class Run(BaselineRun):
         self.plan = plan
         root = CACHE_ROOT / ("quick/pruning_criteria" if plan.quick else "pruning_criteria")
         self.caches = {p: SeedRuns(root / p, {"baseline": self.digest, **plan.settings(p)}) for p in PARTS}
+        drop_floorless_table(self.caches["budget"])
 
     # -- shared pieces
 
@@ -464,6 +482,20 @@ class Run(BaselineRun):
                                "runs": [r for r in get["regularization"] if not r["variant"].startswith("phase1")]},
             "latency": get["latency"][0],
         }
+
+
+def drop_floorless_table(cache) -> int:
+    """Forget the budget part's cached results (``cache``, a :class:`SeedRuns`) when its cost table has no measured floor
+    (a table written before ``CostTable.floor`` existed reads with floor 0: predictions unclamped): the table and every
+    budget run planned from it are measured again. Says so in one line; returns how many results were dropped."""
+    table = cache.get("cost table")
+    if table is None or table["table"].get("floor", 0.0) > 0.0:
+        return 0
+    dropped = len(cache.results)
+    cache.results.clear()  # runs.json is rewritten at the next result; until then it is read and dropped again
+    print(f"pruning criteria: the cached cost table in {cache.path} has no floor (measured before cost tables had one, so no prediction "
+          f"would be clamped): measuring it again, with the {plural(dropped - 1, 'budget run')} planned from it", flush=True)
+    return dropped
 
 
 def _one_shot(model, sparsity: float):
