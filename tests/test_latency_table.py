@@ -192,3 +192,18 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="statistic must be one of median, min"):
         LiteRTRunner(statistic="mean")
     assert "min of >= 20 runs" in LiteRTRunner(statistic="min").describe()["timing"]
+
+
+def test_nas_stage_reads_the_table_its_recipe_names(space, measured, tmp_path, monkeypatch):
+    from edgeopt.pipeline.stages.nas import NasStageConfig
+
+    table, path = measured[0], measured[1]
+    monkeypatch.delenv(LATENCY_TABLE_ENV, raising=False)  # the recipe's path, not the environment
+    cfg = NasStageConfig(space=space.to_dict(), search={"cost_model": "latency"}, latency_table=str(path))
+    assert cfg.cost_table(space, SHAPE, 10) == table.cost_table("int8", 1)
+    with pytest.raises(ValueError, match="measured for .* inputs and 10 classes, not"):
+        cfg.cost_table(space, (32, 32, 3), 10)
+    with pytest.raises(ValueError, match="latency_table is read by the latency cost model; set search.cost_model"):
+        NasStageConfig(space=space.to_dict(), search={"cost_model": "macs"}, latency_table=str(path))
+    with pytest.raises(ValueError, match="latency_table '.*missing.json': no such file"):
+        NasStageConfig(space=space.to_dict(), search={"cost_model": "latency"}, latency_table=str(tmp_path / "missing.json"))

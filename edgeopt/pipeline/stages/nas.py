@@ -21,6 +21,9 @@ The stage replaces the model it is given (the recipe's ``model`` only has to exi
   (FBNet and ProxylessNAS train the weights alone first; benchmarks/nas.py does this). ``warmup = {}``: the
   SinglePathConfig defaults; no ``warmup``: the search starts from fresh weights. (``search.warmup_epochs`` is
   another thing: epochs of the search that train the mixed supernet's weights only.);
+* ``latency_table = "path/to/table.json"``: with ``search.cost_model = "latency"``, the measured table
+  (:func:`edgeopt.search.latency_table.measure_table`, on this machine or on a phone over adb) whose int8, 1-thread
+  costs the search uses; without it the ``latency`` cost model reads the file named by ``$EDGEOPT_LATENCY_TABLE``;
 * ``init = "scratch"`` hands on the derived network with new weights, to be trained from scratch by a following
   ``train`` stage (the DARTS protocol); ``"supernet"`` with the supernet's weights of its operations and
   recalibrated batch norm, to be fine-tuned.
@@ -35,11 +38,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 from edgeopt.config import Config, RecipeError
 from edgeopt.io import write_atomic
 from edgeopt.pipeline.stage import RunContext, StageConfig, StageOutcome, model_metrics, stage
 from edgeopt.search.darts import DartsConfig, derive_within, search
+from edgeopt.search.latency_table import LatencyTable
 from edgeopt.search.nas_cost import OpCostTable, cost_model
 from edgeopt.search.nas_space import MOBILENET_V2_OP, SPACES, Architecture, NasSpace, build_network, mobilenet_v2_architecture
 from edgeopt.search.oneshot import calibration_batches, recalibrate_batch_norm
@@ -62,6 +67,7 @@ class NasStageConfig(Config):
     cost_limit: float | None = None
     cost_limit_fraction: float | None = None
     warmup: dict | None = None
+    latency_table: str | None = None
     init: str = "scratch"
 
     def __post_init__(self):
@@ -84,6 +90,18 @@ class NasStageConfig(Config):
             raise ValueError(f"cost_limit_fraction needs {MOBILENET_V2_OP} among the space's ops (MobileNetV2's block, the cost it is a fraction of); "
                              f"the space has {', '.join(space.ops)}: give cost_limit instead")
         self.single_path()
+        if self.latency_table is not None:
+            if self.darts().cost_model != "latency":
+                raise ValueError(f"latency_table is read by the latency cost model; set search.cost_model = \"latency\" or drop latency_table "
+                                 f"(cost_model is {self.darts().cost_model!r})")
+            if not Path(self.latency_table).is_file():
+                raise ValueError(f"latency_table {self.latency_table!r}: no such file; measure one with edgeopt.search.latency_table.measure_table")
+
+    def cost_table(self, space: NasSpace, input_shape, classes: int) -> OpCostTable:
+        """The search's cost table: ``latency_table``'s int8 1-thread costs when given, else ``search.cost_model``'s."""
+        if self.latency_table is None:
+            return cost_model(self.darts().cost_model, space, input_shape, classes)
+        return LatencyTable.load(self.latency_table).check(space, input_shape, classes, self.latency_table).cost_table("int8", 1)
 
     def nas_space(self) -> NasSpace:
         return NasSpace.from_dict(self.space, "space") if self.space else SPACES.get(self.preset)(self.width)
@@ -117,8 +135,8 @@ def nas_stage(ctx: RunContext, model, config: StageConfig) -> StageOutcome:
     and the warm-up's history as JSON."""
     cfg: NasStageConfig = config.technique
     space, darts, warmup = cfg.nas_space(), cfg.darts(), cfg.single_path()
-    table = cost_model(darts.cost_model, space, ctx.splits.preprocessing.input_shape, len(ctx.splits.preprocessing.class_names))
-    try:  # before anything trains: a limit that no network fits fails at once
+    try:  # before anything trains: a table that does not fit the space, or a limit that no network fits, fails at once
+        table = cfg.cost_table(space, ctx.splits.preprocessing.input_shape, len(ctx.splits.preprocessing.class_names))
         limit, reference = cfg.limit(space, table)
     except ValueError as err:
         raise RecipeError(f"{ctx.stage_label}: {err}") from None
