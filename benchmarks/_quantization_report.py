@@ -401,8 +401,9 @@ def _seeded_findings(data: dict) -> str:
     ]
     slower = ptq["median_ms"] > f32["median_ms"]
 
-    def vnni_flags(machine: str) -> list[str]:  # the summary flags of the header, e.g. "AVX2, AVX-512, VNNI, no AMX"
-        return [f.strip() for f in machine.split(";")[-1].split(")")[0].split(",")]
+    def vnni_flags(machine: str) -> list[str]:  # the summary flags in the header's first parentheses: "...; AVX2, AVX-512, VNNI, no AMX"
+        first = re.search(r"\(([^()]*)\)", machine)
+        return [f.strip() for f in first.group(1).split(";")[-1].split(",")] if first else []
     lines = ["## Findings", "", f"### Against the targets ({plural(len(data['seeds']), 'seed')}; machine: see the table's header)", "",
              *md_table(["target", f"{_title(FINDINGS_MODEL)}: result", "verdict"], table), "",
              *wrap(f"Float32 reads {100 * f32['top1']:.2f}% on the {data['test_images']:,} test images (±{100 * f32['interval']:.2f} points "
