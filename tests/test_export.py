@@ -216,8 +216,8 @@ def test_wrong_input_size_is_a_clear_error(model, float32):
 
 
 def test_argument_errors(model):
-    with pytest.raises(ValueError, match="mode must be one of float32, float16, dynamic, int8, int16x8"):
-        export.to_tflite(model, "int4")
+    with pytest.raises(ValueError, match="mode must be one of float32, float16, dynamic, int8, int16x8, int4"):
+        export.to_tflite(model, "int2")
     with pytest.raises(ValueError, match="needs representative_data"):
         export.to_tflite(model, "int8")
     with pytest.raises(ValueError, match="min_agreement"):
