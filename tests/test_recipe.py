@@ -20,7 +20,7 @@ def _error(text: str) -> str:
     [
         (BASE + TRAIN + "epochs = 'two'\n", "stages[0].epochs must be integer, got str 'two'"),
         (BASE + '[[stages]]\ntype = "sharpen"\n', "stages[0].type must be one of bench, "),
-        (BASE + TRAIN + '[[stages]]\ntype = "export"\nmode = "int4"\n', "stages[1].mode must be one of float32, float16, dynamic, int8, int16x8; got 'int4'"),
+        (BASE + TRAIN + '[[stages]]\ntype = "export"\nmode = "int2"\n', "stages[1].mode must be one of float32, float16, dynamic, int8, int16x8, int4; got 'int2'"),
         (BASE + TRAIN + "epochs = 1\nepochs = 2\n", "duplicated key 'epochs' at line 6"),
         ('[model]\nname = "resnet50"\n' + TRAIN, "model.name must be one of efficientnet, "),
         (BASE + '[data]\ndataset = "cifar10"\n' + TRAIN, "data.dataset must be one of digits, fashion_mnist, folder:PATH; got 'cifar10'"),
