@@ -17,7 +17,7 @@ import pytest
 from benchmarks import _nas_report as report
 from benchmarks.nas import MODELS, Plan, _within_budget
 from edgeopt.stats import kendall_tau, seed_stats, verdict
-from test_findings import PERTURBATIONS, _counted, _tokens, list_lengths, perturb, unmoved
+from test_findings import PERTURBATIONS, _tokens, perturb, typed_numbers, unmoved
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
@@ -116,11 +116,7 @@ def test_findings_and_tables_render(data):
 
 
 def test_every_number_in_the_findings_comes_from_the_data(data):
-    text = report.findings_markdown(data)
-    still = set.intersection(*(unmoved(text, report.findings_markdown(perturb(data, powers))) for powers in PERTURBATIONS))
-    tokens = _tokens(text)
-    typed = {tokens[i][1] for i in still if _counted(tokens[i][1])}
-    assert typed - set(report.FINDINGS_CONSTANTS) - list_lengths(data) == set()
+    assert typed_numbers(report, data) == set()
 
 
 def test_a_typed_number_is_caught(data):
