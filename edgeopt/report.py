@@ -85,8 +85,8 @@ def result_rows(report: dict) -> list[dict]:
     95% test-sampling interval of the .tflite top-1 on its ``test_images`` (:func:`edgeopt.stats.sampling_interval`)."""
     stages = stage_results(report)
     last = last_model_metrics(stages)
-    trained = latest_baseline(stages)  # the float baseline's Keras metrics (none when the run starts from a model file)
-    base = trained.metrics if trained else {}
+    trained = latest_baseline(stages)  # the float baseline's Keras metrics: its last training stage, else the model file it started from
+    base = trained.metrics if trained else report["model"].get("source", {}).get("metrics", {})
     knobs = ",".join(f"{k}={v}" for k, v in report["model"].get("knobs", {}).items())
     rows = []
     for r in bench_rows(report):

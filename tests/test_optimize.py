@@ -42,6 +42,8 @@ def test_optimize_a_user_model_on_an_image_folder_end_to_end(user_model_file, di
     assert "edgeopt optimize" in (out / "recipe.toml").read_text().splitlines()[0]
     report = json.loads((out / "my_digits" / "report.json").read_text())
     assert report["data"]["input_shape"] == [16, 16, 3]  # from the model file
+    source = report["model"]["source"]["metrics"]  # the user's model is the baseline: measured once by the runner
+    assert source["params"] > 0 and source["macs"] > 0 and source["test_top1"] > 0.8
     bench = {k: v for s in report["stages"] if s["type"] == "bench" for k, v in s["metrics"].items()}
     top1 = {name: b["accuracy"]["top1"] for name, b in bench.items()}
     assert top1["baseline_float32"] > 0.8  # the user's trained model, measured on the folder's test split

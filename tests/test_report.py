@@ -48,7 +48,7 @@ def _report(recipe: str = "r", device: str = MACHINE) -> dict:
 REPORT = _report()
 
 
-def test_the_baseline_row_takes_the_last_float_training_stage_and_nothing_when_the_run_starts_from_a_file():
+def test_the_baseline_row_takes_the_last_float_training_stage_or_the_model_file_the_run_started_from():
     report = copy.deepcopy(REPORT)
     distill = StageResult(1, "distill", "01-distill", seconds=7.0, metrics={"test_top1": 0.92, "params": 100, "macs": 2e6, "sparsity": 0.0},
                           files={"model": "model.keras"})
@@ -57,6 +57,9 @@ def test_the_baseline_row_takes_the_last_float_training_stage_and_nothing_when_t
     from_file = copy.deepcopy(REPORT)
     del from_file["stages"][0]  # a recipe that starts from model.path: no float training stage measured the baseline
     assert {r["artifact"]: r["keras_top1"] for r in result_rows(from_file)} == {"model": 0.88, "baseline_float32": None}
+    from_file["model"]["source"] = {"path": "m.keras", "metrics": {"test_top1": 0.91, "params": 120, "macs": 3e6}}  # the runner measured the file
+    base = next(r for r in result_rows(from_file) if r["artifact"] == "baseline_float32")
+    assert (base["keras_top1"], base["params"], base["macs"]) == (0.91, 120, 3e6)
 
 
 def test_pareto_mask():

@@ -22,7 +22,7 @@ from edgeopt.data import Splits, load_dataset
 from edgeopt.io import save_model_atomic
 from edgeopt.models import application_model, application_normalization, check_model_fits, create, load_model
 from edgeopt.pipeline.recipe import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, Recipe, RecipeError, load_recipe
-from edgeopt.pipeline.stage import STAGES, RunContext, StageOutcome, StageResult, load_stage_model
+from edgeopt.pipeline.stage import STAGES, RunContext, StageOutcome, StageResult, load_stage_model, model_metrics
 from edgeopt.transfer import new_head
 
 write_atomic = partial(io.write_atomic, overwrite=True)  # a run owns its directory: its files are replaced
@@ -128,6 +128,8 @@ def run_recipe(
     initial = (lambda: _create_model(recipe, splits, _user_model(recipe))) if recipe.model.path else None
     ctx = RunContext(recipe, splits, run_dir, strategy, progress, train_callbacks=tuple(train_callbacks), initial_model=initial,
                      evaluate_test=evaluate_test)
+    # a run that starts from a trained model file: that model is the float baseline, measured once here (no stage trains it)
+    source_metrics = model_metrics(first_model, ctx) if first_model is not None and recipe.model.path else None
     model, model_from, rerun = None, None, False
     total = len(recipe.stages)
     for i, (spec, stage_dir) in enumerate(zip(recipe.stages, ctx.stage_dirs())):
@@ -156,7 +158,8 @@ def run_recipe(
         progress(f"{label} stage {i + 1}/{total} {spec.type} done in {result.seconds:.0f} s: {_short(result.metrics)}")
 
     report = {"recipe": recipe.name, "description": recipe.description,
-              "model": {"name": recipe.model.label, "knobs": recipe.model.knobs, "source": _source_of(recipe)},
+              "model": {"name": recipe.model.label, "knobs": recipe.model.knobs,
+                        "source": {**_source_of(recipe), **({"metrics": source_metrics} if source_metrics else {})}},
               "data": {"dataset": recipe.data.dataset, "input_shape": list(splits.preprocessing.input_shape), "skipped_files": list(splits.skipped)},
               "stages": [r.to_dict() for r in ctx.results]}
     write_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
