@@ -1,6 +1,7 @@
 """Training and evaluation of a Keras classifier on :class:`edgeopt.data.Splits`, with progress and results."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -108,7 +109,7 @@ def fit(model: keras.Model, splits, config: TrainConfig = TrainConfig(), callbac
     """Train ``model`` in place on ``splits.train`` (validating on ``splits.val``); prints one line per epoch."""
     require_keras2_model(model, "edgeopt.train.fit")
     keras.utils.set_random_seed(config.seed)
-    steps_per_epoch = config.steps_per_epoch or int(np.ceil(splits.sizes["train"] / _batch_size(splits.train)))
+    steps_per_epoch = epoch_steps(splits, config.steps_per_epoch)
     if compile:
         compile_for_training(model, config, steps_per_epoch * config.epochs)
     start = time.perf_counter()
@@ -126,8 +127,14 @@ def fit(model: keras.Model, splits, config: TrainConfig = TrainConfig(), callbac
     return TrainResult(config.epochs, time.perf_counter() - start, hist, val)
 
 
-def _batch_size(ds) -> int:
-    return int(ds.element_spec[0].shape[0] or 0) or next(iter(ds))[0].shape[0]
+def epoch_steps(splits, steps_per_epoch: int | None = None) -> int:
+    """Optimizer steps in one epoch: ``steps_per_epoch`` when given, else one pass over ``splits.train`` (its size over
+    its batch size, the last partial batch counted)."""
+    if steps_per_epoch:
+        return steps_per_epoch
+    ds = splits.train
+    batch = int(ds.element_spec[0].shape[0] or 0) or int(next(iter(ds))[0].shape[0])
+    return math.ceil(splits.sizes["train"] / batch)
 
 
 def evaluate(model: keras.Model, dataset) -> dict[str, float]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,7 +47,7 @@ from edgeopt.progress import bar
 from edgeopt.search.nas_cost import COST_MODELS, OpCostTable, cost_model
 from edgeopt.search.nas_space import Architecture, NasSpace
 from edgeopt.search.supernet import MIXINGS, Supernet
-from edgeopt.train import TrainConfig, make_optimizer
+from edgeopt.train import TrainConfig, epoch_steps, make_optimizer
 
 __all__ = ["CHECKPOINT_FILE", "DartsConfig", "DartsTrainer", "EpochRecord", "NasResult", "derive_within", "read_checkpoint", "search",
            "write_checkpoint"]
@@ -291,12 +290,14 @@ def _weights_digest(weights: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _check_resumable(saved: dict, expected: dict, path: Path) -> None:
+def check_resumable(saved: dict, expected: dict, path: Path, kind: str = "search") -> None:
+    """Raise ValueError naming the first setting (and for a table, its differing fields) in which the checkpoint
+    ``path``'s metadata ``saved`` differs from the fingerprint ``expected`` of this ``kind`` of training."""
     for key, value in expected.items():
         if saved.get(key) != value:
             differs = [k for k in value if saved.get(key, {}).get(k) != value[k]] if isinstance(value, dict) else []
             what = f"{key} ({', '.join(map(str, differs))})" if differs else key
-            raise ValueError(f"{path} was saved by a search with another {what}; continue it with the same settings, or use a new checkpoint directory")
+            raise ValueError(f"{path} was saved by a {kind} with another {what}; continue it with the same settings, or use a new checkpoint directory")
 
 
 def search(space: NasSpace, splits: Splits, config: DartsConfig = DartsConfig(), *, checkpoint_dir: str | Path | None = None,
@@ -318,7 +319,7 @@ def search(space: NasSpace, splits: Splits, config: DartsConfig = DartsConfig(),
     path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     saved = read_checkpoint(path) if path is not None and path.exists() else None
     if saved is not None:  # before anything is built: a checkpoint of other settings fails at once
-        _check_resumable(saved[0], expected, path)
+        check_resumable(saved[0], expected, path)
     keras.utils.set_random_seed(config.seed)
     supernet = Supernet(space, input_shape, classes, seed=config.seed)
     if initial_weights is not None:  # architecture parameters and the noise generator stay the new supernet's
@@ -326,7 +327,7 @@ def search(space: NasSpace, splits: Splits, config: DartsConfig = DartsConfig(),
         if missing:
             raise ValueError(f"initial_weights has no {missing[0]}: they come from another search space (pass Supernet.state() of this one)")
         supernet.load_state({**supernet.state(), **{k: v for k, v in initial_weights.items() if k.startswith("w/")}})
-    steps = config.steps_per_epoch or math.ceil(splits.sizes["train"] / _batch_size(splits.train))
+    steps = epoch_steps(splits, config.steps_per_epoch)
     trainer = DartsTrainer(supernet, table, config, steps)
     history: list[EpochRecord] = []
     resumed = None
@@ -404,7 +405,3 @@ def _epoch(trainer: DartsTrainer, batches, steps: int, epoch: int, tau: float, p
 def _number(value: float) -> str:
     """A cost for the log: multiply-adds as 1,234,567, milliseconds as 0.2412."""
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
-
-
-def _batch_size(ds) -> int:
-    return int(ds.element_spec[0].shape[0] or 0) or int(next(iter(ds))[0].shape[0])

@@ -19,7 +19,6 @@ after the last saved epoch (the training data order restarts with the pass, as i
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,10 +31,10 @@ from edgeopt._keras import keras, tf
 from edgeopt.config import Config
 from edgeopt.data import Splits
 from edgeopt.progress import bar
-from edgeopt.search.darts import read_checkpoint, write_checkpoint
+from edgeopt.search.darts import check_resumable, read_checkpoint, write_checkpoint
 from edgeopt.search.nas_space import Architecture, NasSpace
 from edgeopt.search.supernet import Supernet
-from edgeopt.train import TrainConfig, make_optimizer
+from edgeopt.train import TrainConfig, epoch_steps, make_optimizer
 
 __all__ = ["CHECKPOINT_FILE", "SinglePathConfig", "SinglePathEpoch", "SinglePathResult", "sample_path", "train_single_path"]
 
@@ -158,13 +157,10 @@ def train_single_path(space: NasSpace, splits: Splits, config: SinglePathConfig 
     path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     saved = read_checkpoint(path) if path is not None and path.exists() else None
     if saved is not None:
-        for key, value in expected.items():
-            if saved[0].get(key) != value:
-                raise ValueError(f"{path} was saved by a single-path training with another {key}; continue it with the same settings, "
-                                 "or use a new checkpoint directory")
+        check_resumable(saved[0], expected, path, "single-path training")
     keras.utils.set_random_seed(config.seed)
     supernet = Supernet(space, input_shape, classes, seed=config.seed)
-    steps = config.steps_per_epoch or math.ceil(splits.sizes["train"] / _batch_size(splits.train))
+    steps = epoch_steps(splits, config.steps_per_epoch)
     trainer = _Trainer(supernet, config, steps)
     history: list[SinglePathEpoch] = []
     resumed = None
@@ -194,7 +190,3 @@ def train_single_path(space: NasSpace, splits: Splits, config: SinglePathConfig 
             log(f"single-path epoch {record.epoch}/{config.epochs} - loss {record.train_loss:.4f} - top1 {record.train_top1:.4f} - "
                 f"{record.seconds:.0f} s, about {left:.0f} s left")
     return SinglePathResult(history, steps, round(time.perf_counter() - start, 3), resumed), supernet
-
-
-def _batch_size(ds) -> int:
-    return int(ds.element_spec[0].shape[0] or 0) or int(next(iter(ds))[0].shape[0])
