@@ -133,6 +133,19 @@ def test_tables_with_findings_are_rendered_from_the_committed_data():
     assert md == (BENCH / "distillation.md").read_text()
 
 
+def write_plainly(monkeypatch, module) -> None:
+    """Make ``module``'s renderer (and benchmarks._common) write files plainly: edgeopt.io's atomic write would load
+    TensorFlow (seconds) for nothing in a renderer test."""
+    import benchmarks._common as common
+
+    def plain_write(path, text):
+        Path(path).write_text(text)
+        return Path(path)
+
+    monkeypatch.setattr(common, "write_file", plain_write)
+    monkeypatch.setattr(module, "write_file", plain_write)
+
+
 def typed_numbers(module, data: dict) -> set[str]:
     """Numbers in ``module.findings_markdown(data)`` that stay put under every perturbation of the data, less the
     module's FINDINGS_CONSTANTS and the data's list lengths: numbers typed into the template (also used by the report

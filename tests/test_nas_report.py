@@ -17,7 +17,7 @@ import pytest
 from benchmarks import _nas_report as report
 from benchmarks.nas import MODELS, Plan, _within_budget
 from edgeopt.stats import kendall_tau, seed_stats, verdict
-from test_findings import PERTURBATIONS, _tokens, perturb, typed_numbers, unmoved
+from test_findings import PERTURBATIONS, _tokens, perturb, typed_numbers, unmoved, write_plainly
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
@@ -171,14 +171,7 @@ def test_random_search_budget_prefix():
 
 
 def test_render_writes_every_file(tmp_path, data, monkeypatch):
-    import benchmarks._common as common
-
-    def plain_write(path, text):  # edgeopt.io's atomic write would load TensorFlow (seconds) for nothing here
-        Path(path).write_text(text)
-        return Path(path)
-
-    monkeypatch.setattr(common, "write_file", plain_write)
-    monkeypatch.setattr(report, "write_file", plain_write)
+    write_plainly(monkeypatch, report)
     (tmp_path / report.DATA).write_text(json.dumps(data))
     report.render(tmp_path)
     assert (tmp_path / report.FINDINGS).read_text() == report.findings_markdown(data)

@@ -19,7 +19,7 @@ from benchmarks._common import SeedRuns
 from benchmarks.pruning_criteria import (BUDGET, BUDGET_RATIOS, FILTER_CRITERIA, L1_STRENGTHS, PARTS, TABLE_CONVERSIONS, TABLE_TIMINGS, WEIGHT_CRITERIA,
                                          Plan, drop_floorless_table, pct)
 from edgeopt.stats import seed_stats, verdict
-from test_findings import PERTURBATIONS, _tokens, perturb, typed_numbers, unmoved
+from test_findings import PERTURBATIONS, _tokens, perturb, typed_numbers, unmoved, write_plainly
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
@@ -165,14 +165,7 @@ def test_infeasible_budget_is_reported_not_run(data):
 def test_render_writes_every_file(tmp_path, data, monkeypatch):
     import json
 
-    import benchmarks._common as common
-
-    def plain_write(path, text):  # edgeopt.io's atomic write would load TensorFlow (seconds) for nothing here
-        Path(path).write_text(text)
-        return Path(path)
-
-    monkeypatch.setattr(common, "write_file", plain_write)
-    monkeypatch.setattr(report, "write_file", plain_write)
+    write_plainly(monkeypatch, report)
     (tmp_path / report.DATA).write_text(json.dumps(data))
     report.render(tmp_path)
     assert (tmp_path / report.FINDINGS).read_text() == report.findings_markdown(data)
