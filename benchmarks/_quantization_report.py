@@ -400,10 +400,8 @@ def _seeded_findings(data: dict) -> str:
         (f"PCQAT int8 gzip at most 1/8 ({GZIP_TARGET:g}x) of float32", *_gzip_verdict(rows[_PCQAT], GZIP_TARGET, ", see below")),
     ]
     slower = ptq["median_ms"] > f32["median_ms"]
-
-    def vnni_flags(machine: str) -> list[str]:  # the summary flags in the header's first parentheses: "...; AVX2, AVX-512, VNNI, no AMX"
-        first = re.search(r"\(([^()]*)\)", machine)
-        return [f.strip() for f in first.group(1).split(";")[-1].split(",")] if first else []
+    # the header is edgeopt.bench.machine's describe(): "...; AVX2, AVX-512, VNNI, no AMX)" or "..., no VNNI, ..." (flags in lower case)
+    vnni = "VNNI" in data["machine"] and "no VNNI" not in data["machine"]
     lines = ["## Findings", "", f"### Against the targets ({plural(len(data['seeds']), 'seed')}; machine: see the table's header)", "",
              *md_table(["target", f"{_title(FINDINGS_MODEL)}: result", "verdict"], table), "",
              *wrap(f"Float32 reads {100 * f32['top1']:.2f}% on the {data['test_images']:,} test images (±{100 * f32['interval']:.2f} points "
@@ -411,7 +409,7 @@ def _seeded_findings(data: dict) -> str:
                    "noise on it, so these seeds cannot tell."), "",
              *wrap(f"On this machine int8 PTQ is {'slower than' if slower else 'faster than'} float32 under XNNPACK at 1 thread "
                    f"({ptq['median_ms']:.3f} vs {f32['median_ms']:.3f} ms, {ptq['median_ms'] / f32['median_ms']:.2f}x); its CPU "
-                   f"{'has' if 'VNNI' in vnni_flags(data['machine']) else 'lacks'} VNNI, the x86 instructions int8 needs to beat float "
+                   f"{'has' if vnni else 'lacks'} VNNI, the x86 instructions int8 needs to beat float "
                    "(without them XNNPACK's int8 is slower). Phones' ARM cores (dot-product instructions) differ; not measured here."), "",
              *_breakdown_section({**data, "models": _as_models(data)})]
     return "\n".join(lines) + "\n"
