@@ -190,7 +190,7 @@ class RunContext:
         return latest(self.results, stage_type)
 
     def baseline_model(self) -> keras.Model | None:
-        """The float model to compare against: the one saved by the most recent ``train`` or ``finetune`` stage, else
+        """The float model to compare against: the one saved by the most recent stage of :data:`BASELINE_STAGES`, else
         the model the run started from (a user's trained model file), else None."""
         trained = latest_baseline(self.results)
         if trained is not None:

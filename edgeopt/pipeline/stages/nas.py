@@ -80,7 +80,7 @@ class NasStageConfig(Config):
         space = self.nas_space()  # a bad table fails when the recipe is read, naming its field
         if "cost_target" in self.search:
             raise ValueError("search.cost_target is set by the stage: give cost_limit (in the cost model's unit) or cost_limit_fraction instead")
-        self.darts()
+        darts = self.darts()
         for name in ("cost_limit", "cost_limit_fraction"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 or absent (no limit), got {getattr(self, name)}")
@@ -91,9 +91,9 @@ class NasStageConfig(Config):
                              f"the space has {', '.join(space.ops)}: give cost_limit instead")
         self.single_path()
         if self.latency_table is not None:
-            if self.darts().cost_model != "latency":
+            if darts.cost_model != "latency":
                 raise ValueError(f"latency_table is read by the latency cost model; set search.cost_model = \"latency\" or drop latency_table "
-                                 f"(cost_model is {self.darts().cost_model!r})")
+                                 f"(cost_model is {darts.cost_model!r})")
             if not Path(self.latency_table).is_file():
                 raise ValueError(f"latency_table {self.latency_table!r}: no such file; measure one with edgeopt.search.latency_table.measure_table")
 
