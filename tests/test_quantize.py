@@ -109,8 +109,14 @@ def test_every_family_quantizes_trains_and_exports_int8(name, digits_splits):
     assert float_ops(tflite) == []  # full integer: no float kernels inside
     got = run_int8(tflite, x[32:64])
     want = q(x[32:64], training=False).numpy()
+    # a model trained one step has top-2 margins near the int8 output step (1/256): only images whose margin is over
+    # two steps can be expected to keep their class (ShuffleNet's margins are ~0.005: 81% or 100% from run to run)
+    top2 = np.sort(want, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 2 / 256
+    if clear.sum() >= 8:
+        got, want = got[clear], want[clear]
     agree = agreement(got, want)
-    assert agree >= 0.9, f"{name}: int8 .tflite agrees with the QAT model on {agree:.0%} of samples"
+    assert agree >= 0.9, f"{name}: int8 .tflite agrees with the QAT model on {agree:.0%} of {len(want)} samples"
 
 
 def test_calibrated_ranges_are_the_float_activation_ranges_and_keep_accuracy(digits_arrays, trained_tiny):
