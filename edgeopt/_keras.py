@@ -93,58 +93,25 @@ def keras3():
 
 # ---- grouped convolutions without XLA ----------------------------------------------------------------------------
 # tf_keras runs every Conv with groups > 1 through a function compiled with XLA (`_jit_compiled_convolution_op`,
-# "remove this when grouped convolutions are fully supported on the CPU", b/213173659). TensorFlow 2.21's own CPU
-# kernels compute grouped convolutions and their gradients, and the XLA path is slow to train on CPU: ShuffleNet v1
-# 0.5x g=3 at 28x28, batch 128, took 2.6 s a training step through XLA, 0.46 s through TensorFlow's kernels and
-# 0.32 s with g=1, on 2 cores of an AMD EPYC (tensorflow/tensorflow#49147). So the layer calls its own
-# convolution_op, the path groups=1 already takes, when a probe on this build shows that the kernels exist and agree
-# with one convolution per group (values and both gradients); otherwise tf_keras' XLA path stays. Same layer class,
-# same weights and saved files; the converter sees the same Conv2D op.
+# "remove this when grouped convolutions are fully supported on the CPU", b/213173659). TensorFlow 2.21 (the version
+# pyproject.toml pins) computes grouped convolutions and their gradients with its own CPU kernels, and the XLA path is
+# slow to train on CPU: ShuffleNet v1 0.5x g=3 at 28x28, batch 128, took 2.6 s a training step through XLA, 0.46 s
+# through TensorFlow's kernels and 0.32 s with g=1, on 2 cores of an AMD EPYC (tensorflow/tensorflow#49147). So the
+# layer calls its own convolution_op, the path groups=1 already takes (tests/test_keras_choice.py checks values and
+# both gradients against the XLA path). Same layer class, same weights and saved files; the converter sees the same
+# Conv2D op. Nothing runs here: importing edgeopt executes no TensorFlow op (MultiWorkerMirroredStrategy must be
+# made before the first one).
 _XLA_GROUPED_CONVOLUTION = _KerasConv._jit_compiled_convolution_op
-_grouped_path = "xla"
-
-
-def _native_grouped_convolution_works() -> bool:
-    """True when TensorFlow's own kernels compute a grouped convolution and its gradients as one convolution per
-    group does (a 3x3 stride-2 convolution with 2 groups on a 1x6x6x4 input, eagerly, on the default device; run at import, outside
-    any tf.function)."""
-    try:
-        x = tf.reshape(tf.range(144, dtype=tf.float32) / 144.0, (1, 6, 6, 4))
-        w = tf.reshape(tf.range(72, dtype=tf.float32) / 72.0 - 0.5, (3, 3, 2, 4))
-
-        def grads(conv):
-            with tf.GradientTape() as tape:
-                tape.watch([x, w])
-                y = conv(x, w)
-                loss = tf.reduce_sum(y * y)
-            return [y, *tape.gradient(loss, [x, w])]
-
-        native = grads(lambda a, b: tf.nn.convolution(a, b, strides=2, padding="SAME"))
-        reference = grads(lambda a, b: tf.concat([tf.nn.convolution(a_g, b_g, strides=2, padding="SAME")
-                                                  for a_g, b_g in zip(tf.split(a, 2, -1), tf.split(b, 2, -1))], -1))
-        return all(bool(tf.reduce_all(tf.abs(n - r) <= 1e-4 * (1.0 + tf.abs(r)))) for n, r in zip(native, reference))
-    except (tf.errors.OpError, ValueError, NotImplementedError):
-        return False
 
 
 def _grouped_convolution_op(self, inputs, kernel):
-    """Conv.call's grouped branch: the layer's own convolution (TensorFlow's kernels), once the probe passed."""
+    """Conv.call's grouped branch: the layer's own convolution (TensorFlow's kernels)."""
     return self.convolution_op(inputs, kernel)
 
 
 def grouped_convolution_path() -> str:
     """Which path tf_keras' grouped convolutions take in this process: "native" (TensorFlow's kernels) or "xla"."""
-    return _grouped_path
+    return "native" if _KerasConv._jit_compiled_convolution_op is _grouped_convolution_op else "xla"
 
 
-def _choose_grouped_convolution() -> None:
-    global _grouped_path
-    if _native_grouped_convolution_works():
-        _KerasConv._jit_compiled_convolution_op = _grouped_convolution_op
-        _grouped_path = "native"
-    else:  # pragma: no cover - a TensorFlow build without grouped CPU kernels
-        _KerasConv._jit_compiled_convolution_op = _XLA_GROUPED_CONVOLUTION
-        _grouped_path = "xla"
-
-
-_choose_grouped_convolution()
+_KerasConv._jit_compiled_convolution_op = _grouped_convolution_op
