@@ -22,6 +22,8 @@ RECIPE = make_recipe(
 )
 
 
+@pytest.mark.slow  # 71 s (3 training epochs + prune + PQAT + export); keeps the default suite under 15 minutes.
+# Its parts stay in the default suite: test_prune (sparsity), test_collaborative (PQAT keeps zeros), test_export.
 def test_prune_pqat_int8_recipe_keeps_sparsity_and_ships_an_int8_model(tmp_path):
     report = run_recipe(write_recipe(tmp_path / "comp.toml", RECIPE), out_dir=tmp_path / "runs", artifacts_dir=tmp_path / "art", progress=lambda s: None)
     by_type = {s["type"]: s for s in report["stages"]}
