@@ -29,7 +29,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-RENDERERS = ("benchmarks._pruning_report", "benchmarks.quantization", "benchmarks.distillation", "benchmarks.xnnpack_sparse_probe")
+RENDERERS = ("benchmarks._pruning_report", "benchmarks.quantization", "benchmarks.distillation", "benchmarks.xnnpack_sparse_probe",
+             "benchmarks.quant_diagnostics")
 # benchmarks/pruning_criteria.py's findings join these checks once its full run's data is committed
 RENDERERS += ("benchmarks._pruning_criteria_report",) if (BENCH / "pruning_criteria.json").exists() else ()
 
