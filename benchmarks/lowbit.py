@@ -69,9 +69,8 @@ class Run(BaselineRun):
         self.cache = SeedRuns(CACHE_ROOT / ("quick/lowbit" if self.quick else "lowbit") / self.model_name, self.settings)
 
     def seconds(self, variant: str) -> float:
-        trained = variant in FACTORS
-        return {"plan": PLAN_SECONDS, "latency": LATENCY_SECONDS}.get(
-            variant, SECONDS_PER_FILE + trained * (QAT_SECONDS + FACTORS[variant] * self.steps * SECONDS_PER_STEP))
+        training = QAT_SECONDS + FACTORS[variant] * self.steps * SECONDS_PER_STEP if variant in FACTORS else 0.0
+        return {"plan": PLAN_SECONDS, "latency": LATENCY_SECONDS}.get(variant, SECONDS_PER_FILE + training)
 
     # ---- one file -------------------------------------------------------------------------------------------
 
