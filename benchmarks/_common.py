@@ -154,7 +154,8 @@ BATCH = 128
 TEST_IMAGES = 10_000
 QUICK_TRAIN, QUICK_VAL, QUICK_TEST = 384, 256, 500  # --quick: the first images of the training, validation and test splits
 QUICK_OUT = Path("/tmp/edgeopt-bench-quick")  # --quick writes here (never to the committed files)
-CACHE_ROOT = Path("runs/bench_cache")
+CACHE_ROOT = Path("runs/bench_cache")  # files a run keeps (.tflite, weights) and --quick's results: never committed
+RAW_ROOT = Path("benchmarks/raw")  # full runs' per-(variant, seed) results: committed, so a run continues in a later session
 STANDIN = CACHE_ROOT / "quick" / "baseline_standin.keras"  # --quick's model when the baseline is missing
 
 
@@ -293,18 +294,31 @@ class BaselineRun:
         self.digest = file_digest(self.baseline_file)
 
 
-class SeedRuns:
-    """Finished (variant, seed) results of one benchmark configuration in ``folder``/runs.json (under runs/),
-    rewritten atomically after each, so a killed benchmark continues where it stopped. ``settings`` (steps, rates,
-    the baseline's digest...; not the seed count) name the folder: other settings start a new one."""
+def seed_runs(name: str, settings: Mapping, quick: bool) -> "SeedRuns":
+    """The cache of benchmark ``name`` (a folder path such as ``"pruning"`` or ``"lowbit/mobilenet"``): a full run keeps
+    its results in benchmarks/raw/``name``/ (committed: the next session, on a fresh clone, continues where this one
+    stopped) and its files under runs/bench_cache/``name``/; ``--quick`` keeps both under runs/bench_cache/quick/."""
+    if quick:
+        return SeedRuns(CACHE_ROOT / "quick" / name, settings)
+    return SeedRuns(RAW_ROOT / name, settings, files_root=CACHE_ROOT / name)
 
-    def __init__(self, root: os.PathLike, settings: Mapping):
+
+class SeedRuns:
+    """Finished (variant, seed) results of one benchmark configuration in ``folder``/runs.json, rewritten atomically
+    after each, so a killed benchmark continues where it stopped. ``settings`` (steps, rates, the baseline's
+    digest...; not the seed count) name the folder: other settings start a new one. Files a run keeps beside its
+    result (:meth:`file`) go to the same-named folder under ``files_root`` (default ``root``): results can be
+    committed while the files stay out of git, so a job that needs an earlier job's file checks :meth:`has_files`."""
+
+    def __init__(self, root: os.PathLike, settings: Mapping, files_root: os.PathLike | None = None):
         import hashlib
         import json
 
         key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
         self.folder = Path(root) / key
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.files = Path(files_root if files_root is not None else root) / key
+        self.files.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "runs.json"
         self.settings = dict(settings)
         self.results = json.loads(self.path.read_text())["results"] if self.path.exists() else {}
@@ -317,16 +331,31 @@ class SeedRuns:
         return self.results.get(self.key(variant, seed))
 
     def put(self, variant: str, seed, result: Mapping) -> dict:
-        import json
-
         self.results[self.key(variant, seed)] = {"variant": variant, "seed": seed, **result}
-        write_file(self.path, json.dumps({"settings": self.settings, "results": self.results}, indent=1, default=str) + "\n")
+        self._save()
         return self.results[self.key(variant, seed)]
 
+    def _save(self) -> None:
+        import json
+
+        write_file(self.path, json.dumps({"settings": self.settings, "results": self.results}, indent=1, default=str) + "\n")
+
     def file(self, variant: str, seed, suffix: str) -> Path:
-        """Where a run keeps a file (a .tflite, weights) beside its result."""
+        """Where a run keeps a file (a .tflite, weights) beside its result: under ``files_root``, not committed."""
         slug = "".join(c if c.isalnum() else "-" for c in variant).strip("-")
-        return self.folder / f"{slug}-s{seed}{suffix}"
+        return self.files / f"{slug}-s{seed}{suffix}"
+
+    def ensure_files(self, needs: Iterable[tuple[str, object, Sequence[str]]], desc: str) -> list[tuple[str, object]]:
+        """Before a job that reads earlier jobs' files: forget each finished ``(variant, seed, suffixes)`` whose files
+        are not here (a fresh clone has the committed results, not the files), so it runs again. Says so; returns them."""
+        gone = [(v, s) for v, s, suffixes in needs
+                if self.get(v, s) is not None and not all(self.file(v, s, x).exists() for x in suffixes)]
+        for variant, seed in gone:
+            print(f"{desc}: {variant} (seed {seed}) is cached in {self.path} but its files are not in {self.files}; it runs again", flush=True)
+            self.results.pop(self.key(variant, seed))
+        if gone:
+            self._save()
+        return gone
 
     def run(self, jobs: Sequence[tuple[str, object]], work, seconds, desc: str) -> list[dict]:
         """Run ``work(variant, seed) -> dict`` for every job not finished yet, caching each result; ``seconds(variant)``

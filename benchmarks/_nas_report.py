@@ -118,6 +118,16 @@ def _cpu_h(data: dict, seconds: float) -> str:
 _QUICK_NOTE = ["**A `--quick` smoke run**: the 2-block tiny space, a few steps per training; the numbers test the code, not the methods.", ""]
 
 
+def _devices_note(data: dict) -> str:
+    """A sentence when the latency table and the timed networks were measured on different machines (the phases of a
+    run can fall in different sessions), else nothing."""
+    table, timed = data["table"]["header"]["runner"].get("device"), data["latency"].get("device")
+    if not table or not timed or table == timed:
+        return ""
+    return (f" The latency table was measured on {table}, the four networks were timed on {timed}: predicted and measured "
+            "milliseconds come from different machines.")
+
+
 def tables_markdown(data: dict) -> str:
     """nas.md without its findings: setup, the comparison, the architectures, search costs, each search's details, every run."""
     s, sp, t = data["settings"], data["space"], data["table"]
@@ -136,8 +146,8 @@ def tables_markdown(data: dict) -> str:
                 f"({plural(len(data['seeds']), 'seed')}; the recipe trains {s['baseline_epochs']}), random-search candidates for "
                 f"{plural(s['candidate_epochs'], 'epoch')} (seed 0). Selection reads the validation split only; each reported model reads the "
                 f"test split once, Keras and its int8 .tflite (int8 input and output, {s['calibration']} calibration images). Latency: int8, 1 "
-                f"thread, {hdr['runner']['runtime']}; {data['latency']['timing']}; median of {data['latency']['rounds']} interleaved rounds. Raw "
-                f"results: `{DATA}`."), "",
+                f"thread, {hdr['runner']['runtime']}; {data['latency']['timing']}; median of {data['latency']['rounds']} interleaved rounds."
+                f"{_devices_note(data)} Raw results: `{DATA}`."), "",
           "## Found networks against MobileNetV2 0.35 at equal int8 latency", ""]
     md += md_table(["model", "predicted ms", "measured ms", "vs MobileNetV2", "latency verdict", "params", "MACs", "one-shot val %", "val %",
                     "Keras top-1 %", "vs MobileNetV2", "verdict", "int8 top-1 %", "± 95% test", "vs MobileNetV2", "noise ±", "verdict"],

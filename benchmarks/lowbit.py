@@ -8,7 +8,8 @@ Seeds: every variant that calibrates or trains runs with ``--seeds`` seeds (seed
 TF-MOT randomness); float32 and float16 are one run each. The mixed-precision plan (sensitivity of each layer at 4 bits
 on validation images, bits chosen under the budget: edgeopt.compress.mixed_precision) depends on the baseline only and
 is made once. Fine-tunes validate ``CHECKS`` times and keep the best validation check. Each (variant, seed) is cached
-in runs/bench_cache/lowbit/<settings>/runs.json as it finishes (a killed run continues). The run writes the raw results
+in benchmarks/raw/lowbit/<model>/<settings>/runs.json as it finishes (committed: a killed run continues, in this
+session or the next one on a fresh clone; its files stay in runs/bench_cache/). The run writes the raw results
 to benchmarks/lowbit_<model>.json and renders lowbit.md, lowbit.csv, lowbit.png and lowbit_findings.md
 (benchmarks/_lowbit_report.py, no TensorFlow) from every lowbit_<model>.json there.
 
@@ -30,8 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks._common import (CACHE_ROOT, QUICK_OUT, BaselineRun, SeedRuns, baseline_args, calibration_images, check_baseline, finetune,
-                                reseeded, write_file)
+from benchmarks._common import (QUICK_OUT, BaselineRun, baseline_args, calibration_images, check_baseline, finetune,
+                                reseeded, seed_runs, write_file)
 from benchmarks._lowbit_report import (FINDINGS, FINDINGS_CONSTANTS, PREFIX, VARIANTS, findings_data, findings_markdown,  # noqa: F401
                                        write_all)  # (tests/test_findings.py reads the renderer here)
 
@@ -66,7 +67,7 @@ class Run(BaselineRun):
         self.sensitivity_samples = min(SENSITIVITY_SAMPLES, self.splits.sizes["val"])
         self.settings = {"baseline": self.digest, "steps": self.steps, "checks": self.checks, "calibration": self.calibration, "rates": RATES,
                          "factors": FACTORS, "lowbit": LOWBIT, "mixed": MIXED, "sensitivity_samples": self.sensitivity_samples, "quick": self.quick}
-        self.cache = SeedRuns(CACHE_ROOT / ("quick/lowbit" if self.quick else "lowbit") / self.model_name, self.settings)
+        self.cache = seed_runs(f"lowbit/{self.model_name}", self.settings, self.quick)
 
     def seconds(self, variant: str) -> float:
         training = QAT_SECONDS + FACTORS[variant] * self.steps * SECONDS_PER_STEP if variant in FACTORS else 0.0
@@ -148,25 +149,31 @@ class Run(BaselineRun):
 
     def latency(self, *_) -> dict:
         """Median latency (ms, 1 thread) of every variant's first-seed file, interleaved."""
-        from benchmarks._common import median_latency_ms  # lazy: as above
+        from benchmarks._common import machine_line, median_latency_ms  # lazy: as above
 
         first = self.seeds[0]
         files = {v: self.cache.file(v, None, ".tflite") for v in FIXED} | {v: self.cache.file(v, first, ".tflite") for v in SEEDED}
         rounds = QUICK["latency_rounds"] if self.quick else 3
-        return {"ms": median_latency_ms(files, rounds, threads=1, runs=20, min_seconds=0.3, progress="latency")}
+        return {"ms": median_latency_ms(files, rounds, threads=1, runs=20, min_seconds=0.3, progress="latency"),
+                "machine": machine_line()}  # the table's machine: other seeds may run in a later session, elsewhere
 
     def measure_all(self) -> dict:
-        """The fixed rows, the plan, every seeded variant on every seed (cached, resumable), then latency."""
+        """The fixed rows, the plan, the first seed's variants, latency (it reads their files, so the cache committed in
+        benchmarks/raw/ needs no file once it is measured), then the other seeds (cached, resumable)."""
         from edgeopt.compress.lowbit import packed_size_bytes  # lazy: as above
         from edgeopt.compress.masks import kernel_of  # lazy: as above
 
         jobs = [(v, s) for s in self.seeds for v in SEEDED]
         left = [self.seconds(v) for v, s in [*((f, None) for f in FIXED), ("plan", None), *jobs] if self.cache.get(v, s) is None]
         print(f"lowbit: {len(left)} runs to do, about {(sum(left) + LATENCY_SECONDS) / 3600:.1f} h on 2 idle cores", flush=True)
+        first = self.seeds[0]
+        if self.cache.get("latency") is None:  # latency reads these files: re-make any a fresh clone lacks
+            self.cache.ensure_files([(v, None, (".tflite",)) for v in FIXED] + [(v, first, (".tflite",)) for v in SEEDED], "lowbit, latency table")
         fixed = self.cache.run([(f, None) for f in FIXED], self.fixed, self.seconds, "lowbit: float files")
         plan = self.cache.run([("plan", None)], self.plan, self.seconds, "lowbit: mixed-precision plan")[0]
-        seeded = self.cache.run(jobs, self.seeded, self.seconds, "lowbit: variants x seeds")
+        self.cache.run([(v, first) for v in SEEDED], self.seeded, self.seconds, "lowbit: variants, first seed")
         lat = self.cache.run([("latency", None)], self.latency, lambda _: LATENCY_SECONDS, "lowbit: latency")[0]
+        seeded = self.cache.run(jobs, self.seeded, self.seconds, "lowbit: variants x other seeds")
         runs = [r for g in [*fixed, *seeded] for r in g["rows"]]
         runs.sort(key=lambda r: (VARIANTS.index(r["variant"]), -1 if r["seed"] is None else r["seed"]))
         kernels = sum(int(kernel_of(self.model, n).shape.num_elements()) for n in plan["layer_bits"])
@@ -176,7 +183,7 @@ class Run(BaselineRun):
                              "params": self.model.count_params(), "kernel_weights": kernels},
                 "int8_packed_bytes": packed_size_bytes(self.model, 8),
                 "plan": {k: v for k, v in plan.items() if k not in ("variant", "seed", "seconds")},
-                "runs": runs, "latency_ms": {k: round(v, 4) for k, v in lat["ms"].items()}}
+                "runs": runs, "latency_ms": {k: round(v, 4) for k, v in lat["ms"].items()}, "latency_machine": lat.get("machine")}
 
 
 def _codes_per_channel(blob: bytes, widths: dict[str, int]) -> dict[str, int]:
@@ -214,7 +221,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     run = Run(args)
     data = run.measure_all()
-    data = {**data, "machine": f"{machine_line()} (shared with other jobs: latency is noisy; medians, variants interleaved)",
+    table_machine = data.pop("latency_machine") or machine_line()
+    data = {**data, "machine": f"{table_machine} (shared with other jobs: latency is noisy; medians, variants interleaved)",
             "wall_s": time.perf_counter() - t0}
     write_file(out / f"{PREFIX}{args.model}.json", json.dumps(data, indent=1) + "\n")
     write_all(out)

@@ -10,7 +10,9 @@ recipes/fmnist_mobilenet_v2.toml: all 57,000 training images with shifts of up t
 its validation split (5%, seed 0), the 10,000 test images; every training uses its Adam 0.004, 3% linear warm-up and
 cosine decay, weight decay 0.05, label smoothing 0.1 (the supernet's and DARTS' steps too, DARTS without smoothing).
 
-Phases, in order (each cached under runs/bench_cache/nas/<settings>/ as it finishes; a killed run continues):
+Phases, in order (each cached in benchmarks/raw/nas/<settings>/runs.json as it finishes, committed with the latency
+table: a killed run continues, in this session or the next one on a fresh clone; checkpoints and .tflite files stay
+in runs/bench_cache/nas/, and a phase that needs a gone file makes it again):
 
 1. ``table``: the int8, 1-thread latency of every candidate at every block (LiteRT interpreter, XNNPACK, minimum of
    each measurement's runs, interleaved rounds; :mod:`edgeopt.search.latency_table`), its per-inference overhead
@@ -30,7 +32,8 @@ Phases, in order (each cached under runs/bench_cache/nas/<settings>/ as it finis
 6. ``retrain``: MobileNetV2 0.35 and the three found networks, each from scratch with ``--seeds`` seeds,
    ``RETRAIN_EPOCHS`` epochs (every model the same budget; the baseline recipe trains 24), then validation, and the
    test split once: Keras and its int8 .tflite (int8 input and output, 500 calibration images).
-7. ``latency``: the four int8 networks (seed 0) timed interleaved with the table's runner, 1 thread, 7 rounds.
+7. ``latency``: the four int8 networks (seed 0) timed interleaved with the table's runner, 1 thread, 7 rounds; it
+   runs as soon as the seed-0 retrainings are done, before the other seeds.
 
 Selection (architecture weights, evolution, random search's pick) reads the validation split only. The run writes
 benchmarks/nas.json and renders nas.md, nas.csv, nas_pareto.png and nas_findings.md (benchmarks/_nas_report.py,
@@ -56,8 +59,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-from benchmarks._common import (BASELINE_DATA, BASELINE_RECIPE, BATCH, CACHE_ROOT, QUICK_OUT, QUICK_TEST, QUICK_TRAIN, QUICK_VAL, SeedRuns,
-                                calibration_images, interleave, machine_line, reseeded, training_arrays, write_file)
+from benchmarks._common import (BASELINE_DATA, BASELINE_RECIPE, BATCH, QUICK_OUT, QUICK_TEST, QUICK_TRAIN, QUICK_VAL, calibration_images,
+                                interleave, machine_line, reseeded, seed_runs, training_arrays, write_file)
 from benchmarks._nas_report import (DATA, FINDINGS, FINDINGS_CONSTANTS, MODELS, findings_data,  # noqa: F401  (the renderer, for
                                     findings_markdown, render)  # tests/test_findings.py)
 
@@ -160,13 +163,13 @@ def nas_splits(quick: bool):
 
 
 class Run:
-    """One run: the plan, data, space, the cache (``runs.json`` and every phase's files in its folder), and the
-    phases' results as they come."""
+    """One run: the plan, data, space, the cache (``runs.json`` and the latency table in its committed folder, the
+    phases' checkpoints, journal and .tflite files in ``files``), and the phases' results as they come."""
 
     def __init__(self, args, plan: Plan):
         self.args, self.plan = args, plan
-        self.cache = SeedRuns(CACHE_ROOT / ("quick/nas" if plan.quick else "nas"), plan.settings())
-        self.folder = self.cache.folder
+        self.cache = seed_runs("nas", plan.settings(), plan.quick)
+        self.folder, self.files = self.cache.folder, self.cache.files
         self.splits = nas_splits(plan.quick)
         self.space = plan.space()
         self.pool = training_arrays(self.splits, 4000)[0]  # calibration images are drawn from it by seed
@@ -203,7 +206,7 @@ class Run:
         if self._supernet is None:
             from edgeopt.search.single_path import train_single_path  # lazy: TensorFlow
 
-            self._supernet = train_single_path(self.space, self.splits, self.supernet_config(), checkpoint_dir=self.folder / "single_path")[1]
+            self._supernet = train_single_path(self.space, self.splits, self.supernet_config(), checkpoint_dir=self.files / "single_path")[1]
         return self._supernet
 
     def supernet_config(self):
@@ -225,7 +228,8 @@ class Run:
         from edgeopt.search.nas_space import mobilenet_v2_architecture
 
         path = self.folder / "latency_table.json"
-        table = measure_table(self.space, INPUT, CLASSES, path, LatencyTableConfig(**self.plan.table), runner=LiteRTRunner(**RUNNER))
+        table = measure_table(self.space, INPUT, CLASSES, path, LatencyTableConfig(**self.plan.table), runner=LiteRTRunner(**RUNNER),
+                              models_dir=self.files / "latency_table_parts")  # the table (committed) here, its .tflite parts not
         self.latency_table, self.ms = table, table.cost_table("int8", 1)
         mnv2 = mobilenet_v2_architecture(self.space)
         header = {k: v for k, v in table.to_dict().items() if k not in ("measurements", "space")}
@@ -237,7 +241,7 @@ class Run:
         from edgeopt.search.single_path import train_single_path  # lazy: TensorFlow
 
         t0 = time.perf_counter()
-        result, self._supernet = train_single_path(self.space, self.splits, self.supernet_config(), checkpoint_dir=self.folder / "single_path")
+        result, self._supernet = train_single_path(self.space, self.splits, self.supernet_config(), checkpoint_dir=self.files / "single_path")
         return {**result.to_dict(), "seconds": sum(r.seconds for r in result.history), "call_s": time.perf_counter() - t0,
                 "config": self.supernet_config().to_dict()}
 
@@ -245,7 +249,7 @@ class Run:
         from edgeopt.search.darts import DartsConfig, derive_within, search  # lazy: TensorFlow
 
         config = DartsConfig(**self.plan.darts, cost_target=limit, seed=0)
-        result, _ = search(self.space, self.splits, config, checkpoint_dir=self.folder / "darts", cost_table=self.ms,
+        result, _ = search(self.space, self.splits, config, checkpoint_dir=self.files / "darts", cost_table=self.ms,
                            initial_weights=self.supernet.state())
         derived = derive_within(self.space, result.probabilities, self.ms, limit)
         return {"config": config.to_dict(), "argmax": list(result.architecture.choices), "argmax_ms": result.cost, "architecture": list(derived.choices),
@@ -257,7 +261,7 @@ class Run:
         from edgeopt.search.evolution import EvolutionConfig, evolve  # lazy: TensorFlow
 
         config = EvolutionConfig(**self.plan.evolution, cost_limit=limit, seed=0)
-        result = evolve(self.space, self.scorer(), self.ms, config, storage=self.folder / "evolution.journal")
+        result = evolve(self.space, self.scorer(), self.ms, config, storage=self.files / "evolution.journal")
         best = result.best
         return {**result.to_dict(), "config": config.to_dict(), "architecture": list(best.architecture.choices), "predicted_ms": best.cost,
                 "oneshot_val": best.score, "distinct": len({c.architecture.choices for c in result.candidates})}
@@ -331,6 +335,7 @@ class Run:
         rounds = interleave({key: partial(runner, data, 1) for key, data in files.items()}, self.plan.latency_rounds, alternate=True,
                             progress="nas: int8 latency")
         return {"rounds_ms": rounds, "ms": {k: float(np.median(v)) for k, v in rounds.items()}, "timing": runner.describe()["timing"],
+                "device": runner.describe()["device"],  # may differ from the table's: the phases can run in different sessions
                 "rounds": self.plan.latency_rounds, "threads": 1}
 
     def measure_all(self) -> dict:
@@ -358,9 +363,14 @@ class Run:
         archs = {"mobilenet_v2": mnv2, "darts": self.architecture(darts["architecture"]), "evolution": self.architecture(evolution["architecture"]),
                  "random": self.architecture(candidates[best]["architecture"])}
         per_run = self.retrain_seconds()
-        runs = self.cache.run([(key, seed) for seed in self.plan.seeds for key in MODELS], lambda key, seed: self.retrain(key, archs[key], seed),
-                              lambda _: per_run, "nas: retraining from scratch")
+        def retrain(key: str, seed: int) -> dict:
+            return self.retrain(key, archs[key], seed)
+
+        if self.cache.get("latency") is None:  # latency reads the seed-0 files: re-make any a fresh clone lacks
+            self.cache.ensure_files([(key, 0, (".int8.tflite",)) for key in MODELS], "nas, latency")
+        self.cache.run([(key, 0) for key in MODELS], retrain, lambda _: per_run, "nas: retraining from scratch, seed 0")
         latency = self.phase("latency", self.latency, est["latency"])
+        runs = self.cache.run([(key, seed) for seed in self.plan.seeds for key in MODELS], retrain, lambda _: per_run, "nas: retraining, other seeds")
         oneshot = {"mobilenet_v2": reference["oneshot_val"], "darts": darts["oneshot_val"], "evolution": evolution["oneshot_val"],
                    "random": candidates[best]["oneshot_val"]}
         models = [{"key": key, "architecture": list(archs[key].choices), "predicted_ms": self.ms.predict(self.space, archs[key]),

@@ -6,10 +6,11 @@ kept are those of the validation check with the best top-1 after the sparsity sc
 on the validation split); then each model's Keras and int8 .tflite files are read on the 10,000 test images once.
 Latency: the first seed's int8 files, interleaved, medians. Plus a lottery-ticket study on an MLP 784-300-100-10.
 
-Results: each (variant, seed) is cached in runs/bench_cache/pruning/<settings>/runs.json as it finishes (a killed
-run continues); the run writes the raw per-seed results to the committed benchmarks/pruning.json (lottery:
-pruning_lottery.json) and renders pruning.md, pruning.csv, the plots and pruning_findings.md from them
-(benchmarks/_pruning_report.py, no TensorFlow).
+Results: each (variant, seed) is cached in benchmarks/raw/pruning/<settings>/runs.json as it finishes (committed: a
+killed run continues, in this session or the next one on a fresh clone; the files it keeps stay in runs/bench_cache/);
+the first seed's rows run first, then the latency table (it reads their files), then the other seeds. The run
+writes the raw per-seed results to the committed benchmarks/pruning.json (lottery: pruning_lottery.json) and renders
+pruning.md, pruning.csv, the plots and pruning_findings.md from them (benchmarks/_pruning_report.py, no TensorFlow).
 
 Full run, about 3 h on 2 idle cores (18 fine-tunes: 15 of 1,200 steps and the 3 structured ones of 2,400, at about
 0.35 s a step, 90 s of measuring each; 7 min of latency; 5 min of lottery), about twice that while another training
@@ -32,8 +33,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import (BATCH, CACHE_ROOT, QUICK_OUT, BaselineRun, SeedRuns, baseline_args, calibration_images,
-                                check_baseline, finetune, machine_line, median_latency_ms, reseeded, write_file)
+from benchmarks._common import (BATCH, QUICK_OUT, BaselineRun, baseline_args, calibration_images, check_baseline, finetune,
+                                machine_line, median_latency_ms, reseeded, seed_runs, write_file)
 
 OUT = Path("benchmarks")
 STEPS, CHECKS, LR = 1200, 6, 5e-4  # fine-tune steps of batch 128, validation checks, Adam peak learning rate (cosine)
@@ -97,6 +98,7 @@ def variants(steps: int) -> dict[str, Variant]:
 
 
 FLOAT_SPARSE = "layer-wise 75%"  # the row whose first seed is also converted to float32, plain and sparse-format
+FLOAT_FILES = (".float32.tflite", ".float32-sparse.tflite")  # its two float32 files (suffixes)
 
 
 def measure(model, splits, x_cal, kind: str) -> tuple[dict, bytes]:
@@ -123,7 +125,7 @@ class MobileNetRows(BaselineRun):
         self.table = variants(self.steps)
         settings = {"baseline": self.digest, "steps": self.steps, "checks": self.checks, "calibration": self.calibration, "quick": self.quick,
                     "variants": {k: repr(v) for k, v in self.table.items()}}
-        self.cache = SeedRuns(CACHE_ROOT / ("quick/pruning" if self.quick else "pruning"), settings)
+        self.cache = seed_runs("pruning", settings, self.quick)
 
     def seconds(self, variant: str) -> float:
         v = self.table.get(variant)
@@ -160,8 +162,9 @@ class MobileNetRows(BaselineRun):
         row, data = measure(model, self.splits, calibration_images(self.pool, seed, self.calibration), v.kind)
         write_file(self.cache.file(name, seed, ".tflite"), data)
         if name == FLOAT_SPARSE and seed == self.seeds[0]:
-            write_file(self.cache.file(name, seed, ".float32.tflite"), to_tflite(model, "float32"))
-            write_file(self.cache.file(name, seed, ".float32-sparse.tflite"), to_tflite(model, "float32", sparse=True))
+            plain, sparse = FLOAT_FILES
+            write_file(self.cache.file(name, seed, plain), to_tflite(model, "float32"))
+            write_file(self.cache.file(name, seed, sparse), to_tflite(model, "float32", sparse=True))
         return {"kind": v.kind, **tuned, **row}
 
     def latency(self, *_) -> dict:
@@ -177,25 +180,32 @@ class MobileNetRows(BaselineRun):
                   "75% float32 plain": self.cache.file(FLOAT_SPARSE, first, ".float32.tflite").read_bytes(),
                   "75% float32 sparse-format": self.cache.file(FLOAT_SPARSE, first, ".float32-sparse.tflite").read_bytes()}
         flat = latency_interleaved(floats, rounds)
-        return {"int8_ms": int8, "floats": [{"variant": k, "float32_latency_ms": flat[k], "bytes": len(d), "gzip_bytes": gzip_size(d)}
-                                            for k, d in floats.items()]}
+        return {"int8_ms": int8, "machine": machine_line(),  # the table's machine: other seeds may run in a later session, elsewhere
+                "floats": [{"variant": k, "float32_latency_ms": flat[k], "bytes": len(d), "gzip_bytes": gzip_size(d)} for k, d in floats.items()]}
 
     def measure_all(self) -> dict:
-        """Every row on every seed (cached, resumable), then latency; the committed pruning.json's "mobilenet" part."""
+        """Every row on every seed (cached, resumable), latency as soon as the first seed's files exist (so the cache
+        committed in benchmarks/raw/ needs no file once it is measured); the committed pruning.json's "mobilenet" part."""
         from edgeopt.compress.structured import plan  # lazy: as above
 
+        first = self.seeds[0]
+        if self.cache.get("latency") is None:  # latency reads the first seed's files: re-make any a fresh clone lacks
+            self.cache.ensure_files([("dense", None, (".tflite",))] + [(n, first, (".tflite",) + (FLOAT_FILES if n == FLOAT_SPARSE else ())) for n in self.table],
+                                    "pruning, latency table")
         jobs = [(n, s) for s in self.seeds for n in self.table]
         left = [self.seconds(n) for n, s in [("dense", None), *jobs] if self.cache.get(n, s) is None]
         print(f"pruning, MobileNetV2 rows: {len(left)} runs to do, about {_hours(sum(left) + LATENCY_SECONDS)} h on 2 idle cores "
               f"({self.steps} fine-tune steps at about {SECONDS_PER_STEP} s, {SECONDS_PER_RUN} s of measuring each; latency)", flush=True)
         dense = self.cache.run([("dense", None)], self.dense, self.seconds, "pruning: the baseline")[0]
-        runs = self.cache.run(jobs, self.run, self.seconds, "pruning: rows x seeds")
+        self.cache.run([(n, first) for n in self.table], self.run, self.seconds, "pruning: rows, first seed")
         lat = self.cache.run([("latency", None)], self.latency, lambda _: LATENCY_SECONDS, "pruning: latency")[0]
+        runs = self.cache.run(jobs, self.run, self.seconds, "pruning: rows x other seeds")
         structured = next(v.config for v in self.table.values() if v.kind == "filters (L1)")
         return {"format": 2, "cmd": "benchmarks/pruning.py " + " ".join(sys.argv[1:]), "test_images": self.splits.sizes["test"],
                 "seeds": self.seeds, "steps": self.steps, "checks": self.checks, "learning_rate": LR,
                 "structured": {"steps_factor": STRUCTURED_STEPS, "learning_rate": STRUCTURED_LR}, "calibration": self.calibration,
                 "baseline": {"file": str(self.baseline_file), **dense}, "runs": runs, "latency_ms": lat["int8_ms"], "floats": lat["floats"],
+                "latency_machine": lat.get("machine"),
                 "structured_kept": {k: len(v) for k, v in plan(self.model, structured).items()}}
 
 
@@ -256,7 +266,8 @@ def main():
         check_baseline(a.baseline, a.quick)
         t0 = time.perf_counter()
         mobilenet = MobileNetRows(a).measure_all()
-        data = {"format": 2, "mobilenet": {"machine": machine, "wall_s": time.perf_counter() - t0, **mobilenet}}  # replaces format 1's parts
+        table_machine = mobilenet.pop("latency_machine") or machine
+        data = {"format": 2, "mobilenet": {"machine": table_machine, "wall_s": time.perf_counter() - t0, **mobilenet}}  # replaces format 1's parts
         write_file(out / "pruning.json", json.dumps(data, indent=1) + "\n")
     if a.part in (None, "lottery"):
         rounds, limit = (QUICK["lottery_rounds"], QUICK["lottery_limit"]) if a.quick else (a.lottery_rounds, a.lottery_limit)

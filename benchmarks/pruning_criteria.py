@@ -4,8 +4,9 @@ filters, sparse training from scratch, accuracy against measured int8 latency, t
 regularization before pruning. Every row runs with ``--seeds`` seeds (seed = data order, calibration images,
 masks, initial weights of the from-scratch rows).
 
-Parts (``--part``; each (variant, seed) is cached in runs/bench_cache/pruning_criteria/<part>/<settings>/runs.json
-as it finishes, so a killed run continues):
+Parts (``--part``; each (variant, seed) is cached in benchmarks/raw/pruning_criteria/<part>/<settings>/runs.json as
+it finishes, committed, so a killed run continues in this session or the next one on a fresh clone; the files runs
+keep stay in runs/bench_cache/, and a job whose file a later job needs but a fresh clone lacks runs again):
 
 * ``unstructured``: weight saliency ``l1`` (magnitude), ``taylor`` and ``obd_fisher`` (OBD, h_ii w_i^2 / 2 with the
   Hessian diagonal from the empirical Fisher: the mean over images of each image's squared loss gradient,
@@ -63,11 +64,11 @@ import math
 import sys
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
-from benchmarks._common import (CACHE_ROOT, QUICK_OUT, STANDIN, BaselineRun, SeedRuns, baseline_args, calibration_images,
-                                check_baseline, file_digest, finetune, interleaved_latency, machine_line, median_ms, plural, reseeded,
-                                write_file)
+from benchmarks._common import (QUICK_OUT, STANDIN, BaselineRun, baseline_args, calibration_images, check_baseline, file_digest,
+                                finetune, interleaved_latency, machine_line, median_ms, plural, reseeded, seed_runs, write_file)
 
 OUT = Path("benchmarks")
 PARTS = ("unstructured", "scratch", "structured", "budget", "regularization", "latency")
@@ -216,8 +217,7 @@ class Run(BaselineRun):
         super().__init__(args, {"steps": plan.steps, "checks": plan.checks, "calibration": plan.calibration, "seeds": len(plan.seeds)},
                          plan.checks, plan.calibration)
         self.plan = plan
-        root = CACHE_ROOT / ("quick/pruning_criteria" if plan.quick else "pruning_criteria")
-        self.caches = {p: SeedRuns(root / p, {"baseline": self.digest, **plan.settings(p)}) for p in PARTS}
+        self.caches = {p: seed_runs(f"pruning_criteria/{p}", {"baseline": self.digest, **plan.settings(p)}, plan.quick) for p in PARTS}
         drop_floorless_table(self.caches["budget"])
 
     # -- shared pieces
@@ -416,8 +416,7 @@ class Run(BaselineRun):
         arm, level = variant.split(" ")
         sparsity = float(level.rstrip("%")) / 100
         cache = self.caches["regularization"]
-        source = ("phase1 control" if arm == "control" else f"phase1 l1 {self.l1_strength():g}" if seed == self.plan.seeds[0]
-                  else "phase1 penalized")
+        source = self.phase1_source(variant, seed)
         start = load_model(cache.file(source, seed, ".keras"))
         oneshot = evaluate(_one_shot(start, sparsity), self.splits.test)["top1"]
         pruned, fields = self._saliency_prune(start, seed, "l1", "weight", sparsity, LR)
@@ -425,6 +424,35 @@ class Run(BaselineRun):
         phase1 = cache.get(source, seed)
         return {"arm": arm, "sparsity": sparsity, "source": source, "strength": phase1["strength"], "source_near_zero_weights": phase1["near_zero_weights"],
                 "oneshot_keras_top1": oneshot, **fields, **row}
+
+    def phase1_source(self, variant: str, seed: int) -> str:
+        """The phase-1 model a phase-2 row (``"<arm> <sparsity>"``) starts from (its .keras file)."""
+        if variant.startswith("control"):
+            return "phase1 control"
+        return f"phase1 l1 {self.l1_strength():g}" if seed == self.plan.seeds[0] else "phase1 penalized"
+
+    def ensure_phase1_files(self) -> None:
+        """Before phase 2: the phase-1 jobs are done and the .keras file of every pending phase-2 row's source is here
+        (a fresh clone has the committed results, not the files: such sources train again; their results may change
+        the chosen strength, hence the loop)."""
+        cache, jobs = self.caches["regularization"], self.plan.jobs("regularization")
+        phase1 = [(v, s) for v, s in jobs if v.startswith("phase1")]
+        pending = [(v, s) for v, s in jobs if not v.startswith("phase1") and cache.get(v, s) is None]
+        estimate = partial(self.plan.seconds, "regularization")
+        while pending:
+            cache.run(phase1, self.regularization, estimate, "pruning criteria: regularization, phase 1")
+            sources = sorted({(self.phase1_source(v, s), s) for v, s in pending})
+            if not cache.ensure_files([(v, s, (".keras",)) for v, s in sources], "pruning criteria: regularization, phase 2"):
+                return
+
+    def ensure_latency_files(self) -> None:
+        """Before the latency part: every file it times is here; the jobs whose files a fresh clone lacks run again."""
+        first = self.plan.seeds[0]
+        needs = {"unstructured": [("dense", None)], "structured": [(f"{c} {pct(r)}", first) for r in self.plan.ratios for c in FILTER_CRITERIA],
+                 "budget": [(v, s) for v, s in self.plan.jobs("budget")[1:] if (self.caches["budget"].get(v, s) or {}).get("feasible")]}
+        for part, jobs in needs.items():
+            if self.caches[part].ensure_files([(v, s, (".tflite",)) for v, s in jobs], "pruning criteria: latency"):
+                self.run_part(part)
 
     def latency_files(self) -> dict[str, Path]:
         files = {"dense": self.caches["unstructured"].file("dense", None, ".tflite")}
@@ -447,10 +475,15 @@ class Run(BaselineRun):
         work = {"unstructured": self.unstructured, "scratch": self.scratch, "structured": self.structured, "regularization": self.regularization,
                 "latency": self.latency, "budget": lambda v, s: self.cost_table() if v == "cost table" else self.budget(v, s)}[part]
         jobs = self.plan.jobs(part)
-        if part == "latency":  # measured again when any timed file changed
+        if part == "regularization":
+            self.ensure_phase1_files()
+        if part == "latency":  # measured again when any timed file here changed (a fresh clone has none of them)
             stale = cache.get("latency")
-            if stale and stale["files"] != {k: file_digest(p) for k, p in self.latency_files().items()}:
+            here = {k: file_digest(p) for k, p in self.latency_files().items() if p.exists()}
+            if stale and any(stale["files"].get(k) != d for k, d in here.items()):
                 cache.results.pop(cache.key("latency", None))
+            if cache.get("latency") is None:
+                self.ensure_latency_files()
         cache.run(jobs, work, lambda v: self.plan.seconds(part, v), f"pruning criteria: {part}")
 
     def missing(self) -> list[str]:

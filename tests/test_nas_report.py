@@ -115,6 +115,16 @@ def test_findings_and_tables_render(data):
     assert "within the limit, it is the derived network" in report.tables_markdown(fake_data(darts_forced=False))
 
 
+def test_latency_measured_on_two_machines_is_said(data):
+    """The table and the timed networks can come from different sessions' machines: the report says so, and only then."""
+    same = " ".join(report.tables_markdown(data).split())
+    assert "come from different machines" not in same
+    assert "come from different machines" not in " ".join(report.tables_markdown({**data, "latency": {**data["latency"], "device": "AMD EPYC, 2 cores"}}).split())
+    moved = {**data, "latency": {**data["latency"], "device": "Intel Xeon, 2 cores"}}
+    text = " ".join(report.tables_markdown(moved).split())
+    assert "The latency table was measured on AMD EPYC, 2 cores, the four networks were timed on Intel Xeon, 2 cores" in text
+
+
 def test_every_number_in_the_findings_comes_from_the_data(data):
     assert typed_numbers(report, data) == set()
 

@@ -1,0 +1,54 @@
+"""benchmarks/_common.py's resumable cache: results committed in benchmarks/raw/, files kept under runs/."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import _common
+from benchmarks._common import SeedRuns, seed_runs
+
+
+@pytest.fixture
+def roots(tmp_path, monkeypatch):
+    monkeypatch.setattr(_common, "RAW_ROOT", tmp_path / "benchmarks" / "raw")
+    monkeypatch.setattr(_common, "CACHE_ROOT", tmp_path / "runs" / "bench_cache")
+    return tmp_path
+
+
+def test_a_full_run_keeps_results_in_raw_and_files_under_runs(roots):
+    cache = seed_runs("lowbit/mobilenet", {"steps": 600}, quick=False)
+    assert cache.path.parent.parent == roots / "benchmarks" / "raw" / "lowbit" / "mobilenet"
+    assert cache.files.parent == roots / "runs" / "bench_cache" / "lowbit" / "mobilenet"
+    assert cache.path.parent.name == cache.files.name  # the same settings key names both folders
+    assert cache.file("layer-wise 50%", 0, ".tflite") == cache.files / "layer-wise-50-s0.tflite"
+    quick = seed_runs("lowbit/mobilenet", {"steps": 600}, quick=True)
+    assert quick.folder == quick.files and quick.folder.parent == roots / "runs" / "bench_cache" / "quick" / "lowbit" / "mobilenet"
+    assert seed_runs("lowbit/mobilenet", {"steps": 1200}, quick=False).folder != cache.folder  # other settings, other folder
+
+
+def test_a_fresh_clone_reads_the_results_and_reruns_only_jobs_whose_files_a_later_job_needs(roots, capsys):
+    cache = seed_runs("pruning", {"steps": 600}, quick=False)
+    ran = []
+
+    def work(variant, seed):
+        ran.append((variant, seed))
+        cache.file(variant, seed, ".tflite").write_bytes(b"x")
+        return {"top1": 0.9}
+
+    cache.run([("a", 0), ("b", 0), ("a", 1)], work, lambda _: 1.0, "test")
+    assert ran == [("a", 0), ("b", 0), ("a", 1)]
+    assert set(json.loads(cache.path.read_text())["results"]) == {"a | seed 0", "b | seed 0", "a | seed 1"}
+    for f in cache.files.iterdir():  # a fresh clone: the committed runs.json, no files
+        f.unlink()
+    again = seed_runs("pruning", {"steps": 600}, quick=False)
+    assert len(again.results) == 3
+    gone = again.ensure_files([("a", 0, (".tflite",)), ("b", 0, (".tflite",)), ("never ran", 0, (".tflite",))], "latency")
+    assert gone == [("a", 0), ("b", 0)]
+    assert "a (seed 0) is cached in" in capsys.readouterr().out
+    assert set(SeedRuns(again.folder.parent, {"steps": 600}).results) == {"a | seed 1"}  # the forgetting is saved
+    ran.clear()
+    cache = again
+    again.run([("a", 0), ("b", 0), ("a", 1)], work, lambda _: 1.0, "test")
+    assert ran == [("a", 0), ("b", 0)]  # seed 1's result stays: nothing needs its file
+    assert again.ensure_files([("a", 0, (".tflite",))], "latency") == []
