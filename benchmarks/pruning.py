@@ -12,10 +12,12 @@ the first seed's rows run first, then the latency table (it reads their files), 
 writes the raw per-seed results to the committed benchmarks/pruning.json (lottery: pruning_lottery.json) and renders
 pruning.md, pruning.csv, the plots and pruning_findings.md from them (benchmarks/_pruning_report.py, no TensorFlow).
 
-Full run, about 3 h on 2 idle cores (18 fine-tunes: 15 of 1,200 steps and the 3 structured ones of 2,400, at about
-0.35 s a step, 90 s of measuring each; 7 min of latency; 5 min of lottery), about twice that while another training
-shares the cores; it prints its own estimate first:
-      nice -n 19 env PYTHONPATH=. python benchmarks/pruning.py
+Full run: 18 fine-tunes (15 of ``--finetune-steps``, default 1,200, and the 3 structured ones of twice that), about 50 s
+of measuring each, 1 min of latency, 5 min of lottery. Measured on 2 idle cores of an AMD EPYC without VNNI (2026-12-03,
+``--finetune-steps 600``): 450-610 s per 600-step run (0.7-0.9 s a step with its validation checks), 565 s per
+structured run of 1,200 steps (its filters are half gone), so 2.8 h at 600 steps and about 5 h at the default; twice
+that while another training shares the cores. It prints its own estimate first, and continues in a later session:
+      nice -n 19 env PYTHONPATH=. python benchmarks/pruning.py [--finetune-steps 600]
       PYTHONPATH=. python benchmarks/pruning.py --part mobilenet|lottery|report    (one part; report: render only)
 Smoke run (15 min at nice 19 next to a training, most of it TensorFlow tracing and conversion; writes
 /tmp/edgeopt-bench-quick/pruning/ and runs/bench_cache/quick/):
@@ -40,9 +42,10 @@ OUT = Path("benchmarks")
 STEPS, CHECKS, LR = 1200, 6, 5e-4  # fine-tune steps of batch 128, validation checks, Adam peak learning rate (cosine)
 STRUCTURED_STEPS, STRUCTURED_LR = 2, 1e-3  # the filter-pruned row: twice the steps (it loses whole filters), at 1e-3
 CALIBRATION = 500  # int8 calibration images, drawn by seed from the training split
-SECONDS_PER_STEP = 0.35  # a pruned MobileNetV2 0.35 training step at 28x28, batch 128, on 2 idle cores (0.55 CPU-s measured)
-SECONDS_PER_RUN = 90  # besides the steps: validation checks, two conversions, Keras and int8 test passes
-LATENCY_SECONDS = 420  # the interleaved latency passes, int8 and float32
+SECONDS_PER_STEP = 0.8  # a (pruned) MobileNetV2 0.35 fine-tune step at 28x28, batch 128, with its share of the validation checks,
+# on 2 idle cores of an AMD EPYC without VNNI (measured 2026-12-03: 450-610 s per 600-step run; structured steps about half)
+SECONDS_PER_RUN = 50  # besides the steps: two conversions, Keras and int8 test passes (the dense row: 48 s)
+LATENCY_SECONDS = 60  # the interleaved latency passes, int8 and float32 (48 s measured)
 LATENCY = {"threads": 1, "runs": 30, "min_seconds": 0.2}  # per file and round; 7 interleaved rounds, medians
 QUICK = {"steps": 12, "checks": 2, "seeds": 1, "calibration": 32, "lottery_rounds": 2, "lottery_limit": 3584, "latency_rounds": 1}
 # committed inputs the findings quote (made by other scripts); --quick copies them next to its own results
