@@ -15,6 +15,10 @@ measured once on the test split. Writes search_random_vs_grid.md / .csv / .png: 
 run reaches the grid's best.
 
     PYTHONPATH=. python benchmarks/search.py [--part pareto|samplers|all] [--trials 12] [--seeds 3]
+
+Time: the pareto part's first 6 trials took 47 min on 2 idle cores of an AMD EPYC without VNNI (2026-12-03; 3 to 13
+min a trial, by width and resolution), so about 95 min for 12; the samplers part took 47 min on a faster machine.
+A killed part starts again (its trials' folders are under runs/, not committed): start each with that time to spare.
 """
 from __future__ import annotations
 
