@@ -308,7 +308,7 @@ class SeedRuns:
     after each, so a killed benchmark continues where it stopped. ``settings`` (steps, rates, the baseline's
     digest...; not the seed count) name the folder: other settings start a new one. Files a run keeps beside its
     result (:meth:`file`) go to the same-named folder under ``files_root`` (default ``root``): results can be
-    committed while the files stay out of git, so a job that needs an earlier job's file checks :meth:`has_files`."""
+    committed while the files stay out of git, so a job that needs an earlier job's file calls :meth:`ensure_files` first."""
 
     def __init__(self, root: os.PathLike, settings: Mapping, files_root: os.PathLike | None = None):
         import hashlib
