@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from tf_keras.src.layers.convolutional.base_conv import Conv as _KerasConv  # noqa: E402
 
-__all__ = ["ends_in_softmax", "grouped_convolution_path", "is_keras2_model", "is_softmax", "keras", "output_layer", "require_keras2_model", "tf", "unwrap_layer"]
+__all__ = ["ends_in_softmax", "grouped_convolution_path", "is_keras2_model", "is_softmax", "keras", "onednn_enabled", "output_layer", "require_keras2_model", "tf", "unwrap_layer"]
 
 
 def is_keras2_model(obj) -> bool:
@@ -99,8 +99,10 @@ def keras3():
 # through TensorFlow's kernels and 0.32 s with g=1, on 2 cores of an AMD EPYC (tensorflow/tensorflow#49147). So the
 # layer calls its own convolution_op, the path groups=1 already takes (tests/test_keras_choice.py checks values and
 # both gradients against the XLA path). Same layer class, same weights and saved files; the converter sees the same
-# Conv2D op. Nothing runs here: importing edgeopt executes no TensorFlow op (MultiWorkerMirroredStrategy must be
-# made before the first one).
+# Conv2D op. Only TensorFlow's oneDNN kernels have that gradient: without oneDNN (TF_ENABLE_ONEDNN_OPTS=0, or a
+# TensorFlow imported before edgeopt on a CPU without VNNI, see edgeopt._env) Conv2DBackpropInput refuses groups on
+# CPU, so grouped convolutions keep tf_keras' XLA path there. Nothing runs here: importing edgeopt executes no
+# TensorFlow op (MultiWorkerMirroredStrategy must be made before the first one); asking whether oneDNN is on is not one.
 _XLA_GROUPED_CONVOLUTION = _KerasConv._jit_compiled_convolution_op
 
 
@@ -114,4 +116,13 @@ def grouped_convolution_path() -> str:
     return "native" if _KerasConv._jit_compiled_convolution_op is _grouped_convolution_op else "xla"
 
 
-_KerasConv._jit_compiled_convolution_op = _grouped_convolution_op
+def onednn_enabled() -> bool:
+    """Whether TensorFlow's oneDNN CPU kernels are on in this process (the only CPU kernels with grouped-convolution
+    gradients)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+if onednn_enabled():
+    _KerasConv._jit_compiled_convolution_op = _grouped_convolution_op

@@ -40,12 +40,16 @@ def test_only_keras_module_imports_keras_directly():
 
 
 def test_grouped_convolutions_take_tensorflows_kernels_not_xla():
-    """tf_keras compiles grouped convolutions with XLA (slow to train on CPU); on TF 2.21 edgeopt routes them through
-    TensorFlow's own kernels, with the same values and gradients as the XLA path."""
+    """tf_keras compiles grouped convolutions with XLA (slow to train on CPU); on TF 2.21 with oneDNN (which edgeopt
+    turns on) edgeopt routes them through TensorFlow's own kernels, with the same values and gradients as the XLA
+    path."""
+    import os
+
     import numpy as np
 
     from edgeopt import _keras
 
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1" and _keras.onednn_enabled()
     assert _keras.grouped_convolution_path() == "native"
     layer = keras.layers.Conv2D(6, 3, strides=2, padding="same", groups=3, use_bias=False)
     x = tf.constant(np.random.default_rng(0).normal(size=(2, 9, 9, 6)), tf.float32)
@@ -63,3 +67,22 @@ def test_grouped_convolutions_take_tensorflows_kernels_not_xla():
     for a, b in zip(ours, xla):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
     assert float(tf.reduce_max(tf.abs(ours[0]))) > 0.1  # a real convolution, not zeros
+
+
+def test_without_onednn_grouped_convolutions_keep_xla_and_still_train():
+    """A process whose TensorFlow runs without oneDNN has no CPU gradient for grouped convolutions: edgeopt leaves
+    them on tf_keras' XLA path there, and a ShuffleNet still trains a step."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, edgeopt; from edgeopt import _keras, models; "
+        "assert not _keras.onednn_enabled(); print(_keras.grouped_convolution_path()); "
+        "m = models.create('shufflenet_v1_tiny', input_shape=(16, 16, 3), classes=4); "
+        "m.compile(optimizer='sgd', loss='sparse_categorical_crossentropy'); "
+        "print(np.isfinite(m.train_on_batch(np.ones((2, 16, 16, 3), 'float32'), np.array([0, 1]))))"
+    )
+    env = {**__import__("os").environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["xla", "True"]

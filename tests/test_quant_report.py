@@ -89,9 +89,12 @@ def test_the_layer_with_outlier_channels_ranks_first(report):
     assert worst.fallback_layers == ("conv1", "dw")  # its producer and its one consumer keep the tensor float
     # the tensor SNR hides it (the wide channel dominates signal and noise); the median channel's shows it
     assert worst.snr_db > 30 and worst.channel_snr_db < 3  # the median channel keeps no signal: 0 dB
-    assert report.rows[1].channel_snr_db > worst.channel_snr_db + 5
-    keys = [(r.channel_snr_db, r.snr_db) for r in report.rows]
-    assert keys == sorted(keys)
+    # past the culprit and its consumer (whose input it destroyed; how badly depends on how the model trained), the
+    # next tensor keeps clearly more signal
+    others = [r for r in report.rows[1:] if not set(r.layers) <= set(worst.fallback_layers)]
+    assert others[0].channel_snr_db > worst.channel_snr_db + 5
+    keys = [r.channel_snr_db for r in report.rows]
+    assert keys == sorted(keys)  # ties (0 dB: every value of the median channel rounds to zero) in execution order
     # one row per quantized op: conv1, dw, conv2, conv3, add, flat (RESHAPE), head (FULLY_CONNECTED and SOFTMAX)
     assert sorted(r.op for r in report.rows) == ["ADD", "CONV_2D", "CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "RESHAPE", "SOFTMAX"]
     assert report.row("head").op in ("FULLY_CONNECTED", "SOFTMAX")
@@ -113,7 +116,8 @@ def test_metrics_equal_numpy_on_the_debuggers_tensors(report, models, digits_spl
     assert row.max_abs_error == pytest.approx(np.abs(err).max(), rel=1e-9)
     assert row.rmse_over_range == pytest.approx(math.sqrt((err ** 2).mean()) / (f.max() - f.min()), rel=1e-9)
     assert row.clipped_fraction == np.mean((f < scale * (-128 - zero)) | (f > scale * (127 - zero)))
-    per_channel = 10 * np.log10((f ** 2).reshape(-1, 8).sum(0) / (err ** 2).reshape(-1, 8).sum(0))
+    signal = (f ** 2).reshape(-1, 8).sum(0)
+    per_channel = 10 * np.log10(signal / (err ** 2).reshape(-1, 8).sum(0))[signal > 0]  # dead channels left out
     assert row.channel_snr_db == pytest.approx(np.median(per_channel), rel=1e-9)
     absmax = np.abs(f).reshape(-1, 8).max(0)
     assert row.channel_range_ratio == pytest.approx(absmax.max() / np.median(absmax), rel=1e-9)

@@ -35,7 +35,9 @@ above 1 when many outputs are exact, as ReLU zeros). The op's inputs are the sam
 is the error of its int8 weights (and int32 bias): a share well below 1 points at the weights, about 1 or more
 at the output's activations.
 
-Rows are sorted by ``channel_snr_db``, then ``snr_db``, lowest first. The tensor SNR alone misses the commonest
+Rows are sorted by ``channel_snr_db``, lowest first; equal ones (a median channel whose every value rounds to zero
+scores exactly 0 dB, and one destroyed tensor often destroys the next) in execution order, since error flows
+downstream and the tensor computed first is the likelier cause. The tensor SNR alone misses the commonest
 int8 failure: one channel far wider than the rest sets the shared per-tensor scale, the other channels get a
 few levels each, and the tensor's SNR, dominated by that wide channel, still looks fine.
 
@@ -312,7 +314,7 @@ def _rows(debugger, model, samples: np.ndarray, calibration_images: int) -> list
             t = tensors[q_index]
             sums[q_index].add(interp.get_tensor(f_index), (interp.get_tensor(q_index).astype(np.float64) - t.zero_point) * t.scale)
     rows = []
-    for op in probes:
+    for op in probes:  # in execution order: the sort below is stable
         q_index = op.inputs[0]
         t, (maker, layers) = tensors[q_index], made_by[q_index]
         users = {name for user, used in pairs if q_index in user.inputs and user.op not in tflite_layers.CARRIERS for name in used}
@@ -328,7 +330,7 @@ def _rows(debugger, model, samples: np.ndarray, calibration_images: int) -> list
         rows.append(TensorError(t.name, maker.op, tuple(n for n in order if n in layers), tuple(n for n in order if n in layers | users),
                                 t.shape, t.scale, t.zero_point, rmse=math.sqrt(float(stats["mean_squared_error"])),
                                 mean_error=float(stats["mean_error"]), cause=cause, why=why, **m))
-    return sorted(rows, key=lambda r: (r.channel_snr_db, r.snr_db))
+    return sorted(rows, key=lambda r: r.channel_snr_db)
 
 
 def kernel_pair(debug_model: bytes, int8_op, float_op) -> tuple[np.ndarray, np.ndarray, int] | None:
