@@ -171,9 +171,10 @@ def test_weights_load_from_a_path_and_missing_file_is_explained(tmp_path):
 # ---- every tiny model trains a step, saves/reloads, converts ----------------------------------------
 
 
-# mobilenet_v1_tiny and shufflenet_v1_tiny in the default suite; the others (15-33 s each) are slow: every family's
-# int8 export is tested by test_export and its training by test_quantize
-@pytest.mark.parametrize("name", [n if n in ("mobilenet_v1_tiny", "shufflenet_v1_tiny") else pytest.param(n, marks=pytest.mark.slow) for n in TINY_MODELS])
+# shufflenet_v1_tiny (grouped convolutions) in the default suite; the others (15-33 s each) are slow: every family's
+# int8 export is tested by test_export and its training by test_quantize, and mobilenet_v1_tiny is trained, saved as
+# model.keras, reloaded and exported by every test_pipeline run
+@pytest.mark.parametrize("name", [n if n == "shufflenet_v1_tiny" else pytest.param(n, marks=pytest.mark.slow) for n in TINY_MODELS])
 def test_tiny_model_trains_saves_reloads_and_converts(name, tmp_path, rng):
     from edgeopt.export import convert
 
