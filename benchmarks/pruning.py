@@ -14,9 +14,10 @@ pruning.md, pruning.csv, the plots and pruning_findings.md from them (benchmarks
 
 Full run: 18 fine-tunes (15 of ``--finetune-steps``, default 1,200, and the 3 structured ones of twice that), about 50 s
 of measuring each, 1 min of latency, 5 min of lottery. Measured on 2 idle cores of an AMD EPYC without VNNI (2026-12-03,
-``--finetune-steps 600``): 450-610 s per 600-step run (0.7-0.9 s a step with its validation checks), 565 s per
-structured run of 1,200 steps (its filters are half gone), so 2.8 h at 600 steps and about 5 h at the default; twice
-that while another training shares the cores. It prints its own estimate first, and continues in a later session:
+``--finetune-steps 600``), with TensorFlow's oneDNN kernels (edgeopt turns them on): 265-350 s per 600-step run (about
+0.4 s a step with its validation checks), 254 s per structured run of 1,200 steps (its filters are half gone), so
+about 1.5 h at 600 steps and 2.7 h at the default; without oneDNN (the first two seeds) 380-610 s a run, twice the
+time; twice that again while another training shares the cores. It prints its own estimate first, and continues in a later session:
       nice -n 19 env PYTHONPATH=. python benchmarks/pruning.py [--finetune-steps 600]
       PYTHONPATH=. python benchmarks/pruning.py --part mobilenet|lottery|report    (one part; report: render only)
 Smoke run (15 min at nice 19 next to a training, most of it TensorFlow tracing and conversion; writes
@@ -42,8 +43,8 @@ OUT = Path("benchmarks")
 STEPS, CHECKS, LR = 1200, 6, 5e-4  # fine-tune steps of batch 128, validation checks, Adam peak learning rate (cosine)
 STRUCTURED_STEPS, STRUCTURED_LR = 2, 1e-3  # the filter-pruned row: twice the steps (it loses whole filters), at 1e-3
 CALIBRATION = 500  # int8 calibration images, drawn by seed from the training split
-SECONDS_PER_STEP = 0.8  # a (pruned) MobileNetV2 0.35 fine-tune step at 28x28, batch 128, with its share of the validation checks,
-# on 2 idle cores of an AMD EPYC without VNNI (measured 2026-12-03: 450-610 s per 600-step run; structured steps about half)
+SECONDS_PER_STEP = 0.4  # a (pruned) MobileNetV2 0.35 fine-tune step at 28x28, batch 128, with its share of the validation checks,
+# on 2 idle cores of an AMD EPYC without VNNI, oneDNN on (measured 2026-12-03: 265-350 s per 600-step run; structured steps about half)
 SECONDS_PER_RUN = 50  # besides the steps: two conversions, Keras and int8 test passes (the dense row: 48 s)
 LATENCY_SECONDS = 60  # the interleaved latency passes, int8 and float32 (48 s measured)
 LATENCY = {"threads": 1, "runs": 30, "min_seconds": 0.2}  # per file and round; 7 interleaved rounds, medians

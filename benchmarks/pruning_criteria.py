@@ -43,9 +43,10 @@ reported model (Keras and its int8 .tflite). The run writes the raw per-seed res
 benchmarks/pruning_criteria.json and renders pruning_criteria.md, .csv, the plots and pruning_criteria_findings.md
 (benchmarks/_pruning_criteria_report.py, no TensorFlow).
 
-Full run, about 39 h on 2 idle cores (27 unstructured and 30 structured runs of 1,200 steps, 39 from-scratch runs
-of 1,784 steps, at about 0.8 s a step (filter-pruned 0.45), 50 s of measuring each, 80 s a round for OBD's per-image
-Fisher: unstructured 8.3 h, scratch 16.2 h, structured 5.5 h, budget 2.8 h, regularization 5.9 h; cost table
+Full run, about 22 h on 2 idle cores (27 unstructured and 30 structured runs of 1,200 steps, 39 from-scratch runs
+of 1,784 steps, at about 0.42 s a step with TensorFlow's oneDNN kernels (filter-pruned 0.2; about twice that without
+oneDNN), 50 s of measuring each, 80 s a round for OBD's per-image Fisher: unstructured 4.9 h, scratch 8.9 h,
+structured 3.0 h, budget 1.9 h, regularization 3.3 h; cost table
 25 min: 66 int8 conversions and 89 timings, see TABLE_SECONDS; 6 budget runs; 20 L1 fine-tunes), about twice
 that while another training shares the cores; it prints its own estimate first. Parts can run one at a time
 (``--part``); the report needs all of them:
@@ -100,9 +101,10 @@ QUICK = {"steps": 6, "rounds": 1, "checks": 2, "seeds": 1, "calibration": 32, "s
          "scratch_epochs": 2, "scratch_steps_per_epoch": 3, "update_every": 2, "l1_strengths": (1e-5, 1e-4), "latency_rounds": 1,
          "budget": {"max_rounds": 3, "round_steps": 2, "table_points": 2, "runs": 5, "min_seconds": 0.05}}
 # seconds on 2 idle cores (estimates; progress lines rescale them by the measured speed)
-# a step: dense from benchmarks/pruning.py's run on an AMD EPYC without VNNI (2026-12-03: 0.7-0.9 s with its validation
-# checks), filters from its structured rows (0.43 s), the L1-penalized step scaled as before (x 1.15)
-SECONDS_PER_STEP = {"dense": 0.8, "filters": 0.45, "penalized": 0.9}
+# a step: dense from benchmarks/pruning.py's third seed on an AMD EPYC without VNNI, TensorFlow's oneDNN kernels on
+# (2026-12-03: 0.36-0.5 s with its validation checks; 0.7-0.9 s without oneDNN), filters from its structured rows
+# (0.17 s), the L1-penalized step scaled as before (x 1.15)
+SECONDS_PER_STEP = {"dense": 0.42, "filters": 0.2, "penalized": 0.48}
 SECONDS_PER_RUN = 50  # a conversion, Keras and int8 test passes, tracing (benchmarks/pruning.py's dense row: 48 s)
 # per round; obd_fisher: 16 x 128 images at 1.0 s per 32 (measured above) and one trace of 14 s
 SCORE_SECONDS = {"l1": 1, "fpgm": 5, "apoz": 10, "taylor": 15, "obd_fisher": 80}
