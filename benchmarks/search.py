@@ -17,7 +17,8 @@ run reaches the grid's best.
     PYTHONPATH=. python benchmarks/search.py [--part pareto|samplers|all] [--trials 12] [--seeds 3]
 
 Time: the pareto part's first 6 trials took 47 min on 2 idle cores of an AMD EPYC without VNNI (2026-12-03; 3 to 13
-min a trial, by width and resolution), so about 95 min for 12; the samplers part took 47 min on a faster machine.
+min a trial, by width and resolution) without TensorFlow's oneDNN kernels, its last 7 trials 29 min with them (edgeopt
+turns them on), so about 50-95 min for 12; the samplers part took 47 min on a faster machine.
 A killed part starts again (its trials' folders are under runs/, not committed): start each with that time to spare.
 """
 from __future__ import annotations
@@ -60,6 +61,7 @@ def pareto_part(trials: int, seed: int) -> None:
             "once on the 2,000 test images (column test_accuracy), which choose nothing. "
             "Latencies of different trials come from different moments of a shared 2-core machine: compare them with some slack. "
             "The Pareto trials' int8 .tflite files, manifests and labels are in `tflite_models/search_fmnist_mobilenet_v2/trial-NNNN/`.")
+    note += " " + gate_sentence(result.trials)
     front = sorted(result.pareto, key=lambda t: t.values)
     again = remeasure_latency(front, artifacts)
     selection = ["## Chosen on validation, read once on test", "",
@@ -79,6 +81,23 @@ def pareto_part(trials: int, seed: int) -> None:
 
 
 REMEASURE_ROUNDS = 7
+
+
+def gate_sentence(trials) -> str:
+    """How many trials the 98% int8 agreement gate failed, with the agreement each reached (from their notes)."""
+    import re
+
+    failed = [t for t in trials if t.state == "FAIL" and t.note and "ExportVerificationError" in t.note]
+    retried = [t for t in trials if t.state == "FAIL" and not t.note]
+    if not failed:
+        return "No trial failed the int8 agreement gate."
+    agreements = sorted(float(m.group(1)) for t in failed if (m := re.search(r"on only ([0-9.]+)%", t.note)))
+    lrs = sorted(t.overrides.get("train.learning_rate", float("nan")) for t in failed)
+    done = sum(t.state == "COMPLETE" for t in trials)
+    return (f"{len(failed)} of {len(failed) + done} trials failed the 98% int8 agreement gate "
+            f"(their int8 files agreed on {agreements[0]:.1f}-{agreements[-1]:.1f}% of the 300 validation images; learning rates "
+            f"{lrs[0]:.4f}-{lrs[-1]:.4f}: 3 epochs on 8,000 images leave them under-trained) and report nothing"
+            + (f"; {len(retried)} trial(s) killed with a session were failed by the heartbeat and run again" if retried else "") + ".")
 
 
 def remeasure_latency(front, artifacts: Path) -> dict[int, float]:
