@@ -105,7 +105,7 @@ def test_uint8_file_agrees_with_keras_as_the_int8_file_does(model, digits_arrays
     # The same top class on every image but at most one: the float -> uint8 and float -> int8 input quantizers may
     # round a value that lies half-way between two codes differently, by CPU kernel (CI, 2026-12-03: 1 of 359).
     assert int((u8.argmax(-1) != i8.argmax(-1)).sum()) <= 1
-    assert np.abs(u8 - i8).max() <= 0.1  # same scores up to a few output codes, not a different model
+    assert np.abs(u8 - i8).mean() <= 0.005  # the same scores but where an input code differs, not a different model
 
 
 def test_retype_io_is_an_exact_requantization(int8_io_art, digits_arrays):
