@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import edgeopt  # noqa: E402,F401  (selects tf_keras first)
-from benchmarks._common import machine_line, md_table, write_csv, write_file  # noqa: E402
+from benchmarks._common import machine_line, md_table, median_latency_ms, write_csv, write_file  # noqa: E402
 from edgeopt.search import SearchConfig, run_search  # noqa: E402
 from edgeopt.search.space import ParamSpec, SearchSpace, load_search_space  # noqa: E402
 
@@ -85,8 +86,6 @@ REMEASURE_ROUNDS = 7
 
 def gate_sentence(trials) -> str:
     """How many trials the 98% int8 agreement gate failed, with the agreement each reached (from their notes)."""
-    import re
-
     failed = [t for t in trials if t.state == "FAIL" and t.note and "ExportVerificationError" in t.note]
     retried = [t for t in trials if t.state == "FAIL" and not t.note]
     if not failed:
@@ -103,8 +102,6 @@ def gate_sentence(trials) -> str:
 def remeasure_latency(front, artifacts: Path) -> dict[int, float]:
     """Median int8 latency (ms, 1 thread) of each Pareto trial's kept model.tflite, all in one interleaved run; trials
     whose file is not here (run on another machine) are left out."""
-    from benchmarks._common import median_latency_ms
-
     files = {t.number: artifacts / f"trial-{t.number:04d}" / "model.tflite" for t in front}
     files = {n: f for n, f in files.items() if f.is_file()}
     return median_latency_ms(files, REMEASURE_ROUNDS, threads=1, progress="latency, Pareto trials") if files else {}

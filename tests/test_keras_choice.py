@@ -72,6 +72,7 @@ def test_grouped_convolutions_take_tensorflows_kernels_not_xla():
 def test_without_onednn_grouped_convolutions_keep_xla_and_still_train():
     """A process whose TensorFlow runs without oneDNN has no CPU gradient for grouped convolutions: edgeopt leaves
     them on tf_keras' XLA path there, and a ShuffleNet still trains a step."""
+    import os
     import subprocess
     import sys
 
@@ -82,7 +83,7 @@ def test_without_onednn_grouped_convolutions_keep_xla_and_still_train():
         "m.compile(optimizer='sgd', loss='sparse_categorical_crossentropy'); "
         "print(np.isfinite(m.train_on_batch(np.ones((2, 16, 16, 3), 'float32'), np.array([0, 1]))))"
     )
-    env = {**__import__("os").environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["xla", "True"]
