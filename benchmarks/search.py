@@ -14,11 +14,11 @@ Part ``samplers``: random search against a grid of the same size on a space with
 measured once on the test split. Writes search_random_vs_grid.md / .csv / .png: after how many trials each random
 run reaches the grid's best.
 
-    PYTHONPATH=. python benchmarks/search.py [--part pareto|samplers|all] [--trials 12] [--seeds 3]
+    PYTHONPATH=. python benchmarks/search.py [--part pareto|samplers|all] [--trials 10] [--seeds 3]
 
-Time: the pareto part's first 6 trials took 47 min on 2 idle cores of an AMD EPYC without VNNI (2026-12-03; 3 to 13
-min a trial, by width and resolution) without TensorFlow's oneDNN kernels, its last 7 trials 29 min with them (edgeopt
-turns them on), so about 50-95 min for 12; the samplers part took 47 min on a faster machine.
+Time: the pareto part took 45 min for 10 trials on 2 idle cores of an AMD EPYC without VNNI (2026-12-03, 34 min of
+recipe runs: 3 to 6 min a trial, by width and resolution, plus the test reads and the latency re-measurement); the
+samplers part took 47 min on a faster machine.
 A killed part starts again (its trials' folders are under runs/, not committed): start each with that time to spare.
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import edgeopt  # noqa: E402,F401  (selects tf_keras first)
 from benchmarks._common import machine_line, md_table, median_latency_ms, write_csv, write_file  # noqa: E402
+from edgeopt.pipeline.recipe import load_recipe  # noqa: E402
 from edgeopt.search import SearchConfig, run_search  # noqa: E402
 from edgeopt.search.space import ParamSpec, SearchSpace, load_search_space  # noqa: E402
 
@@ -42,27 +43,46 @@ BENCH = ROOT / "benchmarks"
 RECIPES = ROOT / "recipes" / "search"
 WORK = ROOT / "runs" / "search-bench-val"  # not runs/search-bench: its studies scored trials on the test split (refused when joined)
 VAL_IMAGES = 6000  # Fashion-MNIST's validation split at the recipes' data.val_fraction (the default 0.1) of its 60,000 training images
+TEST_IMAGES = 10000  # Fashion-MNIST's test split
+PARETO_STUDY = "fmnist-mobilenet_v2-tpe-c"  # -b: 3 epochs on 8,000 images without augmentation or schedule (half its trials failed the int8 gate)
+
+
+def trial_training(recipe_path: Path) -> str:
+    """How each trial trains, exports and verifies, in words, read from the recipe the search starts from."""
+    recipe = load_recipe(recipe_path)
+    data, train = recipe.data, recipe.train
+    export = next(s.config.technique for s in recipe.stages if s.type == "export")
+    extras = [f"random crop with {data.crop_padding}-pixel padding" if data.augment else "",
+              f"{train.warmup_fraction:g} warm-up + cosine schedule" if train.warmup_fraction else "",
+              f"weight decay {train.weight_decay:g}" if train.weight_decay else "",
+              f"label smoothing {train.label_smoothing:g}" if train.label_smoothing else ""]
+    images = f"{data.limit_train:,} training images" if data.limit_train else "the full training split"
+    return (f"Each trial trains from scratch on {images} for {train.epochs} epochs ({', '.join(e for e in extras if e) or 'no augmentation or schedule'}), "
+            f"converts to full-integer int8 ({export.num_calibration} calibration images), verifies it against Keras on {export.verify_samples:,} validation "
+            f"images (the default {export.min_agreement:.0%} agreement gate: a trial below it fails)")
 
 
 def pareto_part(trials: int, seed: int) -> None:
-    config = SearchConfig(sampler="bayes", trials=trials, seed=seed, study="fmnist-mobilenet_v2-tpe-b")
+    config = SearchConfig(sampler="bayes", trials=trials, seed=seed, study=PARETO_STUDY)
     out = WORK / config.study
     artifacts = ROOT / "tflite_models" / "search_fmnist_mobilenet_v2"
-    result = run_search(RECIPES / "fmnist_mobilenet_v2.toml", RECIPES / "space_width_res_lr.toml", config, out_dir=out, artifacts_dir=artifacts)
+    recipe = RECIPES / "fmnist_mobilenet_v2.toml"
+    result = run_search(recipe, RECIPES / "space_width_res_lr.toml", config, out_dir=out, artifacts_dir=artifacts)
     minutes = sum(t.seconds or 0 for t in result.trials) / 60
+    test_images = load_recipe(recipe).data.limit_test or TEST_IMAGES
     command = f"PYTHONPATH=. python benchmarks/search.py --part pareto --trials {trials} --seed {seed}"
     text = (out / "search.md").read_text()
     head, _, rest = text.partition("\n\n")
     note = (f"Command: `{command}` ({minutes:.0f} min of recipe runs on this machine; the same as `edgeopt search "
             f"recipes/search/fmnist_mobilenet_v2.toml --space recipes/search/space_width_res_lr.toml --sampler bayes --trials {trials} --seed {seed}`). "
-            "Each trial trains from scratch on 8,000 images for 3 epochs, converts to full-integer int8, verifies it against Keras on 300 validation "
-            "images (the default 98% agreement gate: a trial below it fails), and measures the .tflite on the validation split "
+            f"{trial_training(recipe)}, and measures the .tflite on the validation split "
             f"({VAL_IMAGES:,} images, 10% of the training set) and its latency (LiteRT interpreter, XNNPACK, 1 thread, median of >= 100 runs and >= 1.5 s). "
             "Trials are chosen (objectives, constraint, Pareto front) on these validation numbers only; each Pareto trial's .tflite is then measured "
-            "once on the 2,000 test images (column test_accuracy), which choose nothing. "
+            f"once on the {test_images:,} test images (column test_accuracy), which choose nothing. "
+            "Short training is the search's performance estimate: compare trials with each other, not with the 24-epoch baseline (93.84%). "
             "Latencies of different trials come from different moments of a shared 2-core machine: compare them with some slack. "
             "The Pareto trials' int8 .tflite files, manifests and labels are in `tflite_models/search_fmnist_mobilenet_v2/trial-NNNN/`.")
-    note += " " + gate_sentence(result.trials)
+    note += " " + gate_sentence(result.trials, load_recipe(recipe))
     front = sorted(result.pareto, key=lambda t: t.values)
     again = remeasure_latency(front, artifacts)
     selection = ["## Chosen on validation, read once on test", "",
@@ -84,8 +104,9 @@ def pareto_part(trials: int, seed: int) -> None:
 REMEASURE_ROUNDS = 7
 
 
-def gate_sentence(trials) -> str:
+def gate_sentence(trials, recipe) -> str:
     """How many trials the 98% int8 agreement gate failed, with the agreement each reached (from their notes)."""
+    export = next(s.config.technique for s in recipe.stages if s.type == "export")
     failed = [t for t in trials if t.state == "FAIL" and t.note and "ExportVerificationError" in t.note]
     retried = [t for t in trials if t.state == "FAIL" and not t.note]
     if not failed:
@@ -94,8 +115,8 @@ def gate_sentence(trials) -> str:
     lrs = sorted(t.overrides.get("train.learning_rate", float("nan")) for t in failed)
     done = sum(t.state == "COMPLETE" for t in trials)
     return (f"{len(failed)} of {len(failed) + done} trials failed the 98% int8 agreement gate "
-            f"(their int8 files agreed on {agreements[0]:.1f}-{agreements[-1]:.1f}% of the 300 validation images; learning rates "
-            f"{lrs[0]:.4f}-{lrs[-1]:.4f}: 3 epochs on 8,000 images leave them under-trained) and report nothing"
+            f"(their int8 files agreed on {agreements[0]:.1f}-{agreements[-1]:.1f}% of the {export.verify_samples:,} validation images; learning rates "
+            f"{lrs[0]:.4f}-{lrs[-1]:.4f}) and report nothing"
             + (f"; {len(retried)} trial(s) killed with a session were failed by the heartbeat and run again" if retried else "") + ".")
 
 
@@ -216,7 +237,7 @@ def _plot_samplers(rows, target, path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("pareto", "samplers", "all"), default="all")
-    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=10, help="pareto part: trials of the study")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()

@@ -33,6 +33,8 @@ RENDERERS = ("benchmarks._pruning_report", "benchmarks.quantization", "benchmark
              "benchmarks.quant_diagnostics")
 # benchmarks/pruning_criteria.py's findings join these checks once its full run's data is committed
 RENDERERS += ("benchmarks._pruning_criteria_report",) if (BENCH / "pruning_criteria.json").exists() else ()
+# benchmarks/lowbit.py's, once a full run of one model has written benchmarks/lowbit_<model>.json
+RENDERERS += ("benchmarks._lowbit_report",) if any(BENCH.glob("lowbit_*.json")) else ()
 
 # a number as the findings write it: 1,639,112 / 0.762 / 91.41 (followed by x, %, a space, punctuation); not part
 # of a name or a shape (int8, v2, x86_64, 3x3), a version (2.3.0), a ratio written with / or :, an issue (#808)

@@ -80,11 +80,14 @@ def _sampler(config, space: SearchSpace, seed: int):
 
     constraints = violations if space.constraints else None
 
-    if config.sampler == "bayes":
-        startup = max(2, min(10, config.trials // 3))
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True, constraints_func=constraints)
-    if config.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, config.trials // 3)), constraints_func=constraints)
+    with warnings.catch_warnings():
+        # Optuna 5 deprecates constraints_func for Trial.set_constraint (removal in 7, which pyproject excludes); 4.x has only constraints_func
+        warnings.simplefilter("ignore", FutureWarning)
+        if config.sampler == "bayes":
+            startup = max(2, min(10, config.trials // 3))
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True, constraints_func=constraints)
+        if config.sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, config.trials // 3)), constraints_func=constraints)
     return optuna.samplers.RandomSampler(seed=seed)  # grid and random trials are queued with their values
 
 
