@@ -70,6 +70,8 @@ def pareto_part(trials: int, seed: int) -> None:
     result = run_search(recipe, RECIPES / "space_width_res_lr.toml", config, out_dir=out, artifacts_dir=artifacts)
     minutes = sum(t.seconds or 0 for t in result.trials) / 60
     test_images = load_recipe(recipe).data.limit_test or TEST_IMAGES
+    baseline_epochs = load_recipe(ROOT / "recipes" / "fmnist_mobilenet_v2.toml").train.epochs
+    baseline_top1 = json.loads((BENCH / "baselines" / "fmnist_mobilenet_v2_0.35.json").read_text())["train"]["test_top1"]
     command = f"PYTHONPATH=. python benchmarks/search.py --part pareto --trials {trials} --seed {seed}"
     text = (out / "search.md").read_text()
     head, _, rest = text.partition("\n\n")
@@ -79,7 +81,7 @@ def pareto_part(trials: int, seed: int) -> None:
             f"({VAL_IMAGES:,} images, 10% of the training set) and its latency (LiteRT interpreter, XNNPACK, 1 thread, median of >= 100 runs and >= 1.5 s). "
             "Trials are chosen (objectives, constraint, Pareto front) on these validation numbers only; each Pareto trial's .tflite is then measured "
             f"once on the {test_images:,} test images (column test_accuracy), which choose nothing. "
-            "Short training is the search's performance estimate: compare trials with each other, not with the 24-epoch baseline (93.84%). "
+            f"Short training is the search's performance estimate: compare trials with each other, not with the {baseline_epochs}-epoch baseline ({baseline_top1:.2%}). "
             "Latencies of different trials come from different moments of a shared 2-core machine: compare them with some slack. "
             "The Pareto trials' int8 .tflite files, manifests and labels are in `tflite_models/search_fmnist_mobilenet_v2/trial-NNNN/`.")
     note += " " + gate_sentence(result.trials, load_recipe(recipe))
