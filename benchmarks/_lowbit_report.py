@@ -9,8 +9,16 @@ from benchmarks._common import md_table, mean_std, plural, pm, seed_stats, signe
 
 FINDINGS = "lowbit_findings.md"
 PREFIX = "lowbit_"  # lowbit_<model>.json: one model's raw per-seed results
-VARIANTS = ("float32", "float16", "int8 PTQ", "int8 QAT", "mixed 8/4", "4-bit QAT", "2-bit QAT", "binary")
+INT4_SUFFIX = " INT4"  # a low-bit run's second file: its stripped model exported with INT4 kernels (to_tflite mode int4)
+
+
+def int4_variant(variant: str) -> str:
+    """The row of ``variant``'s INT4 file ("4-bit QAT" -> "4-bit QAT INT4")."""
+    return variant + INT4_SUFFIX
+
+
 LOWBIT = {"4-bit QAT": 4, "2-bit QAT": 2, "binary": 1}  # rows whose kernels sit on a b-bit grid (first and last layers at 8)
+VARIANTS = ("float32", "float16", "int8 PTQ", "int8 QAT", *(v for low in ("mixed 8/4", *LOWBIT) for v in (low, int4_variant(low))))
 CODE_LIMIT = {"1": 2, "2": 3, "4": 15}  # most int8 codes an output channel may hold in the file at each width
 BUDGET, MIXED_POINTS, MIN_AGREEMENT = 0.6, 1.0, 0.98  # the issue's targets: 60% of int8's packed size, within 1 point of int8
 # numbers in the findings that are not results: the targets above, the model widths and input size
@@ -102,14 +110,22 @@ def _header(data: dict) -> list[str]:
                 f"(2-bit x{s['factors']['2-bit QAT']}, binary x{s['factors']['binary']}) at peak rates {_rates(s)} with a cosine decay, label smoothing "
                 f"0.1, validated {s['checks']} times, the best validation check kept; activation ranges calibrated on the calibration images "
                 f"first. Low-bit rows keep the first convolution and the classifier at 8 bits{_depthwise(s)}; their "
-                "stripped model is exported to int8. Mixed 8/4: bits per layer chosen under the budget from the validation loss increase "
+                f"stripped model is exported to int8{_int4_header(data)}. Mixed 8/4: bits per layer chosen under the budget from the validation loss increase "
                 f"of each layer alone at 4 bits ({s['sensitivity_samples']} validation images). Every file is exported by "
                 "`edgeopt.export.to_tflite` (standard metadata included) and verified against its Keras model; its test top-1 is "
                 f"read once on the {data['test_images']:,} test images. Packed bytes: `edgeopt.compress.lowbit.packed_size_bytes` (kernels at "
                 "their bit-width, a float scale and an int32 bias per channel, other parameters float; float rows: 4 or 2 bytes a "
-                "parameter). Codes per channel: the most distinct int8 values an output channel of a low-bit kernel holds in the "
-                f".tflite. Latency: the first seed's files, 1 thread, interleaved, median of the rounds' medians. Raw results: "
+                "parameter). Codes per channel: the most distinct int8 values an output channel of a kernel holds in the "
+                f".tflite, per bit-width (INT4 rows: the low-bit kernels' values as stored, INT4 or int8). Latency: the first seed's files, 1 thread, interleaved, median of the rounds' medians. Raw results: "
                 f"`{PREFIX}{data['model']}.json`. Command: `PYTHONPATH=. python {data['cmd']}`.")
+
+
+def _int4_header(data: dict) -> str:
+    """", and again with INT4 kernels (...)" when the runs of ``data`` wrote INT4 files."""
+    if not any(r["variant"].endswith(INT4_SUFFIX) for r in data["runs"]):
+        return ""
+    return (" and again with INT4 kernels (rows named INT4: `to_tflite(mode='int4', lowbit_bits=...)`, ai-edge-quantizer, the same "
+            "calibration images)")
 
 
 def _table(rows: list[dict]) -> list[str]:
@@ -151,11 +167,12 @@ def _model_findings(name: str, data: dict) -> list[str]:
                       f"{signed_pm(vs['diff_mean'], vs['diff_std'])} points over {plural(vs['n'], 'seed')} (paired), noise ±{100 * vs['noise']:.2f}",
                       vs["verdict"]))
     for variant, bits in LOWBIT.items():
-        if variant in rows:
-            found = rows[variant]["codes_per_channel"].get(str(bits))
-            table.append((f"{variant}: at most {CODE_LIMIT[str(bits)]} int8 codes per channel in the file",
-                          f"{found} (worst layer, worst seed)" if found is not None else "no such kernel found",
-                          _met(found is not None and found <= CODE_LIMIT[str(bits)])))
+        for row, stored in ((variant, "int8 codes"), (int4_variant(variant), "values (INT4 or int8 kernels)")):
+            if row in rows:
+                found = rows[row]["codes_per_channel"].get(str(bits))
+                table.append((f"{row}: at most {CODE_LIMIT[str(bits)]} {stored} per channel in the file",
+                              f"{found} (worst layer, worst seed)" if found is not None else "no such kernel found",
+                              _met(found is not None and found <= CODE_LIMIT[str(bits)])))
     agreements = [r["agreement"] for r in rows.values() if r["agreement"] is not None]
     worst = min(rows.values(), key=lambda r: r["agreement"] if r["agreement"] is not None else 2)
     table.append((f"every file agrees with its Keras model on at least {100 * MIN_AGREEMENT:g}% of the verification images",
@@ -174,14 +191,46 @@ def _model_findings(name: str, data: dict) -> list[str]:
         same = [r for r in low if r["size_bytes"] == int8["size_bytes"]]
         sizes = ", ".join(f"{r['size_bytes']:,}" for r in low)
         timed = ", ".join(f"{r['median_ms']:.3f}" for r in low if r["median_ms"] is not None)
-        lines += wrap("What runs and what is only stored: every low-bit file is a standard int8 .tflite; LiteRT executes int8 "
-                      f"kernels, so the file is as large as int8 PTQ's ({sizes} against {int8['size_bytes']:,} B; {len(same)} of "
+        lines += wrap("What runs and what is only stored: the int8 file of a low-bit run is a standard int8 .tflite; LiteRT executes "
+                      f"int8 kernels, so the file is as large as int8 PTQ's ({sizes} against {int8['size_bytes']:,} B; {len(same)} of "
                       f"{len(low)} byte for byte) and as fast"
                       + (f" ({timed} against {int8['median_ms']:.3f} ms)" if timed and int8["median_ms"] is not None else "")
                       + ". The 4-, 2- and 1-bit grids survive as int8 codes (2-bit and binary exactly on 0 and ±127; 4-bit on "
-                      "round(127 k / 7)), so the packed column is what storing them at their width would take, not what ships. "
-                      "Exact int4 tensors need a quantizer that writes them (ai-edge-quantizer), outside edgeopt today.") + [""]
+                      "round(127 k / 7)), so the packed column is what storing them at their width would take.") + [""]
+    lines += _int4_lines(data, rows, int8)
     return lines
+
+
+def _int4_lines(data: dict, rows: dict, int8: dict | None) -> list[str]:
+    """What the INT4 files of the low-bit runs weigh, score (paired with the same run's int8 file) and cost against
+    int8 PTQ's file, or that this model's runs made none."""
+    runs = {(r["variant"], r["seed"]): r["top1"] for r in data["runs"]}
+    parts = []
+    for plain in ("mixed 8/4", *LOWBIT):
+        four = rows.get(int4_variant(plain))
+        if four is None or plain not in rows:
+            continue
+        seeds = [s for v, s in runs if v == four["variant"]]
+        gap = mean_std([runs[(four["variant"], s)] - runs[(plain, s)] for s in seeds])
+        ms = (f", {four['median_ms']:.3f} ms against {rows[plain]['median_ms']:.3f} ({four['median_ms'] / rows[plain]['median_ms']:.2f}x)"
+              if four["median_ms"] is not None and rows[plain]["median_ms"] is not None else "")
+        parts.append(f"{plain}: {four['size_bytes']:,} B ({four['size_bytes'] / rows[plain]['size_bytes']:.3f}x its int8 file), top-1 "
+                     f"{signed_pm(*gap)} points against the int8 file of the same {plural(len(seeds), 'run')}{ms}")
+    if not parts:
+        return wrap("INT4 files: this model's runs were made before the benchmark exported them; "
+                    "`edgeopt.export.to_tflite(model, 'int4', ..., lowbit_bits=...)` writes them.") + [""]
+    ratios = [rows[int4_variant(v)]["median_ms"] / rows[v]["median_ms"] for v in ("mixed 8/4", *LOWBIT)
+              if int4_variant(v) in rows and v in rows and rows[v]["median_ms"] and rows[int4_variant(v)]["median_ms"]]
+    if ratios:
+        parts.append(f"on this CPU the INT4 files run {min(ratios):.2f}-{max(ratios):.2f}x the time of their int8 files, so they "
+                     + ("trade latency for size: XNNPACK leaves INT4 CONV_2D to TFLite's built-in kernel (edgeopt.tflite.int4)"
+                        if min(ratios) > 1 else "cost no latency here"))
+    ref = ""
+    if int8 is not None:
+        ref = f" (int8 PTQ: {int8['size_bytes']:,} B" + (f", {int8['median_ms']:.3f} ms)" if int8["median_ms"] is not None else ")")
+    return wrap("INT4 files (the same stripped models exported by `to_tflite(mode='int4', lowbit_bits=...)`: ai-edge-quantizer writes "
+                "the low-bit CONV_2D and FULLY_CONNECTED kernels as INT4, two to a byte; depthwise kernels and the 8-bit layers stay "
+                f"int8; LiteRT reads the INT4 kernels as stored){ref}: " + "; ".join(parts) + ".") + [""]
 
 
 def findings_markdown(data: dict) -> str:
@@ -217,9 +266,14 @@ def plot(data: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, model in data["models"].items():
-        rows = sorted(summary(model), key=lambda r: r["weight_bits"])
-        ax.errorbar([r["weight_bits"] for r in rows], [100 * r["top1"] for r in rows], yerr=[100 * r["top1_std"] for r in rows],
-                    marker="o", linestyle="none", capsize=3, label=_title(name))
+        everything = sorted(summary(model), key=lambda r: r["weight_bits"])
+        rows = [r for r in everything if not r["variant"].endswith(INT4_SUFFIX)]
+        four = [r for r in everything if r["variant"].endswith(INT4_SUFFIX)]
+        line = ax.errorbar([r["weight_bits"] for r in rows], [100 * r["top1"] for r in rows], yerr=[100 * r["top1_std"] for r in rows],
+                           marker="o", linestyle="none", capsize=3, label=f"{_title(name)} (int8 files)")
+        if four:  # the INT4 files of the same runs, beside their int8 files
+            ax.errorbar([r["weight_bits"] for r in four], [100 * r["top1"] for r in four], yerr=[100 * r["top1_std"] for r in four],
+                        marker="x", linestyle="none", capsize=3, color=line[0].get_color(), label=f"{_title(name)} (INT4 files)")
         for i, r in enumerate(rows):  # rows at the same width (int8 PTQ and QAT) get their labels on alternate sides
             ax.annotate(r["variant"], (r["weight_bits"], 100 * r["top1"]), textcoords="offset points", xytext=(4, -11 if i % 2 else 5), fontsize=7)
     ax.set_xscale("log", base=2)

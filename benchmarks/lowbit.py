@@ -2,7 +2,10 @@
 recipes/fmnist_mobilenet_v2.toml; benchmarks/_common.py loads it and its data): float32, float16, int8 PTQ, int8 QAT,
 mixed 8/4 at 60% of int8's packed size, 4-bit QAT, 2-bit QAT and binary weights. Each row: bits per kernel weight, the
 .tflite's size (raw, gzipped), the packed size at the weights' bit-widths, test top-1 of the file itself, its agreement
-with its Keras model, the int8 codes per output channel its low-bit kernels hold, median latency (1 thread).
+with its Keras model, the int8 codes per output channel its low-bit kernels hold, median latency (1 thread). Each low-bit
+run (mixed 8/4, 4-, 2-bit, binary) writes a second file from the same stripped model, with INT4 kernels
+(``to_tflite(mode="int4", lowbit_bits=...)``, ai-edge-quantizer): its row "<variant> INT4" says what the runtime can
+carry and execute at 4 bits, not only what packing would save.
 
 Seeds: every variant that calibrates or trains runs with ``--seeds`` seeds (seed = calibration images, data order,
 TF-MOT randomness); float32 and float16 are one run each. The mixed-precision plan (sensitivity of each layer at 4 bits
@@ -17,8 +20,9 @@ Full run, about 2.6 h on 2 idle cores (it prints its own estimate first; per see
 about 0.5 s a step, five QAT builds, six conversions with verification and test passes), about twice that next to another
 training:
       nice -n 19 env PYTHONPATH=. python benchmarks/lowbit.py
-MobileNetV1 0.25 (trained by recipes/quickstart.toml, the same data settings), as a second model:
-      nice -n 19 env PYTHONPATH=. python benchmarks/lowbit.py --baseline runs/quickstart/00-train/model.keras --model mobilenet_v1_0.25
+MobileNetV1 0.25 (trained by recipes/quickstart.toml, the same data settings; committed as
+benchmarks/baselines/fmnist_mobilenet_v1_0.25.keras with its record beside it), as a second model:
+      nice -n 19 env PYTHONPATH=. python benchmarks/lowbit.py --baseline benchmarks/baselines/fmnist_mobilenet_v1_0.25.keras --model mobilenet_v1_0.25
 Smoke run (a stand-in model, a few steps; writes /tmp/edgeopt-bench-quick/lowbit/ and runs/bench_cache/quick/):
       nice -n 19 env PYTHONPATH=. python benchmarks/lowbit.py --quick
       PYTHONPATH=. python benchmarks/lowbit.py --findings-only   (re-render from the committed data)
@@ -34,7 +38,7 @@ from pathlib import Path
 from benchmarks._common import (QUICK_OUT, BaselineRun, baseline_args, calibration_images, check_baseline, finetune,
                                 reseeded, seed_runs, write_file)
 from benchmarks._lowbit_report import (FINDINGS, FINDINGS_CONSTANTS, PREFIX, VARIANTS, findings_data, findings_markdown,  # noqa: F401
-                                       write_all)  # (tests/test_findings.py reads the renderer here)
+                                       INT4_SUFFIX, int4_variant, write_all)  # (tests/test_findings.py reads the renderer here)
 
 OUT = Path("benchmarks")
 STEPS, CHECKS = 600, 4  # QAT fine-tune steps of batch 128 (x FACTORS), validation checks
@@ -54,6 +58,9 @@ RATES = {"int8 QAT": 2e-4, "mixed 8/4": 2e-4, "4-bit QAT": 2e-4, "2-bit QAT": 5e
 SECONDS_PER_STEP, SECONDS_PER_FILE, QAT_SECONDS, PLAN_SECONDS, LATENCY_SECONDS = 0.5, 80, 150, 120, 300
 FIXED = ("float32", "float16")
 SEEDED = ("int8 PTQ", "int8 QAT", "mixed 8/4", *LOWBIT)
+# the variants whose stripped model is also exported with INT4 kernels (to_tflite mode int4, ai-edge-quantizer): a
+# second row of the same run, "<variant> INT4". Not in the settings: results cached before these rows existed stay valid
+INT4_FROM = ("mixed 8/4", *LOWBIT)
 QUICK = {"steps": 8, "checks": 2, "seeds": 1, "calibration": 32, "latency_rounds": 1}
 VERIFY_IMAGES = 500
 
@@ -71,22 +78,33 @@ class Run(BaselineRun):
 
     def seconds(self, variant: str) -> float:
         training = QAT_SECONDS + FACTORS[variant] * self.steps * SECONDS_PER_STEP if variant in FACTORS else 0.0
-        return {"plan": PLAN_SECONDS, "latency": LATENCY_SECONDS}.get(variant, SECONDS_PER_FILE + training)
+        files = 2 if variant in INT4_FROM else 1  # the low-bit variants write an int8 and an INT4 file
+        return {"plan": PLAN_SECONDS, "latency": LATENCY_SECONDS}.get(variant, files * SECONDS_PER_FILE + training)
 
     # ---- one file -------------------------------------------------------------------------------------------
 
     def file_row(self, variant: str, seed, model, mode: str, x_cal, widths: dict[str, int] | None, packed: int, **extra) -> dict:
         """Export ``model`` in ``mode`` (verified against it on validation images), read the file once on the test split,
-        count the int8 codes per output channel of its kernels at each width of ``widths`` (None: a float file)."""
+        count the int8 codes per output channel of its kernels at each width of ``widths`` (None: a float file). Mode
+        int4 passes ``widths`` as ``lowbit_bits`` (the layers below 8 bits get INT4 kernels where LiteRT has them) and
+        counts the codes of the low-bit kernels as the file stores them (INT4 or int8), from the export's manifest."""
         from edgeopt.bench import evaluate_tflite, size_of  # lazy: rendering the findings needs no TensorFlow
         from edgeopt.export import to_tflite  # lazy: as above
 
-        art = to_tflite(model, mode, x_cal, verify_data=self.splits.val, num_calibration=len(x_cal), num_verify=VERIFY_IMAGES, min_agreement=0.0)
+        lowbit = {"lowbit_bits": widths} if mode == "int4" else {}
+        art = to_tflite(model, mode, x_cal, verify_data=self.splits.val, num_calibration=len(x_cal), num_verify=VERIFY_IMAGES, min_agreement=0.0,
+                        **lowbit)
         blob = art.model_bytes
-        write_file(self.cache.file(variant, seed, ".tflite"), blob)
+        write_file(self.cache.file(variant.removesuffix(INT4_SUFFIX), seed, ".int4.tflite") if mode == "int4" else self.cache.file(variant, seed, ".tflite"), blob)
         size = size_of(blob)
         top1 = evaluate_tflite(blob, self.splits.test).top1
-        codes = _codes_per_channel(blob, widths) if widths else None
+        if mode == "int4":
+            entry = art.manifest["lowbit"]
+            codes = _stored_codes(entry["kernels"], widths)
+            extra = {**extra, "int4_ops": entry["int4_ops"], "int4_kernels": sum(k["storage"] == "int4" for k in entry["kernels"]),
+                     "exact": entry["exact"]}
+        else:
+            codes = _codes_per_channel(blob, widths) if widths else None
         print(f"{variant} seed {seed}: test top-1 {top1:.4f}, {size.size_bytes:,} B, packed {packed:,} B, codes {codes}", flush=True)
         return {"variant": variant, "seed": seed, "top1": top1, "size_bytes": size.size_bytes, "gzip_bytes": size.gzip_bytes, "packed_bytes": packed,
                 "weight_bits": self.weight_bits(widths), "agreement": art.verification.top1_agreement if art.verification else None, "codes_per_channel": codes, **extra}
@@ -145,7 +163,9 @@ class Run(BaselineRun):
         tuned = finetune(qat, splits, self.steps * FACTORS[variant], RATES[variant], seed, self.checks)
         plain = strip_lowbit(qat)
         widths = plan_bits(self.model, config)
-        return {"rows": [self.file_row(variant, seed, plain, "int8", x_cal, widths, packed_size_bytes(plain, widths), **tuned)]}
+        packed = packed_size_bytes(plain, widths)
+        return {"rows": [self.file_row(variant, seed, plain, "int8", x_cal, widths, packed, **tuned),
+                         self.file_row(int4_variant(variant), seed, plain, "int4", x_cal, widths, packed, **tuned)]}
 
     def latency(self, *_) -> dict:
         """Median latency (ms, 1 thread) of every variant's first-seed file, interleaved."""
@@ -153,6 +173,7 @@ class Run(BaselineRun):
 
         first = self.seeds[0]
         files = {v: self.cache.file(v, None, ".tflite") for v in FIXED} | {v: self.cache.file(v, first, ".tflite") for v in SEEDED}
+        files |= {int4_variant(v): self.cache.file(v, first, ".int4.tflite") for v in INT4_FROM}
         rounds = QUICK["latency_rounds"] if self.quick else 3
         return {"ms": median_latency_ms(files, rounds, threads=1, runs=20, min_seconds=0.3, progress="latency"),
                 "machine": machine_line()}  # the table's machine: other seeds may run in a later session, elsewhere
@@ -168,7 +189,8 @@ class Run(BaselineRun):
         print(f"lowbit: {len(left)} runs to do, about {(sum(left) + LATENCY_SECONDS) / 3600:.1f} h on 2 idle cores", flush=True)
         first = self.seeds[0]
         if self.cache.get("latency") is None:  # latency reads these files: re-make any a fresh clone lacks
-            self.cache.ensure_files([(v, None, (".tflite",)) for v in FIXED] + [(v, first, (".tflite",)) for v in SEEDED], "lowbit, latency table")
+            self.cache.ensure_files([(v, None, (".tflite",)) for v in FIXED]
+                                    + [(v, first, (".tflite", ".int4.tflite") if v in INT4_FROM else (".tflite",)) for v in SEEDED], "lowbit, latency table")
         fixed = self.cache.run([(f, None) for f in FIXED], self.fixed, self.seconds, "lowbit: float files")
         plan = self.cache.run([("plan", None)], self.plan, self.seconds, "lowbit: mixed-precision plan")[0]
         self.cache.run([(v, first) for v in SEEDED], self.seeded, self.seconds, "lowbit: variants, first seed")
@@ -184,6 +206,16 @@ class Run(BaselineRun):
                 "int8_packed_bytes": packed_size_bytes(self.model, 8),
                 "plan": {k: v for k, v in plan.items() if k not in ("variant", "seed", "seconds")},
                 "runs": runs, "latency_ms": {k: round(v, 4) for k, v in lat["ms"].items()}, "latency_machine": lat.get("machine")}
+
+
+def _stored_codes(kernels: list[dict], widths: dict[str, int]) -> dict[str, int]:
+    """The most distinct values an output channel of a low-bit kernel holds in the file (INT4 or int8 storage), per
+    width of ``widths``, from the manifest's ``lowbit`` kernels (edgeopt.tflite.lowbit.LowBitKernel)."""
+    out: dict[str, int] = {}
+    for kernel in kernels:
+        width = str(widths[kernel["layer"]])
+        out[width] = max(out.get(width, 0), int(kernel["max_values"]))
+    return dict(sorted(out.items(), key=lambda kv: -int(kv[0])))
 
 
 def _codes_per_channel(blob: bytes, widths: dict[str, int]) -> dict[str, int]:
