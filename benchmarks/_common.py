@@ -335,6 +335,13 @@ class SeedRuns:
         self._save()
         return self.results[self.key(variant, seed)]
 
+    def forget(self, variant: str, seed=None) -> bool:
+        """Drop a finished result so that its job runs again; whether there was one."""
+        if self.results.pop(self.key(variant, seed), None) is None:
+            return False
+        self._save()
+        return True
+
     def _save(self) -> None:
         import json
 
@@ -352,9 +359,7 @@ class SeedRuns:
                 if self.get(v, s) is not None and not all(self.file(v, s, x).exists() for x in suffixes)]
         for variant, seed in gone:
             print(f"{desc}: {variant} (seed {seed}) is cached in {self.path} but its files are not in {self.files}; it runs again", flush=True)
-            self.results.pop(self.key(variant, seed))
-        if gone:
-            self._save()
+            self.forget(variant, seed)
         return gone
 
     def run(self, jobs: Sequence[tuple[str, object]], work, seconds, desc: str) -> list[dict]:

@@ -26,6 +26,8 @@ benchmarks/baselines/fmnist_mobilenet_v1_0.25.keras with its record beside it), 
 Smoke run (a stand-in model, a few steps; writes /tmp/edgeopt-bench-quick/lowbit/ and runs/bench_cache/quick/):
       nice -n 19 env PYTHONPATH=. python benchmarks/lowbit.py --quick
       PYTHONPATH=. python benchmarks/lowbit.py --findings-only   (re-render from the committed data)
+      nice -n 19 env PYTHONPATH=. python benchmarks/lowbit.py --remeasure-latency   (one new latency table; runs made
+      before INT4 files existed run again for the first seed and get them)
 """
 from __future__ import annotations
 
@@ -188,6 +190,8 @@ class Run(BaselineRun):
         left = [self.seconds(v) for v, s in [*((f, None) for f in FIXED), ("plan", None), *jobs] if self.cache.get(v, s) is None]
         print(f"lowbit: {len(left)} runs to do, about {(sum(left) + LATENCY_SECONDS) / 3600:.1f} h on 2 idle cores", flush=True)
         first = self.seeds[0]
+        if self.args.remeasure_latency and self.cache.forget("latency"):
+            print("lowbit: the latency table is measured again (jobs whose files are missing run again first)", flush=True)
         if self.cache.get("latency") is None:  # latency reads these files: re-make any a fresh clone lacks
             self.cache.ensure_files([(v, None, (".tflite",)) for v in FIXED]
                                     + [(v, first, (".tflite", ".int4.tflite") if v in INT4_FROM else (".tflite",)) for v in SEEDED], "lowbit, latency table")
@@ -239,6 +243,9 @@ def main(argv=None):
     baseline_args(ap)
     ap.add_argument("--model", default="mobilenet_v2_0.35", help="the baseline's name in the results (lowbit_<model>.json), e.g. mobilenet_v1_0.25")
     ap.add_argument("--finetune-steps", type=int, default=STEPS, help="QAT fine-tune steps (2-bit and binary: x2)")
+    ap.add_argument("--remeasure-latency", action="store_true", help="forget the cached latency table and measure it again in one "
+                    "interleaved run; the first seed's jobs whose files are missing (a fresh clone, or INT4 files a run made before "
+                    "they existed) run again first")
     ap.add_argument("--findings-only", action="store_true", help="render lowbit.md, lowbit.csv, lowbit.png and lowbit_findings.md from the "
                     "committed data; measures nothing")
     args = ap.parse_args(argv)

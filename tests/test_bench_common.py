@@ -52,3 +52,10 @@ def test_a_fresh_clone_reads_the_results_and_reruns_only_jobs_whose_files_a_late
     again.run([("a", 0), ("b", 0), ("a", 1)], work, lambda _: 1.0, "test")
     assert ran == [("a", 0), ("b", 0)]  # seed 1's result stays: nothing needs its file
     assert again.ensure_files([("a", 0, (".tflite",))], "latency") == []
+
+
+def test_forget_drops_one_result_saved_and_says_whether_there_was_one(roots):
+    cache = seed_runs("lowbit/m", {"steps": 600}, quick=False)
+    cache.run([("latency", None), ("a", 0)], lambda v, s: {"ms": 1.0}, lambda _: 1.0, "test")
+    assert cache.forget("latency") is True and cache.forget("latency") is False
+    assert set(seed_runs("lowbit/m", {"steps": 600}, quick=False).results) == {"a | seed 0"}  # saved at once
