@@ -48,18 +48,17 @@ def export(shape, kernel: int, precision: str) -> bytes:
 def measure(rounds: int) -> list[dict]:
     from functools import partial
 
-    from edgeopt.bench import measure_latency
+    import numpy as np
+
+    from edgeopt.search.latency_table import LiteRTRunner
 
     files = {(s, k, p): export(s, k, p) for s in SHAPES for k in KERNELS for p in PRECISIONS}
-    calls = {(*key, x): partial(measure_latency, data, threads=1, runs=20, min_seconds=0.1, warmup=2, xnnpack=x)
-             for key, data in files.items() for x in (True, False)}
+    runners = {x: LiteRTRunner(statistic="min", xnnpack=x) for x in (True, False)}  # >= 20 runs and 0.1 s after 2 warm-up runs
+    calls = {(*key, x): partial(runners[x], data, 1) for key, data in files.items() for x in runners}
     timed = interleave(calls, rounds, alternate=True, progress="depthwise kernels")
-    rows = []
-    for (shape, kernel, precision, xnnpack), results in timed.items():
-        ms = sorted(r.min_ms for r in results)[len(results) // 2]  # median over rounds of each round's minimum
-        rows.append({"shape": "x".join(map(str, shape)), "kernel": kernel, "precision": precision,
-                     "kernels": "XNNPACK" if xnnpack else "built-in", "ms": ms})
-    return rows
+    return [{"shape": "x".join(map(str, shape)), "kernel": kernel, "precision": precision, "kernels": "XNNPACK" if xnnpack else "built-in",
+             "ms": float(np.median(minimums))}  # median over rounds of each round's minimum
+            for (shape, kernel, precision, xnnpack), minimums in timed.items()]
 
 
 def markdown(rows: list[dict], machine: str, rounds: int) -> str:
@@ -71,6 +70,7 @@ def markdown(rows: list[dict], machine: str, rounds: int) -> str:
             for k in KERNELS:
                 x, b = ms[(s, k, p, "XNNPACK")], ms[(s, k, p, "built-in")]
                 body.append([s, p, k, f"{x * 1e3:.1f}", f"{b * 1e3:.1f}", f"{b / x:.2f}x", f"{x / ms[(s, 5, p, 'XNNPACK')]:.1f}x"])
+
     def ratios(kernels):  # XNNPACK's time over the built-in kernels' time, every shape and precision
         return [ms[(s, k, p, "XNNPACK")] / ms[(s, k, p, "built-in")] for s in shapes for p in PRECISIONS for k in kernels]
 
