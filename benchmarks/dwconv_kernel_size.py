@@ -28,7 +28,7 @@ PRECISIONS = ("int8", "float32")
 
 
 def depthwise_model(shape, kernel: int):
-    from edgeopt._keras import keras
+    from edgeopt import keras
 
     x = keras.Input(shape)
     y = keras.layers.DepthwiseConv2D(kernel, padding="same", use_bias=False)(x)
