@@ -35,6 +35,8 @@ RENDERERS = ("benchmarks._pruning_report", "benchmarks.quantization", "benchmark
 RENDERERS += ("benchmarks._pruning_criteria_report",) if (BENCH / "pruning_criteria.json").exists() else ()
 # benchmarks/lowbit.py's, once a full run of one model has written benchmarks/lowbit_<model>.json
 RENDERERS += ("benchmarks._lowbit_report",) if any(BENCH.glob("lowbit_*.json")) else ()
+# benchmarks/nas.py's, once its full run has written benchmarks/nas.json
+RENDERERS += ("benchmarks._nas_report",) if (BENCH / "nas.json").exists() else ()
 
 # a number as the findings write it: 1,639,112 / 0.762 / 91.41 (followed by x, %, a space, punctuation); not part
 # of a name or a shape (int8, v2, x86_64, 3x3), a version (2.3.0), a ratio written with / or :, an issue (#808)
