@@ -281,6 +281,23 @@ def _kendall_bullet(data: dict) -> list[str]:
                 f"{k['pairs']} random sub-networks; {spread}.", "* ")
 
 
+def _supernet_bullet(data: dict) -> list[str]:
+    """How far the shared weights were trained: the drawn paths' training top-1 at the end against what a candidate
+    trained alone reaches, and how often each candidate was drawn."""
+    sn, cands = data["supernet"], data["random"]["candidates"]
+    last, ops = sn["history"][-1], len(data["space"]["ops"])
+    steps = len(sn["history"]) * sn["steps_per_epoch"]
+    alone = float(np.mean([c["val_top1"] for c in cands]))
+    scores = [100 * c["oneshot_val"] for c in cands] + [100 * m["oneshot_val"] for m in data["models"]]
+    under = last["train_top1"] < alone - 0.2
+    return wrap(f"The single-path supernet ended at {_pct(last['train_top1'])}% training top-1 of its drawn paths after "
+                f"{plural(len(sn['history']), 'epoch')} ({steps:,} steps, each block's operation drawn uniformly among up to {ops} candidates: "
+                f"about {steps // ops:,} updates each), against {_pct(alone)}% mean validation top-1 of a candidate trained alone for "
+                f"{plural(data['settings']['candidate_epochs'], 'epoch')}; the one-shot scores of the random candidates and the reported models span {span(scores)}%"
+                + (": the shared weights are under-trained at this budget, which bounds what one-shot scores can rank (SPOS trains its "
+                   "supernet for many epochs over fewer candidates)." if under else "."), "* ")
+
+
 def _darts_bullet(data: dict) -> list[str]:
     d, t = data["darts"], data["table"]
     h = d["history"][-1]
@@ -314,7 +331,7 @@ def findings_markdown(data: dict) -> str:
     lines = ["## Findings", "", *_QUICK_NOTE[: 2 * data["quick"]], *intro]
     for r in rows[1:]:
         lines += _model_bullet(data, r, ref)
-    lines += _vs_random(data) + _cost_bullets(data) + _kendall_bullet(data) + _darts_bullet(data) + _latency_bullet(data, rows) + _int8_bullet(data)
+    lines += _vs_random(data) + _cost_bullets(data) + _kendall_bullet(data) + _supernet_bullet(data) + _darts_bullet(data) + _latency_bullet(data, rows) + _int8_bullet(data)
     return "\n".join(lines) + "\n"
 
 
