@@ -165,6 +165,31 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _names(text: str, allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in allowed]
+    if not names or bad:
+        raise SystemExit(f"edgeopt: {flag} expects a comma-separated list of {', '.join(allowed)}, got {text!r}")
+    return names
+
+
+def cmd_nas_table(args) -> int:
+    from edgeopt.search import latency_table as lt  # lazy: TensorFlow loads only when a command runs
+    from edgeopt.search.nas_space import SPACES  # lazy: as above
+
+    if args.adb and not args.benchmark_model:
+        raise SystemExit("edgeopt nas-table: --adb needs --benchmark-model PATH (the Android benchmark_model binary)")
+    space = SPACES.get(args.preset)(args.width)
+    config = lt.LatencyTableConfig(precisions=_names(args.precisions, lt.PRECISIONS, "--precisions"), threads=args.threads, rounds=args.rounds)
+    timing = dict(runs=args.runs, min_seconds=args.min_seconds, xnnpack=not args.no_xnnpack, statistic=args.statistic)
+    runner = (lt.AdbRunner(args.benchmark_model, serial=args.serial, **timing) if args.adb else lt.LiteRTRunner(**timing))
+    table = lt.measure_table(space, (args.image_size, args.image_size, args.channels), args.classes, args.out, config, runner=runner)
+    print(f"wrote {args.out}: {len(table.parts())} parts of {args.preset} at width {args.width:g} for {args.image_size}x{args.image_size}x"
+          f"{args.channels} inputs, {args.classes} classes, measured on {runner.describe()['device']}; a recipe's nas stage uses it with "
+          f'search.cost_model = "latency" and latency_table = "{args.out}"')
+    return 0
+
+
 def cmd_inspect(args) -> int:
     from edgeopt.tflite.inspect import inspect_model  # lazy: TensorFlow loads only when a command runs
 
@@ -281,6 +306,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=RUNTIMES, default="litert",
                    help="mediapipe: also classify the test set through MediaPipe's ImageClassifier, as an Android app does (needs --data)")
     p.set_defaults(func=cmd_bench)
+
+    p = command("nas-table", help="measure the per-operator latency table of an architecture-search space (LiteRT here, or a phone over adb) "
+                                 "for the nas stage's latency cost model; continues a table already at OUT")
+    p.add_argument("out", help="the table's JSON file (exported parts go to OUT.models/ beside it)")
+    p.add_argument("--preset", default="mobilenet_v2", help="registered search space (mobilenet_v2, tiny; default mobilenet_v2)")
+    p.add_argument("--width", type=float, default=1.0, help="width multiplier of the space (default 1.0; benchmarks/nas.py uses 0.35)")
+    p.add_argument("--image-size", type=int, required=True, help="input side in pixels, as the recipe's data.image_size")
+    p.add_argument("--channels", type=int, default=3, help="input channels (default 3)")
+    p.add_argument("--classes", type=int, required=True, help="number of classes of the classifier head")
+    p.add_argument("--precisions", default="int8", help="comma-separated: int8, float32 (default int8: what the nas stage reads)")
+    p.add_argument("--threads", type=_threads, default=(1,), help="comma-separated thread counts, e.g. 1,4 (default 1: what the nas stage reads)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; a part's latency is the median of its rounds (default 3)")
+    p.add_argument("--runs", type=int, default=20, help="at least this many timed runs per measurement (default 20)")
+    p.add_argument("--min-seconds", type=float, default=0.1, help="and at least this many seconds per measurement (default 0.1)")
+    p.add_argument("--statistic", choices=("median", "min"), default="min", help="of each measurement's runs (default min: steadier on a busy machine)")
+    p.add_argument("--no-xnnpack", action="store_true", help="builtin kernels only (XNNPACK delegate off)")
+    p.add_argument("--adb", action="store_true", help="time on a connected Android device with benchmark_model over adb")
+    p.add_argument("--serial", default=None, help="adb serial of the device (when several are connected)")
+    p.add_argument("--benchmark-model", default=None, metavar="PATH", help="path of the Android benchmark_model binary (with --adb)")
+    p.set_defaults(func=cmd_nas_table)
 
     p = command("inspect", help="deployability of a .tflite: ops and versions, minimum runtime, GPU delegate, memory, metadata; "
                                "--quant: the int8 error of every tensor of a Keras model, worst first")

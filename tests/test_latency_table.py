@@ -207,3 +207,39 @@ def test_nas_stage_reads_the_table_its_recipe_names(space, measured, tmp_path, m
         NasStageConfig(space=space.to_dict(), search={"cost_model": "macs"}, latency_table=str(path))
     with pytest.raises(ValueError, match="latency_table '.*missing.json': no such file"):
         NasStageConfig(space=space.to_dict(), search={"cost_model": "latency"}, latency_table=str(tmp_path / "missing.json"))
+
+
+def test_nas_table_command_measures_the_preset_with_the_runner_it_names(tmp_path, monkeypatch, capsys):
+    """``edgeopt nas-table``: the preset space at the input shape and classes given, with LiteRTRunner's settings from
+    the flags (converter and timer faked), into a table the nas stage can read."""
+    from edgeopt.cli import main
+    from edgeopt.search import latency_table as lt
+    from edgeopt.search.nas_space import SPACES
+
+    made = []
+
+    def runner(**kwargs):
+        made.append(kwargs)
+        return FakeRunner()
+
+    monkeypatch.setattr(lt, "LiteRTRunner", runner)
+    monkeypatch.setattr(lt, "export_part", fake_convert)
+    path = tmp_path / "table.json"
+    argv = ["nas-table", str(path), "--preset", "tiny", "--image-size", "16", "--classes", "10", "--threads", "1,2", "--rounds", "2",
+            "--precisions", "int8,float32", "--runs", "7"]
+    assert main(argv) == 0
+    assert made == [{"runs": 7, "min_seconds": 0.1, "xnnpack": True, "statistic": "min"}]
+    table = LatencyTable.load(path)
+    assert table.space.to_dict() == SPACES.get("tiny")(1.0).to_dict() and table.input_shape == (16, 16, 3) and table.classes == 10
+    assert table.complete and (table.config.threads, table.config.rounds) == ((1, 2), 2)
+    assert set(table.measurements) == set(table.parts()) and all(len(by) == 4 for by in table.measurements.values())
+    assert f'latency_table = "{path}"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [(["--adb"], "--adb needs --benchmark-model"), (["--precisions", "int4"], "--precisions expects")])
+def test_nas_table_command_refuses_bad_flags_in_one_line(tmp_path, extra, message):
+    from edgeopt.cli import main
+
+    with pytest.raises(SystemExit, match=message):
+        main(["nas-table", str(tmp_path / "t.json"), "--preset", "tiny", "--image-size", "16", "--classes", "10", *extra])
+    assert not (tmp_path / "t.json").exists()
