@@ -12,6 +12,7 @@ from edgeopt.logs import hide_native_logs
 # Only argument parsing happens at import: each command imports the library (and so TensorFlow, ~5 s) when it
 # runs, so `edgeopt --help` answers at once. TensorFlow's C++ log lines are hidden unless --verbose (main()).
 RUNTIMES = ("litert", "mediapipe")  # edgeopt.bench.RUNTIMES (tests/test_cli.py checks they agree)
+STATISTICS = ("median", "min")  # edgeopt.search.latency_table.STATISTICS (likewise)
 
 
 def _value(text: str):
@@ -181,7 +182,8 @@ def cmd_nas_table(args) -> int:
         raise SystemExit("edgeopt nas-table: --adb needs --benchmark-model PATH (the Android benchmark_model binary)")
     space = SPACES.get(args.preset)(args.width)
     config = lt.LatencyTableConfig(precisions=_names(args.precisions, lt.PRECISIONS, "--precisions"), threads=args.threads, rounds=args.rounds)
-    timing = dict(runs=args.runs, min_seconds=args.min_seconds, xnnpack=not args.no_xnnpack, statistic=args.statistic)
+    timing = dict(xnnpack=not args.no_xnnpack, statistic=args.statistic)
+    timing.update({k: v for k, v in (("runs", args.runs), ("min_seconds", args.min_seconds)) if v is not None})  # else the runner's defaults
     runner = (lt.AdbRunner(args.benchmark_model, serial=args.serial, **timing) if args.adb else lt.LiteRTRunner(**timing))
     table = lt.measure_table(space, (args.image_size, args.image_size, args.channels), args.classes, args.out, config, runner=runner)
     print(f"wrote {args.out}: {len(table.parts())} parts of {args.preset} at width {args.width:g} for {args.image_size}x{args.image_size}x"
@@ -318,9 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precisions", default="int8", help="comma-separated: int8, float32 (default int8: what the nas stage reads)")
     p.add_argument("--threads", type=_threads, default=(1,), help="comma-separated thread counts, e.g. 1,4 (default 1: what the nas stage reads)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; a part's latency is the median of its rounds (default 3)")
-    p.add_argument("--runs", type=int, default=20, help="at least this many timed runs per measurement (default 20)")
-    p.add_argument("--min-seconds", type=float, default=0.1, help="and at least this many seconds per measurement (default 0.1)")
-    p.add_argument("--statistic", choices=("median", "min"), default="min", help="of each measurement's runs (default min: steadier on a busy machine)")
+    p.add_argument("--runs", type=int, default=None, help="at least this many timed runs per measurement (default 20 here, 50 over adb)")
+    p.add_argument("--min-seconds", type=float, default=None, help="and at least this many seconds per measurement (default 0.1 here, 0.5 over adb)")
+    p.add_argument("--statistic", choices=STATISTICS, default="min", help="of each measurement's runs (default min: steadier on a busy machine)")
     p.add_argument("--no-xnnpack", action="store_true", help="builtin kernels only (XNNPACK delegate off)")
     p.add_argument("--adb", action="store_true", help="time on a connected Android device with benchmark_model over adb")
     p.add_argument("--serial", default=None, help="adb serial of the device (when several are connected)")

@@ -32,6 +32,13 @@ def test_runtimes_listed_by_the_cli_are_the_bench_runtimes():
     assert RUNTIMES == bench.RUNTIMES
 
 
+def test_statistics_listed_by_the_cli_are_the_latency_tables():
+    from edgeopt.cli import STATISTICS
+    from edgeopt.search.latency_table import STATISTICS as TABLE_STATISTICS
+
+    assert STATISTICS == TABLE_STATISTICS
+
+
 def test_native_log_lines_are_recognised_and_nothing_else():
     noise = [b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
              b"I0000 00:00:1796207006.589994    5116 port.cc:153] oneDNN custom operations are on.\n",
