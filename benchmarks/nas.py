@@ -123,7 +123,10 @@ class Plan:
         return {"format": 1, "quick": self.quick, "data": DATA_SETTINGS, "recipe": RECIPE, "retrain_epochs": self.retrain_epochs,
                 "candidate_epochs": self.candidate_epochs, "steps_per_epoch": self.steps_per_epoch, "supernet_epochs": self.supernet_epochs,
                 "darts": self.darts, "evolution": self.evolution, "table": self.table, "runner": RUNNER, "calibration": self.calibration,
-                "random_seed": RANDOM_SEED, "space": "tiny" + "/".join(QUICK_OPS) if self.quick else f"mobilenet_v2@{WIDTH}"}
+                "random_seed": RANDOM_SEED, "space": "tiny" + "/".join(QUICK_OPS) if self.quick else f"mobilenet_v2@{WIDTH}",
+                # the committed results (cache c22c53b387) trained the single-path supernet with Keras' Adam, bias-corrected by the
+                # global step; edgeopt.train.PerVariableStepAdam since, so a run of this code starts a new cache folder
+                "single_path_adam": "per-variable steps"}
 
     def parts(self) -> int:
         """Parts of the latency table: stem, head, 2 probes and every candidate but skip (12 at each of 16 searchable blocks, 1 at block1a)."""

@@ -1,3 +1,6 @@
+import numpy as np
+import pytest
+
 from edgeopt import models
 from edgeopt.train import TrainConfig, evaluate, fit
 
@@ -12,8 +15,6 @@ def test_tiny_model_learns_digits_well_above_chance(digits_splits):
 
 
 def test_train_config_validates():
-    import pytest
-
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig(learning_rate=0)
     with pytest.raises(ValueError, match="optimizer"):
@@ -67,9 +68,41 @@ def test_weight_decay_shrinks_kernels_but_not_batchnorm_or_biases():
 
 
 def test_train_config_names_bad_schedule_fields():
-    import pytest
+
 
     with pytest.raises(ValueError, match="warmup_fraction"):
         TrainConfig(warmup_fraction=1.0)
     with pytest.raises(ValueError, match="weight_decay"):
         TrainConfig(weight_decay=-0.1)
+
+
+def _numpy_adam(grads, lr, beta_1=0.9, beta_2=0.999, eps=1e-7, start=1.0):
+    """PyTorch-style Adam on one scalar variable from ``start``: bias correction by the variable's own update count."""
+    w, m, v = start, 0.0, 0.0
+    for t, g in enumerate(grads, 1):
+        m, v = beta_1 * m + (1 - beta_1) * g, beta_2 * v + (1 - beta_2) * g * g
+        w -= lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t) * m / (np.sqrt(v) + eps)
+    return w
+
+
+def test_per_variable_step_adam_corrects_each_variable_by_its_own_updates():
+    """``a`` gets a gradient every step, ``b`` at steps 20 and 40 only: PerVariableStepAdam moves ``b`` as Adam moves a
+    variable after 2 updates (Keras' Adam, bias-corrected by the global step, moves it about 0.7x as far here)."""
+    from edgeopt._keras import tf
+    from edgeopt.train import TrainConfig, make_optimizer
+
+    config = TrainConfig(learning_rate=0.01, cosine=False, optimizer="adam")
+    ends = {}
+    for sparse in (True, False):
+        a, b = tf.Variable(1.0), tf.Variable(1.0)
+        opt = make_optimizer(config, 40, sparse_updates=sparse)
+        opt.build([a, b])
+        for step in range(1, 41):
+            pairs = [(tf.constant(0.5), a)] + ([(tf.constant(2.0), b)] if step % 20 == 0 else [])
+            opt.apply_gradients(pairs)
+        ends[sparse] = (float(a.numpy()), float(b.numpy()))
+    assert type(make_optimizer(config, 40, sparse_updates=True)).__name__ == "PerVariableStepAdam"
+    assert ends[True][0] == pytest.approx(_numpy_adam([0.5] * 40, 0.01), abs=1e-5)  # every step: plain Adam (float32 sums)
+    assert ends[True][1] == pytest.approx(_numpy_adam([2.0, 2.0], 0.01), abs=1e-5)  # 2 updates of lr each
+    assert ends[False][0] == pytest.approx(ends[True][0], abs=1e-5)
+    assert abs(ends[False][1] - ends[True][1]) > 0.005  # the global step's correction: half a learning rate off
