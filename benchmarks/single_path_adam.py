@@ -27,6 +27,7 @@ from benchmarks._common import BATCH, md_table, write_file
 
 OUT = Path(__file__).parent
 EPOCHS, STEPS = 2, 150
+CANDIDATES = 13  # operations of a searchable block of nas.py's space (12 inverted residuals and skip)
 VARIANTS = {"global": "Keras Adam (global-step bias correction)", "per-variable": "PerVariableStepAdam (per-variable steps)"}
 
 
@@ -77,7 +78,8 @@ def markdown(data: dict) -> str:
                  f"(last-epoch training top-1 gaps {', '.join(f'{100 * g:+.2f}' for g in gaps)} points), but Keras' Adam alone varied by "
                  f"{100 * spread:.2f} points between runs" + (": within noise. " if spread >= min(abs(g) for g in gaps) else ". ")
                  + "The change rests on correctness (PyTorch's Adam counts each parameter's steps; tests/test_train.py checks the correction "
-                 "against a NumPy Adam), not on a measured gain; the supernet's slow training has another main cause, not found yet.")
+                 "against a NumPy Adam), not on a measured gain. The slow start is the budget: each block draws one of up to "
+                 f"{CANDIDATES} candidates, so each candidate had about {EPOCHS * STEPS // CANDIDATES} updates in these {EPOCHS * STEPS} steps.")
     return "\n".join(lines) + "\n"
 
 
