@@ -295,7 +295,8 @@ def _supernet_bullet(data: dict) -> list[str]:
                 f"about {steps // ops:,} updates each), against {_pct(alone)}% mean validation top-1 of a candidate trained alone for "
                 f"{plural(data['settings']['candidate_epochs'], 'epoch')}; the one-shot scores of the random candidates and the reported models span {span(scores)}%"
                 + (": the shared weights are under-trained at this budget, which bounds what one-shot scores can rank (SPOS trains its "
-                   "supernet for many epochs over fewer candidates)." if under else ".")
+                   "supernet for many epochs over fewer candidates; benchmarks/single_path_coupling.md measures why it trains slowly: each "
+                   "block drawing its candidate independently of the others costs more than the share of updates)." if under else ".")
                 + ("" if data["settings"].get("single_path_adam") else
                    " This run trained the supernet with Keras' Adam, whose bias correction counts global steps: a candidate's steps were "
                    "about 2x-3x Adam's after the first 100 steps; benchmarks/nas.py now uses per-variable steps (edgeopt.train.PerVariableStepAdam)."),

@@ -78,8 +78,10 @@ def markdown(data: dict) -> str:
                  f"(last-epoch training top-1 gaps {', '.join(f'{100 * g:+.2f}' for g in gaps)} points), but Keras' Adam alone varied by "
                  f"{100 * spread:.2f} points between runs" + (": within noise. " if spread >= min(abs(g) for g in gaps) else ". ")
                  + "The change rests on correctness (PyTorch's Adam counts each parameter's steps; tests/test_train.py checks the correction "
-                 "against a NumPy Adam), not on a measured gain. The slow start is the budget: each block draws one of up to "
-                 f"{CANDIDATES} candidates, so each candidate had about {EPOCHS * STEPS // CANDIDATES} updates in these {EPOCHS * STEPS} steps.")
+                 "against a NumPy Adam), not on a measured gain. Each block draws one of up to "
+                 f"{CANDIDATES} candidates, so each candidate had about {EPOCHS * STEPS // CANDIDATES} updates in these {EPOCHS * STEPS} steps; "
+                 "benchmarks/single_path_coupling.md separates that share of the updates from the other cause of the slow start, "
+                 "each block drawing its candidate independently of the others.")
     return "\n".join(lines) + "\n"
 
 
