@@ -157,6 +157,22 @@ def _acc_cells(r: dict) -> list[str]:
             f"{100 * r['noise']:.2f}", r["verdict"] or "-"]
 
 
+def _machine(line: str | None) -> str:
+    return line or "a machine not recorded (results cached before runs recorded it)"
+
+
+def _table_machine_text(data: dict) -> str:
+    """Where the budget mode's cost table was measured, and whether that is the machine of the latency run."""
+    table, latency = data["budget"].get("table_machine"), data["latency"].get("machine")
+    text = f"Cost table measured on {_machine(table)}"
+    if table and latency and table != latency:
+        return (text + ": not the machine of the latency run, so the budget rounds planned on another machine's latencies "
+                "(int8 costs differ with and without VNNI); the latency verdicts are the latency run's.")
+    if table and latency:
+        return text + ", the machine of the latency run."
+    return text + "."
+
+
 def _lat_cells(r: dict) -> list[str]:
     if "latency_vs_dense" not in r:
         return ["-"] * 3
@@ -207,7 +223,8 @@ def tables_markdown(data: dict) -> str:
                  f"{s['rounds']} rounds, {s['steps']:,} steps at {s['structured_learning_rate']:g}. Every criterion keeps the same number of "
                  f"channels per group, so the architecture (and latency) differ only by which channels go. Latency: int8, 1 thread, XNNPACK, batch "
                  f"1, every file interleaved in one run, median of {s['latency']['rounds']} rounds of per-round medians (first seed's file; "
-                 "± the rounds' 95% interval). Targets: within 0.5 point of the baseline, latency at most 0.5x."), ""]
+                 f"± the rounds' 95% interval), measured on {_machine(data['latency'].get('machine'))}. Targets: within 0.5 point of the "
+                 "baseline, latency at most 0.5x."), ""]
     head = ["variant", "seeds", "MACs vs dense", "params vs dense", "int8 top-1 %", "± 95% test", "vs reference (points)", "noise ±", "accuracy verdict",
             "int8 ms", "latency vs dense", "latency verdict"]
     lat_rows = [rows[0]] + sec("structured")
@@ -224,7 +241,8 @@ def tables_markdown(data: dict) -> str:
                  f"predicts the least latency, every group at its floor ({bud['floor_channels']} channels), as the sum of the groups' savings: "
                  f"{feas['internal']['min_ratio']:.3f}x of the baseline cutting the {feas['internal']['groups']} internal groups, "
                  f"{feas['all']['min_ratio']:.3f}x cutting all {feas['all']['groups']}; those floor models measure "
-                 f"{feas['internal']['floor_ratio']:.3f}x and {feas['all']['floor_ratio']:.3f}x (3 interleaved rounds). Each budget uses the "
+                 f"{feas['internal']['floor_ratio']:.3f}x and {feas['all']['floor_ratio']:.3f}x (3 interleaved rounds). {_table_machine_text(data)} "
+                 "Each budget uses the "
                  "smallest scope whose floor model reaches it. "
                  f"Criterion: {FILTER_NAMES[bud['criterion']]}, the best mean validation top-1 of the structured part at its largest ratio "
                  f"({', '.join(f'{FILTER_NAMES[c]} {_pct(v)}%' for c, v in bud['criterion_val_top1'].items())}). Rounds cut {100 * b['step']:g}% of the "

@@ -36,7 +36,9 @@ keep stay in runs/bench_cache/, and a job whose file a later job needs but a fre
   magnitude pruning as ``unstructured`` at 75% and 90% (test top-1 right after a one-shot cut, and after the
   fine-tune).
 * ``latency``: int8 latency of the baseline, every structured (criterion, ratio)'s first seed and every budget model,
-  interleaved, 1 thread, median of 7 rounds of per-round medians.
+  interleaved, 1 thread, median of 7 rounds of per-round medians. The cost table and this run each record their
+  machine (``machine_line``); the report names both and says when the budget mode planned on another machine than
+  the one its verdicts were measured on (the session machines differ: with or without VNNI, int8 costs differ).
 
 Validation decides every choice (strength, criterion, early-stopping check); the test split is read once per
 reported model (Keras and its int8 .tflite). The run writes the raw per-seed results to
@@ -342,7 +344,7 @@ class Run(BaselineRun):
         ms = {k: median_ms(v) for k, v in interleaved_latency(files, 3, progress="floor models", **self.plan.latency).items()}
         for scope in ("internal", "all"):
             feasibility[scope]["floor_ratio"] = ms[scope] / ms["baseline"]
-        return {"table": table.to_dict(), "feasibility": feasibility, "floor_channels": floor}
+        return {"table": table.to_dict(), "feasibility": feasibility, "floor_channels": floor, "machine": machine_line()}
 
     def budget_criterion(self) -> tuple[str, dict]:
         """The filter criterion with the best mean validation top-1 over seeds at the structured part's largest ratio."""
@@ -473,7 +475,7 @@ class Run(BaselineRun):
         files = self.latency_files()
         results = interleaved_latency(files, self.plan.latency_rounds, progress="latency", **self.plan.latency)
         return {"ms": {k: median_ms(v) for k, v in results.items()}, "rounds_ms": {k: [r.median_ms for r in v] for k, v in results.items()},
-                "files": {k: file_digest(p) for k, p in files.items()}}
+                "files": {k: file_digest(p) for k, p in files.items()}, "machine": machine_line()}
 
     def run_part(self, part: str) -> None:
         cache = self.caches[part]
@@ -515,6 +517,7 @@ class Run(BaselineRun):
             "baseline": {"file": str(self.baseline_file), **get["unstructured"][0]},
             "unstructured": get["unstructured"][1:], "scratch": get["scratch"], "structured": get["structured"],
             "budget": {"criterion": criterion, "criterion_val_top1": val, "feasibility": table["feasibility"], "floor_channels": table["floor_channels"],
+                       "table_machine": table.get("machine"),
                        "table": table["table"], "runs": [{**r, "latency_key": f"{r['variant']} seed {r['seed']}"} for r in get["budget"][1:]]},
             "regularization": {"strength": self.l1_strength(), "phase1": [r for r in get["regularization"] if r["variant"].startswith("phase1")],
                                "runs": [r for r in get["regularization"] if not r["variant"].startswith("phase1")]},

@@ -312,3 +312,16 @@ def test_a_fresh_clone_remakes_only_the_files_the_latency_part_times(tmp_path, m
     kept = [k % 2 == 1 for k in range(len(budget) - 1)]
     assert [run.caches["budget"].get(v, s) is not None for v, s in budget[1:]] == kept  # infeasible budgets are not timed
     assert run.caches["budget"].get(*budget[0]) is not None
+
+
+def test_tables_name_the_machines_of_the_cost_table_and_the_latency_run(data):
+    xeon, epyc = "Intel Xeon, 2 cores (VNNI)", "AMD EPYC, 2 cores (no VNNI)"
+    same = {**data, "budget": {**data["budget"], "table_machine": xeon}, "latency": {**data["latency"], "machine": xeon}}
+    text = " ".join(report.tables_markdown(same).split())
+    assert f"measured on {xeon}. Targets" in text and f"Cost table measured on {xeon}, the machine of the latency run." in text
+    other = {**same, "latency": {**data["latency"], "machine": epyc}}
+    text = " ".join(report.tables_markdown(other).split())
+    assert f"measured on {epyc}. Targets" in text
+    assert f"Cost table measured on {xeon}: not the machine of the latency run" in text
+    text = " ".join(report.tables_markdown(data).split())  # results cached before the runs recorded their machine
+    assert "Cost table measured on a machine not recorded" in text and "the machine of the latency run" not in text
