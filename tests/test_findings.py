@@ -182,11 +182,25 @@ def test_perturbing_moves_numbers_and_keeps_the_rest():
                    "```\n12.5\n```") == Counter({"0.762": 1, "1,639,112": 1, "662,744": 1, "91.41": 1, "33": 1, "65": 1, "0.5": 1})
 
 
-def test_rendering_imports_no_tensorflow():
-    code = ("import sys, importlib; from pathlib import Path\n"
-            f"for m in {RENDERERS!r}:\n"
-            "    mod = importlib.import_module(m); mod.findings_markdown(mod.findings_data(Path('benchmarks')))\n"
-            "print(sorted(k for k in ('tensorflow', 'tf_keras', 'keras', 'matplotlib') if k in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+HEAVY_MODULES = ("tensorflow", "tf_keras", "keras", "matplotlib")
+
+
+def heavy_modules_after(code: str) -> list[str]:
+    """Run ``code`` in a fresh Python at the repository root (nothing but the repository on its path) and return which
+    of :data:`HEAVY_MODULES` it imported: rendering from committed data must load none of them."""
+    probe = f"{code}\nimport sys\nprint(sorted(k for k in {HEAVY_MODULES!r} if k in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert out.stdout.strip() == "[]"
+    last = out.stdout.strip().splitlines()[-1]
+    return [m for m in HEAVY_MODULES if repr(m) in last]
+
+
+def test_heavy_modules_after_sees_an_import():
+    assert heavy_modules_after("import json") == [] and heavy_modules_after("import matplotlib") == ["matplotlib"]
+
+
+def test_rendering_imports_no_tensorflow():
+    code = ("import importlib; from pathlib import Path\n"
+            f"for m in {RENDERERS!r}:\n"
+            "    mod = importlib.import_module(m); mod.findings_markdown(mod.findings_data(Path('benchmarks')))")
+    assert heavy_modules_after(code) == []

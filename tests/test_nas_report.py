@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ import pytest
 from benchmarks import _nas_report as report
 from benchmarks.nas import MODELS, Plan, _within_budget
 from edgeopt.stats import kendall_tau, seed_stats, verdict
-from test_findings import PERTURBATIONS, _tokens, perturb, typed_numbers, unmoved, write_plainly
+from test_findings import PERTURBATIONS, _tokens, heavy_modules_after, perturb, typed_numbers, unmoved, write_plainly
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
@@ -203,12 +201,8 @@ def test_plan_estimate_follows_the_settings():
 
 
 def test_rendering_and_the_plan_import_no_tensorflow():
-    code = ("import sys, argparse\nfrom pathlib import Path\nfrom benchmarks import _nas_report\nfrom benchmarks.nas import Plan\n"
-            "Plan(argparse.Namespace(quick=False, seeds=3)).seconds()\n"
-            "print(sorted(k for k in ('tensorflow', 'tf_keras', 'keras', 'matplotlib') if k in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert out.stdout.strip() == "[]"
+    assert heavy_modules_after("import argparse\nfrom benchmarks import _nas_report\nfrom benchmarks.nas import Plan\n"
+                               "Plan(argparse.Namespace(quick=False, seeds=3)).seconds()") == []
 
 
 @pytest.mark.skipif(not (ROOT / "benchmarks" / report.DATA).exists(), reason="benchmarks/nas.json is committed by the full run")
