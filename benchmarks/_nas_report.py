@@ -299,7 +299,10 @@ def _supernet_bullet(data: dict) -> list[str]:
                    "block drawing its candidate independently of the others costs more than the share of updates)." if under else ".")
                 + ("" if data["settings"].get("single_path_adam") else
                    " This run trained the supernet with Keras' Adam, whose bias correction counts global steps: a candidate's steps were "
-                   "about 2x-3x Adam's after the first 100 steps; benchmarks/nas.py now uses per-variable steps (edgeopt.train.PerVariableStepAdam)."),
+                   "about 2x-3x Adam's after the first 100 steps; benchmarks/nas.py now uses per-variable steps (edgeopt.train.PerVariableStepAdam).")
+                + ("" if data["settings"].get("share_weights") else
+                   " Its candidates had weights of their own; benchmarks/nas.py now shares them between a block's candidates "
+                   "(SinglePathConfig(share_weights=True)), which benchmarks/single_path_coupling.md measured to train the supernet faster."),
                 "* ")
 
 

@@ -18,7 +18,8 @@ in runs/bench_cache/nas/, and a phase that needs a gone file makes it again):
    each measurement's runs, interleaved rounds; :mod:`edgeopt.search.latency_table`), its per-inference overhead
    from a probe. The latency limit of every search is the table's prediction for MobileNetV2 0.35.
 2. ``supernet``: single-path training (Single Path One-Shot: one uniformly drawn architecture per step) of a supernet,
-   ``SUPERNET_EPOCHS`` epochs. It is the one-shot search's supernet and the differentiable search's warm start (FBNet
+   ``SUPERNET_EPOCHS`` epochs, a block's candidates sharing their weights (``SHARE_WEIGHTS``: a smaller kernel is the
+   centre of a larger one, a smaller expansion the first channels of a larger one). It is the one-shot search's supernet and the differentiable search's warm start (FBNet
    and ProxylessNAS train the weights alone first); its wall time counts in both searches' cost.
 3. ``darts``: first-order DARTS from those weights: ``DARTS_STEPS`` alternating steps (architecture on a validation
    batch, weights on a training batch, every candidate of every block run), softmax mixing, cost term = the expected
@@ -71,6 +72,7 @@ RECIPE = {"learning_rate": 0.004, "warmup_fraction": 0.03, "weight_decay": 0.05,
 BASELINE_EPOCHS = 24
 RETRAIN_EPOCHS, CANDIDATE_EPOCHS = 2, 1
 SUPERNET_EPOCHS = 4
+SHARE_WEIGHTS = True  # a block's candidates share weights in the single-path supernet (benchmarks/single_path_coupling.md)
 DARTS = {"epochs": 6, "steps_per_epoch": 60, "optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.05, "arch_optimizer": "adam",
          "arch_learning_rate": 0.01, "cost_model": "latency", "cost_weight": 1.0}
 EVOLUTION = {"trials": 80, "population": 16}
@@ -126,7 +128,9 @@ class Plan:
                 "random_seed": RANDOM_SEED, "space": "tiny" + "/".join(QUICK_OPS) if self.quick else f"mobilenet_v2@{WIDTH}",
                 # the committed results (cache c22c53b387) trained the single-path supernet with Keras' Adam, bias-corrected by the
                 # global step; edgeopt.train.PerVariableStepAdam since, so a run of this code starts a new cache folder
-                "single_path_adam": "per-variable steps"}
+                "single_path_adam": "per-variable steps",
+                # the committed results gave every candidate its own weights; shared since (benchmarks/single_path_coupling.md)
+                "share_weights": SHARE_WEIGHTS}
 
     def parts(self) -> int:
         """Parts of the latency table: stem, head, 2 probes and every candidate but skip (12 at each of 16 searchable blocks, 1 at block1a)."""
@@ -215,7 +219,8 @@ class Run:
     def supernet_config(self):
         from edgeopt.search.single_path import SinglePathConfig  # lazy: TensorFlow
 
-        return SinglePathConfig(epochs=self.plan.supernet_epochs, steps_per_epoch=self.plan.steps_per_epoch, optimizer="adam", seed=0, **RECIPE)
+        return SinglePathConfig(epochs=self.plan.supernet_epochs, steps_per_epoch=self.plan.steps_per_epoch, optimizer="adam", seed=0,
+                               share_weights=SHARE_WEIGHTS, **RECIPE)
 
     def scorer(self):
         from edgeopt.search.evolution import oneshot_scorer  # lazy: TensorFlow

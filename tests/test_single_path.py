@@ -81,3 +81,31 @@ def test_training_resumes_after_a_crash_and_a_finished_one_loads(tmp_path, digit
 def test_bad_config_fields_are_named(data, message):
     with pytest.raises(RecipeError, match=message):
         SinglePathConfig.from_dict(data)
+
+
+def test_shared_weights_stay_shared_through_training(digits_splits):
+    config = SinglePathConfig(epochs=1, steps_per_epoch=4, seed=2, share_weights=True)
+    _, supernet = train_single_path(SPACE, digits_splits, config, log=lambda line: None)
+    fresh = SinglePathConfig(epochs=1, steps_per_epoch=4, seed=2)
+    _, unshared = train_single_path(SPACE, digits_splits, fresh, log=lambda line: None)
+    drawn = {op for step in range(4) for op in sample_path(SPACE, 2, step).choices}
+    assert {"ir_k3_e3", "ir_k5_e6"} <= drawn  # both candidates trained in these steps
+    for i, block in enumerate(supernet.blocks):
+        if "ir_k3_e3" not in block.ops or "ir_k5_e6" not in block.ops:
+            continue
+        for net, shared in ((supernet, True), (unshared, False)):
+            small, big = (net.candidates[i][block.ops.index(op)] for op in ("ir_k3_e3", "ir_k5_e6"))
+            dw_small = small.get_layer(f"{block.name}_dwconv").depthwise_kernel.numpy()
+            dw_big = big.get_layer(f"{block.name}_dwconv").depthwise_kernel.numpy()
+            project_small = small.get_layer(f"{block.name}_project_conv").kernel.numpy()
+            project_big = big.get_layer(f"{block.name}_project_conv").kernel.numpy()
+            same = (np.array_equal(dw_small, dw_big[1:4, 1:4, : dw_small.shape[2]])
+                    and np.array_equal(project_small, project_big[:, :, : project_small.shape[2]]))
+            assert same == shared, (block.name, shared)
+
+
+def test_share_weights_is_part_of_the_checkpoint_fingerprint(tmp_path, digits_splits):
+    train_single_path(SPACE, digits_splits, SinglePathConfig(epochs=1, steps_per_epoch=1), checkpoint_dir=tmp_path, log=lambda line: None)
+    with pytest.raises(ValueError, match="another config \\(share_weights\\)"):
+        train_single_path(SPACE, digits_splits, SinglePathConfig(epochs=1, steps_per_epoch=1, share_weights=True), checkpoint_dir=tmp_path,
+                          log=lambda line: None)

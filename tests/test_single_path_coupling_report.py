@@ -55,3 +55,13 @@ def test_committed_page_is_the_committed_data_rendered():
     if not (folder / "single_path_coupling.json").exists():
         pytest.skip("benchmarks/single_path_coupling.json is not committed yet")
     assert (folder / "single_path_coupling.md").read_text() == markdown(json.loads((folder / "single_path_coupling.json").read_text()))
+
+
+def test_shared_weights_row_and_sentence():
+    runs = [_run("tied", s, 0.70 + s / 100, archs=2) for s in range(3)]
+    runs += [_run("independent", s, 0.30 + s / 100) for s in range(3)]
+    runs += [_run("shared", s, 0.60 + s / 100) for s in range(3)]
+    md = markdown(_data(runs))
+    assert "| two candidates, each block draws its own, weights shared (share_weights) | ir_k3_e6 ir_k5_e6 | 3 | 30.50 ± 0.50 | 61.00 ± 1.00 |" in md
+    assert ("with blocks drawn independently: 61.00 ± 1.00, +30.00 points against separate weights (two standard errors 1.63, beyond noise), "
+            "-10.00 against blocks drawn together.") in md

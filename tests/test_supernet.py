@@ -119,3 +119,46 @@ def test_single_path_is_the_one_hot_mixture_and_uses_only_its_weights(supernet, 
         # exactly the path's weights get a gradient: every other candidate is not run
         assert {v.ref() for v, g in zip(supernet.weight_variables, grads) if g is not None} == used
     assert supernet.path_parts(Architecture((SKIP, "ir_k5_e6")))[0] is None
+
+
+def _layer(net, block: int, op: str, suffix: str):
+    b = net.blocks[block]
+    return net.candidates[block][b.ops.index(op)].get_layer(f"{b.name}_{suffix}")
+
+
+def test_tied_candidates_share_kernel_centres_and_first_channels():
+    keras.utils.set_random_seed(1)
+    net = Supernet(tiny_space(OPS), SHAPE, 10, seed=1)
+    i = next(k for k, b in enumerate(net.blocks) if "ir_k5_e6" in b.ops)
+    small = _layer(net, i, "ir_k3_e3", "dwconv").depthwise_kernel.numpy()  # (3, 3, C*3, 1)
+    assert not np.allclose(small, _layer(net, i, "ir_k5_e6", "dwconv").depthwise_kernel.numpy()[1:4, 1:4, : small.shape[2]])
+    net.tie_candidates()  # the largest candidate (k3 e3 with squeeze-excite has fewer weights than k5 e6) is the source
+    big_dw = _layer(net, i, "ir_k5_e6", "dwconv").depthwise_kernel.numpy()  # (5, 5, C*6, 1)
+    for op in ("ir_k3_e3", "ir_k3_e3_se0.25"):
+        dw = _layer(net, i, op, "dwconv").depthwise_kernel.numpy()
+        np.testing.assert_array_equal(dw, big_dw[1:4, 1:4, : dw.shape[2]])
+        expand = _layer(net, i, op, "expand_conv").kernel.numpy()
+        np.testing.assert_array_equal(expand, _layer(net, i, "ir_k5_e6", "expand_conv").kernel.numpy()[..., : expand.shape[3]])
+        project = _layer(net, i, op, "project_conv").kernel.numpy()
+        np.testing.assert_array_equal(project, _layer(net, i, "ir_k5_e6", "project_conv").kernel.numpy()[:, :, : project.shape[2]])
+        gamma = _layer(net, i, op, "dwconv_bn").gamma.numpy()
+        np.testing.assert_array_equal(gamma, _layer(net, i, "ir_k5_e6", "dwconv_bn").gamma.numpy()[: gamma.shape[0]])
+
+
+def test_sharing_from_a_small_candidate_writes_only_the_overlap():
+    keras.utils.set_random_seed(2)
+    net = Supernet(tiny_space(OPS), SHAPE, 10, seed=2)
+    i = next(k for k, b in enumerate(net.blocks) if "ir_k5_e6" in b.ops)
+    small, big = _layer(net, i, "ir_k3_e3", "dwconv").depthwise_kernel, _layer(net, i, "ir_k5_e6", "dwconv").depthwise_kernel
+    se_before = _layer(net, i, "ir_k3_e3_se0.25", "se_reduce").kernel.numpy()
+    before = big.numpy()
+    small.assign(np.full(small.shape, 7.0, np.float32))
+    net.share_weights_from(i, "ir_k3_e3")
+    after = big.numpy()
+    c = small.shape[2]
+    assert np.all(after[1:4, 1:4, :c] == 7.0)
+    mask = np.ones(after.shape, bool)
+    mask[1:4, 1:4, :c] = False
+    np.testing.assert_array_equal(after[mask], before[mask])  # the ring and the extra channels keep their own values
+    np.testing.assert_array_equal(_layer(net, i, "ir_k3_e3_se0.25", "se_reduce").kernel.numpy(), se_before)  # a layer the source lacks
+    np.testing.assert_array_equal(_layer(net, i, "ir_k3_e3_se0.25", "dwconv").depthwise_kernel.numpy(), small.numpy())

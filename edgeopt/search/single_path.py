@@ -50,7 +50,12 @@ class SinglePathConfig(Config):
     """How the supernet's weights are trained: ``epochs`` of ``steps_per_epoch`` steps (None: one pass of the
     training split), ``optimizer`` at peak ``learning_rate`` after a linear warm-up over ``warmup_fraction`` of the
     steps, then a cosine decay to 0 when ``cosine``; decoupled ``weight_decay``; ``label_smoothing``; global-norm
-    ``clip_norm`` (None: none); ``seed`` (initial weights and the drawn paths)."""
+    ``clip_norm`` (None: none); ``seed`` (initial weights and the drawn paths). ``share_weights``: a block's candidates
+    share their weights, OFA / FBNetV2-style (a smaller kernel is the centre of a larger one, a smaller expansion the
+    first channels of a larger one): tied at the start and after every step the drawn candidate is copied into the
+    part each other candidate shares with it (:meth:`Supernet.share_weights_from`); each keeps its own optimizer
+    moments. Without it every candidate has weights of its own, and a block's candidates start unrelated, so the next
+    block sees other features in the same channels at every draw (benchmarks/single_path_coupling.md)."""
 
     epochs: int = 10
     steps_per_epoch: int | None = None
@@ -62,6 +67,7 @@ class SinglePathConfig(Config):
     label_smoothing: float = 0.0
     clip_norm: float | None = 5.0
     seed: int = 0
+    share_weights: bool = False
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -129,6 +135,10 @@ class _Trainer:
         if self.config.clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.config.clip_norm)
         self.optimizer.apply_gradients(zip(grads, variables))
+        if self.config.share_weights:
+            for i, (block, op) in enumerate(zip(self.supernet.blocks, arch.choices)):
+                if len(block.ops) > 1:
+                    self.supernet.share_weights_from(i, op)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
         return float(loss), float(correct)
 
@@ -163,6 +173,8 @@ def train_single_path(space: NasSpace, splits: Splits, config: SinglePathConfig 
         check_resumable(saved[0], expected, path, "single-path training")
     keras.utils.set_random_seed(config.seed)
     supernet = Supernet(space, input_shape, classes, seed=config.seed)
+    if config.share_weights:
+        supernet.tie_candidates()
     steps = epoch_steps(splits, config.steps_per_epoch)
     trainer = _Trainer(supernet, config, steps)
     history: list[SinglePathEpoch] = []

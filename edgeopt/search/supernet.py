@@ -28,6 +28,25 @@ __all__ = ["MIXINGS", "Supernet"]
 MIXINGS = ("softmax", "gumbel")
 
 
+def _assign_overlap(target: tf.Variable, source: tf.Variable) -> None:
+    """Assign the part of ``source`` that overlaps ``target``: the centre along a 4-D kernel's two spatial axes, the
+    first entries along every other axis."""
+    rank = len(source.shape)
+    src, dst = [], []
+    for axis, (a, b) in enumerate(zip(source.shape, target.shape)):
+        n = min(a, b)
+        if rank == 4 and axis < 2:
+            src.append(slice((a - n) // 2, (a - n) // 2 + n))
+            dst.append(slice((b - n) // 2, (b - n) // 2 + n))
+        else:
+            src.append(slice(0, n))
+            dst.append(slice(0, n))
+    if tuple(source.shape) == tuple(target.shape):
+        target.assign(source)
+    else:
+        target[tuple(dst)].assign(source[tuple(src)])
+
+
 def _part(name: str, shape, layers) -> keras.Model:
     inputs = keras.Input(shape=tuple(shape))
     return keras.Model(inputs, layers(inputs), name=name.replace(".", "p"))
@@ -150,6 +169,35 @@ class Supernet:
         """The trainable weights :meth:`path` uses: the stem's, the chosen candidates' and the head's."""
         models = [self.stem, *(m for m in self.path_parts(arch) if m is not None), self.head]
         return [v for m in models for v in m.trainable_variables]
+
+    # ---- weight sharing between a block's candidates ---------------------------------------------------------
+
+    def share_weights_from(self, index: int, op: str) -> None:
+        """Copy block ``index``'s candidate ``op`` into the part every other candidate of the block shares with it
+        (OFA / FBNetV2-style sharing kept by copies): layers of the same name (candidates of a block name their layers
+        alike), each weight's overlap, kernels' spatial axes centred (a 3x3 depthwise kernel is the centre of a 7x7 one)
+        and channel axes from the first (an expansion of 3 is the first half of an expansion of 6's channels); batch-norm
+        statistics included. Layers one of them lacks (squeeze-excite, an expansion of 1) are left as they are."""
+        block = self.blocks[index]
+        source = self.candidates[index][block.ops.index(op)]
+        if source is None:
+            return
+        for target in self.candidates[index]:
+            if target is None or target is source:
+                continue
+            for layer in source.layers:
+                if not layer.weights or not any(t.name == layer.name for t in target.layers):
+                    continue
+                for src, dst in zip(layer.weights, target.get_layer(layer.name).weights):
+                    _assign_overlap(dst, src)
+
+    def tie_candidates(self) -> None:
+        """Start every block's candidates from shared weights: the candidate with the most weights of each block is
+        copied into the others (:meth:`share_weights_from`)."""
+        for i, (block, models) in enumerate(zip(self.blocks, self.candidates)):
+            sizes = [-1 if m is None else m.count_params() for m in models]
+            if sum(size >= 0 for size in sizes) > 1:
+                self.share_weights_from(i, block.ops[int(np.argmax(sizes))])
 
     def expected_cost(self, costs: list, tau: float = 1.0) -> tf.Tensor:
         """``sum_i softmax(alpha_i / tau) . costs[i]``: differentiable in the architecture parameters."""
