@@ -302,7 +302,8 @@ def _supernet_bullet(data: dict) -> list[str]:
                    "about 2x-3x Adam's after the first 100 steps; benchmarks/nas.py now uses per-variable steps (edgeopt.train.PerVariableStepAdam).")
                 + ("" if data["settings"].get("share_weights") else
                    " Its candidates had weights of their own; benchmarks/nas.py now shares them between a block's candidates "
-                   "(SinglePathConfig(share_weights=True)), which benchmarks/single_path_coupling.md measured to train the supernet faster."),
+                   "(SinglePathConfig(share_weights=True)), which benchmarks/single_path_coupling.md measured to train the supernet faster; "
+                   "benchmarks/oneshot_ranking.md scores these random sub-networks again with such a supernet."),
                 "* ")
 
 
