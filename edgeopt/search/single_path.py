@@ -54,7 +54,8 @@ class SinglePathConfig(Config):
     share their weights, OFA / FBNetV2-style (a smaller kernel is the centre of a larger one, a smaller expansion the
     first channels of a larger one): tied at the start and after every step the drawn candidate is copied into the
     part each other candidate shares with it (:meth:`Supernet.share_weights_from`); each keeps its own optimizer
-    moments. Without it every candidate has weights of its own, and a block's candidates start unrelated, so the next
+    moments; a DARTS search started from these weights does not share (its candidates start tied and move apart).
+    Without it every candidate has weights of its own, and a block's candidates start unrelated, so the next
     block sees other features in the same channels at every draw (benchmarks/single_path_coupling.md)."""
 
     epochs: int = 10
