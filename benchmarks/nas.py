@@ -19,8 +19,9 @@ in runs/bench_cache/nas/, and a phase that needs a gone file makes it again):
    from a probe. The latency limit of every search is the table's prediction for MobileNetV2 0.35.
 2. ``supernet``: single-path training (Single Path One-Shot: one uniformly drawn architecture per step) of a supernet,
    ``SUPERNET_EPOCHS`` epochs, a block's candidates sharing their weights (``SHARE_WEIGHTS``: a smaller kernel is the
-   centre of a larger one, a smaller expansion the first channels of a larger one). It is the one-shot search's supernet and the differentiable search's warm start (FBNet
-   and ProxylessNAS train the weights alone first); its wall time counts in both searches' cost.
+   centre of a larger one, a smaller expansion the first channels of a larger one). It is the one-shot search's
+   supernet and the differentiable search's warm start (FBNet and ProxylessNAS train the weights alone first); its
+   wall time counts in both searches' cost.
 3. ``darts``: first-order DARTS from those weights: ``DARTS_STEPS`` alternating steps (architecture on a validation
    batch, weights on a training batch, every candidate of every block run), softmax mixing, cost term = the expected
    latency as a hinge above the limit. The derived network is each block's argmax, made to fit the limit if it does

@@ -98,7 +98,7 @@ def main() -> None:
         data["runs"].append({"source": one["source"], "variants": one["variants"]})
         write_file(path, json.dumps(data, indent=1) + "\n")
     write_file(OUT / "single_path_adam.md", markdown(json.loads(path.read_text())))
-    print(f"wrote {path} and single_path_adam.md")
+    print(f"wrote {'' if args.render_only else f'{path} and '}{OUT / 'single_path_adam.md'}")
 
 
 if __name__ == "__main__":

@@ -113,8 +113,16 @@ def run(done: dict | None = None) -> dict:
 
 
 def _stats(runs, variant: str, key: str, epoch: int = -1) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (edgeopt.stats.mean_std) and count of ``key`` (at ``epoch`` when per epoch) over a variant's seeds."""
+    from edgeopt.stats import mean_std  # plain NumPy
+
     values = [r[key][epoch] if isinstance(r[key], list) else r[key] for r in runs if r["variant"] == variant]
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
+    return (*mean_std(values), len(values))
+
+
+def _two_standard_errors(a: tuple[float, float, int], b: tuple[float, float, int]) -> float:
+    """Two standard errors of the difference of two variants' means (:func:`_stats` tuples)."""
+    return 2 * float(np.sqrt(a[1] ** 2 / a[2] + b[1] ** 2 / b[2]))
 
 
 def markdown(data: dict) -> str:
@@ -139,7 +147,7 @@ def markdown(data: dict) -> str:
     if {"tied", "independent"} <= set(present):
         tied, ind = _stats(runs, "tied", "train_top1"), _stats(runs, "independent", "train_top1")
         gap = tied[0] - ind[0]
-        noise = 2 * float(np.sqrt(tied[1] ** 2 / tied[2] + ind[1] ** 2 / ind[2]))
+        noise = _two_standard_errors(tied, ind)
         up_t, up_i = _stats(runs, "tied", "updates_per_candidate")[0], _stats(runs, "independent", "updates_per_candidate")[0]
         verdict = "beyond" if abs(gap) > noise else "within"
         lines.append(f"With the same candidates and about the same updates per candidate ({up_t:.1f} tied, {up_i:.1f} independent, in "
@@ -153,7 +161,7 @@ def markdown(data: dict) -> str:
         if "shared" in present:
             shared = _stats(runs, "shared", "train_top1")
             won = shared[0] - ind[0]
-            noise_s = 2 * float(np.sqrt(shared[1] ** 2 / shared[2] + ind[1] ** 2 / ind[2]))
+            noise_s = _two_standard_errors(shared, ind)
             lines.append(f"Sharing the weights (share_weights) with blocks drawn independently: {pm(*shared[:2])}, "
                          f"{100 * won:+.2f} points against separate weights (two standard errors {100 * noise_s:.2f}, "
                          f"{'beyond' if abs(won) > noise_s else 'within'} noise), {100 * (shared[0] - tied[0]):+.2f} against blocks drawn together.")

@@ -15,6 +15,7 @@ settings, facts from sources). Checks:
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import math
@@ -191,8 +192,7 @@ def heavy_modules_after(code: str) -> list[str]:
     probe = f"{code}\nimport sys\nprint(sorted(k for k in {HEAVY_MODULES!r} if k in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    last = out.stdout.strip().splitlines()[-1]
-    return [m for m in HEAVY_MODULES if repr(m) in last]
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
 
 
 def test_heavy_modules_after_sees_an_import():

@@ -137,9 +137,8 @@ class _Trainer:
             grads, _ = tf.clip_by_global_norm(grads, self.config.clip_norm)
         self.optimizer.apply_gradients(zip(grads, variables))
         if self.config.share_weights:
-            for i, (block, op) in enumerate(zip(self.supernet.blocks, arch.choices)):
-                if len(block.ops) > 1:
-                    self.supernet.share_weights_from(i, op)
+            for i, op in enumerate(arch.choices):
+                self.supernet.share_weights_from(i, op)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
         return float(loss), float(correct)
 

@@ -185,11 +185,11 @@ class Supernet:
         for target in self.candidates[index]:
             if target is None or target is source:
                 continue
+            by_name = {layer.name: layer for layer in target.layers}
             for layer in source.layers:
-                if not layer.weights or not any(t.name == layer.name for t in target.layers):
-                    continue
-                for src, dst in zip(layer.weights, target.get_layer(layer.name).weights):
-                    _assign_overlap(dst, src)
+                if layer.weights and layer.name in by_name:
+                    for src, dst in zip(layer.weights, by_name[layer.name].weights):
+                        _assign_overlap(dst, src)
 
     def tie_candidates(self) -> None:
         """Start every block's candidates from shared weights: the candidate with the most weights of each block is
