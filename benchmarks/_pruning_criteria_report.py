@@ -157,6 +157,14 @@ def _acc_cells(r: dict) -> list[str]:
             f"{100 * r['noise']:.2f}", r["verdict"] or "-"]
 
 
+def _timed_seed(latency: dict) -> str:
+    """Which seed's structured files the latency run timed (results cached before it recorded them timed the first seed's)."""
+    seeds = sorted(set(latency.get("seeds", {}).values()))
+    if not seeds:
+        return "first seed's file"
+    return f"seed {seeds[0]}'s file" if len(seeds) == 1 else f"one seed's file each, seeds {', '.join(map(str, seeds))}"
+
+
 def _machine(line: str | None) -> str:
     return line or "a machine not recorded (results cached before runs recorded it)"
 
@@ -222,7 +230,7 @@ def tables_markdown(data: dict) -> str:
            *wrap(f"`saliency_prune` with filters: the given share of every internal channel group (MobileNetV2's expansion channels) removed in "
                  f"{s['rounds']} rounds, {s['steps']:,} steps at {s['structured_learning_rate']:g}. Every criterion keeps the same number of "
                  f"channels per group, so the architecture (and latency) differ only by which channels go. Latency: int8, 1 thread, XNNPACK, batch "
-                 f"1, every file interleaved in one run, median of {s['latency']['rounds']} rounds of per-round medians (first seed's file; "
+                 f"1, every file interleaved in one run, median of {s['latency']['rounds']} rounds of per-round medians ({_timed_seed(data['latency'])}; "
                  f"± the rounds' 95% interval), measured on {_machine(data['latency'].get('machine'))}. Targets: within 0.5 point of the "
                  "baseline, latency at most 0.5x."), ""]
     head = ["variant", "seeds", "MACs vs dense", "params vs dense", "int8 top-1 %", "± 95% test", "vs reference (points)", "noise ±", "accuracy verdict",

@@ -35,7 +35,8 @@ keep stay in runs/bench_cache/, and a job whose file a later job needs but a fre
   validation split among ``L1_STRENGTHS``) or without (control); the share of near-zero weights; then the same
   magnitude pruning as ``unstructured`` at 75% and 90% (test top-1 right after a one-shot cut, and after the
   fine-tune).
-* ``latency``: int8 latency of the baseline, every structured (criterion, ratio)'s first seed and every budget model,
+* ``latency``: int8 latency of the baseline, one seed of every structured (criterion, ratio) (the first whose file is
+  here: a ratio's models have the same channel counts whatever the seed) and every budget model,
   interleaved, 1 thread, median of 7 rounds of per-round medians. The cost table and this run each record their
   machine (``machine_line``); the report names both and says when the budget mode planned on another machine than
   the one its verdicts were measured on (the session machines differ: with or without VNNI, int8 costs differ).
@@ -452,10 +453,21 @@ class Run(BaselineRun):
             if not cache.ensure_files([(v, s, (".keras",)) for v, s in sources], "pruning criteria: regularization, phase 2"):
                 return
 
+    def timed_structured(self) -> list[str]:
+        """The structured variants the latency part times, one file each."""
+        return [f"{c} {pct(r)}" for r in self.plan.ratios for c in FILTER_CRITERIA]
+
+    def latency_seed(self, variant: str) -> int:
+        """The seed of the structured ``variant`` whose int8 file the latency part times: the first seed whose result and
+        file are both here, else the first seed (its run is made again). At one ratio every seed and criterion keeps the
+        same channel counts (each internal group loses the same share), so any seed's file is the same network to time."""
+        cache = self.caches["structured"]
+        here = (s for s in self.plan.seeds if cache.get(variant, s) is not None and cache.file(variant, s, ".tflite").exists())
+        return next(here, self.plan.seeds[0])
+
     def ensure_latency_files(self) -> None:
         """Before the latency part: every file it times is here; the jobs whose files a fresh clone lacks run again."""
-        first = self.plan.seeds[0]
-        needs = {"unstructured": [("dense", None)], "structured": [(f"{c} {pct(r)}", first) for r in self.plan.ratios for c in FILTER_CRITERIA],
+        needs = {"unstructured": [("dense", None)], "structured": [(v, self.latency_seed(v)) for v in self.timed_structured()],
                  "budget": [(v, s) for v, s in self.plan.jobs("budget")[1:] if (self.caches["budget"].get(v, s) or {}).get("feasible")]}
         for part, jobs in needs.items():
             if self.caches[part].ensure_files([(v, s, (".tflite",)) for v, s in jobs], "pruning criteria: latency"):
@@ -463,10 +475,9 @@ class Run(BaselineRun):
 
     def latency_files(self) -> dict[str, Path]:
         files = {"dense": self.caches["unstructured"].file("dense", None, ".tflite")}
-        first = self.plan.seeds[0]
-        files |= {f"{c} {pct(r)}": self.caches["structured"].file(f"{c} {pct(r)}", first, ".tflite") for r in self.plan.ratios for c in FILTER_CRITERIA}
+        files |= {v: self.caches["structured"].file(v, self.latency_seed(v), ".tflite") for v in self.timed_structured()}
         for variant, seed in self.plan.jobs("budget")[1:]:
-            if self.caches["budget"].get(variant, seed).get("feasible"):
+            if (self.caches["budget"].get(variant, seed) or {}).get("feasible"):
                 files[f"{variant} seed {seed}"] = self.caches["budget"].file(variant, seed, ".tflite")
         return files
 
@@ -475,7 +486,8 @@ class Run(BaselineRun):
         files = self.latency_files()
         results = interleaved_latency(files, self.plan.latency_rounds, progress="latency", **self.plan.latency)
         return {"ms": {k: median_ms(v) for k, v in results.items()}, "rounds_ms": {k: [r.median_ms for r in v] for k, v in results.items()},
-                "files": {k: file_digest(p) for k, p in files.items()}, "machine": machine_line()}
+                "files": {k: file_digest(p) for k, p in files.items()}, "seeds": {v: self.latency_seed(v) for v in self.timed_structured()},
+                "machine": machine_line()}
 
     def run_part(self, part: str) -> None:
         cache = self.caches[part]

@@ -308,6 +308,28 @@ def test_a_fresh_clone_remakes_only_the_files_the_latency_part_times(tmp_path, m
     assert run.caches["budget"].get(*budget[0]) is not None
 
 
+def test_the_latency_part_times_any_seed_whose_structured_file_is_here(tmp_path, monkeypatch):
+    run = _fresh_clone(tmp_path, monkeypatch)
+    structured = run.caches["structured"]
+    for variant, seed in run.plan.jobs("structured"):
+        structured.put(variant, seed, {"int8_top1": 0.93})
+    timed = run.timed_structured()
+    assert len(timed) == len(FILTER_CRITERIA) * len(run.plan.ratios)
+    kept = {v: 2 if k % 2 else 1 for k, v in enumerate(timed[1:])}  # the first variant has no file: seed 0 runs again
+    for variant, seed in kept.items():
+        structured.file(variant, seed, ".tflite").write_bytes(b"int8")
+    structured.file(timed[0], 2, ".tflite").write_bytes(b"int8")
+    structured.forget(timed[0], 2)  # a file without its result is not used
+    assert {v: run.latency_seed(v) for v in timed} == {timed[0]: 0, **kept}
+    parts = []
+    run.run_part = parts.append
+    run.ensure_latency_files()
+    assert "structured" in parts and structured.get(timed[0], 0) is None
+    assert all(structured.get(v, s) for v, s in kept.items())
+    files = run.latency_files()
+    assert all(files[v] == structured.file(v, s, ".tflite") for v, s in kept.items())
+
+
 def test_tables_name_the_machines_of_the_cost_table_and_the_latency_run(data):
     xeon, epyc = "Intel Xeon, 2 cores (VNNI)", "AMD EPYC, 2 cores (no VNNI)"
     same = {**data, "budget": {**data["budget"], "table_machine": xeon}, "latency": {**data["latency"], "machine": xeon}}
@@ -319,3 +341,13 @@ def test_tables_name_the_machines_of_the_cost_table_and_the_latency_run(data):
     assert f"Cost table measured on {xeon}: not the machine of the latency run" in text
     text = " ".join(report.tables_markdown(data).split())  # results cached before the runs recorded their machine
     assert "Cost table measured on a machine not recorded" in text and "the machine of the latency run" not in text
+
+
+def test_the_structured_table_names_the_seed_whose_files_the_latency_run_timed(data):
+    def text(latency):
+        return " ".join(report.tables_markdown({**data, "latency": latency}).split())
+
+    old = {k: v for k, v in data["latency"].items() if k != "seeds"}  # cached before the run recorded its seeds
+    assert "(first seed's file;" in text(old)
+    assert "(seed 2's file;" in text({**old, "seeds": {"l1 50%": 2, "fpgm 75%": 2}})
+    assert "(one seed's file each, seeds 0, 2;" in text({**old, "seeds": {"l1 50%": 0, "fpgm 75%": 2}})
