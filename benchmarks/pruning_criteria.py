@@ -454,8 +454,8 @@ class Run(BaselineRun):
                 return
 
     def timed_structured(self) -> list[str]:
-        """The structured variants the latency part times, one file each."""
-        return [f"{c} {pct(r)}" for r in self.plan.ratios for c in FILTER_CRITERIA]
+        """The structured variants the latency part times, one file each: the structured jobs' variants, in order."""
+        return list(dict.fromkeys(v for v, _ in self.plan.jobs("structured")))
 
     def latency_seed(self, variant: str) -> int:
         """The seed of the structured ``variant`` whose int8 file the latency part times: the first seed whose result and
