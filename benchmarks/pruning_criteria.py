@@ -22,7 +22,9 @@ keep stay in runs/bench_cache/, and a job whose file a later job needs but a fre
   smoothing 0.1; no augmentation) and is compared with the dense model trained those same steps.
 * ``structured``: filter saliency ``l1``, ``fpgm``, ``apoz``, ``taylor``, ``obd_fisher`` removing 50% and 75% of every
   internal channel group (MobileNetV2's expansion channels), 3 rounds, 1,200 steps at 1e-3.
-* ``budget``: ``budget_prune`` at ``max_latency_ratio`` 0.5 and 0.33 (int8, LiteRT, 1 thread), after the feasibility
+* ``budget``: ``budget_prune`` at ``max_latency_ratio`` 0.5, 0.33 (the issue's 2x and 3x) and 0.75 (int8, LiteRT, 1 thread;
+  0.75 because on an Intel Xeon with VNNI, 2026-12-04, the floor models measured 0.615x, so 2x and 3x were out of
+  reach there and the mode is shown at a speed-up filter pruning can reach), after the feasibility
   check: the cost table (measured once) predicts the least latency reachable with the internal groups and with
   every group at their floor, and that floor model is measured too (the table's prediction sums per-group savings
   that share one base measurement, so its error grows with the number of groups: a --quick table predicted a
@@ -50,7 +52,7 @@ Full run, about 22 h on 2 idle cores (27 unstructured and 30 structured runs of 
 of 1,784 steps, at about 0.42 s a step with TensorFlow's oneDNN kernels (filter-pruned 0.2; about twice that without
 oneDNN), 50 s of measuring each, 80 s a round for OBD's per-image Fisher: unstructured 4.9 h, scratch 8.9 h,
 structured 3.0 h, budget 1.9 h, regularization 3.3 h; cost table
-25 min: 66 int8 conversions and 89 timings, see TABLE_SECONDS; 6 budget runs; 20 L1 fine-tunes), about twice
+25 min: 66 int8 conversions and 89 timings, see TABLE_SECONDS; 9 budget runs; 20 L1 fine-tunes), about twice
 that while another training shares the cores; it prints its own estimate first. Parts can run one at a time
 (``--part``); the report needs all of them:
       nice -n 19 env PYTHONPATH=. python benchmarks/pruning_criteria.py [--part unstructured|scratch|structured|budget|regularization|latency|report]
@@ -92,7 +94,7 @@ SCRATCH_EPOCHS = 4
 SCRATCH_TRAIN = {"learning_rate": 0.004, "warmup_fraction": 0.03, "weight_decay": 0.05, "label_smoothing": 0.1}  # the baseline recipe's
 DYNAMIC = {"drop_fraction": 0.3, "update_every": 100, "end_fraction": 0.75, "schedule": "cosine"}  # RigL's defaults
 BASELINE_EPOCHS = 24  # recipes/fmnist_mobilenet_v2.toml
-BUDGET_RATIOS = (0.5, 0.33)
+BUDGET_RATIOS = (0.5, 0.33, 0.75)  # max_latency_ratio: the issue's 2x and 3x, and one reachable on every machine measured so far
 BUDGET = {"step": 0.1, "max_rounds": 25, "round_steps": 100, "round_to": 8, "min_channels": 8, "table_points": 4, "runs": 50, "min_seconds": 1.0}
 L1_STRENGTHS = (3e-6, 1e-5, 3e-5)
 L1_SPARSITIES = (0.75, 0.9)
@@ -324,9 +326,7 @@ class Run(BaselineRun):
         per scope, the least latency the table predicts (every group of the scope at its floor, the table's separable
         sum of per-group savings) and the latency measured on that floor model itself, both as shares of the baseline's
         (floor models and baseline interleaved). The measured share decides; the prediction is reported beside it."""
-        import numpy as np
-
-        from edgeopt.compress.cost_table import floor_channels, int8_latency, measure_table  # lazy: as above
+        from edgeopt.compress.cost_table import floor_channels, int8_latency, measure_table, strongest_channels  # lazy: as above
         from edgeopt.compress.saliency_prune import eligible_groups
         from edgeopt.compress.structured import rebuild
         from edgeopt.export import convert
@@ -340,7 +340,8 @@ class Run(BaselineRun):
         for scope in ("internal", "all"):
             widths = eligible_groups(self.model, scope)
             predicted = table.predict(table.base, widths, {g: min(n, floor) for g, n in widths.items()})
-            files[scope] = convert(rebuild(self.model, {g: np.arange(floor) for g, n in widths.items() if n > floor}), "int8", self.pool[:64])
+            keep = strongest_channels(self.model, widths)  # the table's cuts keep the same channels
+            files[scope] = convert(rebuild(self.model, {g: keep(g, floor) for g, n in widths.items() if n > floor}), "int8", self.pool[:64])
             feasibility[scope] = {"groups": len(widths), "min_ratio": predicted / table.base}
         ms = {k: median_ms(v) for k, v in interleaved_latency(files, 3, progress="floor models", **self.plan.latency).items()}
         for scope in ("internal", "all"):

@@ -137,6 +137,21 @@ def test_corrupted_and_truncated_models_are_clear_errors(int8, tmp_path, digits_
             bench.size_of(bad)
 
 
+def test_a_model_xnnpack_cannot_prepare_is_a_one_line_error_that_says_what_works(int8, monkeypatch):
+    """What LiteRT raises when XNNPACK refuses a model (seen on an untrained cut whose head channels were all dead),
+    through a stand-in interpreter: the error names the file, keeps LiteRT's reason on one line and says what works."""
+    class Refusing:
+        def allocate_tensors(self):
+            raise RuntimeError("failed to create XNNPACK runtimeNode number 68 (TfLiteXNNPackDelegate) failed to prepare.\n")
+
+    monkeypatch.setattr(runtime, "make_interpreter", lambda *a, **k: Refusing())
+    with pytest.raises(RuntimeError) as err:
+        bench.measure_latency(int8.path)
+    message = str(err.value)
+    assert "\n" not in message and str(int8.path) in message and "Node number 68" in message
+    assert "dead channels" in message and "xnnpack=False" in message
+
+
 def test_wrong_input_size_dataset_is_a_clear_error(int8):
     from edgeopt.data import load_dataset
 

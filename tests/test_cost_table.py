@@ -13,7 +13,7 @@ import pytest
 from edgeopt._keras import keras
 from edgeopt.compress import cost_table as cost_table_module
 from edgeopt.compress.cost_table import (CostTable, GroupCurve, count_macs, floor_channels, int8_latency, measure_table, model_digest,
-                                        table_counts)
+                                        strongest_channels, table_counts)
 from edgeopt.compress.graph import clone_with_weights
 from edgeopt.compress.structured import rebuild
 from edgeopt.costs import profile
@@ -46,6 +46,25 @@ def test_mac_curves_are_exact_and_prediction_misses_only_the_interaction():
     exact = profile(rebuild(model, {"conv1": np.arange(12 - a), "conv2": np.arange(10 - b)})).macs
     predicted = table.predict(table.base, {"conv1": 12, "conv2": 10}, {"conv1": 12 - a, "conv2": 10 - b})
     assert exact - predicted == pytest.approx(3 * 3 * 4 * 4 * a * b)  # conv2 (3x3, 4x4 output) reads conv1's group: n1 * n2 term
+
+
+def test_cuts_keep_each_groups_strongest_channels():
+    """Every cut a table times (its points and the floor model) keeps the channels with the largest L1 filter norms, not
+    the first ones: an untrained cut keeping only dead channels can be a model XNNPACK refuses."""
+    model = convnet()
+    kernel, bias = model.get_layer("conv1").get_weights()
+    kernel[..., :6] *= 1e-3  # the first six of conv1's twelve filters are the weakest
+    model.get_layer("conv1").set_weights([kernel, bias])
+    timed = []
+    measure_table(model, {"conv1": 12}, lambda m: timed.append(m) or 1.0, "latency_ms", floor=4, points=2)
+    cuts = [m for m in timed if m.get_layer("conv1").filters == 4]
+    strongest = np.sort(np.argsort(-np.abs(kernel).sum(axis=(0, 1, 2)))[:4])  # NumPy: the four largest L1 norms
+    assert len(cuts) == 2 and set(strongest) <= set(range(6, 12))  # the point at 4 channels and the floor model
+    for m in cuts:
+        np.testing.assert_array_equal(m.get_layer("conv1").get_weights()[0], kernel[..., strongest])
+    np.testing.assert_array_equal(strongest_channels(model, ["conv1", "conv2"])("conv1", 4), strongest)
+    with pytest.raises(ValueError, match="no channel group named conv9 in .*channel_groups"):
+        strongest_channels(model, {"conv9": 3})
 
 
 def test_noisy_points_are_made_monotone_and_the_table_round_trips():

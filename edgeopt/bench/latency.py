@@ -86,7 +86,12 @@ def measure_latency(
     peak_ok = runtime.reset_peak_rss()
     t0 = runtime.now_ms()
     interp = runtime.make_interpreter(data, num_threads=threads, xnnpack=xnnpack)
-    interp.allocate_tensors()
+    try:
+        interp.allocate_tensors()
+    except RuntimeError as err:
+        hint = (" XNNPACK refuses degenerate int8 scales, such as a layer whose calibrated output is constant (dead channels): "
+                "calibrate on real images, keep live channels, or time it with xnnpack=False" if xnnpack else "")
+        raise RuntimeError(f"LiteRT could not prepare {label} for timing: {' '.join(str(err).split())}.{hint}") from err
     init_ms = runtime.now_ms() - t0
     init_mem = runtime.rss_mb() - rss0 if rss0 is not None else None
     details = interp.get_input_details()[0]

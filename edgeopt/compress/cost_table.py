@@ -3,8 +3,9 @@ the LiteRT interpreter, multiply-adds or parameters) when one channel group is c
 
 **What is measured.** For each prunable channel group ``g`` (of :mod:`edgeopt.compress.structured`) and a few
 channel counts ``n`` between its floor and its width ``N``, the whole model with only ``g`` cut to ``n`` channels
-(:func:`~edgeopt.compress.structured.rebuild`, weights sliced; their values do not matter for cost) is measured
-once. Between those counts the cost is interpolated linearly; the table predicts a model with several groups cut
+(:func:`~edgeopt.compress.structured.rebuild`, weights sliced; their values do not matter for cost, but the kept
+channels are each group's strongest by L1 filter norm, :func:`strongest_channels`, so that no cut keeps only dead
+channels, whose constant output int8 calibration gives scales XNNPACK refuses) is measured once. Between those counts the cost is interpolated linearly; the table predicts a model with several groups cut
 as the sum of each group's change (``predict``): separable, which misses the interaction of two adjacent groups
 (a 1x1 convolution between them costs ``n_in * n_out``). Budget pruning therefore measures the real model after
 every round and records prediction against measurement.
@@ -55,7 +56,7 @@ import numpy as np
 
 from edgeopt._keras import keras
 from edgeopt.bench.latency import measure_latency
-from edgeopt.compress.structured import rebuild
+from edgeopt.compress.structured import channel_groups, group_scores, rebuild
 from edgeopt.costs import profile
 from edgeopt.export import to_tflite
 from edgeopt.progress import bar
@@ -132,6 +133,25 @@ def floor_channels(min_channels: int, round_to: int) -> int:
     return round_to * math.ceil(min_channels / round_to)
 
 
+def strongest_channels(model: keras.Model, groups) -> Callable[[str, int], np.ndarray]:
+    """``keep(g, n)``: the sorted indices of group ``g``'s ``n`` channels with the largest L1 filter norms in ``model``
+    (:func:`~edgeopt.compress.structured.group_scores`, computed once here for every group named in ``groups``), the
+    channels a model cut only to be measured keeps. Which channels are kept does not change its cost, but the first
+    ``n`` can all be dead: on benchmarks/baselines' MobileNetV2 with every internal group cut to its first 8 channels,
+    the head's 8 outputs were constant 0 after ReLU6, calibration gave them an int8 scale of 8e-9 and XNNPACK failed
+    to prepare the model (the strongest 8 prepared and timed)."""
+    wanted = set(groups)
+    scores = group_scores(model, [g for g in channel_groups(model) if g.name in wanted], "l1") if wanted else {}
+    missing = sorted(wanted - set(scores))
+    if missing:
+        raise ValueError(f"no channel group named {', '.join(missing)} in {model.name}: name groups of edgeopt.compress.structured.channel_groups")
+
+    def keep(g: str, n: int) -> np.ndarray:
+        return np.sort(np.argsort(-scores[g], kind="stable")[:n])
+
+    return keep
+
+
 def table_counts(width: int, floor: int, points: int, round_to: int) -> list[int]:
     """Channel counts at which a group of ``width`` channels is measured, ascending: ``points`` counts evenly spread
     from ``floor`` to ``width`` (``width`` itself and otherwise multiples of ``round_to``)."""
@@ -156,6 +176,7 @@ def measure_table(model: keras.Model, groups: dict[str, int], measure: Measure, 
     repeat = resource not in LINEAR and bool(cut)  # exact counts need one base
     total = sum(len(counts[g]) - 1 for g in cut) + (len(cut) + 1 if repeat else 1) + bool(cut)
     samples, points_of = [], {}
+    keep = strongest_channels(model, cut)
     with bar(total=total, desc=f"cost table ({resource})", unit="model") as shown:
 
         def timed(m: keras.Model) -> float:
@@ -166,10 +187,10 @@ def measure_table(model: keras.Model, groups: dict[str, int], measure: Measure, 
         for i, g in enumerate(cut):
             if repeat or i == 0:
                 samples.append(timed(model))
-            points_of[g] = [timed(rebuild(model, {g: np.arange(n)})) for n in counts[g][:-1]]
+            points_of[g] = [timed(rebuild(model, {g: keep(g, n)})) for n in counts[g][:-1]]
         if repeat or not cut:
             samples.append(timed(model))  # after the last group's points; the one base when nothing is cut
-        lowest = timed(rebuild(model, {g: np.arange(counts[g][0]) for g in cut})) if cut else samples[0]
+        lowest = timed(rebuild(model, {g: keep(g, counts[g][0]) for g in cut})) if cut else samples[0]
     base = float(np.median(samples))
     curves = {}
     for g, ns in counts.items():
