@@ -13,7 +13,8 @@ Each round:
 3. rebuilds the smaller model (:func:`~edgeopt.compress.structured.rebuild`) and fine-tunes it briefly (``train``;
    optionally with a penalty, ``regularization``);
 4. measures the real model: multiply-adds and parameters (:func:`edgeopt.costs.profile`), int8 latency when a latency
-   budget is set, validation top-1. The prediction of step 2 is recorded next to the measurement.
+   budget is set (by default paired with the input model's, :func:`paired_latency`, so that a shared machine's drift
+   cancels), validation top-1. The prediction of step 2 is recorded next to the measurement.
 
 It stops when a budget is met (that round's model is returned), when validation top-1 falls below the floor (the
 round is recorded as rejected and the previous round's model is returned), when no group can lose another chunk
@@ -51,13 +52,20 @@ _TINY = 1e-12  # saliency below this (zero, or negative as Hutchinson's OBD can 
 class LatencyOptions(Config):
     """How int8 latency is measured (table and rounds alike): ``threads`` of the LiteRT interpreter, at least ``runs``
     timed runs and ``min_seconds`` per measurement (the median is used), ``calibration_samples`` training images to
-    calibrate each conversion, ``table_points`` channel counts per group in the cost table."""
+    calibrate each conversion, ``table_points`` channel counts per group in the cost table.
+
+    ``paired`` (default): each round's model is timed ``repeats`` times, each time right before the input model, and
+    its latency is the median of those pairs' ratios times the input model's latency of round 0 (the median of
+    ``repeats`` timings): a shared machine's speed drifts (10% within minutes on a 2-core cloud machine, where one
+    round's cut saves a few %), and drift moves both of a pair alike. ``paired=False``: one timing per round."""
 
     threads: int = 1
     runs: int = 50
     min_seconds: float = 1.0
     calibration_samples: int = 64
     table_points: int = 4
+    paired: bool = True
+    repeats: int = 3
 
     def __post_init__(self):
         if self.threads < 1 or self.runs < 1 or self.calibration_samples < 1:
@@ -66,6 +74,8 @@ class LatencyOptions(Config):
             raise ValueError(f"min_seconds must be >= 0, got {self.min_seconds}")
         if self.table_points < 2:
             raise ValueError(f"table_points must be >= 2 (the full width and the floor at least), got {self.table_points}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1 (timings of each round's model, each paired with the input model's), got {self.repeats}")
 
 
 @dataclass(frozen=True)
@@ -219,10 +229,12 @@ def budget_prune(model: keras.Model, splits, config: BudgetPruneConfig, *, laten
     resource = config.resource
     measures = _measures(config, splits, latency)
     work = clone_with_weights(model)
+    rounds_measure = {**measures, "latency_ms": paired_latency(measures["latency_ms"], work, config.latency.repeats)} if (
+        config.measures_latency and config.latency.paired) else measures
     eligible = eligible_groups(work, config.groups, config.exclude)
     floor_n = _table.floor_channels(config.min_channels, config.round_to)
     start = time.perf_counter()
-    first = _measure(work, 0, eligible, 0, None, _val_top1(work, splits, config), splits, measures, resource, start, evaluate_test)
+    first = _measure(work, 0, eligible, 0, None, _val_top1(work, splits, config), splits, rounds_measure, resource, start, evaluate_test)
     floor, budgets = _floor(config, first.val_top1), config.budgets(first.latency_ms)
     rows = [first]
     met = _met(budgets, first)
@@ -230,7 +242,7 @@ def budget_prune(model: keras.Model, splits, config: BudgetPruneConfig, *, laten
         return work, _result(config, resource, floor, budgets, rows, "budget" if met else "accuracy_floor", met, table)
     if table is None:
         table = _table.measure_table(work, eligible, measures[resource], resource, floor=floor_n, round_to=config.round_to,
-                                     points=config.latency.table_points)
+                                     points=config.latency.table_points)  # single timings: the table has its own guards
     table.check(eligible, resource)
     reason = "max_rounds"
     for r in range(1, config.max_rounds + 1):
@@ -250,7 +262,7 @@ def budget_prune(model: keras.Model, splits, config: BudgetPruneConfig, *, laten
             val = trained.val_top1
         removed = sum(widths[g] - len(k) for g, k in keep.items())
         val = val if val is not None else _val_top1(candidate, splits, config)
-        row = _measure(candidate, r, eligible, removed, predicted, val, splits, measures, resource, start, evaluate_test)
+        row = _measure(candidate, r, eligible, removed, predicted, val, splits, rounds_measure, resource, start, evaluate_test)
         if floor is not None and row.val_top1 < floor:
             rows.append(replace(row, accepted=False))
             _report(config, rows[-1], resource)
@@ -314,6 +326,25 @@ def _measures(config: BudgetPruneConfig, splits, latency) -> dict[str, Callable[
             latency = _table.int8_latency(images, threads=o.threads, runs=o.runs, min_seconds=o.min_seconds)
         out["latency_ms"] = latency
     return out
+
+
+def paired_latency(latency: Callable[[keras.Model], float], reference: keras.Model, repeats: int) -> Callable[[keras.Model], float]:
+    """``latency`` in ``reference``'s terms (see :class:`LatencyOptions` ``paired``): the first call's model must be
+    ``reference``, timed ``repeats`` times (the median is its latency, ``base``); any other model is timed ``repeats``
+    times, each right before ``reference``, and gets ``base`` x the median ratio of the pairs."""
+    base: list[float] = []
+
+    def measure(model: keras.Model) -> float:
+        if not base:
+            if model is not reference:
+                raise ValueError("paired_latency measures its reference model first (round 0), then the others against it")
+            base.append(float(np.median([latency(reference) for _ in range(repeats)])))
+        if model is reference:
+            return base[0]
+        ratios = [latency(model) / latency(reference) for _ in range(repeats)]
+        return base[0] * float(np.median(ratios))
+
+    return measure
 
 
 def _val_top1(model, splits, config: BudgetPruneConfig) -> float | None:
