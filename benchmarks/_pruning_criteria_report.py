@@ -243,7 +243,9 @@ def tables_markdown(data: dict) -> str:
     feas = bud["feasibility"]
     md += ["", "## Latency budget (NetAdapt-like `budget_prune`)", "",
            *wrap(f"Feasibility first: the cost table (whole-model int8 latency with one group cut to {b['table_points']} channel counts, "
-                 f"{len(bud['table']['curves'])} groups, measured once in {bud['table']['seconds']:.0f} s; baseline {bud['table']['base']:.3f} ms, the "
+                 + (f"each timed {b['pairs']} times right before the baseline, the median ratio counting; rounds are timed the same way; "
+                    if b.get("pairs") else "")
+                 + f"{len(bud['table']['curves'])} groups, measured once in {bud['table']['seconds']:.0f} s; baseline {bud['table']['base']:.3f} ms, the "
                  f"median of {len(bud['table']['base_samples'])} measurements ({span(bud['table']['base_samples'], '{:.3f}')} ms); every group at "
                  f"the floor {bud['table']['floor']:.3f} ms, where its predictions are clamped) "
                  f"predicts the least latency, every group at its floor ({bud['floor_channels']} channels), as the sum of the groups' savings: "

@@ -52,7 +52,7 @@ Full run, about 22 h on 2 idle cores (27 unstructured and 30 structured runs of 
 of 1,784 steps, at about 0.42 s a step with TensorFlow's oneDNN kernels (filter-pruned 0.2; about twice that without
 oneDNN), 50 s of measuring each, 80 s a round for OBD's per-image Fisher: unstructured 4.9 h, scratch 8.9 h,
 structured 3.0 h, budget 1.9 h, regularization 3.3 h; cost table
-25 min: 66 int8 conversions and 89 timings, see TABLE_SECONDS; 9 budget runs; 20 L1 fine-tunes), about twice
+29 min: 66 int8 conversions and 390 timings, see TABLE_SECONDS; 9 budget runs; 20 L1 fine-tunes), about twice
 that while another training shares the cores; it prints its own estimate first. Parts can run one at a time
 (``--part``); the report needs all of them:
       nice -n 19 env PYTHONPATH=. python benchmarks/pruning_criteria.py [--part unstructured|scratch|structured|budget|regularization|latency|report]
@@ -95,7 +95,8 @@ SCRATCH_TRAIN = {"learning_rate": 0.004, "warmup_fraction": 0.03, "weight_decay"
 DYNAMIC = {"drop_fraction": 0.3, "update_every": 100, "end_fraction": 0.75, "schedule": "cosine"}  # RigL's defaults
 BASELINE_EPOCHS = 24  # recipes/fmnist_mobilenet_v2.toml
 BUDGET_RATIOS = (0.5, 0.33, 0.75)  # max_latency_ratio: the issue's 2x and 3x, and one reachable on every machine measured so far
-BUDGET = {"step": 0.1, "max_rounds": 25, "round_steps": 100, "round_to": 8, "min_channels": 8, "table_points": 4, "runs": 50, "min_seconds": 1.0}
+BUDGET = {"step": 0.1, "max_rounds": 25, "round_steps": 100, "round_to": 8, "min_channels": 8, "table_points": 4, "runs": 50, "min_seconds": 1.0,
+          "pairs": 3}  # pairs: each cut model of the table and each round timed 3 times, each right before the whole model
 L1_STRENGTHS = (3e-6, 1e-5, 3e-5)
 L1_SPARSITIES = (0.75, 0.9)
 L1_DENSE_SLACK = 0.005  # a strength qualifies when its validation top-1 before pruning is within this of the control's
@@ -115,15 +116,14 @@ SECONDS_PER_RUN = 50  # a conversion, Keras and int8 test passes, tracing (bench
 SCORE_SECONDS = {"l1": 1, "fpgm": 5, "apoz": 10, "taylor": 15, "obd_fisher": 80}
 BUDGET_ROUND_SECONDS, LATENCY_SECONDS = 40, 300
 # The cost table of the baseline (groups="all", floor 8 channels, round_to 8, 4 points; counted on the model): 23 of its
-# 24 groups are cut, at 64 points in all (3 a group, fewer for the narrow ones); the whole model is timed 24 times (before
-# each group's points and after the last) but converted once (int8_latency keeps its bytes), the all-at-floor model
-# once. Then the feasibility check converts the baseline and the two scopes' floor models and times them in 3 rounds.
+# 24 groups are cut, at 64 points in all (3 a group, fewer for the narrow ones); each point and the all-at-floor model
+# are timed 3 times, each right before the whole model, which is converted once (int8_latency keeps its bytes). Then the feasibility check converts the baseline and the two scopes' floor models and times them in 3 rounds.
 # Measured on the baseline (nice 19, 2 cores): 19.6 s an int8 conversion (64 calibration images), 1.0 s a timing
 # (50 runs, at least 1 s); cut models convert a little faster, so this is an upper bound.
-TABLE_CONVERSIONS, TABLE_TIMINGS = 64 + 1 + 1, 64 + 24 + 1
+TABLE_CONVERSIONS, TABLE_TIMINGS = 64 + 1 + 1, (64 + 1) * 2 * BUDGET["pairs"]
 CONVERT_SECONDS, TIME_SECONDS = 20.0, 1.0
 TABLE_SECONDS = (TABLE_CONVERSIONS * CONVERT_SECONDS + TABLE_TIMINGS * TIME_SECONDS
-                 + 3 * CONVERT_SECONDS + 3 * 3 * LATENCY["min_seconds"])  # about 25 min; 32 min if each base converted again
+                 + 3 * CONVERT_SECONDS + 3 * 3 * LATENCY["min_seconds"])  # about 29 min
 
 
 def pct(v: float) -> str:
@@ -335,7 +335,7 @@ class Run(BaselineRun):
         floor = floor_channels(b["min_channels"], b["round_to"])
         measure = int8_latency(self.pool[:64], threads=1, runs=b["runs"], min_seconds=b["min_seconds"])
         table = measure_table(self.model, eligible_groups(self.model, "all"), measure, "latency_ms", floor=floor, round_to=b["round_to"],
-                              points=b["table_points"])
+                              points=b["table_points"], pairs=b["pairs"])
         feasibility, files = {}, {"baseline": convert(self.model, "int8", self.pool[:64])}
         for scope in ("internal", "all"):
             widths = eligible_groups(self.model, scope)
@@ -375,7 +375,8 @@ class Run(BaselineRun):
         b = self.plan.budget
         config = BudgetPruneConfig(max_latency_ratio=ratio, step=b["step"], max_rounds=b["max_rounds"], criterion=criterion, groups=scope,
                                    round_to=b["round_to"], min_channels=b["min_channels"], saliency=self.saliency_options(seed),
-                                   latency=LatencyOptions(threads=1, runs=b["runs"], min_seconds=b["min_seconds"], table_points=b["table_points"]),
+                                   latency=LatencyOptions(threads=1, runs=b["runs"], min_seconds=b["min_seconds"], table_points=b["table_points"],
+                                                          repeats=b["pairs"]),
                                    train=TrainConfig(epochs=1, steps_per_epoch=b["round_steps"], learning_rate=STRUCTURED_LR, cosine=False,
                                                      label_smoothing=0.1, seed=seed))
         splits = reseeded(self.splits, seed)

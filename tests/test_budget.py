@@ -97,8 +97,8 @@ def test_latency_budget_with_an_injected_latency_table(digits_splits):
     assert rows[-1].latency_ms == pytest.approx(fake_latency_ms(pruned)) and rows[-1].latency_ms <= 3.6 < min(r.latency_ms for r in rows[:-1])
     assert pruned.get_layer("conv1").filters == 16 and pruned.get_layer("conv2").filters < 16
     assert all(r.predicted == pytest.approx(r.measured) for r in rows[1:])
-    # round 0: 3 timings; table: 3 bases, 3 cut counts x 2 groups, the floor; each round: 3 pairs with the input model
-    assert len(calls) - 1 == 3 + 3 + 3 * 2 + 1 + 6 * (len(rows) - 1)
+    # round 0: 3 timings; table: 3 cut counts x 2 groups and the floor, each in 3 pairs with the input model; each round: 3 pairs
+    assert len(calls) - 1 == 3 + (3 * 2 + 1) * 6 + 6 * (len(rows) - 1)
 
     calls.clear()
     as_ratio = replace(config, max_latency_ms=None, max_latency_ratio=0.72)  # 0.72 x the input's 5.0 ms: the same 3.6 ms

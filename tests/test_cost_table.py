@@ -67,6 +67,30 @@ def test_cuts_keep_each_groups_strongest_channels():
         strongest_channels(model, {"conv9": 3})
 
 
+def test_paired_points_cancel_the_machines_drift():
+    """The machine slows by 30% with every new model timed (a pair's two timings share it): paired points keep each cut
+    model's true share of the whole model's latency; single timings carry the drift into the curve."""
+    seen: list[int] = []
+
+    def drifting_ms(m) -> float:
+        if id(m) not in seen:
+            seen.append(id(m))
+        return separable_ms(m.get_layer("conv1").filters, m.get_layer("conv2").filters) * 1.3 ** (len(seen) - 1)
+
+    model, whole = convnet(), separable_ms(12, 10)
+    table = measure_table(model, {"conv1": 12, "conv2": 10}, drifting_ms, "latency_ms", floor=2, points=3, pairs=3)
+    assert len(table.base_samples) == 3 * (2 + 2 + 1)  # 2 points per group and the floor model, 3 pairs each
+    for g, true in (("conv1", lambda n: separable_ms(n, 10)), ("conv2", lambda n: separable_ms(12, n))):
+        curve = table.curves[g]
+        assert [v / table.base for v in curve.values] == pytest.approx([true(n) / whole for n in curve.channels])
+    assert table.floor / table.base == pytest.approx(separable_ms(2, 2) / whole)
+    seen.clear()
+    single = measure_table(model, {"conv1": 12, "conv2": 10}, drifting_ms, "latency_ms", floor=2, points=3)
+    assert single.curves["conv2"].values[0] / single.base != pytest.approx(separable_ms(12, 2) / whole)
+    with pytest.raises(ValueError, match="pairs must be >= 0"):
+        measure_table(model, {"conv1": 12}, drifting_ms, "latency_ms", floor=2, pairs=-1)
+
+
 def test_noisy_points_are_made_monotone_and_the_table_round_trips():
     model = convnet()
     noisy = iter([10.0, 10.5, 9.0, 10.4, 8.0])  # the model as is (12 channels), conv1 cut to 2 and 7, the model again, the floor

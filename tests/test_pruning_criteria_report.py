@@ -81,8 +81,7 @@ def fake_data(seed: int = 0) -> dict:
                      "scratch": {"epochs": 4, "steps": 1784, "train": {"learning_rate": 0.004, "warmup_fraction": 0.03, "weight_decay": 0.05,
                                                                         "label_smoothing": 0.1},
                                  "dynamic": {"drop_fraction": 0.3, "update_every": 100, "end_fraction": 0.75, "schedule": "cosine"}},
-                     "budget": {"step": 0.1, "max_rounds": 25, "round_steps": 100, "round_to": 8, "min_channels": 8, "table_points": 4, "runs": 50,
-                                "min_seconds": 1.0, "ratios": list(BUDGET_RATIOS)},
+                     "budget": {**BUDGET, "ratios": list(BUDGET_RATIOS)},
                      "l1": {"strengths": list(L1_STRENGTHS), "sparsities": [0.75, 0.9], "dense_slack": 0.005},
                      "latency": {"threads": 1, "runs": 30, "min_seconds": 0.2, "rounds": 7}},
         "baseline": base, "unstructured": unstructured, "scratch": scratch, "structured": structured,
@@ -220,7 +219,7 @@ def test_table_estimate_counts_the_tables_conversions_and_timings_on_the_baselin
         return float(m.count_params())
 
     measure_table(model, eligible_groups(model, "all"), measure, "latency_ms", floor=floor_channels(BUDGET["min_channels"], BUDGET["round_to"]),
-                  round_to=BUDGET["round_to"], points=BUDGET["table_points"])
+                  round_to=BUDGET["round_to"], points=BUDGET["table_points"], pairs=BUDGET["pairs"])
     assert (len(set(digests)), len(digests)) == (TABLE_CONVERSIONS, TABLE_TIMINGS)
 
 

@@ -56,8 +56,9 @@ class LatencyOptions(Config):
 
     ``paired`` (default): each round's model is timed ``repeats`` times, each time right before the input model, and
     its latency is the median of those pairs' ratios times the input model's latency of round 0 (the median of
-    ``repeats`` timings): a shared machine's speed drifts (10% within minutes on a 2-core cloud machine, where one
-    round's cut saves a few %), and drift moves both of a pair alike. ``paired=False``: one timing per round."""
+    ``repeats`` timings); the cost table is measured the same way (``measure_table``'s ``pairs``): a shared machine's
+    speed drifts (10% within minutes on a 2-core cloud machine, where one round's cut saves a few %), and drift moves
+    both of a pair alike. ``paired=False``: one timing per round and per table point."""
 
     threads: int = 1
     runs: int = 50
@@ -242,7 +243,7 @@ def budget_prune(model: keras.Model, splits, config: BudgetPruneConfig, *, laten
         return work, _result(config, resource, floor, budgets, rows, "budget" if met else "accuracy_floor", met, table)
     if table is None:
         table = _table.measure_table(work, eligible, measures[resource], resource, floor=floor_n, round_to=config.round_to,
-                                     points=config.latency.table_points)  # single timings: the table has its own guards
+                                     points=config.latency.table_points, pairs=config.latency.repeats if config.latency.paired else 0)
     table.check(eligible, resource)
     reason = "max_rounds"
     for r in range(1, config.max_rounds + 1):

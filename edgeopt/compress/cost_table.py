@@ -162,19 +162,28 @@ def table_counts(width: int, floor: int, points: int, round_to: int) -> list[int
 
 
 def measure_table(model: keras.Model, groups: dict[str, int], measure: Measure, resource: str, *, floor: int, round_to: int = 1,
-                  points: int = 4) -> CostTable:
+                  points: int = 4, pairs: int = 0) -> CostTable:
     """Measure ``resource`` with ``measure(model)`` on ``model`` and, for each group of ``groups`` (name -> width), on
     ``model`` with that group cut to each of :func:`table_counts` (2 counts for ``macs`` and ``params``, which are
     linear), then on ``model`` with every group cut to ``floor`` channels. Latency re-measures the whole model before
-    each group's points and after the last; the median is the base (see the module docstring). Returns the
-    :class:`CostTable`."""
+    each group's points and after the last; the median is the base (see the module docstring).
+
+    ``pairs`` > 0 (latency only): each cut model is instead measured ``pairs`` times, each right before the whole
+    model, and costs the base times the median ratio of its pairs; every whole-model timing is a base sample. A
+    shared machine's speed drifts by more than a single group's saving (10% within minutes on a 2-core cloud
+    machine, where most groups of benchmarks/baselines' MobileNetV2 save 1-5%), and drift moves both of a pair alike.
+    Returns the :class:`CostTable`."""
     if resource not in RESOURCES:
         raise ValueError(f"resource must be one of {', '.join(RESOURCES)}; got {resource!r}")
+    if pairs < 0:
+        raise ValueError(f"pairs must be >= 0 (0: single timings), got {pairs}")
     start = time.perf_counter()
     counts = {g: table_counts(n, floor, 2 if resource in LINEAR else points, round_to) for g, n in groups.items()}
     cut = [g for g, ns in counts.items() if len(ns) > 1]
-    repeat = resource not in LINEAR and bool(cut)  # exact counts need one base
-    total = sum(len(counts[g]) - 1 for g in cut) + (len(cut) + 1 if repeat else 1) + bool(cut)
+    paired = pairs > 0 and resource not in LINEAR and bool(cut)
+    repeat = resource not in LINEAR and bool(cut) and not paired  # exact counts need one base; pairs give many
+    cut_models = sum(len(counts[g]) - 1 for g in cut) + bool(cut)  # the points and the floor model
+    total = cut_models * 2 * pairs if paired else cut_models + (len(cut) + 1 if repeat else 1)
     samples, points_of = [], {}
     keep = strongest_channels(model, cut)
     with bar(total=total, desc=f"cost table ({resource})", unit="model") as shown:
@@ -184,14 +193,28 @@ def measure_table(model: keras.Model, groups: dict[str, int], measure: Measure, 
             shown.update(1)
             return value
 
-        for i, g in enumerate(cut):
-            if repeat or i == 0:
+        def value(m: keras.Model) -> float:
+            """A cut model's measurement; paired: the median of its ratios to the whole model timed right after it."""
+            if not paired:
+                return timed(m)
+            ratios = []
+            for _ in range(pairs):
+                cost = timed(m)
                 samples.append(timed(model))
-            points_of[g] = [timed(rebuild(model, {g: keep(g, n)})) for n in counts[g][:-1]]
+                ratios.append(cost / samples[-1])
+            return float(np.median(ratios))
+
+        for i, g in enumerate(cut):
+            if repeat or (i == 0 and not paired):
+                samples.append(timed(model))
+            points_of[g] = [value(rebuild(model, {g: keep(g, n)})) for n in counts[g][:-1]]
         if repeat or not cut:
             samples.append(timed(model))  # after the last group's points; the one base when nothing is cut
-        lowest = timed(rebuild(model, {g: keep(g, counts[g][0]) for g in cut})) if cut else samples[0]
+        lowest = value(rebuild(model, {g: keep(g, counts[g][0]) for g in cut})) if cut else samples[0]
     base = float(np.median(samples))
+    if paired:  # ratios to the base
+        points_of = {g: [base * v for v in values] for g, values in points_of.items()}
+        lowest *= base
     curves = {}
     for g, ns in counts.items():
         values = np.minimum.accumulate(np.array(points_of.get(g, []) + [base])[::-1])[::-1]  # fewer channels never cost more
