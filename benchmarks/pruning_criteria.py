@@ -23,8 +23,9 @@ keep stay in runs/bench_cache/, and a job whose file a later job needs but a fre
 * ``structured``: filter saliency ``l1``, ``fpgm``, ``apoz``, ``taylor``, ``obd_fisher`` removing 50% and 75% of every
   internal channel group (MobileNetV2's expansion channels), 3 rounds, 1,200 steps at 1e-3.
 * ``budget``: ``budget_prune`` at ``max_latency_ratio`` 0.5, 0.33 (the issue's 2x and 3x) and 0.75 (int8, LiteRT, 1 thread;
-  0.75 because on an Intel Xeon with VNNI, 2026-12-04, the floor models measured 0.615x, so 2x and 3x were out of
-  reach there and the mode is shown at a speed-up filter pruning can reach), after the feasibility
+  0.75 because the floor models, every group at 8 channels, measured about 0.6x of the baseline on an Intel Xeon with
+  AVX-512 VNNI, 2026-12-04: 2x and 3x are out of filter pruning's reach there, and the mode is shown at a speed-up it
+  can reach; the cost table and every round time each model 3 times, each right before the baseline), after the feasibility
   check: the cost table (measured once) predicts the least latency reachable with the internal groups and with
   every group at their floor, and that floor model is measured too (the table's prediction sums per-group savings
   that share one base measurement, so its error grows with the number of groups: a --quick table predicted a
@@ -117,7 +118,8 @@ SCORE_SECONDS = {"l1": 1, "fpgm": 5, "apoz": 10, "taylor": 15, "obd_fisher": 80}
 BUDGET_ROUND_SECONDS, LATENCY_SECONDS = 40, 300
 # The cost table of the baseline (groups="all", floor 8 channels, round_to 8, 4 points; counted on the model): 23 of its
 # 24 groups are cut, at 64 points in all (3 a group, fewer for the narrow ones); each point and the all-at-floor model
-# are timed 3 times, each right before the whole model, which is converted once (int8_latency keeps its bytes). Then the feasibility check converts the baseline and the two scopes' floor models and times them in 3 rounds.
+# are timed 3 times, each right before the whole model, which is converted once (int8_latency keeps its bytes). Then
+# the feasibility check converts the baseline and the two scopes' floor models and times them in 3 rounds.
 # Measured on the baseline (nice 19, 2 cores): 19.6 s an int8 conversion (64 calibration images), 1.0 s a timing
 # (50 runs, at least 1 s); cut models convert a little faster, so this is an upper bound.
 TABLE_CONVERSIONS, TABLE_TIMINGS = 64 + 1 + 1, (64 + 1) * 2 * BUDGET["pairs"]

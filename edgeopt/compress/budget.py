@@ -342,8 +342,7 @@ def paired_latency(latency: Callable[[keras.Model], float], reference: keras.Mod
             base.append(float(np.median([latency(reference) for _ in range(repeats)])))
         if model is reference:
             return base[0]
-        ratios = [latency(model) / latency(reference) for _ in range(repeats)]
-        return base[0] * float(np.median(ratios))
+        return base[0] * _table.paired_ratio(latency, model, reference, repeats)[0]
 
     return measure
 

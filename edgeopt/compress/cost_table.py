@@ -197,12 +197,9 @@ def measure_table(model: keras.Model, groups: dict[str, int], measure: Measure, 
             """A cut model's measurement; paired: the median of its ratios to the whole model timed right after it."""
             if not paired:
                 return timed(m)
-            ratios = []
-            for _ in range(pairs):
-                cost = timed(m)
-                samples.append(timed(model))
-                ratios.append(cost / samples[-1])
-            return float(np.median(ratios))
+            ratio, bases = paired_ratio(timed, m, model, pairs)
+            samples.extend(bases)
+            return ratio
 
         for i, g in enumerate(cut):
             if repeat or (i == 0 and not paired):
@@ -220,6 +217,17 @@ def measure_table(model: keras.Model, groups: dict[str, int], measure: Measure, 
         values = np.minimum.accumulate(np.array(points_of.get(g, []) + [base])[::-1])[::-1]  # fewer channels never cost more
         curves[g] = GroupCurve(g, tuple(ns), tuple(float(v) for v in values))
     return CostTable(resource, base, curves, time.perf_counter() - start, min(lowest, base), tuple(samples))
+
+
+def paired_ratio(measure: Measure, model: keras.Model, reference: keras.Model, pairs: int) -> tuple[float, list[float]]:
+    """``pairs`` times, ``measure(model)`` and right after it ``measure(reference)``: the median of the pairs' ratios
+    (drift of the machine's speed moves both of a pair alike) and the reference's measurements, in order."""
+    ratios, references = [], []
+    for _ in range(pairs):
+        cost = measure(model)
+        references.append(measure(reference))
+        ratios.append(cost / references[-1])
+    return float(np.median(ratios)), references
 
 
 def count_macs(model: keras.Model) -> float:
