@@ -144,6 +144,9 @@ def test_plan_cut_removes_where_saving_per_saliency_is_highest():
     floored = CostTable("latency_ms", 10.0, table.curves, floor=5.0)  # the separable sum alone would predict 10 - 4 - 12 = -6
     keep, predicted = plan_cut(floored, {"a": 6, "b": 6}, scores, 10.0, 2.5, floor=2, round_to=1)
     assert predicted == 5.0 and {g: len(k) for g, k in keep.items()} == {"a": 2, "b": 2}  # below the floor: every chunk goes
+    step = CostTable("latency_ms", 5.0, {"a": GroupCurve("a", (2, 4, 6), (1.0, 5.0, 5.0))})  # a staircase: nothing from 6 to 4, then 2 ms a channel
+    keep, predicted = plan_cut(step, {"a": 6}, {"a": scores["a"]}, 5.0, 4.0, floor=2, round_to=1)
+    assert keep["a"].tolist() == [0, 4, 5] and predicted == pytest.approx(3.0)  # 6 -> 3 in one chunk (the first count that saves), lowest scores out
     flat = CostTable("latency_ms", 1.0, {"a": GroupCurve("a", (2, 6), (1.0, 1.0))})
     assert plan_cut(flat, {"a": 6}, {"a": scores["a"]}, 1.0, 0.5, floor=2, round_to=1) == ({}, 1.0)  # nothing saves time: nothing cut
 
