@@ -285,9 +285,9 @@ def plan_cut(table: CostTable, widths: dict[str, int], scores: dict[str, np.ndar
     the chunk with the largest predicted saving per unit of summed score first. Where the table is flat (latency is
     a staircase in channels: the benchmark MobileNetV2's head saved nothing from 1,280 channels down to 432, then 4%
     at 8), a chunk extends down to the first count that saves something, so a flat step does not hide the drop after
-    it; a group with no saving left above ``floor`` stays. The prediction is clamped at the table's floor (:meth:`~edgeopt.compress.cost_table.CostTable.clamp`), so a target
-    below the floor removes every chunk it can. Returns (kept channel indices of each changed group, sorted; the
-    predicted resource after the cut)."""
+    it; a group with no saving left above ``floor`` stays. The prediction is clamped at the table's floor
+    (:meth:`~edgeopt.compress.cost_table.CostTable.clamp`), so a target below the floor removes every chunk it can.
+    Returns (kept channel indices of each changed group, sorted; the predicted resource after the cut)."""
     order = {g: np.argsort(np.asarray(scores[g]), kind="stable") for g in widths}  # lowest score first
     removed = dict.fromkeys(widths, 0)
     heap: list[tuple[float, str]] = []
