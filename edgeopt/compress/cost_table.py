@@ -5,9 +5,10 @@ the LiteRT interpreter, multiply-adds or parameters) when one channel group is c
 channel counts ``n`` between its floor and its width ``N``, the whole model with only ``g`` cut to ``n`` channels
 (:func:`~edgeopt.compress.structured.rebuild`, weights sliced; their values do not matter for cost, but the kept
 channels are each group's strongest by L1 filter norm, :func:`strongest_channels`, so that no cut keeps only dead
-channels, whose constant output int8 calibration gives scales XNNPACK refuses) is measured once. Between those counts the cost is interpolated linearly; the table predicts a model with several groups cut
-as the sum of each group's change (``predict``): separable, which misses the interaction of two adjacent groups
-(a 1x1 convolution between them costs ``n_in * n_out``). Budget pruning therefore measures the real model after
+channels, whose constant output int8 calibration gives scales XNNPACK refuses) is measured once. Between those
+counts the cost is interpolated linearly; the table predicts a model with several groups cut as the sum of each
+group's change (``predict``): separable, which misses the interaction of two adjacent groups (a 1x1 convolution
+between them costs ``n_in * n_out``). Budget pruning therefore measures the real model after
 every round and records prediction against measurement.
 
 **One base, measured robustly, and a measured floor.** Every group's saving is measured against the same base (the
@@ -24,7 +25,9 @@ carries ``k * e``: measured once, a noisy base made a benchmark's prediction neg
 
 Per-group bases paired with each group's points (NetAdapt-like relative deltas) would cancel slow drift as well, but
 each group would then carry the full error of one base measurement, an outlier included; the median keeps one base
-counted once. A table read from JSON written before floors were measured has ``floor`` 0: predictions are then
+counted once. ``pairs`` (:func:`measure_table`; budget pruning's default) does both: every point is timed several
+times, each right before the whole model, and costs the median base times the median of its ratios, so drift
+cancels within each pair and one outlier pair drops out. A table read from JSON written before floors were measured has ``floor`` 0: predictions are then
 only kept non-negative.
 
 **Why whole-model points rather than a table of single layers (NetAdapt's).** A group is not one layer: it
@@ -170,9 +173,9 @@ def measure_table(model: keras.Model, groups: dict[str, int], measure: Measure, 
 
     ``pairs`` > 0 (latency only): each cut model is instead measured ``pairs`` times, each right before the whole
     model, and costs the base times the median ratio of its pairs; every whole-model timing is a base sample. A
-    shared machine's speed drifts by more than a single group's saving (10% within minutes on a 2-core cloud
-    machine, where most groups of benchmarks/baselines' MobileNetV2 save 1-5%), and drift moves both of a pair alike.
-    Returns the :class:`CostTable`."""
+    shared machine's speed drifts by more than a single group's saving (benchmarks/baselines' MobileNetV2, whose
+    groups save 1-5% each: its 195 timings during one 25-minute table spread 0.327-0.394 ms on a 2-core cloud Xeon),
+    and drift moves both of a pair alike. Returns the :class:`CostTable`."""
     if resource not in RESOURCES:
         raise ValueError(f"resource must be one of {', '.join(RESOURCES)}; got {resource!r}")
     if pairs < 0:
