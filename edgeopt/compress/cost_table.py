@@ -27,8 +27,8 @@ Per-group bases paired with each group's points (NetAdapt-like relative deltas) 
 each group would then carry the full error of one base measurement, an outlier included; the median keeps one base
 counted once. ``pairs`` (:func:`measure_table`; budget pruning's default) does both: every point is timed several
 times, each right before the whole model, and costs the median base times the median of its ratios, so drift
-cancels within each pair and one outlier pair drops out. A table read from JSON written before floors were measured has ``floor`` 0: predictions are then
-only kept non-negative.
+cancels within each pair and one outlier pair drops out. A table read from JSON written before floors were measured
+has ``floor`` 0: predictions are then only kept non-negative.
 
 **Why whole-model points rather than a table of single layers (NetAdapt's).** A group is not one layer: it
 changes its producers' outputs, the depthwise convolutions and batch norms it flows through and its consumers'
