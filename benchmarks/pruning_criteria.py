@@ -339,10 +339,10 @@ class Run(BaselineRun):
         table = measure_table(self.model, eligible_groups(self.model, "all"), measure, "latency_ms", floor=floor, round_to=b["round_to"],
                               points=b["table_points"], pairs=b["pairs"])
         feasibility, files = {}, {"baseline": convert(self.model, "int8", self.pool[:64])}
+        keep = strongest_channels(self.model, eligible_groups(self.model, "all"))  # the table's cuts keep the same channels
         for scope in ("internal", "all"):
             widths = eligible_groups(self.model, scope)
             predicted = table.predict(table.base, widths, {g: min(n, floor) for g, n in widths.items()})
-            keep = strongest_channels(self.model, widths)  # the table's cuts keep the same channels
             files[scope] = convert(rebuild(self.model, {g: keep(g, floor) for g, n in widths.items() if n > floor}), "int8", self.pool[:64])
             feasibility[scope] = {"groups": len(widths), "min_ratio": predicted / table.base}
         ms = {k: median_ms(v) for k, v in interleaved_latency(files, 3, progress="floor models", **self.plan.latency).items()}

@@ -59,7 +59,7 @@ import numpy as np
 
 from edgeopt._keras import keras
 from edgeopt.bench.latency import measure_latency
-from edgeopt.compress.structured import channel_groups, group_scores, rebuild
+from edgeopt.compress.structured import channel_groups, group_scores, rebuild, top_channels
 from edgeopt.costs import profile
 from edgeopt.export import to_tflite
 from edgeopt.progress import bar
@@ -150,7 +150,7 @@ def strongest_channels(model: keras.Model, groups) -> Callable[[str, int], np.nd
         raise ValueError(f"no channel group named {', '.join(missing)} in {model.name}: name groups of edgeopt.compress.structured.channel_groups")
 
     def keep(g: str, n: int) -> np.ndarray:
-        return np.sort(np.argsort(-scores[g], kind="stable")[:n])
+        return top_channels(scores[g], n)
 
     return keep
 

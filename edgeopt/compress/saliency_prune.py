@@ -231,7 +231,7 @@ def _global_keep(work, groups, splits, config: SaliencyPruneConfig) -> dict[str,
     for name, n in channels.items():
         n_keep = min(n, config.round_to * math.ceil((n - removed[name]) / config.round_to))
         if n_keep < n:
-            keep[name] = np.sort(np.argsort(-scores[name], kind="stable")[:n_keep])
+            keep[name] = _structured.top_channels(scores[name], n_keep)
     return keep
 
 

@@ -211,11 +211,12 @@ def plan(model: keras.Model, config: StructuredConfig = StructuredConfig(), data
         if n_keep < g.channels:
             todo.append((g, n_keep))
     scores = group_scores(model, [g for g, _ in todo], config.criterion, data, config.saliency) if todo else {}
-    keep: dict[str, np.ndarray] = {}
-    for g, n_keep in todo:
-        order = np.argsort(-scores[g.name], kind="stable")
-        keep[g.name] = np.sort(order[:n_keep])
-    return keep
+    return {g.name: top_channels(scores[g.name], n_keep) for g, n_keep in todo}
+
+
+def top_channels(scores: np.ndarray, n: int) -> np.ndarray:
+    """The sorted indices of the ``n`` highest ``scores`` (ties: the lower index first), the channels a cut keeps."""
+    return np.sort(np.argsort(-np.asarray(scores), kind="stable")[:n])
 
 
 def prune_filters(model: keras.Model, config: StructuredConfig = StructuredConfig(), data=None) -> keras.Model:
