@@ -324,7 +324,7 @@ class Run(BaselineRun):
             model, result = sparse_train(model, splits, method, METHODS.get(method).config_cls(sparsity=sparsity, train=train, seed=seed, **extra))
             fields |= {"sparsity": sparsity, "val_top1": result.val_top1, "masked_sparsity": result.sparsity, "distribution": result.config["distribution"],
                        "mask_updates": result.mask_updates, "changed_fraction": result.changed_fraction,
-                       "layer_sparsity": {name: float(v) for name, v in result.layer_sparsity.items()}}  # shows a layer cut whole (collapse)
+                       "layer_sparsity": result.layer_sparsity}  # shows a layer cut whole (collapse)
         row, _ = self.measure(model, seed)
         return {**fields, **row}
 
