@@ -350,7 +350,28 @@ def _scratch_bullets(data: dict, rows: dict) -> list[str]:
                 f"{NAMES[best['variant'].split(' ')[0]]}, is {gap:+.2f} points (noise ±{gap_noise:.2f}) from magnitude-pruning the well-trained "
                 f"baseline with {s['steps']:,} fine-tune steps.")
         out += wrap(text, "* ")
-    return out
+    return out + _collapse_bullets(data["scratch"])
+
+
+def collapsed_layers(run: dict) -> list[str]:
+    """The masked layers of a from-scratch run whose mask kept no weight (sparsity 1.0: their output no longer
+    depends on their input, layer collapse), in the run's order; empty for a run that did not record ``layer_sparsity``."""
+    return [name for name, v in (run.get("layer_sparsity") or {}).items() if v >= 1.0]
+
+
+def _collapse_bullets(runs: list[dict]) -> list[str]:
+    masked = [r for r in runs if r["variant"] != "dense"]
+    unrecorded = [r for r in masked if "layer_sparsity" not in r]
+    collapsed = [(r, collapsed_layers(r)) for r in masked if collapsed_layers(r)]
+    text = ("Layer collapse (a masked layer with every weight cut, so its output no longer depends on its input): "
+            + ("; ".join(f"{NAMES[r['variant'].split(' ')[0]]} {r['variant'].split(' ', 1)[1]} seed {r['seed']} cut "
+                         f"{', '.join(f'`{n}`' for n in names)} whole and ended at {_pct(r['int8_top1'])}% int8"
+                         for r, names in collapsed) if collapsed else "no from-scratch run cut a layer whole")
+            + ". Each run records its layers' mask sparsity (`layer_sparsity` in the raw results)")
+    if unrecorded:
+        text += ("; runs cached before that field do not: " + ", ".join(f"{NAMES[r['variant'].split(' ')[0]]} {r['variant'].split(' ', 1)[1]} seed "
+                                                                        f"{r['seed']}" for r in unrecorded))
+    return wrap(text + ".", "* ")
 
 
 def _structured_bullets(data: dict, rows: dict) -> list[str]:

@@ -42,7 +42,8 @@ def fake_data(seed: int = 0) -> dict:
                     for sd in SEEDS for s in sparsities for i, c in enumerate(WEIGHT_CRITERIA)]
     scratch = [_run(rng, "dense", sd, 0.915, method="dense", sparsity=0.0) for sd in SEEDS]
     scratch += [_run(rng, f"{m} {pct(s)}", sd, 0.913 - 0.05 * s ** 3 - 0.002 * i, kernel_sparsity=s * 0.97, method=m, sparsity=s, masked_sparsity=s,
-                     distribution="global" if i < 2 else "erk", mask_updates=13 * (i > 1), changed_fraction=0.2 * (i > 1))
+                     distribution="global" if i < 2 else "erk", mask_updates=13 * (i > 1), changed_fraction=0.2 * (i > 1),
+                     layer_sparsity={"block1_project": 0.8 * s, "head_conv": 1.0 if (m, s, sd) == ("snip", 0.9, 0) else s})
                 for sd in SEEDS for s in sparsities for i, m in enumerate(("snip", "grasp", "set", "rigl"))]
     for r in scratch:
         r["steps"] = 1784
@@ -120,6 +121,26 @@ def test_a_typed_number_is_caught(data):
     other = report.findings_markdown(perturb(data, PERTURBATIONS[0])) + "\nThe run took 12.75 hours.\n"
     tokens = _tokens(text)
     assert "12.75" in {tokens[i][1] for i in unmoved(text, other)}
+
+
+def _collapse_bullet(data: dict) -> str:
+    text = report.findings_markdown(data).split("### Sparse training from scratch")[1].split("###")[0]
+    return " ".join(text.split("* Layer collapse")[1].split("\n* ")[0].split())
+
+
+def test_layer_collapse_is_named_from_the_recorded_layer_sparsity(data):
+    """The run whose mask kept none of a layer's weights is named with that layer and its accuracy; runs cached before
+    ``layer_sparsity`` was recorded are listed as such, and with no layer cut whole the bullet says so."""
+    snip = next(r for r in data["scratch"] if (r["variant"], r["seed"]) == ("snip 90%", 0))
+    assert [report.collapsed_layers(r) for r in data["scratch"]].count(["head_conv"]) == 1
+    bullet = _collapse_bullet(data)
+    assert f"SNIP 90% seed 0 cut `head_conv` whole and ended at {100 * snip['int8_top1']:.2f}% int8" in bullet
+    assert "do not" not in bullet and "block1_project" not in bullet
+    old = {**data, "scratch": [{k: v for k, v in r.items() if not (k == "layer_sparsity" and r["variant"] == "grasp 50%" and r["seed"] == 1)}
+                               for r in data["scratch"]]}
+    assert _collapse_bullet(old).endswith("runs cached before that field do not: GraSP 50% seed 1.")
+    none = {**data, "scratch": [{**r, "layer_sparsity": {k: min(v, 0.99) for k, v in r.get("layer_sparsity", {}).items()}} for r in data["scratch"]]}
+    assert "no from-scratch run cut a layer whole" in _collapse_bullet(none) and "`head_conv`" not in _collapse_bullet(none)
 
 
 def test_verdicts_are_the_stats_of_the_runs(data):
