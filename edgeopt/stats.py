@@ -1,5 +1,6 @@
-"""Statistics of measured accuracies: mean and spread over seeds, the test-sampling interval, and verdicts of a
-difference against its noise. Plain NumPy (no TensorFlow): reports and benchmark findings use it alike."""
+"""Statistics of measured accuracies: top-1/top-k hit counts, mean and spread over seeds, the test-sampling
+interval, and verdicts of a difference against its noise. Plain NumPy (no TensorFlow): evaluation, reports and
+benchmark findings use it alike."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,6 +12,14 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1; 0 for one value) of per-seed results."""
     arr = np.asarray(values, float)
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def topk_hits(scores, labels, k: int = 5) -> tuple[int, int]:
+    """How many rows of ``scores`` (one row of class scores per image) rank their label first, and how many rank it
+    among the ``k`` highest: the counts behind top-1 and top-k accuracy."""
+    labels = np.asarray(labels).reshape(-1)
+    top = np.argsort(-np.asarray(scores), axis=1)[:, :k]
+    return int((top[:, 0] == labels).sum()), int((top == labels[:, None]).any(axis=1).sum())
 
 
 def sampling_interval(accuracy: float, images: int) -> float:

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgeopt._keras import ends_in_softmax, keras, require_keras2_model, tf  # noqa: F401  (ends_in_softmax: public here too)
 from edgeopt.progress import TrainingProgress
+from edgeopt.stats import topk_hits
 
 
 @dataclass(frozen=True)
@@ -179,10 +180,6 @@ def evaluate(model: keras.Model, dataset) -> dict[str, float]:
     # one traced graph instead of eager calls: 40% less time on a QAT MobileNetV2 (13.7 s vs 21.8 s, 5000 images)
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     for x, y in dataset:
-        logits = forward(x).numpy()
-        y = y.numpy().reshape(-1)
-        top = np.argsort(-logits, axis=1)[:, :5]
-        correct1 += int((top[:, 0] == y).sum())
-        correct5 += int((top == y[:, None]).any(axis=1).sum())
-        total += len(y)
+        hits1, hits5 = topk_hits(forward(x).numpy(), y.numpy())
+        correct1, correct5, total = correct1 + hits1, correct5 + hits5, total + int(np.size(y))
     return {"top1": correct1 / total, "top5": correct5 / total, "samples": total}

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from edgeopt.stats import difference_noise, mean_std, sampling_interval, seed_stats, verdict
+from edgeopt.stats import difference_noise, mean_std, sampling_interval, seed_stats, topk_hits, verdict
 
 
 def test_sampling_interval_is_the_normal_95_percent_half_width():
@@ -49,3 +50,11 @@ def test_kendall_tau_on_known_rankings():
         kendall_tau([1, 2, 3], [1, 2])
     with pytest.raises(ValueError, match="undefined when every value"):
         kendall_tau([1, 1, 1], [1, 2, 3])
+
+
+def test_topk_hits_counts_first_place_and_top_k():
+    scores = np.array([[0.1, 0.7, 0.2],   # label 1 first
+                       [0.5, 0.3, 0.2],   # label 1 second: top-2 only
+                       [0.6, 0.3, 0.1]])  # label 2 last: neither
+    assert topk_hits(scores, [[1], [1], [2]], k=2) == (1, 2)
+    assert topk_hits(scores, np.array([1, 1, 2]), k=5) == (1, 3)  # k above the class count: every label is in the top k

@@ -8,6 +8,7 @@ import numpy as np
 from edgeopt.bench.results import AccuracyResult
 from edgeopt.data import load_dataset
 from edgeopt.progress import bar
+from edgeopt.stats import topk_hits
 from edgeopt.tflite import flatbuffer, runtime
 
 SPLITS = ("test", "val")  # what an accuracy can be measured on: the test split (reports) or the validation split (selection)
@@ -31,10 +32,8 @@ def evaluate_tflite(model, dataset, limit: int | None = None, split: str = "test
             x, y = x[: limit - total], y[: limit - total]
         scores = runtime.predict(interp, x)
         shown.update(len(y))
-        top = np.argsort(-scores, axis=1)[:, :5]
-        correct1 += int((top[:, 0] == y).sum())
-        correct5 += int((top == y[:, None]).any(axis=1).sum())
-        total += len(y)
+        hits1, hits5 = topk_hits(scores, y)
+        correct1, correct5, total = correct1 + hits1, correct5 + hits5, total + len(y)
         if limit is not None and total >= limit:
             break
     shown.close()
