@@ -283,8 +283,7 @@ def tables_markdown(data: dict) -> str:
     md += md_table(head, ([r["variant"], r["seeds"], _pct(r["near_zero_weights"]), pm(r["oneshot_keras_top1"], r["oneshot_keras_top1_std"]), *_acc_cells(r),
                            r["target"]] for r in sec("regularization")), "lrrr" + "r" * 4 + "ll")
     md += ["", "## Every run", "", "Test top-1 read once per model; validation top-1 of the kept model.", ""]
-    runs = ([("unstructured", r) for r in data["unstructured"]] + [("scratch", r) for r in data["scratch"]] + [("structured", r) for r in data["structured"]]
-            + [("budget", r) for r in data["budget"]["runs"] if r["feasible"]] + [("regularization", r) for r in reg["runs"]])
+    runs = every_run(data)
     md += md_table(["part", "variant", "seed", "steps", "validation %", "Keras test %", "int8 test %", "kernel sparsity %", "MACs", "seconds"],
                    ([p, r["variant"], r["seed"], f"{r['steps']:,}", _pct(r["val_top1"]), _pct(r["keras_top1"]), _pct(r["int8_top1"]),
                      _pct(r["kernel_sparsity"]), f"{r['macs']:,}", f"{r['seconds']:.0f}"] for p, r in runs), "llrr" + "r" * 6)
@@ -292,6 +291,33 @@ def tables_markdown(data: dict) -> str:
 
 
 # ---- findings ---------------------------------------------------------------------------------------------
+
+
+def every_run(data: dict) -> list[tuple[str, dict]]:
+    """(part, run) for every trained and measured model: unstructured, from scratch, structured, feasible budget runs,
+    regularization (phase 2)."""
+    return ([("unstructured", r) for r in data["unstructured"]] + [("scratch", r) for r in data["scratch"]] + [("structured", r) for r in data["structured"]]
+            + [("budget", r) for r in data["budget"]["runs"] if r["feasible"]] + [("regularization", r) for r in data["regularization"]["runs"]])
+
+
+def int8_losses(data: dict) -> list[tuple[str, dict]]:
+    """The runs whose int8 model scored below their Keras model by more than the test-sampling 95% interval of the Keras
+    accuracy (both read on the same test images): conversion, not training, cost them accuracy."""
+    images = data["test_images"]
+    return [(p, r) for p, r in every_run(data) if r["keras_top1"] - r["int8_top1"] > sampling_interval(r["keras_top1"], images)]
+
+
+def _int8_bullets(data: dict) -> list[str]:
+    runs, losses = every_run(data), int8_losses(data)
+    worst = max(runs, key=lambda pr: pr[1]["keras_top1"] - pr[1]["int8_top1"])[1]
+    if not losses:
+        return wrap(f"Every model's int8 test top-1 is within the test-sampling interval of its Keras model's (largest drop "
+                    f"{100 * (worst['keras_top1'] - worst['int8_top1']):.2f} points, {worst['variant']} seed {worst['seed']}).", "* ")
+    text = ("Int8 conversion cost more than the test-sampling interval of the Keras accuracy in: "
+            + "; ".join(f"{p} {r['variant']} seed {r['seed']} (Keras {_pct(r['keras_top1'])}% -> int8 {_pct(r['int8_top1'])}%, "
+                        f"{100 * (r['int8_top1'] - r['keras_top1']):+.2f} points)" for p, r in losses)
+            + ". Rows' int8 means include these runs; the Keras test column of \"Every run\" in pruning_criteria.md shows the model before conversion.")
+    return wrap(text, "* ")
 
 _QUICK_NOTE = ["**A `--quick` smoke run**: the untrained stand-in model, a few steps, one seed; the numbers test the code, not the methods.", ""]
 _VS_MAGNITUDE = {"met": "better than magnitude", "missed": "worse than magnitude", "within noise": "no different from magnitude beyond noise"}
@@ -468,7 +494,8 @@ def findings_markdown(data: dict) -> str:
              "### Structured: filter criteria against int8 latency", "", *_structured_bullets(data, rows["structured"]), "",
              "### Unstructured: weight criteria after the same fine-tune", "", *_unstructured_bullets(data, rows["unstructured"]), "",
              "### Sparse training from scratch", "", *_scratch_bullets(data, rows["scratch"]), "",
-             "### L1 regularization before pruning", "", *_regularization_bullets(data, rows["regularization"])]
+             "### L1 regularization before pruning", "", *_regularization_bullets(data, rows["regularization"]), "",
+             "### Int8 conversion against Keras", "", *_int8_bullets(data)]
     return "\n".join(lines) + "\n"
 
 

@@ -143,6 +143,19 @@ def test_layer_collapse_is_named_from_the_recorded_layer_sparsity(data):
     assert "no from-scratch run cut a layer whole" in _collapse_bullet(none) and "`head_conv`" not in _collapse_bullet(none)
 
 
+def test_an_int8_conversion_loss_is_named(data):
+    """A run whose int8 model is below its Keras model by more than the test-sampling interval is named with both
+    accuracies; with none, the bullet gives the largest drop."""
+    section = lambda d: " ".join(report.findings_markdown(d).split("### Int8 conversion against Keras")[1].split())  # noqa: E731
+    assert report.int8_losses(data) == [] and "Every model's int8 test top-1 is within" in section(data)
+    lossy = {**data, "unstructured": [{**r, "int8_top1": 0.7509} if (r["variant"], r["seed"]) == ("obd_fisher 90%", 1) else r
+                                      for r in data["unstructured"]]}
+    run = next(r for r in lossy["unstructured"] if (r["variant"], r["seed"]) == ("obd_fisher 90%", 1))
+    assert [(p, r["variant"], r["seed"]) for p, r in report.int8_losses(lossy)] == [("unstructured", "obd_fisher 90%", 1)]
+    assert (f"unstructured obd_fisher 90% seed 1 (Keras {100 * run['keras_top1']:.2f}% -> int8 75.09%, "
+            f"{100 * (0.7509 - run['keras_top1']):+.2f} points)") in section(lossy)
+
+
 def test_verdicts_are_the_stats_of_the_runs(data):
     rows = {(r["section"], r["variant"]): r for r in report.summary(data)}
     by = lambda runs, name: [r["int8_top1"] for r in sorted((r for r in runs if r["variant"] == name), key=lambda r: r["seed"])]  # noqa: E731
