@@ -388,7 +388,7 @@ def collapsed_layers(run: dict) -> list[str]:
 def _collapse_bullets(runs: list[dict]) -> list[str]:
     masked = [r for r in runs if r["variant"] != "dense"]
     unrecorded = [r for r in masked if "layer_sparsity" not in r]
-    collapsed = [(r, collapsed_layers(r)) for r in masked if collapsed_layers(r)]
+    collapsed = [(r, names) for r in masked if (names := collapsed_layers(r))]
     text = ("Layer collapse (a masked layer with every weight cut, so its output no longer depends on its input): "
             + ("; ".join(f"{NAMES[r['variant'].split(' ')[0]]} {r['variant'].split(' ', 1)[1]} seed {r['seed']} cut "
                          f"{', '.join(f'`{n}`' for n in names)} whole and ended at {_pct(r['int8_top1'])}% int8"
