@@ -300,22 +300,27 @@ def every_run(data: dict) -> list[tuple[str, dict]]:
             + [("budget", r) for r in data["budget"]["runs"] if r["feasible"]] + [("regularization", r) for r in data["regularization"]["runs"]])
 
 
+def _int8_drop(r: dict) -> float:
+    """How much a run's int8 test top-1 is below its Keras test top-1 (fraction; negative when int8 scored higher)."""
+    return r["keras_top1"] - r["int8_top1"]
+
+
 def int8_losses(data: dict) -> list[tuple[str, dict]]:
     """The runs whose int8 model scored below their Keras model by more than the test-sampling 95% interval of the Keras
     accuracy (both read on the same test images): conversion, not training, cost them accuracy."""
     images = data["test_images"]
-    return [(p, r) for p, r in every_run(data) if r["keras_top1"] - r["int8_top1"] > sampling_interval(r["keras_top1"], images)]
+    return [(p, r) for p, r in every_run(data) if _int8_drop(r) > sampling_interval(r["keras_top1"], images)]
 
 
 def _int8_bullets(data: dict) -> list[str]:
-    runs, losses = every_run(data), int8_losses(data)
-    worst = max(runs, key=lambda pr: pr[1]["keras_top1"] - pr[1]["int8_top1"])[1]
+    losses = int8_losses(data)
     if not losses:
+        worst = max((r for _, r in every_run(data)), key=_int8_drop)
         return wrap(f"Every model's int8 test top-1 is within the test-sampling interval of its Keras model's (largest drop "
-                    f"{100 * (worst['keras_top1'] - worst['int8_top1']):.2f} points, {worst['variant']} seed {worst['seed']}).", "* ")
+                    f"{100 * _int8_drop(worst):.2f} points, {worst['variant']} seed {worst['seed']}).", "* ")
     text = ("Int8 conversion cost more than the test-sampling interval of the Keras accuracy in: "
             + "; ".join(f"{p} {r['variant']} seed {r['seed']} (Keras {_pct(r['keras_top1'])}% -> int8 {_pct(r['int8_top1'])}%, "
-                        f"{100 * (r['int8_top1'] - r['keras_top1']):+.2f} points)" for p, r in losses)
+                        f"{-100 * _int8_drop(r):+.2f} points)" for p, r in losses)
             + ". Rows' int8 means include these runs; the Keras test column of \"Every run\" in pruning_criteria.md shows the model before conversion.")
     return wrap(text, "* ")
 
@@ -332,6 +337,16 @@ def _vs(r: dict) -> str:
     return f"{signed_pm(r['diff'], r['diff_std'])} vs {r['reference']}, noise ±{100 * r['noise']:.2f}"
 
 
+def _method(r: dict, names: dict = NAMES) -> str:
+    """The display name of a run's or row's method (its variant's first word: "taylor 75%" -> "Taylor")."""
+    return names[r["variant"].split(" ")[0]]
+
+
+def _run_name(r: dict) -> str:
+    """One run by method, level and seed: "SNIP 90% seed 0"."""
+    return f"{_method(r)} {r['variant'].split(' ', 1)[1]} seed {r['seed']}"
+
+
 def _noise_between(a: list[dict], b: list[dict], images: int) -> tuple[float, float]:
     """Mean difference of two rows' int8 top-1 (points) and its 95% noise."""
     va, vb = [r["int8_top1"] for r in a], [r["int8_top1"] for r in b]
@@ -346,10 +361,10 @@ def _unstructured_bullets(data: dict, rows: dict) -> list[str]:
         text = (f"{lvl} of the weights: magnitude {_acc(mag)} ({_vs(mag)}; target {mag['target']}"
                 + (f": **{mag['verdict']}**)" if mag["verdict"] else ")"))
         others = [rows[f"{c} {lvl}"] for c in s["weight_criteria"] if c != "l1"]
-        text += "".join(f"; {NAMES[r['variant'].split(' ')[0]]} {_acc(r)} ({signed_pm(r['diff'], r['diff_std'])} vs magnitude, noise "
+        text += "".join(f"; {_method(r)} {_acc(r)} ({signed_pm(r['diff'], r['diff_std'])} vs magnitude, noise "
                         f"±{100 * r['noise']:.2f}: **{_VS_MAGNITUDE[r['verdict']]}**)" for r in others)
         best = max([mag, *others], key=lambda r: r["int8_top1"])
-        out += wrap(text + f". Highest mean: {NAMES[best['variant'].split(' ')[0]]}.", "* ")
+        out += wrap(text + f". Highest mean: {_method(best)}.", "* ")
     out += wrap("Activation-based saliency (mean activation, APoZ, variance) scores output channels, not single weights "
                 "(`edgeopt.compress.saliency.weight_criteria()` does not list it), so it was not run for weights; it is in the structured part.", "* ")
     return out
@@ -369,11 +384,11 @@ def _scratch_bullets(data: dict, rows: dict) -> list[str]:
         mag = _by_variant(data["unstructured"])[f"l1 {lvl}"]
         gap, gap_noise = _noise_between(by[best["variant"]], mag, images)
         rs, rs_noise = _noise_between(by[f"rigl {lvl}"], by[f"set {lvl}"], images)
-        text = (f"{lvl} from scratch: " + ", ".join(f"{NAMES[r['variant'].split(' ')[0]]} {_acc(r)} ({signed_pm(r['diff'], r['diff_std'])}: "
+        text = (f"{lvl} from scratch: " + ", ".join(f"{_method(r)} {_acc(r)} ({signed_pm(r['diff'], r['diff_std'])}: "
                                                        f"**{_VS_DENSE[r['verdict']]}**)" for r in methods)
                 + f" against the dense reference (noise ±{100 * max(r['noise'] for r in methods):.2f} at most). RigL vs SET: {rs:+.2f} points "
                 f"(noise ±{rs_noise:.2f}, {verdict(rs / 100, rs_noise / 100).replace('met', 'RigL ahead').replace('missed', 'SET ahead')}). The best, "
-                f"{NAMES[best['variant'].split(' ')[0]]}, is {gap:+.2f} points (noise ±{gap_noise:.2f}) from magnitude-pruning the well-trained "
+                f"{_method(best)}, is {gap:+.2f} points (noise ±{gap_noise:.2f}) from magnitude-pruning the well-trained "
                 f"baseline with {s['steps']:,} fine-tune steps.")
         out += wrap(text, "* ")
     return out + _collapse_bullets(data["scratch"])
@@ -390,13 +405,11 @@ def _collapse_bullets(runs: list[dict]) -> list[str]:
     unrecorded = [r for r in masked if "layer_sparsity" not in r]
     collapsed = [(r, names) for r in masked if (names := collapsed_layers(r))]
     text = ("Layer collapse (a masked layer with every weight cut, so its output no longer depends on its input): "
-            + ("; ".join(f"{NAMES[r['variant'].split(' ')[0]]} {r['variant'].split(' ', 1)[1]} seed {r['seed']} cut "
-                         f"{', '.join(f'`{n}`' for n in names)} whole and ended at {_pct(r['int8_top1'])}% int8"
+            + ("; ".join(f"{_run_name(r)} cut {', '.join(f'`{n}`' for n in names)} whole and ended at {_pct(r['int8_top1'])}% int8"
                          for r, names in collapsed) if collapsed else "no from-scratch run cut a layer whole")
             + ". Each run records its layers' mask sparsity (`layer_sparsity` in the raw results)")
     if unrecorded:
-        text += ("; runs cached before that field do not: " + ", ".join(f"{NAMES[r['variant'].split(' ')[0]]} {r['variant'].split(' ', 1)[1]} seed "
-                                                                        f"{r['seed']}" for r in unrecorded))
+        text += ("; runs cached before that field do not: " + ", ".join(_run_name(r) for r in unrecorded))
     return wrap(text + ".", "* ")
 
 
@@ -410,8 +423,8 @@ def _structured_bullets(data: dict, rows: dict) -> list[str]:
         first = crit[0]
         text = (f"{lvl} of every expansion group's channels: MACs {first['macs_vs_dense']:.3f}x, int8 latency {span(lats, '{:.3f}')}x of the "
                 f"baseline over the criteria (one architecture; rounds' noise ±{max(r['latency_noise'] for r in crit):.3f}). Accuracy: "
-                + ", ".join(f"{FILTER_NAMES[r['variant'].split(' ')[0]]} {_acc(r)}" for r in crit)
-                + f". Best mean: {FILTER_NAMES[best['variant'].split(' ')[0]]}, {_vs(best)}; within 0.5 point: **{best['verdict']}**; latency at most "
+                + ", ".join(f"{_method(r, FILTER_NAMES)} {_acc(r)}" for r in crit)
+                + f". Best mean: {_method(best, FILTER_NAMES)}, {_vs(best)}; within 0.5 point: **{best['verdict']}**; latency at most "
                 f"0.5x: **{best['latency_verdict']}**.")
         out += wrap(text, "* ")
     return out
