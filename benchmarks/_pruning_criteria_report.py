@@ -322,7 +322,40 @@ def _int8_bullets(data: dict) -> list[str]:
             + "; ".join(f"{p} {r['variant']} seed {r['seed']} (Keras {_pct(r['keras_top1'])}% -> int8 {_pct(r['int8_top1'])}%, "
                         f"{-100 * _int8_drop(r):+.2f} points)" for p, r in losses)
             + ". Rows' int8 means include these runs; the Keras test column of \"Every run\" in pruning_criteria.md shows the model before conversion.")
-    return wrap(text, "* ")
+    lines = wrap(text, "* ")
+    for p, r in losses:
+        if "int8_repair" in r:
+            lines += wrap(_repair_text(p, r), "* ")
+    undiagnosed = [f"{p} {r['variant']} seed {r['seed']}" for p, r in losses if "int8_repair" not in r]
+    if undiagnosed:
+        lines += wrap(f"Not diagnosed (cached before the benchmark diagnosed conversion losses): {', '.join(undiagnosed)}.", "* ")
+    return lines
+
+
+# what quant_report's likely causes (edgeopt.bench.quant_report.CAUSES) say, with the tensor's number behind each
+_CAUSES = {"fixed_range": lambda t: "an int8 kernel with a fixed output range",
+           "too_few_calibration_images": lambda t: f"{100 * t['clipped_fraction']:.2f}% of its values clipped, too few calibration images",
+           "clipping": lambda t: f"{100 * t['clipped_fraction']:.2f}% of its values clipped by the calibrated int8 range",
+           "weights": lambda t: f"its int8 weights (error {1 / t['step_error_share']:.0f}x what rounding its output gives)",
+           "outlier_channels": lambda t: f"outlier channels (the widest spans {t['channel_range_ratio']:.0f}x the median channel)",
+           "outliers": lambda t: f"outlier values (max |x| {t['abs_max_over_p999']:.0f}x the 99.9th percentile)",
+           "residual_add": lambda t: "a residual Add's wide range", "rounding": lambda t: "no rule matched (int8 rounding)"}
+
+
+def _repair_text(part: str, r: dict) -> str:
+    """One run's diagnosis (quantize_report's worst tensor) and repair (auto_fallback's layers kept float)."""
+    fix = r["int8_repair"]
+    worst, steps = fix["worst_tensors"][0], fix["steps"]
+    layers = ", ".join(f"`{n}`" for n in worst["layers"]) or f"`{worst['tensor']}`"
+    text = (f"{part} {r['variant']} seed {r['seed']}: the worst of {fix['tensors']} int8 tensors (on {fix['debug_images']} validation images) is {layers}'s "
+            f"{worst['op']} output, channel SNR {worst['channel_snr_db']:.1f} dB; likely cause: {_CAUSES[worst['cause']](worst)}. ")
+    if len(steps) == 1:
+        return text + "auto_fallback found no layer to keep float."
+    kept = ", ".join(f"`{n}`" for n in steps[-1]["float_layers"])
+    return text + (f"Keeping {kept} float (auto_fallback, {plural(len(steps) - 1, 'step')} chosen on {fix['val_images']:,} validation images, "
+                   f"{'within' if fix['reached'] else 'not within'} {fix['target_points']:g} points of Keras there) gives int8 test top-1 "
+                   f"{_pct(fix['test_top1'])}% ({100 * (fix['test_top1'] - r['int8_top1']):+.2f} points over the all-int8 file), "
+                   f"{steps[-1]['size_cost_bytes']:,} bytes larger.")
 
 _QUICK_NOTE = ["**A `--quick` smoke run**: the untrained stand-in model, a few steps, one seed; the numbers test the code, not the methods.", ""]
 _VS_MAGNITUDE = {"met": "better than magnitude", "missed": "worse than magnitude", "within noise": "no different from magnitude beyond noise"}

@@ -106,6 +106,10 @@ L1_STRENGTHS = (3e-6, 1e-5, 3e-5)
 L1_SPARSITIES = (0.75, 0.9)
 L1_DENSE_SLACK = 0.005  # a strength qualifies when its validation top-1 before pruning is within this of the control's
 CALIBRATION = 500
+# when a model's int8 test top-1 falls below its Keras test top-1 by more than the test-sampling 95% interval (conversion,
+# not training, lost it): quantize_report on this many validation images, its worst rows kept, and auto_fallback to
+# within ``points`` validation top-1 points of Keras in at most ``steps`` layer sets kept float
+INT8_REPAIR = {"points": 0.5, "steps": 3, "debug_images": 200, "rows": 3}
 LATENCY = {"threads": 1, "runs": 30, "min_seconds": 0.2}
 LATENCY_ROUNDS = 7
 QUICK = {"steps": 6, "rounds": 1, "checks": 2, "seeds": 1, "calibration": 32, "sparsities": (0.9,), "ratios": (0.5,), "saliency_batches": 2,
@@ -258,10 +262,34 @@ class Run(BaselineRun):
         from edgeopt.costs import weight_sparsity
         from edgeopt.export import convert
 
-        data = convert(model, "int8", calibration_images(self.pool, seed, self.calibration))
+        from edgeopt.stats import sampling_interval
+
+        calibration = calibration_images(self.pool, seed, self.calibration)
+        data = convert(model, "int8", calibration)
         prof = profile(model)
-        return {"keras_top1": evaluate(model, self.splits.test)["top1"], "int8_top1": evaluate_tflite(data, self.splits.test).top1,
-                "kernel_sparsity": weight_sparsity(model), "params": prof.params, "macs": prof.macs, "int8_bytes": len(data)}, data
+        row = {"keras_top1": evaluate(model, self.splits.test)["top1"], "int8_top1": evaluate_tflite(data, self.splits.test).top1,
+               "kernel_sparsity": weight_sparsity(model), "params": prof.params, "macs": prof.macs, "int8_bytes": len(data)}
+        if row["keras_top1"] - row["int8_top1"] > sampling_interval(row["keras_top1"], self.splits.sizes["test"]):
+            row["int8_repair"] = self.int8_repair(model, calibration)
+        return row, data
+
+    def int8_repair(self, model, calibration) -> dict:
+        """Where the int8 conversion of ``model`` (calibrated on ``calibration``) lost accuracy and what keeping layers float
+        wins back: the worst tensors of ``quantize_report`` (debugged on validation images), ``auto_fallback``'s steps (the
+        layers kept float, each file's validation top-1; chosen on validation) and the int8 test top-1 of its last file
+        (the test split read once for that model)."""
+        from edgeopt import PrecisionConfig, auto_fallback, quantize_report  # lazy: as above
+        from edgeopt.bench import evaluate_tflite
+
+        debug = self.splits.arrays("val", limit=INT8_REPAIR["debug_images"])[0]
+        print(f"int8 conversion lost beyond noise: diagnosing {model.name} (quantize_report, auto_fallback)", flush=True)
+        report = quantize_report(model, None, calibration, debug_data=debug, num_calibration=len(calibration))
+        result = auto_fallback(model, calibration, PrecisionConfig(auto_fallback=INT8_REPAIR["points"], max_fallback_steps=INT8_REPAIR["steps"]),
+                               val_data=self.splits.val, preprocessing=self.splits.preprocessing, num_calibration=len(calibration), report=report)
+        steps = [{**{k: v for k, v in step.items() if k != "top1"}, "val_top1": step["top1"]} for step in result.to_dict(report=False)["steps"]]
+        return {"worst_tensors": report.to_dict()["rows"][:INT8_REPAIR["rows"]], "tensors": len(report.rows), "debug_images": len(debug),
+                "float_val_top1": result.float_top1, "val_images": result.val_images, "target_points": INT8_REPAIR["points"],
+                "reached": result.reached, "steps": steps, "test_top1": evaluate_tflite(result.files[-1], self.splits.test).top1}
 
     def dense(self, *_) -> dict:
         """The baseline as it is: validation, Keras and int8 test top-1 (calibration seed 0), cost, near-zero weights."""

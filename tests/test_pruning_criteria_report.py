@@ -154,6 +154,21 @@ def test_an_int8_conversion_loss_is_named(data):
     assert [(p, r["variant"], r["seed"]) for p, r in report.int8_losses(lossy)] == [("unstructured", "obd_fisher 90%", 1)]
     assert (f"unstructured obd_fisher 90% seed 1 (Keras {100 * run['keras_top1']:.2f}% -> int8 75.09%, "
             f"{100 * (0.7509 - run['keras_top1']):+.2f} points)") in section(lossy)
+    assert "Not diagnosed (cached before the benchmark diagnosed conversion losses): unstructured obd_fisher 90% seed 1." in section(lossy)
+    worst = {"tensor": "m/block_16_project/Conv2D", "layers": ["block_16_project"], "op": "CONV_2D", "channel_snr_db": 3.2, "cause": "clipping",
+             "clipped_fraction": 0.0123, "step_error_share": 0.8, "channel_range_ratio": 4.0, "abs_max_over_p999": 2.0}
+    steps = [{"float_layers": [], "val_top1": 0.76, "gap_points": 14.0, "size_cost_bytes": 0},
+             {"float_layers": ["block_16_project", "head_conv"], "val_top1": 0.899, "gap_points": 0.3, "size_cost_bytes": 51_200}]
+    repair = {"worst_tensors": [worst], "tensors": 70, "debug_images": 200, "float_val_top1": 0.902, "val_images": 3000, "target_points": 0.5,
+              "reached": True, "steps": steps, "test_top1": 0.8962}
+    fixed = {**lossy, "unstructured": [{**r, "int8_repair": repair} if r is run else r for r in lossy["unstructured"]]}
+    text = section(fixed)
+    assert "Not diagnosed" not in text
+    assert typed_numbers(report, fixed) == set()  # the diagnosis's numbers come from the data too
+    assert ("unstructured obd_fisher 90% seed 1: the worst of 70 int8 tensors (on 200 validation images) is `block_16_project`'s CONV_2D output, "
+            "channel SNR 3.2 dB; likely cause: 1.23% of its values clipped by the calibrated int8 range.") in text
+    assert ("Keeping `block_16_project`, `head_conv` float (auto_fallback, 1 step chosen on 3,000 validation images, within 0.5 points of Keras "
+            f"there) gives int8 test top-1 89.62% ({100 * (0.8962 - 0.7509):+.2f} points over the all-int8 file), 51,200 bytes larger.") in text
 
 
 def test_verdicts_are_the_stats_of_the_runs(data):

@@ -1,0 +1,37 @@
+"""benchmarks/pruning_criteria.py's measurement of one model: a model whose int8 conversion alone loses beyond the
+test-sampling interval gets the diagnosis (quantize_report's worst tensors) and the repair (auto_fallback's layers kept
+float, chosen on validation, and the repaired file's test top-1); one that converts well gets neither. The models are
+tests/test_quant_report.py's: a small digits classifier, and the same function with one outlier activation channel."""
+from __future__ import annotations
+
+from functools import partial
+from types import SimpleNamespace
+
+from benchmarks.pruning_criteria import INT8_REPAIR, Run
+from edgeopt.stats import sampling_interval
+from test_quant_report import models  # noqa: F401 (the fixture)
+
+
+def _run(splits, arrays) -> SimpleNamespace:
+    """What ``Run.measure`` reads of a run: the splits, the calibration pool and count, and ``int8_repair``."""
+    run = SimpleNamespace(splits=splits, pool=arrays["train"][0], calibration=100)
+    run.int8_repair = partial(Run.int8_repair, run)
+    return run
+
+
+def test_a_conversion_loss_beyond_noise_is_diagnosed_and_repaired(models, digits_splits, digits_arrays):  # noqa: F811
+    clean, bad = models
+    run = _run(digits_splits, digits_arrays)
+    row, data = Run.measure(run, bad, 0)
+    noise = sampling_interval(row["keras_top1"], digits_splits.sizes["test"])
+    assert row["keras_top1"] - row["int8_top1"] > noise and len(data) == row["int8_bytes"]
+    repair = row["int8_repair"]
+    assert list(repair["worst_tensors"][0]["layers"]) == ["conv1"]  # the outlier channel's layer ranks first
+    assert len(repair["worst_tensors"]) == INT8_REPAIR["rows"] <= repair["tensors"]
+    assert repair["debug_images"] == min(INT8_REPAIR["debug_images"], digits_splits.sizes["val"])
+    steps = repair["steps"]
+    assert list(steps[0]["float_layers"]) == [] and list(steps[-1]["float_layers"]) == ["conv1", "dw"] and len(steps) <= INT8_REPAIR["steps"] + 1
+    assert steps[-1]["val_top1"] > steps[0]["val_top1"] and repair["reached"] == (steps[-1]["gap_points"] <= INT8_REPAIR["points"])
+    assert repair["test_top1"] - row["int8_top1"] > noise  # keeping the culprit float wins the loss back on the test images too
+    clean_row, _ = Run.measure(run, clean, 0)
+    assert clean_row["keras_top1"] - clean_row["int8_top1"] <= noise and "int8_repair" not in clean_row
