@@ -11,10 +11,11 @@ import pytest
 from edgeopt._keras import keras, tf
 from edgeopt.compress import saliency
 from edgeopt.compress.early_bird import EarlyBird, EarlyBirdConfig, bn_channel_mask, early_bird, mask_distance
-from edgeopt.compress.masks import kernel_of, masks_of, prunable_layers
+from edgeopt.compress.masks import capped_global_counts, kernel_of, masks_of, prunable_layers
 from edgeopt.compress.sparse_dynamic import DynamicSparsity, RigLConfig, SETConfig, drop_fraction_at, reset_optimizer_slots, update_masks
 from edgeopt.compress.sparse_init import (GraSPConfig, SNIPConfig, erk_densities, grasp, grasp_scores, kernel_shapes, layer_sparsities,
-                                          masks_at_init, random_masks, snip, snip_scores, sparse_layers, training_batches, zero_counts)
+                                          masks_at_init, random_masks, snip, snip_scores, sparse_layers, train_with_masks, training_batches,
+                                          zero_counts)
 from edgeopt.compress.sparse_training import METHODS, sparse_train
 from edgeopt.config import RecipeError
 from edgeopt.data import Splits
@@ -157,6 +158,7 @@ def test_grasp_scores_are_minus_w_times_hessian_gradient(temperature):
 
 @pytest.mark.parametrize("method, config", [
     ("snip", SNIPConfig(sparsity=0.7, distribution="global", train=QUICK)),
+    ("snip", SNIPConfig(sparsity=0.7, distribution="global", max_layer_sparsity=0.72, train=QUICK)),
     ("grasp", GraSPConfig(sparsity=0.8, distribution="erk", train=QUICK)),
 ])
 def test_masks_at_init_have_the_requested_sparsity_and_stay_fixed_through_training(splits, method, config):
@@ -164,7 +166,7 @@ def test_masks_at_init_have_the_requested_sparsity_and_stay_fixed_through_traini
     names = sparse_layers(model)
     batches = training_batches(splits, 1)
     scores = snip_scores(model, batches, names) if method == "snip" else {n: -s for n, s in grasp_scores(model, batches, names).items()}
-    expected = masks_at_init(scores, config.sparsity, config.distribution)  # from the untouched input, scored independently of the run
+    expected = masks_at_init(scores, config.sparsity, config.distribution, config.max_layer_sparsity)  # from the untouched input, scored apart
     trained, result = (snip if method == "snip" else grasp)(model, splits, config)
     after = masks_of(trained, names)
     for n in names:
@@ -175,10 +177,44 @@ def test_masks_at_init_have_the_requested_sparsity_and_stay_fixed_through_traini
         assert sum(zeros.values()) == round(config.sparsity * sum(math.prod(s) for s in shapes.values()))
     else:
         assert zeros == zero_counts(shapes, layer_sparsities(shapes, config.sparsity, config.distribution))
+    if config.max_layer_sparsity is not None:
+        uncapped = masks_at_init(scores, config.sparsity, "global")
+        assert any((uncapped[n] == 0).mean() > config.max_layer_sparsity for n in names)  # the cap binds on this model
+        assert all(zeros[n] <= math.floor(config.max_layer_sparsity * math.prod(shapes[n])) for n in names)
     assert result.sparsity == result.zero_fraction == pytest.approx(sum(zeros.values()) / sum(m.size for m in after.values()))
     assert not np.any(trained.get_layer("stem").kernel.numpy() == 0)  # dense_first
     assert not any(np.any(model.get_layer(n).kernel.numpy() == 0) for n in names)  # the input model is not touched
     assert not np.allclose(trained.get_layer("fc").kernel.numpy(), model.get_layer("fc").kernel.numpy())  # it trained
+
+
+def test_a_capped_global_ranking_holds_each_layer_at_the_cap_and_moves_the_rest_down_the_ranking():
+    """Layer ``a`` holds the 100 lowest scores: a global ranking removing 200 of 400 weights cuts it whole; capped at
+    0.9 it keeps its 10 best and the 10 it no longer loses go to ``b``'s next-lowest scores, the total exact."""
+    rng = np.random.default_rng(0)
+    scores = {"a": rng.random((10, 10)), "b": 1.0 + rng.random((3, 100))}
+    uncapped = masks_at_init(scores, 0.5, "global")
+    assert not uncapped["a"].any() and int((uncapped["b"] == 0).sum()) == 100  # layer collapse
+    capped = masks_at_init(scores, 0.5, "global", max_layer_sparsity=0.9)
+    np.testing.assert_array_equal(capped["a"].ravel(), scores["a"].ravel() >= np.sort(scores["a"].ravel())[-10])  # its 10 highest kept
+    np.testing.assert_array_equal(capped["b"].ravel(), scores["b"].ravel() > np.sort(scores["b"].ravel())[109])  # its 110 lowest cut
+    three = {**scores, "c": np.full(50, -1.0)}  # c, then a, rank lowest: both held at the cap, b takes the rest
+    counts = capped_global_counts(three, 0.5, 0.5)
+    assert counts == {"a": 50, "b": 150, "c": 25} and sum(counts.values()) == round(0.5 * 450)
+    later = {"a": np.linspace(0.0, 1.5, 100), "b": np.linspace(0.5, 1.5, 300), "c": np.full(100, -1.0)}
+    # the ranking cuts c whole and 54 of a; c held at 60, the 40 it keeps go down the ranking and take a to 62: held too
+    assert capped_global_counts(later, 0.5, 0.6) == {"a": 60, "b": 130, "c": 60}
+    with pytest.raises(ValueError, match="cannot remove 0.5 of the weights with no layer above 0.3"):
+        capped_global_counts(scores, 0.5, 0.3)
+
+
+def test_training_from_masks_that_cut_a_layer_whole_says_so(splits, capsys):
+    model = convnet()
+    names = sparse_layers(model)
+    masks = {n: np.zeros_like(model.get_layer(n).kernel.numpy()) if n == "pw" else np.ones_like(model.get_layer(n).kernel.numpy()) for n in names}
+    result = train_with_masks(model, splits, masks, SNIPConfig(sparsity=0.5, train=QUICK), "snip")
+    assert result.collapsed_layers == ["pw"] and result.to_dict()["collapsed_layers"] == ["pw"]
+    assert "snip: the masks keep no weight of layer pw (layer collapse)" in capsys.readouterr().out
+    assert not np.any(model.get_layer("pw").kernel.numpy())  # held at zero through training
 
 
 # ---- SET and RigL ----------------------------------------------------------------------------------------------
@@ -317,6 +353,8 @@ def test_early_bird_function_prunes_the_ticket_and_retrains_it_fixed(splits):
     (SNIPConfig, {"distribution": "layer"}, "distribution must be one of uniform, erk, global"),
     (RigLConfig, {"distribution": "global"}, "distribution must be one of uniform, erk; got 'global'"),
     (GraSPConfig, {"temperature": 0}, "temperature must be > 0"),
+    (SNIPConfig, {"distribution": "erk", "max_layer_sparsity": 0.98}, "max_layer_sparsity caps the global ranking; distribution 'erk'"),
+    (GraSPConfig, {"sparsity": 0.9, "max_layer_sparsity": 0.8}, r"max_layer_sparsity must be in \[sparsity, 1\) = \[0.9, 1\)"),
     (RigLConfig, {"drop_fraction": 0}, r"drop_fraction must be in \(0, 1\)"),
     (SETConfig, {"update_every": 0}, "update_every must be >= 1"),
     (RigLConfig, {"end_fraction": 1.5}, r"end_fraction must be in \(0, 1\]"),

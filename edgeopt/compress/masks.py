@@ -111,6 +111,33 @@ def prune_by_score(scores: Mapping[str, np.ndarray], masks: Masks, fraction: flo
     return new
 
 
+def capped_global_counts(scores: Mapping[str, np.ndarray], fraction: float, cap: float) -> dict[str, int]:
+    """How many weights of each layer one global ranking of ``scores`` (lowest first) removes when it removes
+    ``round(fraction * all)`` of them, no layer losing more than ``floor(cap * size)`` (so none is cut whole for
+    ``cap`` < 1 - 1 / size): a layer the ranking would cut beyond its cap is held at the cap and the rest of the
+    count goes to the other layers in the same ranking, until no layer is over (ties by position, stably)."""
+    _check_fraction(float(fraction), "fraction")
+    if not 0.0 < cap <= 1.0:
+        raise ValueError(f"the per-layer cap must be in (0, 1], got {cap}")
+    sizes = {n: int(np.size(s)) for n, s in scores.items()}
+    limit = {n: int(np.floor(cap * size)) for n, size in sizes.items()}
+    k = int(round(fraction * sum(sizes.values())))
+    if k > sum(limit.values()):
+        raise ValueError(f"cannot remove {fraction:.4g} of the weights with no layer above {cap:.4g}: at most "
+                         f"{sum(limit.values()) / max(sum(sizes.values()), 1):.4g} fits; raise the per-layer cap or lower the sparsity")
+    capped: dict[str, int] = {}
+    while True:
+        rest = [n for n in scores if n not in capped]
+        budget = k - sum(capped.values())
+        owner = np.concatenate([np.full(sizes[n], i) for i, n in enumerate(rest)]) if rest else np.zeros(0, int)
+        flat = np.concatenate([np.asarray(scores[n], np.float64).ravel() for n in rest]) if rest else np.zeros(0)
+        counts = np.bincount(owner[np.argsort(flat, kind="stable")[:budget]], minlength=len(rest))
+        over = {n: limit[n] for i, n in enumerate(rest) if counts[i] > limit[n]}
+        if not over:
+            return {n: capped[n] if n in capped else int(counts[rest.index(n)]) for n in scores}
+        capped |= over
+
+
 def _check_fraction(value: float, what: str) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{what} must be in [0, 1], got {value}")

@@ -24,6 +24,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402  (after edgeopt._ker
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude  # noqa: E402
 from edgeopt.compress import policy as _policy
 from edgeopt.compress.graph import clone_with_weights, require_functional
+from edgeopt.compress.masks import capped_global_counts
 
 sparsity = tfmot.sparsity.keras
 L = keras.layers
@@ -118,6 +119,9 @@ class PruneConfig(Config):
                 raise ValueError(f"layer_sparsity[{name!r}] must be in [0, 1), got {s}")
         if not 0.0 < self.max_layer_sparsity < 1.0:
             raise ValueError(f"max_layer_sparsity must be in (0, 1), got {self.max_layer_sparsity}")
+        if self.scope == "global" and self.final_sparsity > self.max_layer_sparsity:
+            raise ValueError(f"final_sparsity {self.final_sparsity:g} is above max_layer_sparsity {self.max_layer_sparsity:g}: global pruning "
+                             "cannot reach it with every layer at most that sparse; raise max_layer_sparsity or lower final_sparsity")
 
 
     def resolved_end_step(self, total_steps: int | None) -> int | None:
@@ -153,26 +157,12 @@ def _input_channels(layer) -> int:
 
 
 def global_layer_sparsity(model: keras.Model, names: list[str], total: float, cap: float = 0.98) -> dict[str, float]:
-    """Per-layer sparsities from one magnitude threshold over the kernels of ``names`` such that the zeros
-    make up ``total`` of all their weights; no layer above ``cap`` (the excess goes to the others)."""
-    mags = {nm: np.sort(np.abs(model.get_layer(nm).kernel.numpy()).ravel()) for nm in names}
-    sizes = {nm: m.size for nm, m in mags.items()}
-    n_all = sum(sizes.values())
-    if not n_all or total <= 0:
+    """Per-layer sparsities from one magnitude ranking over the kernels of ``names`` such that the zeros make up
+    ``total`` of all their weights; no layer above ``cap`` (the excess goes to the others: ``capped_global_counts``)."""
+    if total <= 0:
         return {nm: 0.0 for nm in names}
-
-    def at(threshold: float) -> dict[str, float]:
-        return {nm: min(np.searchsorted(m, threshold, side="right") / m.size, cap) for nm, m in mags.items()}
-
-    lo, hi = 0.0, float(max(m[-1] for m in mags.values()))
-    for _ in range(60):  # bisection on the threshold; sparsity is monotone in it
-        mid = (lo + hi) / 2
-        s = at(mid)
-        if sum(s[nm] * sizes[nm] for nm in names) / n_all < total:
-            lo = mid
-        else:
-            hi = mid
-    return {nm: float(v) for nm, v in at(hi).items()}
+    mags = {nm: np.abs(model.get_layer(nm).kernel.numpy()) for nm in names}
+    return {nm: count / mags[nm].size for nm, count in capped_global_counts(mags, total, cap).items()}
 
 
 def prune(model: keras.Model, config: PruneConfig = PruneConfig(), *, total_steps: int | None = None) -> keras.Model:

@@ -10,6 +10,10 @@ initialization, then training with that mask held fixed.
   connection sensitivities |g * w| on real data) and GraSP (Wang et al. arXiv 2002.07376: score -w * (H g), remove
   the highest, as the official code ``pruner/GraSP.py`` does, with its temperature on the logits).
   SNIP and GraSP rank globally (``distribution="global"``, the papers) or per layer with the counts of a distribution.
+  A global ranking can cut a layer whole (*layer collapse*, Tanaka et al. arXiv 2006.05467; benchmarks/pruning_criteria.py
+  records each run's layer sparsities: SNIP at 90% on its MobileNetV2 cut ``head_conv`` whole and trained to chance);
+  ``max_layer_sparsity`` caps each layer's share of zeros (the rest of the count goes to the other layers in the
+  same ranking), and training from masks that cut a layer whole says so before it starts.
 
 Masks are the dicts of :mod:`edgeopt.compress.masks`; training keeps them with its :class:`MaskCallback`, so the
 result is a plain Keras model whose zeros survive export.
@@ -27,7 +31,8 @@ from edgeopt._keras import keras, tf
 from edgeopt.compress import policy as _policy
 from edgeopt.compress.derivatives import KeepState, LossDerivatives
 from edgeopt.compress.graph import clone_with_weights, require_functional
-from edgeopt.compress.masks import Masks, MaskCallback, apply_masks, kernel_of, mask_sparsity, masks_of, prunable_layers, prune_by_score
+from edgeopt.compress.masks import (Masks, MaskCallback, apply_masks, capped_global_counts, kernel_of, mask_sparsity, masks_of, prunable_layers,
+                                    prune_by_score)
 from edgeopt.config import Config
 from edgeopt.train import TrainConfig, fit
 
@@ -106,9 +111,12 @@ def random_masks(model: keras.Model, names: Sequence[str], sparsity: float, dist
     return masks_from_scores({n: rng.random(s) for n, s in shapes.items()}, zero_counts(shapes, layer_sparsities(shapes, sparsity, distribution)))
 
 
-def masks_at_init(scores: Mapping[str, np.ndarray], sparsity: float, distribution: str) -> Masks:
-    """Masks keeping the highest ``scores``: one global ranking (``global``, ``round(sparsity * all)`` zeros) or the
-    per-layer counts of ``uniform`` / ``erk``."""
+def masks_at_init(scores: Mapping[str, np.ndarray], sparsity: float, distribution: str, max_layer_sparsity: float | None = None) -> Masks:
+    """Masks keeping the highest ``scores``: one global ranking (``global``, ``round(sparsity * all)`` zeros; with
+    ``max_layer_sparsity``, no layer above it: :func:`~edgeopt.compress.masks.capped_global_counts`) or the per-layer
+    counts of ``uniform`` / ``erk``."""
+    if distribution == "global" and max_layer_sparsity is not None:
+        return masks_from_scores(scores, capped_global_counts(scores, sparsity, max_layer_sparsity))
     if distribution == "global":
         return prune_by_score(scores, {n: np.ones(np.shape(s), np.float32) for n, s in scores.items()}, sparsity, scope="global")
     shapes = {n: np.shape(s) for n, s in scores.items()}
@@ -194,15 +202,25 @@ class SparseConfig(Config):
 @dataclass(frozen=True)
 class SNIPConfig(SparseConfig):
     """SNIP: ``batches`` training batches for the sensitivities; ``distribution="global"`` ranks all layers
-    together as the paper does, ``uniform`` / ``erk`` keep each layer's count of that distribution."""
+    together as the paper does, ``uniform`` / ``erk`` keep each layer's count of that distribution.
+    ``max_layer_sparsity`` (global ranking only; None = the paper's uncapped ranking): no layer loses more than this
+    fraction of its weights, e.g. 0.98 as global magnitude pruning's default, so none is cut whole."""
 
     distribution: str = "global"
     batches: int = 1
+    max_layer_sparsity: float | None = None
 
     def __post_init__(self):
         super().__post_init__()
         if self.batches < 1:
             raise ValueError(f"batches must be >= 1 (training batches for the gradient), got {self.batches}")
+        if self.max_layer_sparsity is not None:
+            if self.distribution != "global":
+                raise ValueError(f"max_layer_sparsity caps the global ranking; distribution {self.distribution!r} sets each layer's sparsity "
+                                 "itself: leave max_layer_sparsity unset or use distribution 'global'")
+            if not self.sparsity <= self.max_layer_sparsity < 1.0:
+                raise ValueError(f"max_layer_sparsity must be in [sparsity, 1) = [{self.sparsity:g}, 1) (at or above the overall target, "
+                                 f"below a whole layer), got {self.max_layer_sparsity}")
 
     @classmethod
     def _distributions(cls) -> tuple[str, ...]:
@@ -239,8 +257,13 @@ class SparseTrainResult:
     mask_updates: int = 0
     changed_fraction: float = 0.0
 
+    @property
+    def collapsed_layers(self) -> list[str]:
+        """Layers whose final mask keeps no weight (layer collapse)."""
+        return [n for n, s in self.layer_sparsity.items() if s >= 1.0]
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "collapsed_layers": self.collapsed_layers}
 
 
 def train_with_masks(model: keras.Model, splits, masks: Masks, config: SparseConfig, method: str, callback: MaskCallback | None = None,
@@ -248,6 +271,11 @@ def train_with_masks(model: keras.Model, splits, masks: Masks, config: SparseCon
     """Train ``model`` in place from ``masks`` (kept by ``callback``, a fixed :class:`MaskCallback` by default) and
     measure what it became."""
     callback = callback or MaskCallback(masks)
+    dead = [n for n, m in masks.items() if not m.any()]
+    if dead:
+        print(f"{method}: the masks keep no weight of layer{'s' if len(dead) > 1 else ''} {', '.join(dead)} (layer collapse): what flows through "
+              f"{'them' if len(dead) > 1 else 'it'} is lost and the model may train to chance; cap each layer with max_layer_sparsity (e.g. 0.98) "
+              "or use distribution 'erk'", flush=True)
     apply_masks(model, masks)
     start = time.perf_counter()
     result = fit(model, splits, config.train, callbacks=[callback])
@@ -270,7 +298,8 @@ def snip(model: keras.Model, splits, config: SNIPConfig = SNIPConfig()) -> tuple
     """SNIP: masks from the connection sensitivities of the (untrained) ``model`` on ``config.batches`` training
     batches, then training with the masks fixed. Returns a trained copy (plain Keras, exact zeros) and its result."""
     work, names = sparse_copy(model, config, "edgeopt.compress.sparse_init.snip")
-    masks = masks_at_init(snip_scores(work, training_batches(splits, config.batches), names), config.sparsity, config.distribution)
+    masks = masks_at_init(snip_scores(work, training_batches(splits, config.batches), names), config.sparsity, config.distribution,
+                          config.max_layer_sparsity)
     return work, train_with_masks(work, splits, masks, config, "snip")
 
 
@@ -279,7 +308,8 @@ def grasp(model: keras.Model, splits, config: GraSPConfig = GraSPConfig()) -> tu
     train with the masks fixed. Returns a trained copy and its result."""
     work, names = sparse_copy(model, config, "edgeopt.compress.sparse_init.grasp")
     scores = grasp_scores(work, training_batches(splits, config.batches), names, config.temperature)
-    masks = masks_at_init({n: -s for n, s in scores.items()}, config.sparsity, config.distribution)  # keep = lowest GraSP score
+    masks = masks_at_init({n: -s for n, s in scores.items()}, config.sparsity, config.distribution,  # keep = lowest GraSP score
+                          config.max_layer_sparsity)
     return work, train_with_masks(work, splits, masks, config, "grasp")
 
 
