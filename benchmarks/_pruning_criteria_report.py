@@ -24,7 +24,7 @@ PLOTS = ("pruning_criteria_structured.png", "pruning_criteria_unstructured.png")
 # magnitude targets at 50% (0.5 point) and 75% (1 point)
 TARGETS = {"latency_2x": 0.5, "drop_2x": 0.5, "drop_50": 0.5, "drop_75": 1.0}
 NAMES = {"l1": "magnitude (L1)", "l2": "L2", "fpgm": "FPGM", "apoz": "APoZ", "taylor": "Taylor", "obd_fisher": "OBD (Fisher)", "activation": "activation",
-         "snip": "SNIP", "grasp": "GraSP", "set": "SET", "rigl": "RigL", "dense": "dense"}
+         "snip": "SNIP", "grasp": "GraSP", "set": "SET", "rigl": "RigL", "dense": "dense", "snip_capped": "SNIP capped"}
 FILTER_NAMES = {**NAMES, "l1": "L1 norm"}
 # numbers in the findings that are not results: the targets, the variants' names (50%, 75%, 90%; budgets 0.5x,
 # 0.33x and 0.75x), the model width, the 95% of the sampling interval
@@ -218,7 +218,7 @@ def tables_markdown(data: dict) -> str:
                  f"{sc['train']['weight_decay']:g}, label smoothing {sc['train']['label_smoothing']:g}, no augmentation): a shorter "
                  f"dense-equivalent budget than the baseline's {s['baseline_train_steps']:,} training + {s['steps']:,} fine-tune steps, the same "
                  "for every from-scratch row, and the dense model trained the same way is their reference. SNIP and GraSP: masks at "
-                 "initialization from one training batch, ranked globally, fixed; SET and RigL: ERK masks, drop "
+                 f"initialization from one training batch, ranked globally, fixed{_capped_note(sc)}; SET and RigL: ERK masks, drop "
                  f"{sc['dynamic']['drop_fraction']:g} of each layer's live weights every {sc['dynamic']['update_every']} steps until "
                  f"{100 * sc['dynamic']['end_fraction']:g}% of training ({sc['dynamic']['schedule']} decay). The first convolution stays "
                  "dense: 'masked sparsity' is over the masked layers, 'kernel sparsity' over every conv/dense kernel."), ""]
@@ -424,7 +424,33 @@ def _scratch_bullets(data: dict, rows: dict) -> list[str]:
                 f"{_method(best)}, is {gap:+.2f} points (noise ±{gap_noise:.2f}) from magnitude-pruning the well-trained "
                 f"baseline with {s['steps']:,} fine-tune steps.")
         out += wrap(text, "* ")
-    return out + _collapse_bullets(data["scratch"])
+    return out + _collapse_bullets(data["scratch"]) + _capped_bullets(data, rows)
+
+
+def _capped_note(sc: dict) -> str:
+    """How the capped SNIP row differs (for the table's description); empty for data without it."""
+    cap = sc.get("capped")
+    return (f" (`{cap['variant']}`: SNIP's ranking with no layer above {100 * cap['max_layer_sparsity']:g}% zeros, `max_layer_sparsity`: the "
+            "rest of the count goes to the other layers in the same ranking)") if cap else ""
+
+
+def _capped_bullets(data: dict, rows: dict) -> list[str]:
+    """The capped SNIP row against uncapped SNIP at the same sparsity and the dense reference."""
+    cap = data["settings"]["scratch"].get("capped")
+    capped = [r for name, r in rows.items() if cap and name.split(" ")[0] == cap["variant"]]
+    if not capped:
+        return []
+    r = capped[0]
+    level = r["variant"].split(" ", 1)[1]
+    by = _by_variant(data["scratch"])
+    plain = rows.get(f"{cap['method']} {level}")
+    gap, gap_noise = _noise_between(by[r["variant"]], by[plain["variant"]], data["test_images"]) if plain else (None, None)
+    leftover = sorted({n for run in by[r["variant"]] for n in collapsed_layers(run)})
+    text = (f"Capping each layer at {100 * cap['max_layer_sparsity']:g}% zeros (`max_layer_sparsity`), SNIP {level} reaches {_acc(r)} "
+            f"({signed_pm(r['diff'], r['diff_std'])}: **{_VS_DENSE[r['verdict']]}**)"
+            + (f", {gap:+.2f} points from uncapped SNIP {level} (noise ±{gap_noise:.2f}, {verdict(gap / 100, gap_noise / 100)})" if plain else "")
+            + ("; no layer of those runs was cut whole." if not leftover else f"; still cut whole: {', '.join(f'`{n}`' for n in leftover)}."))
+    return wrap(text, "* ")
 
 
 def collapsed_layers(run: dict) -> list[str]:

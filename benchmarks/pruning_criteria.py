@@ -16,8 +16,10 @@ keep stay in runs/bench_cache/, and a job whose file a later job needs but a fre
   are in the structured part only.
 * ``scratch``: SNIP and GraSP (masks at init, global ranking, fixed), SET and RigL (ERK, drop 0.3 with cosine decay
   every 100 steps until 75% of training) trained from scratch at 50/75/90%, plus a dense model trained the same
-  way as their reference. The baseline trained 24 epochs (10,704 steps) before its 1,200-step fine-tunes; 39 runs
-  of 11,904 steps would take about 45 h here, so every from-scratch row trains a shorter dense-equivalent budget
+  way as their reference; and SNIP at 90% again with each layer capped at 98% zeros (``max_layer_sparsity``: SNIP's
+  global ranking cut MobileNetV2's ``head_conv`` whole there, layer collapse). The baseline trained 24 epochs (10,704
+  steps) before its 1,200-step fine-tunes; 42 runs of 11,904 steps would take about 48 h here, so every from-scratch
+  row trains a shorter dense-equivalent budget
   of 4 epochs (1,784 steps; the baseline recipe's Adam 0.004, 3% warm-up, cosine, weight decay 0.05, label
   smoothing 0.1; no augmentation) and is compared with the dense model trained those same steps.
 * ``structured``: filter saliency ``l1``, ``fpgm``, ``apoz``, ``taylor``, ``obd_fisher`` removing 50% and 75% of every
@@ -49,10 +51,10 @@ reported model (Keras and its int8 .tflite). The run writes the raw per-seed res
 benchmarks/pruning_criteria.json and renders pruning_criteria.md, .csv, the plots and pruning_criteria_findings.md
 (benchmarks/_pruning_criteria_report.py, no TensorFlow).
 
-Full run, about 22 h on 2 idle cores (27 unstructured and 30 structured runs of 1,200 steps, 39 from-scratch runs
+Full run, about 23 h on 2 idle cores (27 unstructured and 30 structured runs of 1,200 steps, 42 from-scratch runs
 of 1,784 steps, at about 0.42 s a step with TensorFlow's oneDNN kernels (filter-pruned 0.2; about twice that without
-oneDNN), 50 s of measuring each, 80 s a round for OBD's per-image Fisher: unstructured 4.9 h, scratch 8.9 h,
-structured 3.0 h, budget 1.9 h, regularization 3.3 h; cost table
+oneDNN), 50 s of measuring each, 80 s a round for OBD's per-image Fisher: unstructured 4.9 h, scratch 9.5 h,
+structured 3.0 h, budget 2.4 h, regularization 3.3 h; cost table
 29 min: 66 int8 conversions and 390 timings, see TABLE_SECONDS; 9 budget runs; 20 L1 fine-tunes), about twice
 that while another training shares the cores; it prints its own estimate first. Parts can run one at a time
 (``--part``); the report needs all of them:
@@ -95,6 +97,8 @@ RATIOS = (0.5, 0.75)  # share of each internal group's channels removed
 # and 1.0 s once traced (14 s to trace), where all 32 at once took 5.7 GB
 SALIENCY = {"batches": 16, "fisher": "sample", "fisher_chunk": 4}
 SCRATCH_METHODS = ("snip", "grasp", "set", "rigl")
+# SNIP's global ranking cut a layer whole at 90% (layer collapse); the same masks with each layer capped, at the highest sparsity only
+SCRATCH_CAPPED = {"variant": "snip_capped", "method": "snip", "max_layer_sparsity": 0.98}
 SCRATCH_EPOCHS = 4
 SCRATCH_TRAIN = {"learning_rate": 0.004, "warmup_fraction": 0.03, "weight_decay": 0.05, "label_smoothing": 0.1}  # the baseline recipe's
 DYNAMIC = {"drop_fraction": 0.3, "update_every": 100, "end_fraction": 0.75, "schedule": "cosine"}  # RigL's defaults
@@ -189,8 +193,9 @@ class Plan:
         if part == "unstructured":
             return [("dense", None)] + [(f"{c} {pct(s)}", seed) for seed in seeds for s in self.sparsities for c in WEIGHT_CRITERIA]
         if part == "scratch":
-            return [(f"{m} {pct(s)}" if m != "dense" else "dense", seed) for seed in seeds for m in ("dense",) + SCRATCH_METHODS
-                    for s in (self.sparsities if m != "dense" else (None,))]
+            return ([(f"{m} {pct(s)}" if m != "dense" else "dense", seed) for seed in seeds for m in ("dense",) + SCRATCH_METHODS
+                     for s in (self.sparsities if m != "dense" else (None,))]
+                    + [(f"{SCRATCH_CAPPED['variant']} {pct(max(self.sparsities))}", seed) for seed in seeds])
         if part == "structured":
             return [(f"{c} {pct(r)}", seed) for seed in seeds for r in self.ratios for c in FILTER_CRITERIA]
         if part == "budget":
@@ -212,7 +217,7 @@ class Plan:
         if part == "structured":
             return steps * SECONDS_PER_STEP["filters"] + run + rounds * SCORE_SECONDS[criterion]
         if part == "scratch":
-            extra = {"rigl": 40, "grasp": 30, "snip": 10}.get(criterion, 0)
+            extra = {"rigl": 40, "grasp": 30, "snip": 10, SCRATCH_CAPPED["variant"]: 10}.get(criterion, 0)
             return self.scratch_steps_estimate * SECONDS_PER_STEP["dense"] + run + extra
         if part == "budget":
             ratio = float(variant.split(" ")[1].rstrip("x"))
@@ -333,7 +338,8 @@ class Run(BaselineRun):
 
     def scratch(self, variant: str, seed: int) -> dict:
         """A fresh model of the baseline's architecture (initial weights from ``seed``), trained from scratch: dense, or
-        sparse by one of :data:`SCRATCH_METHODS` (``edgeopt.compress.sparse_training.sparse_train``)."""
+        sparse by one of :data:`SCRATCH_METHODS` (``edgeopt.compress.sparse_training.sparse_train``), or SNIP with each layer capped
+        (:data:`SCRATCH_CAPPED`)."""
         from edgeopt import TrainConfig, fit, keras  # lazy: as above
         from edgeopt.compress.sparse_training import METHODS, sparse_train
 
@@ -349,6 +355,9 @@ class Run(BaselineRun):
             method, level = variant.split(" ")
             sparsity = float(level.rstrip("%")) / 100
             extra = self.plan.dynamic if method in ("set", "rigl") else {}
+            if method == SCRATCH_CAPPED["variant"]:
+                method, extra = SCRATCH_CAPPED["method"], {"max_layer_sparsity": SCRATCH_CAPPED["max_layer_sparsity"]}
+                fields["max_layer_sparsity"] = SCRATCH_CAPPED["max_layer_sparsity"]
             model, result = sparse_train(model, splits, method, METHODS.get(method).config_cls(sparsity=sparsity, train=train, seed=seed, **extra))
             fields |= {"sparsity": sparsity, "val_top1": result.val_top1, "masked_sparsity": result.sparsity, "distribution": result.config["distribution"],
                        "mask_updates": result.mask_updates, "changed_fraction": result.changed_fraction,
@@ -559,7 +568,8 @@ class Run(BaselineRun):
                          "calibration": plan.calibration, "saliency": plan.saliency, "sparsities": list(plan.sparsities), "ratios": list(plan.ratios),
                          "weight_criteria": list(WEIGHT_CRITERIA), "filter_criteria": list(FILTER_CRITERIA),
                          "baseline_epochs": BASELINE_EPOCHS, "baseline_train_steps": BASELINE_EPOCHS * math.ceil(self.splits.sizes["train"] / 128),
-                         "scratch": {"epochs": plan.scratch_epochs, "steps": plan.scratch_epochs * per_epoch, "train": SCRATCH_TRAIN, "dynamic": plan.dynamic},
+                         "scratch": {"epochs": plan.scratch_epochs, "steps": plan.scratch_epochs * per_epoch, "train": SCRATCH_TRAIN, "dynamic": plan.dynamic,
+                                     "capped": SCRATCH_CAPPED},
                          "budget": {**plan.budget, "ratios": list(BUDGET_RATIOS)}, "l1": {"strengths": list(plan.strengths), "sparsities": list(plan.l1_sparsities),
                                                                                          "dense_slack": L1_DENSE_SLACK},
                          "latency": {**plan.latency, "rounds": plan.latency_rounds}},

@@ -45,6 +45,9 @@ def fake_data(seed: int = 0) -> dict:
                      distribution="global" if i < 2 else "erk", mask_updates=13 * (i > 1), changed_fraction=0.2 * (i > 1),
                      layer_sparsity={"block1_project": 0.8 * s, "head_conv": 1.0 if (m, s, sd) == ("snip", 0.9, 0) else s})
                 for sd in SEEDS for s in sparsities for i, m in enumerate(("snip", "grasp", "set", "rigl"))]
+    scratch += [_run(rng, "snip_capped 90%", sd, 0.905, kernel_sparsity=0.9 * 0.97, method="snip_capped", sparsity=0.9, masked_sparsity=0.9,
+                     distribution="global", mask_updates=0, changed_fraction=0.0, max_layer_sparsity=0.98,
+                     layer_sparsity={"block1_project": 0.72, "head_conv": 0.98}) for sd in SEEDS]
     for r in scratch:
         r["steps"] = 1784
     structured = [_run(rng, f"{c} {pct(r)}", sd, 0.934 - 0.02 * r - 0.002 * i, macs=int(5_900_000 * (1 - 0.55 * r)), criterion=c, ratio=r, rounds=[])
@@ -81,7 +84,8 @@ def fake_data(seed: int = 0) -> dict:
                      "weight_criteria": list(WEIGHT_CRITERIA), "filter_criteria": list(FILTER_CRITERIA), "baseline_epochs": 24, "baseline_train_steps": 10_704,
                      "scratch": {"epochs": 4, "steps": 1784, "train": {"learning_rate": 0.004, "warmup_fraction": 0.03, "weight_decay": 0.05,
                                                                         "label_smoothing": 0.1},
-                                 "dynamic": {"drop_fraction": 0.3, "update_every": 100, "end_fraction": 0.75, "schedule": "cosine"}},
+                                 "dynamic": {"drop_fraction": 0.3, "update_every": 100, "end_fraction": 0.75, "schedule": "cosine"},
+                                 "capped": {"variant": "snip_capped", "method": "snip", "max_layer_sparsity": 0.98}},
                      "budget": {**BUDGET, "ratios": list(BUDGET_RATIOS)},
                      "l1": {"strengths": list(L1_STRENGTHS), "sparsities": [0.75, 0.9], "dense_slack": 0.005},
                      "latency": {"threads": 1, "runs": 30, "min_seconds": 0.2, "rounds": 7}},
@@ -106,9 +110,9 @@ def test_findings_and_tables_render(data):
     for text in ("### Latency budget", "### Structured", "### Unstructured", "### Sparse training from scratch", "### L1 regularization"):
         assert text in findings
     rows = report.summary(data)
-    # one row per variant of every part: baseline, 9 unstructured, 1 + 12 from scratch, 10 structured, 3 budget, 4 regularization
-    assert len(rows) == 1 + 9 + 13 + 10 + 3 + 4
-    assert sum(line.startswith("| ") for line in tables.splitlines()) == (1 + 9) + (1 + 13) + (1 + 1 + 10) + (1 + 3) + (1 + 4) + (1 + 4) + (1 + 117)
+    # one row per variant of every part: baseline, 9 unstructured, 1 + 12 + 1 (capped SNIP) from scratch, 10 structured, 3 budget, 4 regularization
+    assert len(rows) == 1 + 9 + 14 + 10 + 3 + 4
+    assert sum(line.startswith("| ") for line in tables.splitlines()) == (1 + 9) + (1 + 14) + (1 + 1 + 10) + (1 + 3) + (1 + 4) + (1 + 4) + (1 + 120)
 
 
 def test_every_number_in_the_findings_comes_from_the_data(data):
@@ -141,6 +145,23 @@ def test_layer_collapse_is_named_from_the_recorded_layer_sparsity(data):
     assert _collapse_bullet(old).endswith("runs cached before that field do not: GraSP 50% seed 1.")
     none = {**data, "scratch": [{**r, "layer_sparsity": {k: min(v, 0.99) for k, v in r.get("layer_sparsity", {}).items()}} for r in data["scratch"]]}
     assert "no from-scratch run cut a layer whole" in _collapse_bullet(none) and "`head_conv`" not in _collapse_bullet(none)
+
+
+def test_capped_snip_is_compared_with_uncapped_snip_and_dense(data):
+    """The capped SNIP row: its cap from the settings, its verdict against dense, its gap to uncapped SNIP at the same
+    sparsity with the noise between them; data from before the capped row renders without it."""
+    text = " ".join(report.findings_markdown(data).split("### Sparse training from scratch")[1].split("###")[0].split())
+    rows = {r["variant"]: r for r in report.summary(data) if r["section"] == "scratch"}
+    capped, plain = rows["snip_capped 90%"], rows["snip 90%"]
+    by = {v: [r["int8_top1"] for r in data["scratch"] if r["variant"] == v] for v in ("snip_capped 90%", "snip 90%")}
+    gap = 100 * (np.mean(by["snip_capped 90%"]) - np.mean(by["snip 90%"]))
+    assert f"Capping each layer at 98% zeros (`max_layer_sparsity`), SNIP 90% reaches {100 * capped['int8_top1']:.2f}" in text
+    assert f"{gap:+.2f} points from uncapped SNIP 90%" in text and "no layer of those runs was cut whole." in text
+    assert capped["reference"] == "dense" and plain["int8_top1"] < capped["int8_top1"]
+    assert "`snip_capped`: SNIP's ranking with no layer above 98% zeros" in report.tables_markdown(data)
+    old = {**data, "scratch": [r for r in data["scratch"] if r["method"] != "snip_capped"],
+           "settings": {**data["settings"], "scratch": {k: v for k, v in data["settings"]["scratch"].items() if k != "capped"}}}
+    assert "Capping each layer" not in report.findings_markdown(old) and "snip_capped" not in report.tables_markdown(old)
 
 
 def test_an_int8_conversion_loss_is_named(data):
@@ -275,12 +296,12 @@ def test_table_estimate_counts_the_tables_conversions_and_timings_on_the_baselin
 def test_plan_jobs_follow_the_settings():
     full = Plan(argparse.Namespace(quick=False, finetune_steps=1200, seeds=3))
     assert len(full.jobs("unstructured")) == 1 + 3 * 3 * len(WEIGHT_CRITERIA)
-    assert len(full.jobs("scratch")) == 3 * (1 + 4 * 3)
+    assert len(full.jobs("scratch")) == 3 * (1 + 4 * 3 + 1) and full.jobs("scratch")[-3:] == [("snip_capped 90%", s) for s in SEEDS]  # capped SNIP at 90%, last
     assert len(full.jobs("structured")) == 3 * 2 * len(FILTER_CRITERIA)
     assert len(full.jobs("budget")) == 1 + 3 * len(BUDGET_RATIOS)
     assert len(full.jobs("regularization")) == 3 + len(L1_STRENGTHS) + 2 + 3 * 2 * 2
     assert full.estimate() == sum(full.seconds(p, v) for p in PARTS for v, _ in full.jobs(p))
-    assert 20 * 3600 < full.estimate() < 24 * 3600  # the docstring's "about 22 h"
+    assert 20 * 3600 < full.estimate() < 24 * 3600  # the docstring's "about 23 h"
     quick = Plan(argparse.Namespace(quick=True, finetune_steps=1200, seeds=3))
     assert quick.seeds == [0] and quick.estimate() < full.estimate() / 40
 
