@@ -129,9 +129,10 @@ def capped_global_counts(scores: Mapping[str, np.ndarray], fraction: float, cap:
     while True:
         rest = [n for n in scores if n not in capped]
         budget = k - sum(capped.values())
-        owner = np.concatenate([np.full(sizes[n], i) for i, n in enumerate(rest)]) if rest else np.zeros(0, int)
         flat = np.concatenate([np.asarray(scores[n], np.float64).ravel() for n in rest]) if rest else np.zeros(0)
-        counts = np.bincount(owner[np.argsort(flat, kind="stable")[:budget]], minlength=len(rest))
+        starts = np.cumsum([0] + [sizes[n] for n in rest[:-1]])  # where each layer begins in ``flat``
+        owner = np.searchsorted(starts, np.argsort(flat, kind="stable")[:budget], side="right") - 1
+        counts = np.bincount(owner, minlength=len(rest))
         over = {n: limit[n] for i, n in enumerate(rest) if counts[i] > limit[n]}
         if not over:
             return {n: capped[n] if n in capped else int(counts[rest.index(n)]) for n in scores}
