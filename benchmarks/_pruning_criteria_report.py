@@ -351,11 +351,17 @@ def _repair_text(part: str, r: dict) -> str:
             f"{worst['op']} output, channel SNR {worst['channel_snr_db']:.1f} dB; likely cause: {_CAUSES[worst['cause']](worst)}. ")
     if len(steps) == 1:
         return text + "auto_fallback found no layer to keep float."
-    kept = ", ".join(f"`{n}`" for n in steps[-1]["float_layers"])
-    return text + (f"Keeping {kept} float (auto_fallback, {plural(len(steps) - 1, 'step')} chosen on {fix['val_images']:,} validation images, "
-                   f"{'within' if fix['reached'] else 'not within'} {fix['target_points']:g} points of Keras there) gives int8 test top-1 "
-                   f"{_pct(fix['test_top1'])}% ({100 * (fix['test_top1'] - r['int8_top1']):+.2f} points over the all-int8 file), "
-                   f"{steps[-1]['size_cost_bytes']:,} bytes larger.")
+    chosen = fix.get("chosen", len(steps) - 1)  # results cached before auto_fallback chose its best step measured its last
+    pick, gaps = steps[chosen], " -> ".join(f"{s['gap_points']:.2f}" for s in steps)
+    kept = ", ".join(f"`{n}`" for n in pick["float_layers"]) or "no layer"
+    text += (f"auto_fallback kept float, one more worst tensor's layers a step, up to {', '.join(f'`{n}`' for n in steps[-1]['float_layers'])}: "
+             f"the gap to Keras on {fix['val_images']:,} validation images went {gaps} points. The file it "
+             f"{'chose there' if 'chosen' in fix else 'returned (its last step: cached before it chose the best one)'} keeps {kept} float "
+             f"({'within' if fix['reached'] else 'not within'} its {fix['target_points']:g}-point target) and scores {_pct(fix['test_top1'])}% int8 "
+             f"test top-1 ({100 * (fix['test_top1'] - r['int8_top1']):+.2f} points over the all-int8 file), {pick['size_cost_bytes']:,} bytes larger.")
+    if min(s["gap_points"] for s in steps[1:]) >= steps[0]["gap_points"]:
+        text += " Keeping the worst tensors' layers float won nothing back: the loss is spread over many layers, not one layer's."
+    return text
 
 _QUICK_NOTE = ["**A `--quick` smoke run**: the untrained stand-in model, a few steps, one seed; the numbers test the code, not the methods.", ""]
 _VS_MAGNITUDE = {"met": "better than magnitude", "missed": "worse than magnitude", "within noise": "no different from magnitude beyond noise"}

@@ -281,8 +281,8 @@ class Run(BaselineRun):
     def int8_repair(self, model, calibration) -> dict:
         """Where the int8 conversion of ``model`` (calibrated on ``calibration``) lost accuracy and what keeping layers float
         wins back: the worst tensors of ``quantize_report`` (debugged on validation images), ``auto_fallback``'s steps (the
-        layers kept float, each file's validation top-1; chosen on validation) and the int8 test top-1 of its last file
-        (the test split read once for that model)."""
+        layers kept float, each file's validation top-1) and the int8 test top-1 of the file it chose on validation (the
+        test split read once for that model)."""
         from edgeopt import PrecisionConfig, auto_fallback, quantize_report  # lazy: as above
         from edgeopt.bench import evaluate_tflite
 
@@ -291,10 +291,8 @@ class Run(BaselineRun):
         report = quantize_report(model, None, calibration, debug_data=debug, num_calibration=len(calibration))
         result = auto_fallback(model, calibration, PrecisionConfig(auto_fallback=INT8_REPAIR["points"], max_fallback_steps=INT8_REPAIR["steps"]),
                                val_data=self.splits.val, preprocessing=self.splits.preprocessing, num_calibration=len(calibration), report=report)
-        steps = [{**{k: v for k, v in step.items() if k != "top1"}, "val_top1": step["top1"]} for step in result.to_dict(report=False)["steps"]]
-        return {"worst_tensors": report.to_dict()["rows"][:INT8_REPAIR["rows"]], "tensors": len(report.rows), "debug_images": len(debug),
-                "float_val_top1": result.float_top1, "val_images": result.val_images, "target_points": INT8_REPAIR["points"],
-                "reached": result.reached, "steps": steps, "test_top1": evaluate_tflite(result.files[-1], self.splits.test).top1}
+        return {**result.metrics(INT8_REPAIR["rows"]), "tensors": len(report.rows), "debug_images": len(debug),
+                "test_top1": evaluate_tflite(result.files[result.chosen], self.splits.test).top1}
 
     def dense(self, *_) -> dict:
         """The baseline as it is: validation, Keras and int8 test top-1 (calibration seed 0), cost, near-zero weights."""

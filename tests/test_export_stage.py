@@ -120,10 +120,11 @@ def test_auto_fallback_stage_records_each_step_and_ships_the_chosen_one(model_fi
     for s in steps:
         assert s["gap_points"] == pytest.approx((fb["float_val_top1"] - s["val_top1"]) * 100)
         assert s["size_cost_bytes"] == s["size_bytes"] - steps[0]["size_bytes"]
-    assert fb["reached"] == (steps[-1]["gap_points"] <= 1.0) and metrics["float_layers"] == ["conv1", "dw"]
+    assert fb["chosen"] == 1 and fb["reached"] == (steps[1]["gap_points"] <= 1.0) and metrics["float_layers"] == ["conv1", "dw"]
     manifest = export.read_manifest(tmp_path / "model.tflite")
     assert manifest["keep_float"]["layers"] == ["conv1", "dw"]
     assert manifest["source"]["auto_fallback"]["val_gap_points"] == [round(s["gap_points"], 4) for s in steps]
+    assert manifest["source"]["auto_fallback"]["chosen_step"] == 1
     # the shipped file is the chosen step's: calibrated on the same images, it scores the same on the same validation images
     assert manifest["verification"]["samples"] == fb["val_images"] and manifest["verification"]["tflite_top1"] == steps[-1]["val_top1"]
     assert json.loads(json.dumps(out.metrics)) == out.metrics  # plain JSON data: result.json holds the same

@@ -26,12 +26,13 @@ def test_a_conversion_loss_beyond_noise_is_diagnosed_and_repaired(models, digits
     noise = sampling_interval(row["keras_top1"], digits_splits.sizes["test"])
     assert row["keras_top1"] - row["int8_top1"] > noise and len(data) == row["int8_bytes"]
     repair = row["int8_repair"]
-    assert list(repair["worst_tensors"][0]["layers"]) == ["conv1"]  # the outlier channel's layer ranks first
+    assert repair["worst_tensors"][0]["layers"] == ["conv1"] and repair["worst_tensors"][0]["cause"] == "outlier_channels"  # ranks first
     assert len(repair["worst_tensors"]) == INT8_REPAIR["rows"] <= repair["tensors"]
     assert repair["debug_images"] == min(INT8_REPAIR["debug_images"], digits_splits.sizes["val"])
     steps = repair["steps"]
-    assert list(steps[0]["float_layers"]) == [] and list(steps[-1]["float_layers"]) == ["conv1", "dw"] and len(steps) <= INT8_REPAIR["steps"] + 1
-    assert steps[-1]["val_top1"] > steps[0]["val_top1"] and repair["reached"] == (steps[-1]["gap_points"] <= INT8_REPAIR["points"])
+    assert steps[0]["float_layers"] == [] and steps[-1]["float_layers"] == ["conv1", "dw"] and len(steps) <= INT8_REPAIR["steps"] + 1
+    assert steps[-1]["val_top1"] > steps[0]["val_top1"] and repair["chosen"] == len(steps) - 1  # the best step on validation
+    assert repair["reached"] == (steps[-1]["gap_points"] <= INT8_REPAIR["points"])
     assert repair["test_top1"] - row["int8_top1"] > noise  # keeping the culprit float wins the loss back on the test images too
     clean_row, _ = Run.measure(run, clean, 0)
     assert clean_row["keras_top1"] - clean_row["int8_top1"] <= noise and "int8_repair" not in clean_row

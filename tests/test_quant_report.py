@@ -8,6 +8,7 @@ other channels get a few levels each (what cross-layer equalization undoes in Mo
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -287,6 +288,24 @@ def test_auto_fallback_wins_back_accuracy(models, digits_splits, report):
     assert result.reached == (last.gap_points <= 1.0) and result.val_images == digits_splits.sizes["val"]
     assert result.steps[1].gap_points == pytest.approx((result.float_top1 - result.steps[1].top1) * 100)
     assert "| 1 | conv1, dw |" in result.to_markdown() and result.to_dict()["steps"][1]["float_layers"] == ("conv1", "dw")
+
+
+def test_auto_fallback_ships_the_step_closest_to_keras_not_the_last(models, digits_splits, report, monkeypatch):
+    """When keeping the worst tensors float scores lower on validation (a loss spread over many layers does that), the
+    result's file and keep_float are the earlier, better step's: here every step after the first is made to score 0."""
+    real, files = export.verify, []
+
+    def later_steps_score_zero(model, data, inputs, labels=None):
+        files.append(data)
+        check = real(model, data, inputs, labels)
+        return check if len(files) == 1 else dataclasses.replace(check, tflite_top1=0.0)
+
+    monkeypatch.setattr(export, "verify", later_steps_score_zero)
+    result = qr.auto_fallback(models[1], digits_splits, export.PrecisionConfig(auto_fallback=1.0, max_fallback_steps=1),
+                              num_calibration=CALIBRATION, report=report)
+    assert len(result.steps) == 2 and result.steps[1].gap_points > result.steps[0].gap_points > 5
+    assert result.chosen == 0 and result.keep_float == () and result.artifact.model_bytes == files[0] == result.files[0]
+    assert not result.reached and result.metrics()["chosen"] == 0 and "chosen: step 0" in result.to_markdown()
 
 
 @pytest.mark.slow

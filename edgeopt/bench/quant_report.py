@@ -67,6 +67,7 @@ import numpy as np
 
 from edgeopt import export
 from edgeopt.bench.latency import interleaved_latency, median_ms
+from edgeopt.config import to_dict
 from edgeopt.data import load_dataset
 from edgeopt.models import load_model
 from edgeopt.tflite import flatbuffer, runtime
@@ -445,10 +446,12 @@ class FallbackStep:
 @dataclass(frozen=True)
 class FallbackResult:
     """What :func:`auto_fallback` tried: ``steps[0]`` is the int8 file with only the configured ``keep_float``,
-    each later step keeps the layers around one more of the report's worst tensors float. ``reached``: the last
-    step is within ``target_points`` of ``float_top1`` (validation top-1, fraction, of the Keras model).
-    ``latency``: how the steps were timed (None: not timed). ``artifact``: the last step's file, ``files``: every
-    step's .tflite bytes (neither serialized)."""
+    each later step keeps the layers around one more of the report's worst tensors float. ``chosen``: the index
+    of the step with the smallest validation gap (the earliest of equal ones: fewest layers float), which is not
+    always the last: when the loss is spread over many layers, keeping the worst ones float can score lower on
+    validation than the all-int8 file. ``reached``: the chosen step is within ``target_points`` of
+    ``float_top1`` (validation top-1, fraction, of the Keras model). ``latency``: how the steps were timed (None:
+    not timed). ``artifact``: the chosen step's file, ``files``: every step's .tflite bytes (neither serialized)."""
 
     model: str
     float_top1: float
@@ -456,6 +459,7 @@ class FallbackResult:
     val_images: int
     steps: tuple[FallbackStep, ...]
     reached: bool
+    chosen: int
     report: QuantReport
     artifact: export.Artifact | None = field(default=None, repr=False, compare=False)
     latency: dict | None = None
@@ -463,8 +467,17 @@ class FallbackResult:
 
     @property
     def keep_float(self) -> tuple[str, ...]:
-        """The layers the chosen (last) file keeps float: a ``keep_float`` list for :func:`edgeopt.export.to_tflite`."""
-        return self.steps[-1].float_layers
+        """The layers the chosen file keeps float: a ``keep_float`` list for :func:`edgeopt.export.to_tflite`."""
+        return self.steps[self.chosen].float_layers
+
+    def metrics(self, worst: int = 5) -> dict:
+        """What an export records of this result, as JSON reads it (lists): the target, the chosen step, every step
+        (validation top-1 as ``val_top1``, gap, size and latency cost) and the ``worst`` worst tensors of the report
+        with the fields their likely cause is read from (:data:`WORST_FIELDS`)."""
+        steps = [{**{k: v for k, v in s.items() if k != "top1"}, "val_top1": s["top1"]} for s in self.to_dict(report=False)["steps"]]
+        rows = [{k: r[k] for k in WORST_FIELDS} for r in self.report.to_dict()["rows"][:worst]]
+        return to_dict({"target_points": self.target_points, "reached": self.reached, "chosen": self.chosen, "float_val_top1": self.float_top1,
+                        "val_images": self.val_images, "latency": self.latency, "steps": steps, "worst_tensors": rows})
 
     def to_dict(self, report: bool = True) -> dict:
         """JSON-ready: the steps, and the full per-tensor ``report`` unless ``report=False``."""
@@ -475,7 +488,7 @@ class FallbackResult:
         timed = self.latency is not None
         lat_head, lat_align = (" median ms | latency cost ms |", "---:|---:|") if timed else ("", "")
         lines = [f"**{self.model}**: float top-1 {self.float_top1:.2%} on {self.val_images} validation images; target: within "
-                 f"{self.target_points:g} points ({'reached' if self.reached else 'NOT reached'})", "",
+                 f"{self.target_points:g} points ({'reached' if self.reached else 'NOT reached'}); chosen: step {self.chosen}", "",
                  f"| step | layers kept float | float ops | top-1 | gap (points) | size bytes | size cost bytes |{lat_head}",
                  f"|---:|---|---:|---:|---:|---:|---:|{lat_align}"]
         for i, s in enumerate(self.steps):
@@ -488,6 +501,9 @@ class FallbackResult:
         return "\n".join(lines)
 
 
+# what FallbackResult.metrics keeps of a report row: where it is, how bad, and the numbers its likely cause reads
+WORST_FIELDS = ("tensor", "layers", "op", "channel_snr_db", "snr_db", "weight_channel_snr_db", "step_error_share", "clipped_fraction",
+                "channel_range_ratio", "abs_max_over_p999", "cause")
 LATENCY_DEFAULTS = {"threads": 1, "runs": 20, "min_seconds": 0.3}  # measure_latency options of a timed auto_fallback
 
 
@@ -496,7 +512,8 @@ def auto_fallback(model, data, config: export.PrecisionConfig, *, val_data=None,
                   latency_options: dict | None = None) -> FallbackResult:
     """Keep float the layers around the worst tensors of :func:`quantize_report`, one tensor at a time, until
     the int8 file's validation top-1 is within ``config.auto_fallback`` points of the Keras model's or
-    ``config.max_fallback_steps`` tensors were tried; ``config.keep_float`` is kept float from the start.
+    ``config.max_fallback_steps`` tensors were tried; ``config.keep_float`` is kept float from the start. The
+    result's chosen step (its ``artifact`` and ``keep_float``) is the one closest to the Keras model on validation.
 
     ``data``: an ``edgeopt.data.Splits`` (train calibrates, val measures) or calibration inputs with
     ``val_data`` (a tf.data dataset of (inputs, labels)); at most ``num_val`` validation images. Each step
@@ -520,7 +537,7 @@ def auto_fallback(model, data, config: export.PrecisionConfig, *, val_data=None,
         report = quantize_report(model, None, samples.calibration, debug_data=samples.verify_inputs, num_calibration=len(samples.calibration),
                                  keep_float=config.keep_float)
     kept = list(export.match_layers(model, config.keep_float)) if config.keep_float else []
-    steps, files, art, float_top1 = [], [], None, None
+    steps, files, arts, float_top1 = [], [], [], None
     for tensor, added in [("", ())] + [(r.tensor, tuple(n for n in r.fallback_layers if n not in kept)) for r in report.rows]:
         if steps and (steps[-1].gap_points <= config.auto_fallback or len(steps) > config.max_fallback_steps):
             break
@@ -535,11 +552,13 @@ def auto_fallback(model, data, config: export.PrecisionConfig, *, val_data=None,
         float_ops = len((art.manifest.get("keep_float") or {}).get("nodes", ()))
         steps.append(FallbackStep(tensor, added, tuple(kept), float_ops, top1, (float_top1 - top1) * 100, len(art.model_bytes), len(art.model_bytes) - base))
         files.append(art.model_bytes)
+        arts.append(art)
+    chosen = min(range(len(steps)), key=lambda i: (steps[i].gap_points, i))
     latency = None
     if latency_rounds:
         steps, latency = _timed(steps, files, samples.verify_inputs[:16], latency_rounds, {**LATENCY_DEFAULTS, **(latency_options or {})})
-    reached = steps[-1].gap_points <= config.auto_fallback
-    return FallbackResult(model.name, float_top1, float(config.auto_fallback), len(samples.verify_inputs), tuple(steps), reached, report, art,
+    reached = steps[chosen].gap_points <= config.auto_fallback
+    return FallbackResult(model.name, float_top1, float(config.auto_fallback), len(samples.verify_inputs), tuple(steps), reached, chosen, report, arts[chosen],
                           latency, tuple(files))
 
 

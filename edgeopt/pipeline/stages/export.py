@@ -3,8 +3,10 @@
 An int8 file can keep layers float32: ``keep_float`` names them (glob patterns), ``auto_fallback`` chooses them
 (:func:`edgeopt.bench.quant_report.auto_fallback`: the layers around the worst tensors of the quantization report,
 one tensor at a time, until the file's top-1 on the validation split is within that many points of the Keras
-model's; the test split is never read for it). The model's metrics then say which layers stayed float and, for
-``auto_fallback``, every step's validation top-1, gap, size cost (and latency cost with
+model's; the test split is never read for it), and ships the step closest to the Keras model on validation (not
+always the last: a loss spread over many layers can score lower with the worst ones float). The model's metrics
+then say which layers stayed float and, for ``auto_fallback``, the chosen step, every step's validation top-1, gap,
+size cost (and latency cost with
 ``fallback_latency_rounds``) and the worst tensors of the report.
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeopt.bench.quant_report import auto_fallback
-from edgeopt.config import RecipeError, to_dict
+from edgeopt.config import RecipeError
 from edgeopt.export import IO_TYPES, MODES, ModelInfo, PrecisionConfig, collect_data, to_tflite
 from edgeopt.pipeline.stage import RunContext, StageConfig, StageOutcome, last_model_stage, stage
 
@@ -32,7 +34,8 @@ class ExportStageConfig:
     globs, e.g. ``["block5*"]``) stay float32; ``auto_fallback`` (top-1 points, e.g. 0.3) keeps float, on top of
     those, the layers around the worst tensors of the quantization report until the file is within that many
     points of the Keras model on the validation split (at most ``max_fallback_steps`` tensors; each step is a
-    conversion and a pass over up to ``verify_samples`` validation images); ``fallback_latency_rounds`` > 0 also
+    conversion and a pass over up to ``verify_samples`` validation images) and ships the step closest to the Keras
+    model there; ``fallback_latency_rounds`` > 0 also
     times every step's file, all interleaved, that many rounds (1 thread)."""
 
     mode: str = "int8"
@@ -101,7 +104,7 @@ def export_stage(ctx: RunContext, model, config: StageConfig) -> StageOutcome:
             if cfg.auto_fallback is not None:
                 representative, fallback = _fallback(ctx, m, cfg, verify)
                 keep = fallback.keep_float
-                source["auto_fallback"] = {"target_points": fallback.target_points, "reached": fallback.reached,
+                source["auto_fallback"] = {"target_points": fallback.target_points, "reached": fallback.reached, "chosen_step": fallback.chosen,
                                            "val_gap_points": [round(s.gap_points, 4) for s in fallback.steps]}
         ctx.progress(f"  converting {stem} to {mode}" + (f" (kept float: {', '.join(keep)})" if keep else ""))
         art = to_tflite(m, mode, representative, preprocessing=ctx.splits.preprocessing, path=ctx.stage_dir / f"{stem}.tflite",
@@ -115,7 +118,7 @@ def export_stage(ctx: RunContext, model, config: StageConfig) -> StageOutcome:
         if mode == "int8":
             metrics[stem]["float_layers"] = list((art.manifest.get("keep_float") or {}).get("layers", ()))
         if fallback is not None:
-            metrics[stem]["fallback"] = _fallback_metrics(fallback)
+            metrics[stem]["fallback"] = fallback.metrics(WORST_TENSORS)
     return StageOutcome(None, metrics, files)
 
 
@@ -139,19 +142,6 @@ def _fallback(ctx: RunContext, model, cfg: ExportStageConfig, val):
                            num_calibration=len(calibration), num_val=cfg.verify_samples, io=cfg.io,
                            latency_rounds=cfg.fallback_latency_rounds)
     gaps = " -> ".join(f"{s.gap_points:.2f}" for s in result.steps)
-    ctx.progress(f"  auto_fallback: gap {gaps} points ({'reached' if result.reached else 'NOT reached'}); "
+    ctx.progress(f"  auto_fallback: gap {gaps} points ({'reached' if result.reached else 'NOT reached'}); chose step {result.chosen}, "
                  f"kept float: {', '.join(result.keep_float) or 'nothing'}")
     return calibration, result
-
-
-def _fallback_metrics(result) -> dict:
-    """What an export's metrics record of :func:`auto_fallback`: its target, every step (validation top-1 as
-    ``val_top1``, gap, size and latency cost) and the worst tensors of the quantization report."""
-    steps = []
-    for s in result.to_dict(report=False)["steps"]:
-        s["val_top1"] = s.pop("top1")
-        steps.append(s)
-    worst = [{k: r[k] for k in ("tensor", "layers", "op", "channel_snr_db", "snr_db", "weight_channel_snr_db", "step_error_share", "cause")}
-             for r in result.report.to_dict()["rows"][:WORST_TENSORS]]
-    return to_dict({"target_points": result.target_points, "reached": result.reached, "float_val_top1": result.float_top1,
-                    "val_images": result.val_images, "latency": result.latency, "steps": steps, "worst_tensors": worst})  # lists, as JSON reads it
