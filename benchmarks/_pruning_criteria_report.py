@@ -312,12 +312,23 @@ def int8_losses(data: dict) -> list[tuple[str, dict]]:
     return [(p, r) for p, r in every_run(data) if _int8_drop(r) > sampling_interval(r["keras_top1"], images)]
 
 
+def _refused_bullets(data: dict) -> list[str]:
+    """The runs whose int8 file LiteRT's XNNPACK delegate refused to prepare (measured on the builtin kernels)."""
+    refused = [(p, r) for p, r in every_run(data) if r.get("xnnpack_error")]
+    if not refused:
+        return []
+    return wrap("LiteRT's XNNPACK delegate refused to prepare the int8 file of "
+                + "; ".join(f"{p} {r['variant']} seed {r['seed']}" for p, r in refused)
+                + ": its int8 top-1 is LiteRT's builtin kernels' (the error is `xnnpack_error` in the raw results; the file and the Keras "
+                "model are kept for diagnosis, `unloadable_file`).", "* ")
+
+
 def _int8_bullets(data: dict) -> list[str]:
     losses = int8_losses(data)
     if not losses:
         worst = max((r for _, r in every_run(data)), key=_int8_drop)
         return wrap(f"Every model's int8 test top-1 is within the test-sampling interval of its Keras model's (largest drop "
-                    f"{100 * _int8_drop(worst):.2f} points, {worst['variant']} seed {worst['seed']}).", "* ")
+                    f"{100 * _int8_drop(worst):.2f} points, {worst['variant']} seed {worst['seed']}).", "* ") + _refused_bullets(data)
     text = ("Int8 conversion cost more than the test-sampling interval of the Keras accuracy in: "
             + "; ".join(f"{p} {r['variant']} seed {r['seed']} (Keras {_pct(r['keras_top1'])}% -> int8 {_pct(r['int8_top1'])}%, "
                         f"{-100 * _int8_drop(r):+.2f} points)" for p, r in losses)
@@ -326,6 +337,7 @@ def _int8_bullets(data: dict) -> list[str]:
     for p, r in losses:
         if "int8_repair" in r:
             lines += wrap(_repair_text(p, r), "* ")
+    lines += _refused_bullets(data)
     undiagnosed = [f"{p} {r['variant']} seed {r['seed']}" for p, r in losses if "int8_repair" not in r]
     if undiagnosed:
         lines += wrap(f"Not diagnosed (cached before the benchmark diagnosed conversion losses): {', '.join(undiagnosed)}.", "* ")

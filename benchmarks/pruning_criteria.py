@@ -81,7 +81,7 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
-from benchmarks._common import (QUICK_OUT, STANDIN, BaselineRun, baseline_args, calibration_images, check_baseline, file_digest,
+from benchmarks._common import (CACHE_ROOT, QUICK_OUT, STANDIN, BaselineRun, baseline_args, calibration_images, check_baseline, file_digest,
                                 finetune, interleaved_latency, machine_line, median_ms, plural, reseeded, seed_runs, write_file)
 
 OUT = Path("benchmarks")
@@ -266,17 +266,38 @@ class Run(BaselineRun):
         from edgeopt.bench import evaluate_tflite
         from edgeopt.costs import weight_sparsity
         from edgeopt.export import convert
-
         from edgeopt.stats import sampling_interval
 
         calibration = calibration_images(self.pool, seed, self.calibration)
         data = convert(model, "int8", calibration)
         prof = profile(model)
-        row = {"keras_top1": evaluate(model, self.splits.test)["top1"], "int8_top1": evaluate_tflite(data, self.splits.test).top1,
-               "kernel_sparsity": weight_sparsity(model), "params": prof.params, "macs": prof.macs, "int8_bytes": len(data)}
+        row = {"keras_top1": evaluate(model, self.splits.test)["top1"]}
+        try:
+            row["int8_top1"] = evaluate_tflite(data, self.splits.test).top1
+        except RuntimeError as err:  # XNNPACK refused to prepare the file (a from-scratch SNIP model did): kept, measured on the builtin kernels
+            row |= self.unloadable(model, data, err)
+        row |= {"kernel_sparsity": weight_sparsity(model), "params": prof.params, "macs": prof.macs, "int8_bytes": len(data)}
         if row["keras_top1"] - row["int8_top1"] > sampling_interval(row["keras_top1"], self.splits.sizes["test"]):
             row["int8_repair"] = self.int8_repair(model, calibration)
         return row, data
+
+    def unloadable(self, model, data: bytes, err: Exception) -> dict:
+        """An int8 file LiteRT's XNNPACK delegate refused to prepare: the file and the Keras model are kept under
+        runs/bench_cache/pruning_criteria/unloadable/ for diagnosis, and the file's test top-1 is measured on LiteRT's
+        builtin kernels. Returns the row's fields: that top-1, the error's first line and the kept files."""
+        import hashlib
+
+        from edgeopt.bench import evaluate_tflite  # lazy: as above
+
+        stem = CACHE_ROOT / "pruning_criteria" / "unloadable" / hashlib.sha256(data).hexdigest()[:12]
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        write_file(stem.with_suffix(".tflite"), data)
+        model.save(stem.with_suffix(".keras"))
+        message = str(err).strip().splitlines()[0]
+        print(f"LiteRT's XNNPACK delegate cannot prepare this int8 file ({message}); kept as {stem}.tflite, measured on the builtin kernels",
+              flush=True)
+        return {"int8_top1": evaluate_tflite(data, self.splits.test, xnnpack=False).top1, "xnnpack_error": message,
+                "unloadable_file": str(stem.with_suffix(".tflite"))}
 
     def int8_repair(self, model, calibration) -> dict:
         """Where the int8 conversion of ``model`` (calibrated on ``calibration``) lost accuracy and what keeping layers float

@@ -5,7 +5,10 @@ tests/test_quant_report.py's: a small digits classifier, and the same function w
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
+
+from edgeopt import bench
 
 from benchmarks.pruning_criteria import INT8_REPAIR, Run
 from edgeopt.stats import sampling_interval
@@ -15,7 +18,7 @@ from test_quant_report import models  # noqa: F401 (the fixture)
 def _run(splits, arrays) -> SimpleNamespace:
     """What ``Run.measure`` reads of a run: the splits, the calibration pool and count, and ``int8_repair``."""
     run = SimpleNamespace(splits=splits, pool=arrays["train"][0], calibration=100)
-    run.int8_repair = partial(Run.int8_repair, run)
+    run.int8_repair, run.unloadable = partial(Run.int8_repair, run), partial(Run.unloadable, run)
     return run
 
 
@@ -36,3 +39,24 @@ def test_a_conversion_loss_beyond_noise_is_diagnosed_and_repaired(models, digits
     assert repair["test_top1"] - row["int8_top1"] > noise  # keeping the culprit float wins the loss back on the test images too
     clean_row, _ = Run.measure(run, clean, 0)
     assert clean_row["keras_top1"] - clean_row["int8_top1"] <= noise and "int8_repair" not in clean_row
+
+
+def test_a_file_xnnpack_refuses_is_kept_and_measured_on_the_builtin_kernels(models, digits_splits, digits_arrays, tmp_path, monkeypatch):  # noqa: F811
+    """XNNPACK refused to prepare a collapsed from-scratch model's int8 file ("failed to create XNNPACK runtime"): the
+    run keeps the file and the model for diagnosis and measures the file on LiteRT's builtin kernels instead of stopping."""
+    clean, _ = models
+    real, delegates = bench.evaluate_tflite, []
+
+    def xnnpack_refuses(data, dataset, limit=None, split="test", xnnpack=True):
+        delegates.append(xnnpack)
+        if xnnpack:
+            raise RuntimeError("failed to create XNNPACK runtimeNode number 68 (TfLiteXNNPackDelegate) failed to prepare.\nmore")
+        return real(data, dataset, limit, split, xnnpack)
+
+    monkeypatch.setattr(bench, "evaluate_tflite", xnnpack_refuses)
+    monkeypatch.chdir(tmp_path)  # the kept files go under runs/bench_cache/ of the working folder
+    row, data = Run.measure(_run(digits_splits, digits_arrays), clean, 0)
+    assert delegates == [True, False] and row["xnnpack_error"].endswith("failed to prepare.")  # the first line
+    kept = Path(row["unloadable_file"])
+    assert kept.read_bytes() == data and kept.with_suffix(".keras").exists() and kept.parts[:3] == ("runs", "bench_cache", "pruning_criteria")
+    assert row["int8_top1"] == real(data, digits_splits.test, xnnpack=False).top1 and row["keras_top1"] - row["int8_top1"] < 0.05

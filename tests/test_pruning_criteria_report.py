@@ -201,6 +201,15 @@ def test_an_int8_conversion_loss_is_named(data):
             and "won nothing back: the loss is spread over many layers, not one layer's." in section(unfixed))
 
 
+def test_a_file_xnnpack_refused_is_named(data):
+    section = lambda d: " ".join(report.findings_markdown(d).split("### Int8 conversion against Keras")[1].split())  # noqa: E731
+    assert "XNNPACK" not in section(data)
+    error = "failed to create XNNPACK runtimeNode number 68 (TfLiteXNNPackDelegate) failed to prepare."
+    refused = {**data, "scratch": [{**r, "xnnpack_error": error} if (r["variant"], r["seed"]) == ("snip 90%", 1) else r for r in data["scratch"]]}
+    assert "LiteRT's XNNPACK delegate refused to prepare the int8 file of scratch snip 90% seed 1: its int8 top-1 is LiteRT's" in section(refused)
+    assert typed_numbers(report, refused) == set()  # the error's node number stays in the raw results
+
+
 def test_verdicts_are_the_stats_of_the_runs(data):
     rows = {(r["section"], r["variant"]): r for r in report.summary(data)}
     by = lambda runs, name: [r["int8_top1"] for r in sorted((r for r in runs if r["variant"] == name), key=lambda r: r["seed"])]  # noqa: E731

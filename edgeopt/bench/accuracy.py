@@ -14,15 +14,16 @@ from edgeopt.tflite import flatbuffer, runtime
 SPLITS = ("test", "val")  # what an accuracy can be measured on: the test split (reports) or the validation split (selection)
 
 
-def evaluate_tflite(model, dataset, limit: int | None = None, split: str = "test") -> AccuracyResult:
+def evaluate_tflite(model, dataset, limit: int | None = None, split: str = "test", xnnpack: bool = True) -> AccuracyResult:
     """Top-1 and top-5 accuracy (fractions) of a .tflite on a batched (float inputs, labels) dataset, recorded
-    as measured on ``split`` ("test" or "val": which split ``dataset`` is).
+    as measured on ``split`` ("test" or "val": which split ``dataset`` is); ``xnnpack=False`` runs LiteRT's builtin
+    kernels only (for a file the XNNPACK delegate refuses to prepare).
 
     Quantized models get their inputs quantized with the model's own input scale and zero point.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
-    interp = runtime.make_interpreter(model)
+    interp = runtime.make_interpreter(model, xnnpack=xnnpack)
     interp.allocate_tensors()
     correct1 = correct5 = total = 0
     shown = bar(total=limit or _known_size(dataset), desc="accuracy of the .tflite", unit="image")
