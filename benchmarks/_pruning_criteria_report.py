@@ -442,7 +442,7 @@ def _scratch_bullets(data: dict, rows: dict) -> list[str]:
                 f"{_method(best)}, is {gap:+.2f} points (noise ±{gap_noise:.2f}) from magnitude-pruning the well-trained "
                 f"baseline with {s['steps']:,} fine-tune steps.")
         out += wrap(text, "* ")
-    return out + _collapse_bullets(data["scratch"]) + _capped_bullets(data, rows)
+    return out + _collapse_bullets(data) + _capped_bullets(data, rows)
 
 
 def _capped_note(sc: dict) -> str:
@@ -463,27 +463,42 @@ def _capped_bullets(data: dict, rows: dict) -> list[str]:
     by = _by_variant(data["scratch"])
     plain = rows.get(f"{cap['method']} {level}")
     gap, gap_noise = _noise_between(by[r["variant"]], by[plain["variant"]], data["test_images"]) if plain else (None, None)
-    leftover = sorted({n for run in by[r["variant"]] for n in collapsed_layers(run)})
+    leftover = sorted({n for run in by[r["variant"]] for n in collapsed_layers(run, data["settings"]["scratch"].get("layers"))})
     text = (f"Capping each layer at {100 * cap['max_layer_sparsity']:g}% zeros (`max_layer_sparsity`), SNIP {level} reaches {_acc(r)} "
             f"({signed_pm(r['diff'], r['diff_std'])}: **{_VS_DENSE[r['verdict']]}**)"
             + (f", {gap:+.2f} points from uncapped SNIP {level} (noise ±{gap_noise:.2f}, {verdict(gap / 100, gap_noise / 100)})" if plain else "")
-            + ("; no layer of those runs was cut whole." if not leftover else f"; still cut whole: {', '.join(f'`{n}`' for n in leftover)}."))
+            + ("; no layer of those runs collapsed." if not leftover else f"; still collapsed: {', '.join(f'`{n}`' for n in leftover)}."))
     return wrap(text, "* ")
 
 
-def collapsed_layers(run: dict) -> list[str]:
-    """The masked layers of a from-scratch run whose mask kept no weight (sparsity 1.0: their output no longer
-    depends on their input, layer collapse), in the run's order; empty for a run that did not record ``layer_sparsity``."""
-    return [name for name, v in (run.get("layer_sparsity") or {}).items() if v >= 1.0]
+def collapsed_layers(run: dict, layers: dict | None = None) -> dict[str, int]:
+    """The masked layers of a from-scratch run left with fewer weights than output channels (layer collapse: at least
+    the difference of its outputs no longer depends on its input), with the weights each kept: the run's own
+    ``collapsed_layers`` when it recorded them, else from its ``layer_sparsity`` and the baseline's ``layers``
+    (weights and outputs per masked layer), else the layers it cut whole; empty for a run that recorded neither."""
+    if "collapsed_layers" in run:
+        return dict(run["collapsed_layers"])
+    sparsity = run.get("layer_sparsity") or {}
+    if not layers:
+        return {n: 0 for n, v in sparsity.items() if v >= 1.0}
+    kept = {n: round((1.0 - v) * layers[n]["weights"]) for n, v in sparsity.items()}
+    return {n: k for n, k in kept.items() if k < layers[n]["outputs"]}
 
 
-def _collapse_bullets(runs: list[dict]) -> list[str]:
+def _collapse_bullets(data: dict) -> list[str]:
+    runs, layers = data["scratch"], data["settings"]["scratch"].get("layers")
     masked = [r for r in runs if r["variant"] != "dense"]
-    unrecorded = [r for r in masked if "layer_sparsity" not in r]
-    collapsed = [(r, names) for r in masked if (names := collapsed_layers(r))]
-    text = ("Layer collapse (a masked layer with every weight cut, so its output no longer depends on its input): "
-            + ("; ".join(f"{_run_name(r)} cut {', '.join(f'`{n}`' for n in names)} whole and ended at {_pct(r['int8_top1'])}% int8"
-                         for r, names in collapsed) if collapsed else "no from-scratch run cut a layer whole")
+    unrecorded = [r for r in masked if "layer_sparsity" not in r and "collapsed_layers" not in r]
+    collapsed = [(r, names) for r in masked if (names := collapsed_layers(r, layers))]
+
+    def kept(name: str, k: int) -> str:
+        return (f"`{name}` {k:,} of {layers[name]['weights']:,} weights ({layers[name]['outputs']:,} outputs)" if layers
+                else f"`{name}` {k:,} weights")
+
+    text = ("Layer collapse (a masked layer left with fewer weights than output channels, so at least the difference of its outputs no longer "
+            "depends on its input): "
+            + ("; ".join(f"{_run_name(r)} left {', '.join(kept(n, k) for n, k in names.items())} and ended at {_pct(r['int8_top1'])}% int8"
+                         for r, names in collapsed) if collapsed else "no from-scratch run collapsed a layer")
             + ". Each run records its layers' mask sparsity (`layer_sparsity` in the raw results)")
     if unrecorded:
         text += ("; runs cached before that field do not: " + ", ".join(_run_name(r) for r in unrecorded))

@@ -380,7 +380,7 @@ class Run(BaselineRun):
             model, result = sparse_train(model, splits, method, METHODS.get(method).config_cls(sparsity=sparsity, train=train, seed=seed, **extra))
             fields |= {"sparsity": sparsity, "val_top1": result.val_top1, "masked_sparsity": result.sparsity, "distribution": result.config["distribution"],
                        "mask_updates": result.mask_updates, "changed_fraction": result.changed_fraction,
-                       "layer_sparsity": result.layer_sparsity}  # shows a layer cut whole (collapse)
+                       "layer_sparsity": result.layer_sparsity, "collapsed_layers": result.collapsed_layers}  # layer collapse
         row, _ = self.measure(model, seed)
         return {**fields, **row}
 
@@ -570,6 +570,16 @@ class Run(BaselineRun):
                 self.ensure_latency_files()
         cache.run(jobs, work, lambda v: self.plan.seconds(part, v), f"pruning criteria: {part}")
 
+    def masked_layers(self) -> dict[str, dict[str, int]]:
+        """The layers sparse training masks in the baseline's architecture, with their kernel's weights and output
+        channels (what the report needs to tell a collapsed layer from a sparse one in runs that recorded only
+        ``layer_sparsity``)."""
+        from edgeopt.compress.masks import kernel_of, output_channels  # lazy: as above
+        from edgeopt.compress.sparse_init import sparse_layers
+
+        return {n: {"weights": int(kernel_of(self.model, n).shape.num_elements()), "outputs": output_channels(self.model, n)}
+                for n in sparse_layers(self.model)}
+
     def missing(self) -> list[str]:
         return [p for p in PARTS if any(self.caches[p].get(v, s) is None for v, s in self.plan.jobs(p))]
 
@@ -588,7 +598,7 @@ class Run(BaselineRun):
                          "weight_criteria": list(WEIGHT_CRITERIA), "filter_criteria": list(FILTER_CRITERIA),
                          "baseline_epochs": BASELINE_EPOCHS, "baseline_train_steps": BASELINE_EPOCHS * math.ceil(self.splits.sizes["train"] / 128),
                          "scratch": {"epochs": plan.scratch_epochs, "steps": plan.scratch_epochs * per_epoch, "train": SCRATCH_TRAIN, "dynamic": plan.dynamic,
-                                     "capped": SCRATCH_CAPPED},
+                                     "capped": SCRATCH_CAPPED, "layers": self.masked_layers()},
                          "budget": {**plan.budget, "ratios": list(BUDGET_RATIOS)}, "l1": {"strengths": list(plan.strengths), "sparsities": list(plan.l1_sparsities),
                                                                                          "dense_slack": L1_DENSE_SLACK},
                          "latency": {**plan.latency, "rounds": plan.latency_rounds}},

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgeopt._keras import keras
-from edgeopt.compress.masks import (MaskCallback, dense_masks, kernel_of, mask_sparsity, masks_of, prunable_layers, prune_by_score,
-                                    remaining)
+from edgeopt.compress.masks import (MaskCallback, collapsed_layers, dense_masks, kernel_of, mask_sparsity, masks_of, output_channels,
+                                    prunable_layers, prune_by_score, remaining)
 
 L = keras.layers
 
@@ -27,6 +27,20 @@ def test_prunable_layers_and_kernels():
     assert kernel_of(model, "dw").shape == (3, 3, 8, 1)
     with pytest.raises(ValueError, match="'gap'.*no kernel"):
         kernel_of(model, "gap")
+
+
+def test_output_channels_and_collapse():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, name="dw2")(inp)
+    model = keras.Model(inp, L.Dense(4, name="fc")(L.Flatten()(x)))
+    assert output_channels(model, "dw2") == 3 * 2 and output_channels(model, "fc") == 4
+    masks = {"dw2": np.zeros((3, 3, 3, 2), np.float32), "fc": np.zeros((6 * 6 * 6, 4), np.float32)}
+    masks["dw2"].flat[:6] = 1  # as many weights as outputs: not collapsed (each output could still have one)
+    masks["fc"].flat[:3] = 1  # fewer weights than its 4 outputs
+    assert collapsed_layers(model, masks) == {"fc": 3}
+    masks["dw2"].flat[5] = 0
+    assert collapsed_layers(model, masks) == {"dw2": 5, "fc": 3}
 
 
 def test_layer_scope_removes_the_lowest_scores_of_what_is_alive():

@@ -85,7 +85,8 @@ def fake_data(seed: int = 0) -> dict:
                      "scratch": {"epochs": 4, "steps": 1784, "train": {"learning_rate": 0.004, "warmup_fraction": 0.03, "weight_decay": 0.05,
                                                                         "label_smoothing": 0.1},
                                  "dynamic": {"drop_fraction": 0.3, "update_every": 100, "end_fraction": 0.75, "schedule": "cosine"},
-                                 "capped": {"variant": "snip_capped", "method": "snip", "max_layer_sparsity": 0.98}},
+                                 "capped": {"variant": "snip_capped", "method": "snip", "max_layer_sparsity": 0.98},
+                                 "layers": {"block1_project": {"weights": 1_000, "outputs": 16}, "head_conv": {"weights": 143_360, "outputs": 1_280}}},
                      "budget": {**BUDGET, "ratios": list(BUDGET_RATIOS)},
                      "l1": {"strengths": list(L1_STRENGTHS), "sparsities": [0.75, 0.9], "dense_slack": 0.005},
                      "latency": {"threads": 1, "runs": 30, "min_seconds": 0.2, "rounds": 7}},
@@ -133,18 +134,28 @@ def _collapse_bullet(data: dict) -> str:
 
 
 def test_layer_collapse_is_named_from_the_recorded_layer_sparsity(data):
-    """The run whose mask kept none of a layer's weights is named with that layer and its accuracy; runs cached before
-    ``layer_sparsity`` was recorded are listed as such, and with no layer cut whole the bullet says so."""
+    """A run whose mask left a layer fewer weights than output channels is named with that layer, what it kept and its
+    accuracy (from ``layer_sparsity`` and the baseline's layer sizes, or from the run's own ``collapsed_layers``); runs
+    cached before ``layer_sparsity`` was recorded are listed as such; with no collapse the bullet says so."""
+    layers = data["settings"]["scratch"]["layers"]
     snip = next(r for r in data["scratch"] if (r["variant"], r["seed"]) == ("snip 90%", 0))
-    assert [report.collapsed_layers(r) for r in data["scratch"]].count(["head_conv"]) == 1
+    assert [report.collapsed_layers(r, layers) for r in data["scratch"]].count({"head_conv": 0}) == 1
     bullet = _collapse_bullet(data)
-    assert f"SNIP 90% seed 0 cut `head_conv` whole and ended at {100 * snip['int8_top1']:.2f}% int8" in bullet
+    assert f"SNIP 90% seed 0 left `head_conv` 0 of 143,360 weights (1,280 outputs) and ended at {100 * snip['int8_top1']:.2f}% int8" in bullet
     assert "do not" not in bullet and "block1_project" not in bullet
+    near = {**data, "scratch": [{**r, "layer_sparsity": {**r["layer_sparsity"], "head_conv": 1 - 4 / 143_360}}
+                                if (r["variant"], r["seed"]) == ("snip 90%", 1) else r for r in data["scratch"]]}
+    assert "SNIP 90% seed 1 left `head_conv` 4 of 143,360 weights (1,280 outputs)" in _collapse_bullet(near)  # 4 weights: collapsed too
+    recorded = {**data, "scratch": [{**r, "collapsed_layers": {"block1_project": 7}} if (r["variant"], r["seed"]) == ("grasp 75%", 2) else r
+                                    for r in data["scratch"]]}
+    assert "GraSP 75% seed 2 left `block1_project` 7 of 1,000 weights (16 outputs)" in _collapse_bullet(recorded)  # the run's own record
     old = {**data, "scratch": [{k: v for k, v in r.items() if not (k == "layer_sparsity" and r["variant"] == "grasp 50%" and r["seed"] == 1)}
                                for r in data["scratch"]]}
     assert _collapse_bullet(old).endswith("runs cached before that field do not: GraSP 50% seed 1.")
     none = {**data, "scratch": [{**r, "layer_sparsity": {k: min(v, 0.99) for k, v in r.get("layer_sparsity", {}).items()}} for r in data["scratch"]]}
-    assert "no from-scratch run cut a layer whole" in _collapse_bullet(none) and "`head_conv`" not in _collapse_bullet(none)
+    assert "no from-scratch run collapsed a layer" in _collapse_bullet(none) and "`head_conv`" not in _collapse_bullet(none)
+    sizeless = {**data, "settings": {**data["settings"], "scratch": {k: v for k, v in data["settings"]["scratch"].items() if k != "layers"}}}
+    assert "SNIP 90% seed 0 left `head_conv` 0 weights and ended at" in _collapse_bullet(sizeless)  # only a layer cut whole is known
 
 
 def test_capped_snip_is_compared_with_uncapped_snip_and_dense(data):
@@ -156,7 +167,7 @@ def test_capped_snip_is_compared_with_uncapped_snip_and_dense(data):
     by = {v: [r["int8_top1"] for r in data["scratch"] if r["variant"] == v] for v in ("snip_capped 90%", "snip 90%")}
     gap = 100 * (np.mean(by["snip_capped 90%"]) - np.mean(by["snip 90%"]))
     assert f"Capping each layer at 98% zeros (`max_layer_sparsity`), SNIP 90% reaches {100 * capped['int8_top1']:.2f}" in text
-    assert f"{gap:+.2f} points from uncapped SNIP 90%" in text and "no layer of those runs was cut whole." in text
+    assert f"{gap:+.2f} points from uncapped SNIP 90%" in text and "no layer of those runs collapsed." in text
     assert capped["reference"] == "dense" and plain["int8_top1"] < capped["int8_top1"]
     assert "`snip_capped`: SNIP's ranking with no layer above 98% zeros" in report.tables_markdown(data)
     old = {**data, "scratch": [r for r in data["scratch"] if r["method"] != "snip_capped"],

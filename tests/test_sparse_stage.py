@@ -33,7 +33,7 @@ def _run(tmp_path, stages) -> tuple[dict, dict[str, np.ndarray]]:
 def test_a_tiny_recipe_trains_rigl_from_scratch_with_exact_zeros(tmp_path):
     report, kernels = _run(tmp_path, [STAGE])
     metrics = report["stages"][0]["metrics"]
-    assert report["stages"][0]["type"] == "sparse_train" and metrics["mask_updates"] == 1 and metrics["mask_changed_fraction"] > 0 and metrics["collapsed_layers"] == []  # step 2 (at 4 the cosine is 0)
+    assert report["stages"][0]["type"] == "sparse_train" and metrics["mask_updates"] == 1 and metrics["mask_changed_fraction"] > 0 and metrics["collapsed_layers"] == {}  # step 2 (at 4 the cosine is 0)
     shapes = {n: k.shape for n, k in kernels.items()}
     counts = zero_counts(shapes, layer_sparsities(shapes, 0.8, "erk"))
     assert metrics["layer_sparsity"] == {n: round(c / np.prod(shapes[n]), 4) for n, c in counts.items()}  # each layer its ERK share

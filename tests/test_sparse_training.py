@@ -207,14 +207,19 @@ def test_a_capped_global_ranking_holds_each_layer_at_the_cap_and_moves_the_rest_
         capped_global_counts(scores, 0.5, 0.3)
 
 
-def test_training_from_masks_that_cut_a_layer_whole_says_so(splits, capsys):
+def test_training_from_masks_that_collapse_a_layer_says_so(splits, capsys):
+    """pw (24 output channels) keeps 3 weights and conv none: both collapse (fewer weights than output channels); fc,
+    kept whole, does not. Training says so before it starts and the result lists them with what each keeps."""
     model = convnet()
     names = sparse_layers(model)
-    masks = {n: np.zeros_like(model.get_layer(n).kernel.numpy()) if n == "pw" else np.ones_like(model.get_layer(n).kernel.numpy()) for n in names}
+    masks = {n: np.ones_like(model.get_layer(n).kernel.numpy()) for n in names}
+    masks["conv"][:] = 0
+    masks["pw"][:] = 0
+    masks["pw"][0, 0, :3, 0] = 1
     result = train_with_masks(model, splits, masks, SNIPConfig(sparsity=0.5, train=QUICK), "snip")
-    assert result.collapsed_layers == ["pw"] and result.to_dict()["collapsed_layers"] == ["pw"]
-    assert "snip: the masks keep no weight of layer pw (layer collapse)" in capsys.readouterr().out
-    assert not np.any(model.get_layer("pw").kernel.numpy())  # held at zero through training
+    assert result.collapsed_layers == {"conv": 0, "pw": 3} and result.to_dict()["collapsed_layers"] == {"conv": 0, "pw": 3}
+    assert "snip: layer collapse: the masks leave conv 0 weights for 16 output channels, pw 3 weights for 24 output channels" in capsys.readouterr().out
+    assert not np.any(model.get_layer("conv").kernel.numpy()) and np.count_nonzero(model.get_layer("pw").kernel.numpy()) <= 3  # held
 
 
 # ---- SET and RigL ----------------------------------------------------------------------------------------------

@@ -34,6 +34,21 @@ def kernel_of(model: keras.Model, name: str):
     return kernel
 
 
+def output_channels(model: keras.Model, name: str) -> int:
+    """How many output channels layer ``name``'s kernel feeds: the last axis, times the input channels for a
+    depthwise convolution (each input channel has its own ``depth_multiplier`` filters)."""
+    shape = tuple(kernel_of(model, name).shape)
+    return int(shape[-1] * (shape[-2] if isinstance(model.get_layer(name), keras.layers.DepthwiseConv2D) else 1))
+
+
+def collapsed_layers(model: keras.Model, masks: Masks) -> dict[str, int]:
+    """Layers whose mask keeps fewer weights than the layer has output channels (layer collapse: at least that
+    difference of its outputs no longer depends on the input; all of them when it keeps none), with the weights
+    each keeps."""
+    kept = {n: int(np.count_nonzero(m)) for n, m in masks.items()}
+    return {n: k for n, k in kept.items() if k < output_channels(model, n)}
+
+
 def dense_masks(model: keras.Model, names: list[str] | None = None) -> Masks:
     """All-ones masks for ``names`` (default: :func:`prunable_layers`)."""
     names = prunable_layers(model) if names is None else names

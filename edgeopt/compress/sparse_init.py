@@ -10,10 +10,11 @@ initialization, then training with that mask held fixed.
   connection sensitivities |g * w| on real data) and GraSP (Wang et al. arXiv 2002.07376: score -w * (H g), remove
   the highest, as the official code ``pruner/GraSP.py`` does, with its temperature on the logits).
   SNIP and GraSP rank globally (``distribution="global"``, the papers) or per layer with the counts of a distribution.
-  A global ranking can cut a layer whole (*layer collapse*, Tanaka et al. arXiv 2006.05467; benchmarks/pruning_criteria.py
-  records each run's layer sparsities: SNIP at 90% on its MobileNetV2 cut ``head_conv`` whole and trained to chance);
+  A global ranking can cut a layer (nearly) whole (*layer collapse*, Tanaka et al. arXiv 2006.05467: here, a layer
+  left with fewer weights than output channels; benchmarks/pruning_criteria.py records each run's layer sparsities:
+  SNIP at 90% on its MobileNetV2 left ``head_conv`` with 0 or 4 of its 143,360 weights and trained to chance);
   ``max_layer_sparsity`` caps each layer's share of zeros (the rest of the count goes to the other layers in the
-  same ranking), and training from masks that cut a layer whole says so before it starts.
+  same ranking), and training from masks that collapse a layer says so before it starts.
 
 Masks are the dicts of :mod:`edgeopt.compress.masks`; training keeps them with its :class:`MaskCallback`, so the
 result is a plain Keras model whose zeros survive export.
@@ -31,8 +32,8 @@ from edgeopt._keras import keras, tf
 from edgeopt.compress import policy as _policy
 from edgeopt.compress.derivatives import KeepState, LossDerivatives
 from edgeopt.compress.graph import clone_with_weights, require_functional
-from edgeopt.compress.masks import (Masks, MaskCallback, apply_masks, capped_global_counts, kernel_of, mask_sparsity, masks_of, prunable_layers,
-                                    prune_by_score)
+from edgeopt.compress.masks import (Masks, MaskCallback, apply_masks, capped_global_counts, collapsed_layers, kernel_of, mask_sparsity, masks_of,
+                                    output_channels, prunable_layers, prune_by_score)
 from edgeopt.config import Config
 from edgeopt.train import TrainConfig, fit
 
@@ -245,7 +246,8 @@ class SparseTrainResult:
     (``layer_sparsity`` per layer), ``zero_fraction`` = fraction of those kernels' weights that are zero after training
     (at least ``sparsity``: a live weight may be exactly 0 too, e.g. one regrown where its gradient stayed 0),
     validation top-1 (fraction) after training, training seconds; for dynamic methods the mask updates made and the
-    fraction of masked weights whose mask differs between the start and the end."""
+    fraction of masked weights whose mask differs between the start and the end; ``collapsed_layers``: the layers the
+    final masks leave with fewer weights than output channels (layer collapse), with the weights each keeps."""
 
     method: str
     sparsity: float
@@ -256,14 +258,10 @@ class SparseTrainResult:
     config: dict
     mask_updates: int = 0
     changed_fraction: float = 0.0
-
-    @property
-    def collapsed_layers(self) -> list[str]:
-        """Layers whose final mask keeps no weight (layer collapse)."""
-        return [n for n, s in self.layer_sparsity.items() if s >= 1.0]
+    collapsed_layers: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "collapsed_layers": self.collapsed_layers}
+        return asdict(self)
 
 
 def train_with_masks(model: keras.Model, splits, masks: Masks, config: SparseConfig, method: str, callback: MaskCallback | None = None,
@@ -271,11 +269,11 @@ def train_with_masks(model: keras.Model, splits, masks: Masks, config: SparseCon
     """Train ``model`` in place from ``masks`` (kept by ``callback``, a fixed :class:`MaskCallback` by default) and
     measure what it became."""
     callback = callback or MaskCallback(masks)
-    dead = [n for n, m in masks.items() if not m.any()]
+    dead = collapsed_layers(model, masks)
     if dead:
-        print(f"{method}: the masks keep no weight of layer{'s' if len(dead) > 1 else ''} {', '.join(dead)} (layer collapse): what flows through "
-              f"{'them' if len(dead) > 1 else 'it'} is lost and the model may train to chance; cap each layer with max_layer_sparsity (e.g. 0.98) "
-              "or use distribution 'erk'", flush=True)
+        print(f"{method}: layer collapse: the masks leave " + ", ".join(f"{n} {k} weights for {output_channels(model, n)} output channels"
+                                                                      for n, k in dead.items())
+              + "; the model may train to chance. Cap each layer with max_layer_sparsity (e.g. 0.98) or use distribution 'erk'", flush=True)
     apply_masks(model, masks)
     start = time.perf_counter()
     result = fit(model, splits, config.train, callbacks=[callback])
@@ -284,7 +282,7 @@ def train_with_masks(model: keras.Model, splits, masks: Masks, config: SparseCon
     zeros = sum(int((m == 0).sum()) for m in masks_of(model, list(masks)).values())
     changed = sum(int((masks[n] != final[n]).sum()) for n in masks)
     return SparseTrainResult(method, sum(int((m == 0).sum()) for m in final.values()) / size, mask_sparsity(final), zeros / size, result.val_top1,
-                             seconds, config.to_dict(), len(getattr(callback, "updates", ())), changed / size)
+                             seconds, config.to_dict(), len(getattr(callback, "updates", ())), changed / size, collapsed_layers(model, final))
 
 
 def sparse_copy(model: keras.Model, config: SparseConfig, where: str) -> tuple[keras.Model, list[str]]:

@@ -57,7 +57,7 @@ def sparse_train_stage(ctx: RunContext, model, config: StageConfig) -> StageOutc
         own = {"early_bird_epoch": result.epoch, "epochs_trained": result.epochs_trained, "mask_distances": [round(d, 5) for d in result.distances]}
     else:
         own = {"mask_updates": result.mask_updates, "mask_changed_fraction": round(result.changed_fraction, 4),
-               "collapsed_layers": result.collapsed_layers}  # layers the masks cut whole (layer collapse)
+               "collapsed_layers": result.collapsed_layers}  # layers left with fewer weights than outputs
     ctx.progress(f"  {cfg.method}: {100 * result.sparsity:.1f}% of the masked weights are zero")
     val = round(result.val_top1, 4) if result.val_top1 is not None else None
     zeros = {"zero_fraction": round(result.zero_fraction, 4)} if cfg.method != "early_bird" else {}
