@@ -317,8 +317,13 @@ def _refused_bullets(data: dict) -> list[str]:
     refused = [(p, r) for p, r in every_run(data) if r.get("xnnpack_error")]
     if not refused:
         return []
+    def why(r: dict) -> str:
+        ops = r.get("xnnpack_requantization")
+        return (f" (requantization scale up to {max(o['max_scale'] for o in ops):,.0f} in {', '.join(sorted({o['op'] for o in ops}))}, output scale "
+                f"{min(o['output_scale'] for o in ops):.2g}: XNNPACK needs it below {r['xnnpack_bound']:g}; a nearly constant output)") if ops else ""
+
     return wrap("LiteRT's XNNPACK delegate refused to prepare the int8 file of "
-                + "; ".join(f"{p} {r['variant']} seed {r['seed']}" for p, r in refused)
+                + "; ".join(f"{p} {r['variant']} seed {r['seed']}{why(r)}" for p, r in refused)
                 + ": its int8 top-1 is LiteRT's builtin kernels' (the error is `xnnpack_error` in the raw results; the file and the Keras "
                 "model are kept for diagnosis, `unloadable_file`).", "* ")
 

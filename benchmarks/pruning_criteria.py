@@ -284,10 +284,12 @@ class Run(BaselineRun):
     def unloadable(self, model, data: bytes, err: Exception) -> dict:
         """An int8 file LiteRT's XNNPACK delegate refused to prepare: the file and the Keras model are kept under
         runs/bench_cache/pruning_criteria/unloadable/ for diagnosis, and the file's test top-1 is measured on LiteRT's
-        builtin kernels. Returns the row's fields: that top-1, the error's first line and the kept files."""
+        builtin kernels. Returns the row's fields: that top-1, the error's first line, the kept file and the ops
+        XNNPACK's requantization bound refuses (``edgeopt.tflite.xnnpack.requantization_problems``)."""
         import hashlib
 
         from edgeopt.bench import evaluate_tflite  # lazy: as above
+        from edgeopt.tflite.xnnpack import MAX_REQUANTIZATION_SCALE, requantization_problems
 
         stem = CACHE_ROOT / "pruning_criteria" / "unloadable" / hashlib.sha256(data).hexdigest()[:12]
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -297,7 +299,8 @@ class Run(BaselineRun):
         print(f"LiteRT's XNNPACK delegate cannot prepare this int8 file ({message}); kept as {stem}.tflite, measured on the builtin kernels",
               flush=True)
         return {"int8_top1": evaluate_tflite(data, self.splits.test, xnnpack=False).top1, "xnnpack_error": message,
-                "unloadable_file": str(stem.with_suffix(".tflite"))}
+                "unloadable_file": str(stem.with_suffix(".tflite")), "xnnpack_bound": MAX_REQUANTIZATION_SCALE,
+                "xnnpack_requantization": [p.to_dict() for p in requantization_problems(data)]}
 
     def int8_repair(self, model, calibration) -> dict:
         """Where the int8 conversion of ``model`` (calibrated on ``calibration``) lost accuracy and what keeping layers float

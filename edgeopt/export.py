@@ -46,7 +46,7 @@ from edgeopt.tflite.inspect import deploy_summary
 from edgeopt.tflite.flatbuffer import InvalidModelError  # noqa: F401
 from edgeopt.tflite.ops import OpReport, op_report  # noqa: F401
 from edgeopt.tflite.runtime import dequantize_output, quantize_input  # noqa: F401  (public: the app-side helpers)
-from edgeopt.tflite.xnnpack import explicit_pad_for_xnnpack, xnnpack_sparse_eligibility
+from edgeopt.tflite.xnnpack import MAX_REQUANTIZATION_SCALE, explicit_pad_for_xnnpack, requantization_problems, xnnpack_sparse_eligibility
 from edgeopt.version import __version__
 
 MANIFEST_KEY = "edgeopt_manifest"
@@ -548,6 +548,7 @@ def to_tflite(
     convert_seconds = time.perf_counter() - start
     report = op_report(raw, mode, kept.layers if kept else (), model.name)
     _check_io(raw, mode, io, report, model.name, kept)
+    _check_xnnpack(raw, model)
     check = _verify_or_refuse(model, raw, mode, data, min_agreement)
     manifest = build_manifest(model, raw, mode, data.preprocessing, report, calib, check, convert_seconds, source, io=io, labels=class_names)
     if kept is not None:  # quantize_report reads the nodes back to debug the same quantization
@@ -713,6 +714,21 @@ def _check_io(data: bytes, mode: str, io: str, report: OpReport, name: str, kept
                     and {"float32", "float16"} & set(op.input_dtypes + op.output_dtypes)})
     if bad or stray:
         raise RuntimeError(f"{mode} export of {name!r} is not fully integer: I/O not {io} {[t.name for t in bad]}, float ops {stray}")
+
+
+def _check_xnnpack(data: bytes, model: keras.Model) -> None:
+    """Refuse an int8 file XNNPACK cannot run (:func:`edgeopt.tflite.xnnpack.requantization_problems`): LiteRT's
+    default CPU path and MediaPipe's ImageClassifier fail to load it. Names the layers and what to check."""
+    problems = requantization_problems(data)
+    if not problems:
+        return
+    names = [layer.name for layer in model.layers]
+    where = "; ".join(f"{p.op} of {', '.join(sorted(tflite_layers.layers_in_name(p.output, model.name, names))) or p.output} "
+                      f"(output scale {p.output_scale:.3g}, requantization scale up to {p.max_scale:,.0f} in {p.channels} channels)" for p in problems)
+    raise RuntimeError(f"the int8 file of {model.name!r} cannot run on XNNPACK (LiteRT's default CPU delegate; MediaPipe's ImageClassifier "
+                       f"would not load it): {where}; XNNPACK needs input scale x kernel scale / output scale below "
+                       f"{MAX_REQUANTIZATION_SCALE:g}. A tiny output scale means the layer's output was nearly constant on the calibration "
+                       "images: check that layer's weights (pruning may have left it almost none: layer collapse) and the calibration images")
 
 
 def _check_same_outputs(raw: bytes, final: bytes, x: np.ndarray) -> None:

@@ -60,3 +60,4 @@ def test_a_file_xnnpack_refuses_is_kept_and_measured_on_the_builtin_kernels(mode
     kept = Path(row["unloadable_file"])
     assert kept.read_bytes() == data and kept.with_suffix(".keras").exists() and kept.parts[:3] == ("runs", "bench_cache", "pruning_criteria")
     assert row["int8_top1"] == real(data, digits_splits.test, xnnpack=False).top1 and row["keras_top1"] - row["int8_top1"] < 0.05
+    assert row["xnnpack_bound"] == 256.0 and row["xnnpack_requantization"] == []  # this file is fine: only the runtime was made to refuse

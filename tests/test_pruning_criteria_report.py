@@ -219,6 +219,12 @@ def test_a_file_xnnpack_refused_is_named(data):
     refused = {**data, "scratch": [{**r, "xnnpack_error": error} if (r["variant"], r["seed"]) == ("snip 90%", 1) else r for r in data["scratch"]]}
     assert "LiteRT's XNNPACK delegate refused to prepare the int8 file of scratch snip 90% seed 1: its int8 top-1 is LiteRT's" in section(refused)
     assert typed_numbers(report, refused) == set()  # the error's node number stays in the raw results
+    ops = [{"op_index": 63, "op": "CONV_2D", "output": "m/head_conv/Conv2D", "channels": 4, "max_scale": 124771.8, "output_scale": 7.84e-9}]
+    found = {**data, "scratch": [{**r, "xnnpack_error": error, "xnnpack_bound": 256.0, "xnnpack_requantization": ops}
+                                 if (r["variant"], r["seed"]) == ("snip 90%", 1) else r for r in data["scratch"]]}
+    assert ("scratch snip 90% seed 1 (requantization scale up to 124,772 in CONV_2D, output scale 7.8e-09: XNNPACK needs it below 256; "
+            "a nearly constant output)") in section(found)
+    assert typed_numbers(report, found) == set()
 
 
 def test_verdicts_are_the_stats_of_the_runs(data):

@@ -25,6 +25,7 @@ import numpy as np
 from edgeopt._keras import tf  # noqa: F401  (TensorFlow comes through edgeopt._keras)
 from edgeopt.tflite import flatbuffer, metadata, runtime
 from edgeopt.tflite.flatbuffer import TENSOR_TYPE_NAMES, read_model, write_model
+from edgeopt.tflite.xnnpack import MAX_REQUANTIZATION_SCALE, requantization_problems
 
 _DTYPE_BYTES = {"float32": 4, "int32": 4, "uint8": 1, "int8": 1, "int16": 2, "float16": 2, "int64": 8, "bool": 1}
 
@@ -58,6 +59,7 @@ class DeployReport:
     packed_files: list[str]
     missing_for_mediapipe: list[str]
     op_times_ms: list[dict] = field(default_factory=list)
+    xnnpack_problems: list[dict] = field(default_factory=list)  # ops XNNPACK refuses (edgeopt.tflite.xnnpack.requantization_problems)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +72,11 @@ class DeployReport:
                  f"- activation arena: {self.arena_bytes:,} bytes (peak live tensors)" + (f"; process memory to load and run once: {self.load_rss_mb:.1f} MB" if self.load_rss_mb is not None else ""),
                  "", "| op | version | count | GPU |", "|---|---:|---:|---|"]
         lines += [f"| {o.op} | {o.version} | {o.count} | {'yes' if o.gpu_compatible else 'no: ' + o.gpu_note} |" for o in self.ops]
+        if self.xnnpack_problems:
+            lines += ["", "XNNPACK (LiteRT's default CPU delegate) REFUSES this file, so LiteRT with its default delegate and MediaPipe fail "
+                      f"to load it (requantization scale must stay below {MAX_REQUANTIZATION_SCALE:g}; measured here on LiteRT's builtin kernels):"]
+            lines += [f"- {p['op']} `{p['output'][:80]}`: requantization scale up to {p['max_scale']:,.0f} in {p['channels']} channels, output "
+                      f"scale {p['output_scale']:.3g} (an output nearly constant on the calibration images)" for p in self.xnnpack_problems]
         if self.op_times_ms:
             lines += ["", "time per operator (estimate: differences of prefix-model medians, 1 thread):", "", "| # | op | output | ms |", "|---:|---|---|---:|"]
             lines += [f"| {t['index']} | {t['op']} | {t['output'][:60]} | {t['ms']:.3f} |" for t in self.op_times_ms]
@@ -82,7 +89,8 @@ class DeployReport:
             lines.append(f"- output label files: {[f['name'] + ' (' + f['type'] + ')' for o in m['outputs'] for f in o['associated_files']]}; packed: {self.packed_files}")
         else:
             lines.append("- none")
-        lines.append("- MediaPipe ImageClassifier: " + ("loads it" if not self.missing_for_mediapipe else "will refuse it: " + "; ".join(self.missing_for_mediapipe)))
+        refusals = self.missing_for_mediapipe + (["XNNPACK cannot create its ops (above)"] if self.xnnpack_problems else [])
+        lines.append("- MediaPipe ImageClassifier: " + ("loads it" if not refusals else "will refuse it: " + "; ".join(refusals)))
         return "\n".join(lines)
 
 
@@ -158,14 +166,14 @@ def _prefix_model(data: bytes, upto: int) -> bytes:
     return write_model(model, len(data))
 
 
-def op_times(data: bytes, runs: int = 30) -> list[dict]:
+def op_times(data: bytes, runs: int = 30, xnnpack: bool = True) -> list[dict]:
     """Estimated time of each operator (ms, 1 thread): differences of the medians of the prefix models."""
     ops = flatbuffer.list_ops(data)
     ins, _ = flatbuffer.io_tensors(data)
     x = np.zeros(ins[0].shape, np.dtype(ins[0].dtype))
     medians = []
     for k in range(len(ops)):
-        interp = runtime.make_interpreter(_prefix_model(data, k))
+        interp = runtime.make_interpreter(_prefix_model(data, k), xnnpack=xnnpack)
         interp.allocate_tensors()
         index = interp.get_input_details()[0]["index"]
         interp.set_tensor(index, x)
@@ -201,8 +209,9 @@ def inspect_model(model, *, with_op_times: bool = False) -> DeployReport:
     deploy = deploy_summary(bare)
     gpu = deploy["gpu_delegate"]
     ops = [OpEntry(o["op"], o["version"], o["count"], o["gpu"], gpu["warnings"].get(o["op"], "")) for o in deploy["ops"]]
+    problems = [p.to_dict() for p in requantization_problems(bare)]
     before = runtime.rss_mb()
-    interp = runtime.make_interpreter(bare)
+    interp = runtime.make_interpreter(bare, xnnpack=not problems)  # a file XNNPACK refuses still runs on the builtin kernels
     interp.allocate_tensors()
     interp.invoke()
     after = runtime.rss_mb()
@@ -213,5 +222,5 @@ def inspect_model(model, *, with_op_times: bool = False) -> DeployReport:
         load_rss_mb=(after - before) if before is not None and after is not None else None,
         metadata=metadata.read_model_metadata(bare), packed_files=sorted(metadata.packed_files(data)),
         missing_for_mediapipe=metadata.missing_for_image_classifier(data),
-        op_times_ms=op_times(bare) if with_op_times else [],
+        op_times_ms=op_times(bare, xnnpack=not problems) if with_op_times else [], xnnpack_problems=problems,
     )

@@ -25,6 +25,13 @@ alone because XNNPACK's sparse path could not use it anyway; for a MobileNetV2 p
 rebuild the model with explicit symmetric padding (``edgeopt.compress.graph.explicit_padding``).
 
 Sparse tensors (``DENSIFY`` ops) pass through untouched. Models over 2 GB (buffer offsets) are not supported.
+
+:func:`requantization_problems` finds the int8 convolutions and fully connected layers XNNPACK refuses to run:
+it requires input scale x kernel scale / output scale below 256 in every output channel (src/operators/
+convolution-nhwc.c, fully-connected-nc.c: ``xnn_status_unsupported_parameter``), and the delegate then fails the
+whole graph ("failed to create XNNPACK runtime"), so LiteRT's default CPU path and MediaPipe's ImageClassifier
+cannot load the file (measured: a from-scratch SNIP model whose ``head_conv`` kept 4 of 143,360 weights; its output
+stayed within 2e-6 of zero on the calibration images: output scale 7.8e-9, requantization scale 124,772).
 """
 from __future__ import annotations
 
@@ -32,7 +39,56 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeopt.tflite.flatbuffer import OP_NAMES, OPS, TENSOR_TYPES, builtin_code, check_tflite, read_model, schema, write_model
+from edgeopt.tflite.flatbuffer import OP_NAMES, OPS, TENSOR_TYPES, builtin_code, check_tflite, list_ops, read_model, schema, write_model
+
+MAX_REQUANTIZATION_SCALE = 256.0  # XNNPACK's bound on input scale x kernel scale / output scale (quantized conv / FC)
+_REQUANTIZED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+
+@dataclass(frozen=True)
+class RequantizationProblem:
+    """One quantized operator XNNPACK refuses: its index and kind, its output tensor's name, how many output
+    channels reach :data:`MAX_REQUANTIZATION_SCALE`, the largest requantization scale and the output scale (a tiny
+    one: the output was nearly constant on the calibration images)."""
+
+    op_index: int
+    op: str
+    output: str
+    channels: int
+    max_scale: float
+    output_scale: float
+
+    def to_dict(self) -> dict:
+        return {"op_index": self.op_index, "op": self.op, "output": self.output, "channels": self.channels, "max_scale": self.max_scale,
+                "output_scale": self.output_scale}
+
+
+def requantization_problems(tflite_bytes: bytes) -> list[RequantizationProblem]:
+    """The quantized convolutions and fully connected layers of ``tflite_bytes`` whose requantization scale (input
+    scale x kernel scale / output scale, per output channel) reaches XNNPACK's 256: XNNPACK cannot create them, and
+    the file fails to load wherever XNNPACK is the CPU path (LiteRT's default, MediaPipe). Empty for float files."""
+    check_tflite(tflite_bytes)
+    g = schema.Model.GetRootAs(tflite_bytes, 0).Subgraphs(0)
+
+    def scales(index: int) -> np.ndarray:
+        q = g.Tensors(index).Quantization()
+        return q.ScaleAsNumpy().astype(np.float64) if q is not None and q.ScaleLength() else np.zeros(0)
+
+    problems = []
+    for i, op in enumerate(list_ops(tflite_bytes)):
+        if op.op not in _REQUANTIZED_OPS or not op.input_dtypes or op.input_dtypes[0] not in ("int8", "uint8"):
+            continue
+        data_in, kernel = (op.inputs[2], op.inputs[1]) if op.op == "TRANSPOSE_CONV" else (op.inputs[0], op.inputs[1])
+        s_in, s_kernel, s_out = scales(data_in), scales(kernel), scales(op.outputs[0])
+        if not (s_in.size and s_kernel.size and s_out.size):
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = s_in[0] * s_kernel / s_out[0]
+        over = ~(ratio < MAX_REQUANTIZATION_SCALE)  # NaN and inf count as over
+        if over.any():
+            problems.append(RequantizationProblem(i, op.op, op.output_name, int(over.sum()), float(np.nanmax(np.where(np.isnan(ratio), np.inf, ratio))),
+                                                  float(s_out[0])))
+    return problems
 
 
 @dataclass(frozen=True)
