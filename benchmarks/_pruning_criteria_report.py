@@ -317,6 +317,7 @@ def _refused_bullets(data: dict) -> list[str]:
     refused = [(p, r) for p, r in every_run(data) if r.get("xnnpack_error")]
     if not refused:
         return []
+
     def why(r: dict) -> str:
         ops = r.get("xnnpack_requantization")
         return (f" (requantization scale up to {max(o['max_scale'] for o in ops):,.0f} in {', '.join(sorted({o['op'] for o in ops}))}, output scale "
