@@ -281,22 +281,33 @@ class Run(BaselineRun):
         row |= {"kernel_sparsity": weight_sparsity(model), "params": prof.params, "macs": prof.macs, "int8_bytes": len(data)}
         if row["keras_top1"] - row["int8_top1"] > sampling_interval(row["keras_top1"], self.splits.sizes["test"]):
             row["int8_repair"] = self.int8_repair(model, calibration)
+            row["kept_model"] = str(self.keep(model, "int8_loss"))  # for later study (QAT, calibration) without retraining
         return row, data
 
-    def unloadable(self, model, data: bytes, err: Exception) -> dict:
-        """An int8 file LiteRT's XNNPACK delegate refused to prepare: the file and the Keras model are kept under
-        runs/bench_cache/pruning_criteria/unloadable/ for diagnosis, and the file's test top-1 is measured on LiteRT's
-        builtin kernels. Returns the row's fields: that top-1, the error's first line, the kept file and the ops
-        XNNPACK's requantization bound refuses (``edgeopt.tflite.xnnpack.requantization_problems``)."""
+    @staticmethod
+    def keep(model, folder: str) -> Path:
+        """Save ``model`` under runs/bench_cache/pruning_criteria/``folder``/ (not committed), named by its weights'
+        digest; returns the path."""
         import hashlib
 
+        import numpy as np
+
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in model.get_weights())).hexdigest()[:12]
+        path = CACHE_ROOT / "pruning_criteria" / folder / f"{digest}.keras"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+        return path
+
+    def unloadable(self, model, data: bytes, err: Exception) -> dict:
+        """An int8 file LiteRT's XNNPACK delegate refused to prepare: the Keras model and the file are kept under
+        runs/bench_cache/pruning_criteria/unloadable/ (:meth:`keep`) for diagnosis, and the file's test top-1 is measured on LiteRT's
+        builtin kernels. Returns the row's fields: that top-1, the error's first line, the kept file and the ops
+        XNNPACK's requantization bound refuses (``edgeopt.tflite.xnnpack.requantization_problems``)."""
         from edgeopt.bench import evaluate_tflite  # lazy: as above
         from edgeopt.tflite.xnnpack import MAX_REQUANTIZATION_SCALE, requantization_problems
 
-        stem = CACHE_ROOT / "pruning_criteria" / "unloadable" / hashlib.sha256(data).hexdigest()[:12]
-        stem.parent.mkdir(parents=True, exist_ok=True)
+        stem = self.keep(model, "unloadable").with_suffix("")
         write_file(stem.with_suffix(".tflite"), data)
-        model.save(stem.with_suffix(".keras"))
         message = str(err).strip().splitlines()[0]
         print(f"LiteRT's XNNPACK delegate cannot prepare this int8 file ({message}); kept as {stem}.tflite, measured on the builtin kernels",
               flush=True)

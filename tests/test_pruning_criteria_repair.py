@@ -16,14 +16,15 @@ from test_quant_report import models  # noqa: F401 (the fixture)
 
 
 def _run(splits, arrays) -> SimpleNamespace:
-    """What ``Run.measure`` reads of a run: the splits, the calibration pool and count, and ``int8_repair``."""
+    """What ``Run.measure`` reads of a run: the splits, the calibration pool and count, and the methods it calls."""
     run = SimpleNamespace(splits=splits, pool=arrays["train"][0], calibration=100)
-    run.int8_repair, run.unloadable = partial(Run.int8_repair, run), partial(Run.unloadable, run)
+    run.int8_repair, run.unloadable, run.keep = partial(Run.int8_repair, run), partial(Run.unloadable, run), Run.keep
     return run
 
 
-def test_a_conversion_loss_beyond_noise_is_diagnosed_and_repaired(models, digits_splits, digits_arrays):  # noqa: F811
+def test_a_conversion_loss_beyond_noise_is_diagnosed_and_repaired(models, digits_splits, digits_arrays, tmp_path, monkeypatch):  # noqa: F811
     clean, bad = models
+    monkeypatch.chdir(tmp_path)  # the kept model goes under runs/bench_cache/ of the working folder
     run = _run(digits_splits, digits_arrays)
     row, data = Run.measure(run, bad, 0)
     noise = sampling_interval(row["keras_top1"], digits_splits.sizes["test"])
@@ -37,8 +38,10 @@ def test_a_conversion_loss_beyond_noise_is_diagnosed_and_repaired(models, digits
     assert steps[-1]["val_top1"] > steps[0]["val_top1"] and repair["chosen"] == len(steps) - 1  # the best step on validation
     assert repair["reached"] == (steps[-1]["gap_points"] <= INT8_REPAIR["points"])
     assert repair["test_top1"] - row["int8_top1"] > noise  # keeping the culprit float wins the loss back on the test images too
+    kept = Path(row["kept_model"])  # the model is kept for later study, named by its weights
+    assert kept.parts[:4] == ("runs", "bench_cache", "pruning_criteria", "int8_loss") and kept.suffix == ".keras" and kept.exists()
     clean_row, _ = Run.measure(run, clean, 0)
-    assert clean_row["keras_top1"] - clean_row["int8_top1"] <= noise and "int8_repair" not in clean_row
+    assert clean_row["keras_top1"] - clean_row["int8_top1"] <= noise and "int8_repair" not in clean_row and "kept_model" not in clean_row
 
 
 def test_a_file_xnnpack_refuses_is_kept_and_measured_on_the_builtin_kernels(models, digits_splits, digits_arrays, tmp_path, monkeypatch):  # noqa: F811
@@ -58,6 +61,6 @@ def test_a_file_xnnpack_refuses_is_kept_and_measured_on_the_builtin_kernels(mode
     row, data = Run.measure(_run(digits_splits, digits_arrays), clean, 0)
     assert delegates == [True, False] and row["xnnpack_error"].endswith("failed to prepare.")  # the first line
     kept = Path(row["unloadable_file"])
-    assert kept.read_bytes() == data and kept.with_suffix(".keras").exists() and kept.parts[:3] == ("runs", "bench_cache", "pruning_criteria")
+    assert kept.read_bytes() == data and kept.with_suffix(".keras").exists() and kept.parts[:4] == ("runs", "bench_cache", "pruning_criteria", "unloadable")
     assert row["int8_top1"] == real(data, digits_splits.test, xnnpack=False).top1 and row["keras_top1"] - row["int8_top1"] < 0.05
     assert row["xnnpack_bound"] == 256.0 and row["xnnpack_requantization"] == []  # this file is fine: only the runtime was made to refuse
