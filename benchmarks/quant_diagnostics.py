@@ -157,9 +157,8 @@ class Run(BaselineRun):
                                val_data=self.splits.val, preprocessing=self.splits.preprocessing, num_calibration=len(x_cal),
                                report=report, latency_rounds=timed)
         steps = []
-        for i, (step, blob) in enumerate(zip(result.to_dict(report=False)["steps"], result.files)):
+        for i, (step, blob) in enumerate(zip(result.metrics()["steps"], result.files)):  # each step's top-1 as val_top1
             write_file(self.cache.file("step", f"{seed}-{i}", ".tflite"), blob)
-            step["val_top1"] = step.pop("top1")
             steps.append({**step, "test_top1": evaluate_tflite(blob, self.splits.test).top1})
             print(f"seed {seed} step {i}: kept float {', '.join(step['float_layers']) or '-'}; test top-1 {steps[-1]['test_top1']:.4f}", flush=True)
         return {"seed": seed, "culprit_rank": rank, "tensors": len(report.rows), "rows": report.to_dict()["rows"][:TOP_ROWS], "steps": steps, "reached": result.reached,

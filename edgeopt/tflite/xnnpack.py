@@ -35,14 +35,14 @@ stayed within 2e-6 of zero on the calibration images: output scale 7.8e-9, requa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from edgeopt.tflite.flatbuffer import OP_NAMES, OPS, TENSOR_TYPES, builtin_code, check_tflite, list_ops, read_model, schema, write_model
 
 MAX_REQUANTIZATION_SCALE = 256.0  # XNNPACK's bound on input scale x kernel scale / output scale (quantized conv / FC)
-_REQUANTIZED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+_REQUANTIZED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")  # (data, kernel, ...) inputs
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,7 @@ class RequantizationProblem:
     output_scale: float
 
     def to_dict(self) -> dict:
-        return {"op_index": self.op_index, "op": self.op, "output": self.output, "channels": self.channels, "max_scale": self.max_scale,
-                "output_scale": self.output_scale}
+        return asdict(self)
 
 
 def requantization_problems(tflite_bytes: bytes) -> list[RequantizationProblem]:
@@ -78,8 +77,7 @@ def requantization_problems(tflite_bytes: bytes) -> list[RequantizationProblem]:
     for i, op in enumerate(list_ops(tflite_bytes)):
         if op.op not in _REQUANTIZED_OPS or not op.input_dtypes or op.input_dtypes[0] not in ("int8", "uint8"):
             continue
-        data_in, kernel = (op.inputs[2], op.inputs[1]) if op.op == "TRANSPOSE_CONV" else (op.inputs[0], op.inputs[1])
-        s_in, s_kernel, s_out = scales(data_in), scales(kernel), scales(op.outputs[0])
+        s_in, s_kernel, s_out = scales(op.inputs[0]), scales(op.inputs[1]), scales(op.outputs[0])
         if not (s_in.size and s_kernel.size and s_out.size):
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
