@@ -54,6 +54,9 @@ def fashion_mnist_raw():
 # ---- models trained once per session ------------------------------------------------------------------------
 
 
+TRAINING = {}  # zoo model name -> the TrainResult of its shared training (_trained)
+
+
 @functools.lru_cache(maxsize=None)
 def _trained(name: str):
     from edgeopt import models
@@ -63,14 +66,15 @@ def _trained(name: str):
     splits = _digits()
     keras.utils.set_random_seed(0)  # the same initial weights whichever test asks first
     model = models.create(name, input_shape=splits.preprocessing.input_shape, classes=10)
-    fit(model, splits, TrainConfig(epochs=15, learning_rate=0.01, verbose=0))
+    TRAINING[name] = fit(model, splits, TrainConfig(epochs=15, learning_rate=0.01, verbose=0))
     return model
 
 
 @pytest.fixture(scope="session")
 def trained_tiny():
-    """``trained_tiny(name)``: zoo model ``name`` trained on digits 16x16x3 for 15 epochs (once per session).
-    Shared by several tests: use it as is, never train or modify it further (clone it first)."""
+    """``trained_tiny(name)``: zoo model ``name`` trained on digits 16x16x3 for 15 epochs (once per session; its
+    TrainResult is ``TRAINING[name]``). Shared by several tests: use it as is, never train or modify it further
+    (clone it first)."""
     return _trained
 
 

@@ -194,6 +194,7 @@ def test_every_tiny_family_int8_export_is_fully_integer(name):
     assert art.verification is None and art.manifest["verified_agreement"] is None
 
 
+@pytest.mark.slow  # 14 s: converts once more the slow way; every default export test checks the files against Keras
 def test_converting_without_keras_saving_machinery_gives_the_same_bytes(model, splits, monkeypatch):
     """The converter saves only the model's variables beside the traced function (export._variables_of), not the
     Keras model: the file must be the one converting with the Keras model gives, byte for byte."""
