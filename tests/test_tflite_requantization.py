@@ -16,21 +16,26 @@ from edgeopt.tflite.xnnpack import MAX_REQUANTIZATION_SCALE, requantization_prob
 L = keras.layers
 
 
-def _model(near_constant: bool) -> keras.Model:
-    """conv1 (its channel 0 always 0 after ReLU) -> head_conv (no bias) -> ReLU6 -> pool -> fc. Near-constant: head_conv
-    keeps 4 output channels' weights on conv1's dead channel 0 and a 1e-6 weight on a live one, so its output stays
-    within about 1e-5 of zero; else ordinary random weights."""
+def _model(near_constant: bool, transposed: bool = False) -> keras.Model:
+    """conv1 (its channel 0 always 0 after ReLU) -> head_conv (no bias; a 2x2 stride-2 transposed convolution with
+    ``transposed``) -> ReLU6 -> pool -> fc. Near-constant: head_conv keeps 4 output channels' weights on conv1's dead
+    channel 0 and a 1e-6 weight on a live one, so its output stays within about 1e-5 of zero; else ordinary random
+    weights."""
     keras.utils.set_random_seed(0)
     inp = keras.Input((16, 16, 3))
     x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
-    y = L.ReLU(6.0, name="head_act")(L.Conv2D(16, 1, use_bias=False, name="head_conv")(x))
+    head_conv = L.Conv2DTranspose(16, 2, strides=2, use_bias=False, name="head_conv") if transposed else L.Conv2D(16, 1, use_bias=False, name="head_conv")
+    y = L.ReLU(6.0, name="head_act")(head_conv(x))
     model = keras.Model(inp, L.Dense(10, activation="softmax", name="fc")(L.GlobalAveragePooling2D(name="pool")(y)), name="tiny")
     if near_constant:
         kernel, bias = model.get_layer("conv1").get_weights()
         kernel[..., 0], bias[0] = 0.0, -1.0
         model.get_layer("conv1").set_weights([kernel, bias])
-        head = np.zeros((1, 1, 8, 16), np.float32)
-        head[0, 0, 0, :4], head[0, 0, 1, :4] = 0.5, 1e-6
+        head = np.zeros(model.get_layer("head_conv").kernel.shape, np.float32)
+        if transposed:  # kernel (kh, kw, outputs, inputs)
+            head[:, :, :4, 0], head[:, :, :4, 1] = 0.5, 1e-6
+        else:  # kernel (kh, kw, inputs, outputs)
+            head[:, :, 0, :4], head[:, :, 1, :4] = 0.5, 1e-6
         model.get_layer("head_conv").set_weights([head])
     return model
 
@@ -57,16 +62,18 @@ def _mediapipe_loads(data: bytes) -> bool:
         return False
 
 
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed_conv"])
 @pytest.mark.parametrize("near_constant", [False, True])
-def test_the_bound_predicts_what_litert_and_mediapipe_load(calibration, near_constant):
-    data = export.convert(_model(near_constant), "int8", calibration, io="uint8")
+def test_the_bound_predicts_what_litert_and_mediapipe_load(calibration, near_constant, transposed):
+    data = export.convert(_model(near_constant, transposed), "int8", calibration, io="uint8")
     problems = requantization_problems(data)
     assert bool(problems) == near_constant
     assert _loads(data, xnnpack=True) == _mediapipe_loads(data) == (not near_constant)
     assert _loads(data, xnnpack=False)  # LiteRT's builtin kernels take any scale
     if near_constant:
         (p,) = problems
-        assert p.op == "CONV_2D" and "head_conv" in p.output and p.channels == 4 and p.max_scale >= MAX_REQUANTIZATION_SCALE
+        assert p.op == ("TRANSPOSE_CONV" if transposed else "CONV_2D") and "head_conv" in p.output
+        assert p.channels == 4 and p.max_scale >= MAX_REQUANTIZATION_SCALE
         assert p.output_scale < 1e-7  # the output range the calibration saw: about 1e-5 wide
 
 

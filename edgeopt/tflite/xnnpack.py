@@ -28,7 +28,7 @@ Sparse tensors (``DENSIFY`` ops) pass through untouched. Models over 2 GB (buffe
 
 :func:`requantization_problems` finds the int8 convolutions and fully connected layers XNNPACK refuses to run:
 it requires input scale x kernel scale / output scale below 256 in every output channel (src/operators/
-convolution-nhwc.c, fully-connected-nc.c: ``xnn_status_unsupported_parameter``), and the delegate then fails the
+convolution-nhwc.c, deconvolution-nhwc.c, fully-connected-nc.c: ``xnn_status_unsupported_parameter``), and the delegate then fails the
 whole graph ("failed to create XNNPACK runtime"), so LiteRT's default CPU path and MediaPipe's ImageClassifier
 cannot load the file (measured: a from-scratch SNIP model whose ``head_conv`` kept 4 of 143,360 weights; its output
 stayed within 2e-6 of zero on the calibration images: output scale 7.8e-9, requantization scale 124,772).
@@ -42,7 +42,8 @@ import numpy as np
 from edgeopt.tflite.flatbuffer import OP_NAMES, OPS, TENSOR_TYPES, builtin_code, check_tflite, list_ops, read_model, schema, write_model
 
 MAX_REQUANTIZATION_SCALE = 256.0  # XNNPACK's bound on input scale x kernel scale / output scale (quantized conv / FC)
-_REQUANTIZED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")  # (data, kernel, ...) inputs
+# the ops XNNPACK requantizes: positions of their data and kernel inputs (TRANSPOSE_CONV: output shape, kernel, data)
+_REQUANTIZED_OPS = {"CONV_2D": (0, 1), "DEPTHWISE_CONV_2D": (0, 1), "FULLY_CONNECTED": (0, 1), "TRANSPOSE_CONV": (2, 1)}
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class RequantizationProblem:
 
 
 def requantization_problems(tflite_bytes: bytes) -> list[RequantizationProblem]:
-    """The quantized convolutions and fully connected layers of ``tflite_bytes`` whose requantization scale (input
+    """The quantized (transposed) convolutions and fully connected layers of ``tflite_bytes`` whose requantization scale (input
     scale x kernel scale / output scale, per output channel) reaches XNNPACK's 256: XNNPACK cannot create them, and
     the file fails to load wherever XNNPACK is the CPU path (LiteRT's default, MediaPipe). Empty for float files."""
     check_tflite(tflite_bytes)
@@ -75,9 +76,10 @@ def requantization_problems(tflite_bytes: bytes) -> list[RequantizationProblem]:
 
     problems = []
     for i, op in enumerate(list_ops(tflite_bytes)):
-        if op.op not in _REQUANTIZED_OPS or not op.input_dtypes or op.input_dtypes[0] not in ("int8", "uint8"):
+        data, kernel = _REQUANTIZED_OPS.get(op.op, (None, None))
+        if data is None or len(op.input_dtypes) <= data or op.input_dtypes[data] not in ("int8", "uint8"):
             continue
-        s_in, s_kernel, s_out = scales(op.inputs[0]), scales(op.inputs[1]), scales(op.outputs[0])
+        s_in, s_kernel, s_out = scales(op.inputs[data]), scales(op.inputs[kernel]), scales(op.outputs[0])
         if not (s_in.size and s_kernel.size and s_out.size):
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
