@@ -735,12 +735,16 @@ def _check_xnnpack(data: bytes, model: keras.Model) -> None:
     if not problems:
         return
     names = [layer.name for layer in model.layers]
-    where = "; ".join(f"{p.op} of {', '.join(sorted(tflite_layers.layers_in_name(p.output, model.name, names))) or p.output} "
-                      f"(output scale {p.output_scale:.3g}, requantization scale up to {p.max_scale:,.0f} in {p.channels} channels)" for p in problems)
+    layers = [sorted(tflite_layers.layers_in_name(p.output, model.name, names)) for p in problems]
+    where = "; ".join(f"{p.op} of {', '.join(found) or p.output} "
+                      f"(output scale {p.output_scale:.3g}, requantization scale up to {p.max_scale:,.0f} in {p.channels} channels)"
+                      for p, found in zip(problems, layers))
+    float_hint = sorted({name for found in layers for name in found})
     raise RuntimeError(f"the int8 file of {model.name!r} cannot run on XNNPACK (LiteRT's default CPU delegate; MediaPipe's ImageClassifier "
                        f"would not load it): {where}; XNNPACK needs input scale x kernel scale / output scale below "
                        f"{MAX_REQUANTIZATION_SCALE:g}. A tiny output scale means the layer's output was nearly constant on the calibration "
-                       "images: check that layer's weights (pruning may have left it almost none: layer collapse) and the calibration images")
+                       "images: check that layer's weights (pruning may have left it almost none: layer collapse) and the calibration images"
+                       + (f", or keep it float32 (keep_float={float_hint})" if float_hint else ""))
 
 
 def _check_same_outputs(raw: bytes, final: bytes, x: np.ndarray) -> None:

@@ -77,11 +77,13 @@ def test_the_bound_predicts_what_litert_and_mediapipe_load(calibration, near_con
         assert p.output_scale < 1e-7  # the output range the calibration saw: about 1e-5 wide
 
 
-def test_to_tflite_refuses_a_file_xnnpack_cannot_run_by_layer(calibration):
+def test_to_tflite_refuses_a_file_xnnpack_cannot_run_by_layer_and_its_advice_works(calibration):
     with pytest.raises(RuntimeError, match=r"the int8 file of 'tiny' cannot run on XNNPACK .*: CONV_2D of head_act, head_conv \(output scale .*"
-                                           r"requantization scale up to [\d,]+ in 4 channels\)"):
+                                           r"requantization scale up to [\d,]+ in 4 channels\).*, or keep it float32 \(keep_float=\['head_act', 'head_conv'\]\)$"):
         export.to_tflite(_model(True), "int8", calibration, num_verify=0)
     assert export.to_tflite(_model(False), "int8", calibration, num_verify=0).model_bytes  # the ordinary model exports
+    kept = export.to_tflite(_model(True), "int8", calibration, num_verify=0, keep_float=["head_act", "head_conv"])  # the advice
+    assert requantization_problems(kept.model_bytes) == [] and _loads(kept.model_bytes, xnnpack=True) and _mediapipe_loads(kept.model_bytes)
 
 
 def test_inspect_reports_what_xnnpack_refuses_and_still_runs_the_file(calibration):
@@ -91,5 +93,6 @@ def test_inspect_reports_what_xnnpack_refuses_and_still_runs_the_file(calibratio
     assert [(p["op"], p["channels"]) for p in bad.xnnpack_problems] == [("CONV_2D", 4)] and bad.arena_bytes > 0
     md = bad.to_markdown()
     assert "XNNPACK (LiteRT's default CPU delegate) REFUSES this file" in md and "will refuse it: " in md and "XNNPACK cannot create its ops" in md
+    assert "export again with those layers kept float32 (`keep_float`)" in md
     good = inspect_model(export.convert(_model(False), "int8", calibration, io="uint8"))
     assert good.xnnpack_problems == [] and "REFUSES" not in good.to_markdown()

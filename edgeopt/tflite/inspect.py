@@ -77,6 +77,8 @@ class DeployReport:
                       f"to load it (requantization scale must stay below {MAX_REQUANTIZATION_SCALE:g}; measured here on LiteRT's builtin kernels):"]
             lines += [f"- {p['op']} `{p['output'][:80]}`: requantization scale up to {p['max_scale']:,.0f} in {p['channels']} channels, output "
                       f"scale {p['output_scale']:.3g} (an output nearly constant on the calibration images)" for p in self.xnnpack_problems]
+            lines += ["", "To make it load: check those layers' weights (pruning may have left them almost none) and the calibration "
+                      "images, or export again with those layers kept float32 (`keep_float`)."]
         if self.op_times_ms:
             lines += ["", "time per operator (estimate: differences of prefix-model medians, 1 thread):", "", "| # | op | output | ms |", "|---:|---|---|---:|"]
             lines += [f"| {t['index']} | {t['op']} | {t['output'][:60]} | {t['ms']:.3f} |" for t in self.op_times_ms]
