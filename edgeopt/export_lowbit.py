@@ -37,9 +37,12 @@ def lowbit_plan(model: keras.Model, lowbit_bits) -> dict[str, int] | None:
 def lowbit_levels(plan: dict[str, int]) -> dict[str, int]:
     """``{layer: Q}`` of the layers of a :func:`lowbit_plan` below 8 bits: the largest level of their grid (7 at 4 bits,
     1 at 2 bits and binary), what :func:`edgeopt.tflite.lowbit.exact_lowbit_codes` takes."""
-    from edgeopt.compress.lowbit_quantizers import qmax  # lazy: TF-MOT loads only for low-bit exports
+    low = {name: bits for name, bits in plan.items() if bits < 8}
+    if not low:  # every export passes here: TF-MOT (about 2 s to import) loads only for low-bit ones
+        return {}
+    from edgeopt.compress.lowbit_quantizers import qmax
 
-    return {name: 1 if bits == 1 else qmax(bits) for name, bits in plan.items() if bits < 8}
+    return {name: 1 if bits == 1 else qmax(bits) for name, bits in low.items()}
 
 
 def lowbit_entry(model, data: bytes, mode: str, plan: dict[str, int] | None, kernels: tuple) -> dict:

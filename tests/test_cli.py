@@ -17,6 +17,18 @@ def test_help_and_import_do_not_load_tensorflow():
     assert _python("import edgeopt, tensorflow as tf; print(tf.keras.__name__.split('.')[0])") == "tf_keras"
 
 
+def test_an_int8_export_without_low_bit_layers_does_not_load_tfmot():
+    # TF-MOT takes about 2 s to import: a plain export must not pay it (it did, through the low-bit code path)
+    out = _python("import sys, numpy as np\n"
+                  "from edgeopt import export\n"
+                  "from edgeopt._keras import keras\n"
+                  "i = keras.Input((8, 8, 3))\n"
+                  "m = keras.Model(i, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(i))))\n"
+                  "art = export.to_tflite(m, 'int8', np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype('float32'), num_verify=0)\n"
+                  "print(len(art.model_bytes) > 0, 'tensorflow_model_optimization' in sys.modules)")
+    assert out.splitlines()[-1] == "True False"
+
+
 def test_lazy_package_names_resolve_to_the_library():
     import edgeopt
     from edgeopt.costs import profile
