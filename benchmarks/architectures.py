@@ -130,7 +130,8 @@ def write_markdown(rows: list[dict], threads: tuple[int, ...], args, path: Path,
         f"- Each latency is the median over {args.rounds} rounds of per-round medians, float32 and int8 interleaved in the same run.",
         "  Other jobs shared the machine's cores during this run, so absolute numbers are noisy; compare columns within a row.",
         f"- Models: 224x224x3 input, 1000 classes, untrained weights (latency and size do not depend on weight values). "
-        f"int8 = full integer (int8 input/output), calibrated on {args.calibration} random images; conversion time is "
+        f"int8 = full integer ({' / '.join(sorted({r['int8_io'] for r in rows}))} input/output, to_tflite's default), calibrated on "
+        f"{args.calibration} random images; conversion time is "
         "`TFLiteConverter.convert()` wall time including calibration.",
         "",
     ]
@@ -163,7 +164,7 @@ def _reading(rows: list[dict], threads: tuple[int, ...]) -> str:
         "dot-product, i8mm) int8 is usually 1.5-2x faster than float32; measure on the target with "
         "`edgeopt bench MODEL.tflite --adb --benchmark-model PATH`.",
         "- Float ops: the int8 column lists any operator left in float and why; 'none' means the graph is fully integer "
-        "with int8 input and output, as an app's NNAPI/GPU/Edge delegates and integer-only accelerators need.",
+        "with integer input and output, as an app's NNAPI/GPU/Edge delegates and integer-only accelerators need.",
     ])
 
 
