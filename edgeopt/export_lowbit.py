@@ -40,7 +40,7 @@ def lowbit_levels(plan: dict[str, int]) -> dict[str, int]:
     low = {name: bits for name, bits in plan.items() if bits < 8}
     if not low:  # every export passes here: TF-MOT (about 2 s to import) loads only for low-bit ones
         return {}
-    from edgeopt.compress.lowbit_quantizers import qmax
+    from edgeopt.compress.lowbit_quantizers import qmax  # lazy: TF-MOT loads only for low-bit exports
 
     return {name: 1 if bits == 1 else qmax(bits) for name, bits in low.items()}
 
