@@ -39,7 +39,7 @@ def main() -> None:
     train = TrainConfig(epochs=1, steps_per_epoch=400, learning_rate=1e-4, cosine=True, label_smoothing=0.1, seed=1)
     res = fit(qat, run.splits, train)
     data = convert(qat, "int8", calib)
-    out |= {"qat_steps": 400, "qat_lr": 1e-4, "qat_val_top1": res.val_top1, "qat_keras_top1": evaluate(qat, run.splits.test)["top1"],
+    out |= {"qat_steps": train.epochs * train.steps_per_epoch, "qat_lr": train.learning_rate, "qat_val_top1": res.val_top1, "qat_keras_top1": evaluate(qat, run.splits.test)["top1"],
             "qat_int8_top1": evaluate_tflite(data, run.splits.test).top1, "seconds": time.perf_counter() - t0}
     print("pqat:", out, flush=True)
     write_file(OUT, json.dumps(out, indent=1) + "\n")
