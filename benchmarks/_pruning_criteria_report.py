@@ -23,7 +23,7 @@ PLOTS = ("pruning_criteria_structured.png", "pruning_criteria_unstructured.png")
 # the issue's targets: 2x faster int8 (latency at most 0.5 of dense) at most 0.5 point below dense; pruning.md's
 # magnitude targets at 50% (0.5 point) and 75% (1 point)
 TARGETS = {"latency_2x": 0.5, "drop_2x": 0.5, "drop_50": 0.5, "drop_75": 1.0}
-NAMES = {"l1": "magnitude (L1)", "l2": "L2", "fpgm": "FPGM", "apoz": "APoZ", "taylor": "Taylor", "obd_fisher": "OBD (Fisher)", "activation": "activation",
+NAMES = {"l1": "magnitude (L1)", "l2": "L2", "fpgm": "FPGM", "apoz": "APoZ", "taylor": "Taylor", "obd_fisher": "OBD (Fisher)", "wanda": "Wanda", "activation": "activation",
          "snip": "SNIP", "grasp": "GraSP", "set": "SET", "rigl": "RigL", "dense": "dense", "snip_capped": "SNIP capped"}
 FILTER_NAMES = {**NAMES, "l1": "L1 norm"}
 # numbers in the findings that are not results: the targets, the variants' names (50%, 75%, 90%; budgets 0.5x,
@@ -206,7 +206,8 @@ def tables_markdown(data: dict) -> str:
            *wrap(f"`saliency_prune` from the baseline, layer-wise over every conv/dense kernel (first convolution and classifier included), "
                  f"{s['rounds']} rounds of score -> remove -> fine-tune, {s['steps']:,} steps of batch 128 in all (Adam {s['learning_rate']:g}, "
                  f"cosine per round, label smoothing 0.1). Data criteria read {s['saliency']['batches']} training batches; {_fisher_text(s['saliency'])} "
-                 "Activation-based saliency (activation, APoZ, variance) scores channels, not weights: structured part only. "
+                 "Activation-based for single weights: Wanda, |w| times the L2 norm of the input channel the weight multiplies over those "
+                 "images (Sun et al. 2023); the channel statistics (mean activation, APoZ, variance) score output channels: structured part. "
                  "Magnitude is checked against the baseline, the other criteria against magnitude at the same sparsity."), ""]
     head = ["variant", "seeds", "steps", "kernel sparsity %", "int8 top-1 %", "± 95% test", "vs reference (points)", "noise ±", "verdict", "target",
             "validation %"]
@@ -422,8 +423,13 @@ def _unstructured_bullets(data: dict, rows: dict) -> list[str]:
                         f"±{100 * r['noise']:.2f}: **{_VS_MAGNITUDE[r['verdict']]}**)" for r in others)
         best = max([mag, *others], key=lambda r: r["int8_top1"])
         out += wrap(text + f". Highest mean: {_method(best)}.", "* ")
-    out += wrap("Activation-based saliency (mean activation, APoZ, variance) scores output channels, not single weights "
-                "(`edgeopt.compress.saliency.weight_criteria()` does not list it), so it was not run for weights; it is in the structured part.", "* ")
+    if "wanda" in s["weight_criteria"]:
+        out += wrap("Wanda is the activation-based criterion for single weights (a weight's magnitude times the L2 norm of the input channel "
+                    "it multiplies); the channel statistics (mean activation, APoZ, variance) describe whole output channels and are in the "
+                    "structured part.", "* ")
+    else:
+        out += wrap("Activation-based saliency (mean activation, APoZ, variance) scores output channels, not single weights, so it was not "
+                    "run for weights; it is in the structured part.", "* ")
     return out
 
 

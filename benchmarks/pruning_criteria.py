@@ -8,12 +8,13 @@ Parts (``--part``; each (variant, seed) is cached in benchmarks/raw/pruning_crit
 it finishes, committed, so a killed run continues in this session or the next one on a fresh clone; the files runs
 keep stay in runs/bench_cache/, and a job whose file a later job needs but a fresh clone lacks runs again):
 
-* ``unstructured``: weight saliency ``l1`` (magnitude), ``taylor`` and ``obd_fisher`` (OBD, h_ii w_i^2 / 2 with the
+* ``unstructured``: weight saliency ``l1`` (magnitude), ``taylor``, ``wanda`` (activation-based: |w| times the L2 norm
+  of the input channel it multiplies, Sun et al. 2023) and ``obd_fisher`` (OBD, h_ii w_i^2 / 2 with the
   Hessian diagonal from the empirical Fisher: the mean over images of each image's squared loss gradient,
   ``fisher="sample"``, 4 images per vectorized Jacobian, 0.9 GB peak) at 50/75/90% of every conv/dense kernel,
   layer-wise: ``saliency_prune`` in 3 rounds of score -> remove -> fine-tune (400 steps each, 1,200 in all, Adam 5e-4
-  cosine per round). The activation criteria (activation, APoZ, variance) score channels, not single weights: they
-  are in the structured part only.
+  cosine per round). The channel statistics (mean activation, APoZ, variance) describe a whole output channel: they
+  are in the structured part.
 * ``scratch``: SNIP and GraSP (masks at init, global ranking, fixed), SET and RigL (ERK, drop 0.3 with cosine decay
   every 100 steps until 75% of training) trained from scratch at 50/75/90%, plus a dense model trained the same
   way as their reference; and SNIP at 90% again with each layer capped at 98% zeros (``max_layer_sparsity``: SNIP's
@@ -89,7 +90,7 @@ PARTS = ("unstructured", "scratch", "structured", "budget", "regularization", "l
 STEPS, ROUNDS, CHECKS = 1200, 3, 4  # fine-tune steps of batch 128 (split over the rounds), saliency rounds, validation checks
 LR, STRUCTURED_LR = 5e-4, 1e-3  # Adam peak rates: weights (pruning.py's), filters (pruning.py's structured row)
 SPARSITIES = (0.5, 0.75, 0.9)
-WEIGHT_CRITERIA = ("l1", "taylor", "obd_fisher")
+WEIGHT_CRITERIA = ("l1", "taylor", "obd_fisher", "wanda")
 FILTER_CRITERIA = ("l1", "fpgm", "apoz", "taylor", "obd_fisher")
 RATIOS = (0.5, 0.75)  # share of each internal group's channels removed
 # data criteria read 16 training batches; OBD's empirical Fisher per image, 4 images per vectorized Jacobian: on the
@@ -126,7 +127,7 @@ QUICK = {"steps": 6, "rounds": 1, "checks": 2, "seeds": 1, "calibration": 32, "s
 SECONDS_PER_STEP = {"dense": 0.42, "filters": 0.2, "penalized": 0.48}
 SECONDS_PER_RUN = 50  # a conversion, Keras and int8 test passes, tracing (benchmarks/pruning.py's dense row: 48 s)
 # per round; obd_fisher: 16 x 128 images at 1.0 s per 32 (measured above) and one trace of 14 s
-SCORE_SECONDS = {"l1": 1, "fpgm": 5, "apoz": 10, "taylor": 15, "obd_fisher": 80}
+SCORE_SECONDS = {"l1": 1, "fpgm": 5, "apoz": 10, "wanda": 10, "taylor": 15, "obd_fisher": 80}
 BUDGET_ROUND_SECONDS, LATENCY_SECONDS = 40, 300
 # The cost table of the baseline (groups="all", floor 8 channels, round_to 8, 4 points; counted on the model): 23 of its
 # 24 groups are cut, at 64 points in all (3 a group, fewer for the narrow ones); each point and the all-at-floor model

@@ -101,6 +101,31 @@ def test_activation_statistics_against_numpy():
     np.testing.assert_allclose(S.filter_scores(model, "variance", ["conv"], x, OPTIONS)["conv"], flat.var(0), rtol=1e-4)
 
 
+def test_wanda_is_magnitude_times_the_input_channel_norm():
+    model = conv_model()
+    x, y = conv_data()
+    a, _, _, _ = numpy_forward(model, x, y)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    got = S.weight_scores(model, "wanda", ["conv", "fc"], data, OPTIONS)
+    image_norms = np.sqrt(np.square(x.astype(np.float64)).sum(axis=(0, 1, 2)))  # per input channel, over images and positions
+    K = model.get_layer("conv").get_weights()[0].astype(np.float64)
+    np.testing.assert_allclose(got["conv"], np.abs(K) * image_norms[None, None, :, None], rtol=1e-5)
+    pooled_norms = np.sqrt(np.square(a.mean(axis=(1, 2))).sum(0))  # fc reads the pooled channels
+    W = model.get_layer("fc").get_weights()[0].astype(np.float64)
+    np.testing.assert_allclose(got["fc"], np.abs(W) * pooled_norms[:, None], rtol=1e-5)
+    assert not np.allclose(got["conv"] / np.abs(K), got["conv"][0, 0, 0, 0] / abs(K[0, 0, 0, 0]))  # the norms differ by channel
+
+
+def test_wanda_scales_a_depthwise_kernel_by_its_own_channel():
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((5, 5, 3))
+    model = keras.Model(inp, L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(inp))
+    x = np.random.default_rng(4).normal(size=(6, 5, 5, 3)).astype("float32") * np.array([0.1, 1.0, 10.0], "float32")
+    got = S.weight_scores(model, "wanda", ["dw"], x, OPTIONS)["dw"]
+    norms = np.sqrt(np.square(x.astype(np.float64)).sum(axis=(0, 1, 2)))
+    np.testing.assert_allclose(got, np.abs(model.get_layer("dw").get_weights()[0]) * norms[None, None, :, None], rtol=1e-5)
+
+
 def test_taylor_per_channel_and_per_weight_against_analytic_gradients():
     model = conv_model()
     x, y = conv_data()
@@ -172,7 +197,7 @@ def test_obd_hutchinson_with_the_analytic_hessian():
 
 
 def test_registry_declares_data_and_labels():
-    assert S.weight_criteria() == ["l1", "l2", "obd_fisher", "obd_hutchinson", "taylor"]
+    assert S.weight_criteria() == ["l1", "l2", "obd_fisher", "obd_hutchinson", "taylor", "wanda"]
     assert S.filter_criteria() == ["activation", "apoz", "fpgm", "l1", "l2", "obd_fisher", "obd_hutchinson", "taylor", "variance"]
     needs = {n: S.criterion_needs(n) for n in S.CRITERIA}
     assert [n for n, (d, _) in needs.items() if not d] == ["fpgm", "l1", "l2"]

@@ -102,7 +102,7 @@ def test_filter_rounds_layer_and_global(digits_splits):
 
 
 def test_config_fields_are_named():
-    with pytest.raises(ValueError, match="criterion must be one of l1, l2, obd_fisher, obd_hutchinson, taylor for granularity='weight'; got 'fpgm'"):
+    with pytest.raises(ValueError, match="criterion must be one of l1, l2, obd_fisher, obd_hutchinson, taylor, wanda for granularity='weight'; got 'fpgm'"):
         SaliencyPruneConfig(criterion="fpgm")
     assert SaliencyPruneConfig(criterion="fpgm", granularity="filter").criterion == "fpgm"
     with pytest.raises(ValueError, match="granularity must be one of weight, filter"):

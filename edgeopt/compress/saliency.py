@@ -13,6 +13,8 @@ criterion                 data    labels  weight  filter (per output channel ``c
 ``activation``            yes     no      -       mean |a_c| over images and positions
 ``apoz``                  yes     no      -       1 - APoZ: share of a_c's entries that are not exactly 0
 ``variance``              yes     no      -       variance of a_c over all images and positions (ddof 0)
+``wanda``                 yes     no      |w|n_j  - (Sun et al. 2023, arXiv 2306.11695): n_j = L2 norm of
+                                                  the layer's input channel j that w multiplies
 ``taylor``                yes     yes     |w g|   Molchanov et al. 2016: mean over images n of
                                                   |mean over positions of a_c * dl_n/da_c|
 ``obd_fisher``            yes     yes     OBD     sum over the filter of the weight scores
@@ -25,6 +27,12 @@ of :mod:`structured`'s channel groups) after the ``BatchNormalization`` and then
 sole reader of the tensor before: :func:`channel_output_layer`. These layers are members of the producer's
 channel group, so channel ``c`` there is channel ``c`` of the group. A residual projection (conv -> BN -> Add)
 is measured after its BN; a convolution with a fused ``activation=`` after that activation.
+
+**Wanda** scores each kernel weight by its magnitude times the L2 norm of the input channel it multiplies,
+over every image and position of the data read (a 3x3 kernel's nine weights of channel ``j`` share ``j``'s
+norm): a weight that multiplies a large input matters more than one of the same size that multiplies a small one.
+It is the activation-based criterion for single weights; the ``activation``, ``apoz`` and ``variance`` criteria
+describe a whole output channel, so they score filters only.
 
 **Losses and gradients**: the model's sparse cross-entropy (logits or probabilities, as
 :func:`edgeopt.train.loss_for` decides), the model run in inference mode (``training=False``: batch norms
@@ -399,6 +407,36 @@ class Variance(Criterion):
 
     def filter_scores(self, model, producers, batches, options):
         return {p: np.maximum(m["square"] - m["mean"] ** 2, 0.0) for p, m in _channel_moments(model, producers, batches).items()}
+
+
+def _input_channel_norms(model, names: list[str], batches: list[Batch]) -> dict[str, np.ndarray]:
+    """Per layer, the L2 norm of each channel of its input over all images and positions (float64)."""
+    probe = keras.Model(model.inputs, [model.get_layer(n).input for n in names])
+    squares: dict[str, np.ndarray] = {}
+    for x, _ in batches:
+        outs = probe(tf.cast(x, model.inputs[0].dtype), training=False)
+        for n, a in zip(names, outs if len(names) > 1 else [outs]):
+            flat = a.numpy().reshape(-1, a.shape[-1]).astype(np.float64)
+            squares[n] = squares.get(n, 0.0) + np.square(flat).sum(0)
+    return {n: np.sqrt(s) for n, s in squares.items()}
+
+
+@CRITERIA.register("wanda")
+class Wanda(Criterion):
+    """|w| times the L2 norm of the input channel the weight multiplies (Sun et al. 2023, arXiv 2306.11695)."""
+
+    needs_data = True
+
+    def weight_scores(self, model, names, batches, options):
+        norms = _input_channel_norms(model, names, batches)
+        out = {}
+        for n in names:
+            kernel = kernel_of(model, n).numpy().astype(np.float64)
+            if kernel.shape[-2] != norms[n].size:
+                raise ValueError(f"wanda: layer {n!r} has a kernel for {kernel.shape[-2]} input channels but {norms[n].size} come in "
+                                 "(a grouped convolution?); score it with l1, taylor or obd_fisher")
+            out[n] = np.abs(kernel) * norms[n][:, None]  # the input-channel axis is the kernel's second to last
+        return out
 
 
 @CRITERIA.register("taylor")
