@@ -52,9 +52,9 @@ reported model (Keras and its int8 .tflite). The run writes the raw per-seed res
 benchmarks/pruning_criteria.json and renders pruning_criteria.md, .csv, the plots and pruning_criteria_findings.md
 (benchmarks/_pruning_criteria_report.py, no TensorFlow).
 
-Full run, about 23 h on 2 idle cores (27 unstructured and 30 structured runs of 1,200 steps, 42 from-scratch runs
+Full run, about 25 h on 2 idle cores (36 unstructured and 30 structured runs of 1,200 steps, 42 from-scratch runs
 of 1,784 steps, at about 0.42 s a step with TensorFlow's oneDNN kernels (filter-pruned 0.2; about twice that without
-oneDNN), 50 s of measuring each, 80 s a round for OBD's per-image Fisher: unstructured 4.9 h, scratch 9.5 h,
+oneDNN), 50 s of measuring each, 80 s a round for OBD's per-image Fisher: unstructured 6.4 h, scratch 9.5 h,
 structured 3.0 h, budget 2.4 h, regularization 3.3 h; cost table
 29 min: 66 int8 conversions and 390 timings, see TABLE_SECONDS; 9 budget runs; 20 L1 fine-tunes), about twice
 that while another training shares the cores; it prints its own estimate first. Parts can run one at a time
