@@ -83,6 +83,10 @@ def unmoved(text: str, other: str) -> set[int]:
 
 
 PERTURBATIONS = ((1.3, 1.05), (0.75, 1.1), (1.6, 1.15))  # (float power, integer power) of the renderings
+# one unit in the last written place (0.01, 0.1): a spread or difference of values of one field (e.g. three seeds'
+# top-1) that small stays the same number after any order-keeping perturbation of that field, so it cannot tell data
+# from a typed constant; every larger number can
+AT_RESOLUTION = re.compile(r"^0\.0*1$")
 
 
 def perturb(value, powers: tuple[float, float], path: tuple = ()):
@@ -159,7 +163,7 @@ def typed_numbers(module, data: dict) -> set[str]:
     text = module.findings_markdown(data)
     still = set.intersection(*(unmoved(text, module.findings_markdown(perturb(data, powers))) for powers in PERTURBATIONS))
     tokens = _tokens(text)
-    typed = {tokens[i][1] for i in still if _counted(tokens[i][1])}
+    typed = {tokens[i][1] for i in still if _counted(tokens[i][1]) and not AT_RESOLUTION.match(tokens[i][1])}
     return typed - set(module.FINDINGS_CONSTANTS) - list_lengths(data)
 
 
