@@ -666,13 +666,21 @@ def _plots(data: dict, out: Path) -> None:
         for name, rs in _by_variant(runs).items():
             m, sd = mean_std([r["int8_top1"] for r in rs])
             curves[(part, rs[0][key])].append((100 * rs[0]["sparsity"], 100 * m, 100 * sd))
+    # a collapsed row (at chance, 10%) would squash every other curve into a line: the axis spans the rows above half
+    # the baseline, and a point below it is drawn at the axis' foot with its value written beside it
+    above = [p[1] - p[2] for pts in curves.values() for p in pts if p[1] >= 50 * base["int8_top1"]]
+    low, high = (min(above) - 1 if above else 0.0), 100 * base["int8_top1"] + 1
     for (part, name), pts in curves.items():
         if name == "dense":
             ax.axhline(pts[0][1], color="grey", ls=":", lw=1, label="dense from scratch, same steps")
             continue
         pts.sort()
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o-" if part == "after training" else "s--", capsize=3,
-                    label=f"{NAMES[name]} ({part})")
+        shown = ax.errorbar([p[0] for p in pts], [max(p[1], low) for p in pts], yerr=[p[2] if p[1] >= low else 0 for p in pts],
+                            fmt="o-" if part == "after training" else "s--", capsize=3, label=f"{NAMES[name]} ({part})")
+        for x, y, _ in (p for p in pts if p[1] < low):
+            ax.annotate(f"{NAMES[name]} {x:g}%: {y:.1f}%\n(off scale)", xy=(x, low), xytext=(x - 4, low + 0.1 * (high - low)), ha="right",
+                        fontsize=7, color=shown.lines[0].get_color(), arrowprops={"arrowstyle": "->", "color": shown.lines[0].get_color()})
+    ax.set_ylim(low, high)
     ax.set_xlabel("target sparsity (%)")
     ax.set_ylabel("int8 test top-1 (%), mean ± std over seeds")
     ax.set_title("Unstructured: saliency after training vs sparse training from scratch")
