@@ -642,6 +642,9 @@ def _plots(data: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.axhline(100 * base["int8_top1"] - TARGETS["drop_2x"], color="grey", ls=":", lw=1, label="baseline - 0.5 point")
     ax.axvline(TARGETS["latency_2x"], color="grey", ls="--", lw=1, label="2x faster")
+    floors = [f["floor_ratio"] for f in data["budget"]["feasibility"].values() if f.get("floor_ratio")]
+    if floors:  # the fastest model filter pruning can make: every group at its floor, measured
+        ax.axvline(min(floors), color="tab:red", ls="-.", lw=1, label=f"floor model (every group at {data['budget']['floor_channels']} channels)")
     ax.plot([1.0], [100 * base["int8_top1"]], "k*", ms=10, label="baseline")
     markers = dict(zip(data["settings"]["filter_criteria"], "osD^v"))
     for r in rows:
