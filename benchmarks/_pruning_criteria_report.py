@@ -423,13 +423,9 @@ def _unstructured_bullets(data: dict, rows: dict) -> list[str]:
                         f"±{100 * r['noise']:.2f}: **{_VS_MAGNITUDE[r['verdict']]}**)" for r in others)
         best = max([mag, *others], key=lambda r: r["int8_top1"])
         out += wrap(text + f". Highest mean: {_method(best)}.", "* ")
-    if "wanda" in s["weight_criteria"]:
-        out += wrap("Wanda is the activation-based criterion for single weights (a weight's magnitude times the L2 norm of the input channel "
-                    "it multiplies); the channel statistics (mean activation, APoZ, variance) describe whole output channels and are in the "
-                    "structured part.", "* ")
-    else:
-        out += wrap("Activation-based saliency (mean activation, APoZ, variance) scores output channels, not single weights, so it was not "
-                    "run for weights; it is in the structured part.", "* ")
+    out += wrap("Wanda is the activation-based criterion for single weights (a weight's magnitude times the L2 norm of the input channel "
+                "it multiplies); the channel statistics (mean activation, APoZ, variance) describe whole output channels and are in the "
+                "structured part.", "* ")
     return out
 
 

@@ -58,7 +58,7 @@ split), or any iterable of batches; at most ``SaliencyOptions.batches`` batches 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -298,17 +298,26 @@ def _channel_outputs(model, producers: list[str], batches: list[Batch], with_gra
         yield {p: by_name[outs[p]] for p in producers}
 
 
+def _channel_sums(per_batch: Iterable[Mapping[str, np.ndarray]]) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, int]]:
+    """Per name and channel, over all images and positions of the arrays (channels last) that ``per_batch`` yields
+    batch by batch: the sums of |a| (``abs``), of entries not exactly 0 (``nonzero``), of a (``mean``) and of a^2
+    (``square``) in float64, and each name's count of entries per channel."""
+    sums: dict[str, dict[str, np.ndarray]] = {}
+    counts: dict[str, int] = {}
+    for per in per_batch:
+        for name, a in per.items():
+            flat = a.reshape(-1, a.shape[-1]).astype(np.float64)
+            batch = {"abs": np.abs(flat).sum(0), "nonzero": (flat != 0).sum(0).astype(np.float64), "mean": flat.sum(0), "square": np.square(flat).sum(0)}
+            sums[name] = {k: sums.get(name, {}).get(k, 0.0) + v for k, v in batch.items()}
+            counts[name] = counts.get(name, 0) + flat.shape[0]
+    return sums, counts
+
+
 def _channel_moments(model, producers, batches) -> dict[str, dict[str, np.ndarray]]:
     """Per producer and channel, over all images and positions: mean |a| (``abs``), share of entries not
     exactly 0 (``nonzero``), mean (``mean``) and mean square (``square``) of the channel output, in float64."""
-    sums: dict[str, dict[str, np.ndarray]] = {}
-    counts: dict[str, int] = {}
-    for per in _channel_outputs(model, producers, batches, with_gradients=False):
-        for p, (a, _) in per.items():
-            flat = a.reshape(-1, a.shape[-1]).astype(np.float64)
-            batch = {"abs": np.abs(flat).sum(0), "nonzero": (flat != 0).sum(0).astype(np.float64), "mean": flat.sum(0), "square": np.square(flat).sum(0)}
-            sums[p] = {k: sums.get(p, {}).get(k, 0.0) + v for k, v in batch.items()}
-            counts[p] = counts.get(p, 0) + flat.shape[0]
+    outputs = ({p: a for p, (a, _) in per.items()} for per in _channel_outputs(model, producers, batches, with_gradients=False))
+    sums, counts = _channel_sums(outputs)
     return {p: {k: v / counts[p] for k, v in s.items()} for p, s in sums.items()}
 
 
@@ -409,16 +418,18 @@ class Variance(Criterion):
         return {p: np.maximum(m["square"] - m["mean"] ** 2, 0.0) for p, m in _channel_moments(model, producers, batches).items()}
 
 
-def _input_channel_norms(model, names: list[str], batches: list[Batch]) -> dict[str, np.ndarray]:
-    """Per layer, the L2 norm of each channel of its input over all images and positions (float64)."""
+def _layer_inputs(model, names: list[str], batches: list[Batch]):
+    """For each batch, ``{layer: its input}`` (NumPy, channels last) of the layers ``names``."""
     probe = keras.Model(model.inputs, [model.get_layer(n).input for n in names])
-    squares: dict[str, np.ndarray] = {}
     for x, _ in batches:
         outs = probe(tf.cast(x, model.inputs[0].dtype), training=False)
-        for n, a in zip(names, outs if len(names) > 1 else [outs]):
-            flat = a.numpy().reshape(-1, a.shape[-1]).astype(np.float64)
-            squares[n] = squares.get(n, 0.0) + np.square(flat).sum(0)
-    return {n: np.sqrt(s) for n, s in squares.items()}
+        yield {n: a.numpy() for n, a in zip(names, outs if len(names) > 1 else [outs])}
+
+
+def _input_channel_norms(model, names: list[str], batches: list[Batch]) -> dict[str, np.ndarray]:
+    """Per layer, the L2 norm of each channel of its input over all images and positions (float64)."""
+    sums, _ = _channel_sums(_layer_inputs(model, names, batches))
+    return {n: np.sqrt(s["square"]) for n, s in sums.items()}
 
 
 @CRITERIA.register("wanda")
