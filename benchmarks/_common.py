@@ -150,6 +150,8 @@ BASELINE_RUN_MODEL = "runs/fmnist_mobilenet_v2/00-train/model.keras"
 # the data the baseline was trained on (recipes/fmnist_mobilenet_v2.toml, [data]): the same validation split
 # (val_fraction and seed), so validation images stay unseen by the baseline; all training images, the full test set
 BASELINE_DATA = {"name": "fashion_mnist", "image_size": 28, "channels": 3, "val_fraction": 0.05, "seed": 0, "mean": 127.5, "std": 127.5}
+# its training augmentation (the recipe's [data] augment and crop_padding: left-right flips, shifts of up to 2 pixels)
+BASELINE_AUGMENT = {"augment": True, "crop_padding": 2}
 BATCH = 128
 TEST_IMAGES = 10_000
 QUICK_TRAIN, QUICK_VAL, QUICK_TEST = 384, 256, 500  # --quick: the first images of the training, validation and test splits
@@ -212,18 +214,20 @@ def baseline_used(path: os.PathLike) -> Path:
     return Path(path) if Path(path).exists() else STANDIN
 
 
-def baseline_splits(quick: bool = False, batch_size: int = BATCH):
+def baseline_splits(quick: bool = False, batch_size: int = BATCH, augment: bool = False):
     """Fashion-MNIST as the baseline saw it (:data:`BASELINE_DATA`): all training images, the same validation split,
     the full 10,000-image test set; ``quick``: the first :data:`QUICK_TRAIN` / :data:`QUICK_VAL` / :data:`QUICK_TEST`
     images of train, validation and test.
-    No augmentation (fine-tunes and students see the images as they are)."""
+    No augmentation (fine-tunes and students see the images as they are) unless ``augment``: then the training split
+    is augmented as the baseline's was (:data:`BASELINE_AUGMENT`), for models trained from scratch by its recipe."""
     from dataclasses import replace
 
     from edgeopt import load_dataset  # lazy: as above
 
+    data = {**BASELINE_DATA, **(BASELINE_AUGMENT if augment else {})}
     if not quick:
-        return load_dataset(**BASELINE_DATA, batch_size=batch_size)
-    splits = load_dataset(**BASELINE_DATA, batch_size=batch_size, limit_train=QUICK_TRAIN, limit_test=QUICK_TEST)
+        return load_dataset(**data, batch_size=batch_size)
+    splits = load_dataset(**data, batch_size=batch_size, limit_train=QUICK_TRAIN, limit_test=QUICK_TEST)
     val = splits.val.unbatch().take(QUICK_VAL).batch(batch_size)  # the split stays; fewer of its images
     return replace(splits, val=val, sizes={**splits.sizes, "val": QUICK_VAL})
 
