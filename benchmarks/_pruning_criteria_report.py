@@ -108,6 +108,12 @@ def summary(data: dict) -> list[dict]:
         row["masked_sparsity"] = mean_std([r.get("masked_sparsity", 0.0) for r in runs])[0]
         row["changed_fraction"] = mean_std([r.get("changed_fraction", 0.0) for r in runs])[0]
         rows.append(row)
+    for name, runs in _by_variant(data.get("scratch_full", [])).items():  # the issue's budget; data written before it has none
+        ref = f"l1 {name.split(' ')[1]}"
+        row = _stats("scratch_full", name, runs, f"{ref} after training", [r["int8_top1"] for r in un[ref]], 0.0, base, images)
+        row["masked_sparsity"] = mean_std([r["masked_sparsity"] for r in runs])[0]
+        row["changed_fraction"] = mean_std([r["changed_fraction"] for r in runs])[0]
+        rows.append(row)
     for name, runs in _by_variant(data["structured"]).items():
         row = _stats("structured", name, runs, "baseline", ref_base, -TARGETS["drop_2x"] / 100, base, images)
         per_round = [a / d for a, d in zip(rounds_ms[name], rounds_ms["dense"])]
@@ -227,6 +233,16 @@ def tables_markdown(data: dict) -> str:
             "verdict", "target", "mask changed %"]
     md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]), *_acc_cells(r),
                            r["target"], _pct(r["changed_fraction"])] for r in sec("scratch")), "lrr" + "r" * 6 + "llr")
+    if data.get("scratch_full"):
+        full = s["scratch_full"]
+        md += ["", f"## From scratch at the issue's budget: {', '.join(NAMES[m] for m in full['methods'])} at "
+               f"{', '.join(_levels(data['scratch_full']))}", "",
+               *wrap(f"As above, but each run trains {full['steps']:,} steps ({full['epochs']} epochs of {full['steps'] // full['epochs']:,}), the "
+                     f"baseline's {s['baseline_train_steps']:,} training steps plus the {s['steps']:,} fine-tune steps of a prune-after-training row, "
+                     f"with the baseline's training augmentation ({_augment_text(full['augment'])}), as the issue asks. The reference is "
+                     f"magnitude pruning of the baseline at the same sparsity, the same steps in all, paired by seed."), ""]
+        md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]), *_acc_cells(r),
+                               r["target"], _pct(r["changed_fraction"])] for r in sec("scratch_full")), "lrr" + "r" * 6 + "llr")
     md += ["", "## Structured: filter saliency against measured int8 latency", "",
            *wrap(f"`saliency_prune` with filters: the given share of every internal channel group (MobileNetV2's expansion channels) removed in "
                  f"{s['rounds']} rounds, {s['steps']:,} steps at {s['structured_learning_rate']:g}. Every criterion keeps the same number of "
@@ -297,7 +313,8 @@ def tables_markdown(data: dict) -> str:
 def every_run(data: dict) -> list[tuple[str, dict]]:
     """(part, run) for every trained and measured model: unstructured, from scratch, structured, feasible budget runs,
     regularization (phase 2)."""
-    return ([("unstructured", r) for r in data["unstructured"]] + [("scratch", r) for r in data["scratch"]] + [("structured", r) for r in data["structured"]]
+    return ([("unstructured", r) for r in data["unstructured"]] + [("scratch", r) for r in data["scratch"]]
+            + [("scratch_full", r) for r in data.get("scratch_full", [])] + [("structured", r) for r in data["structured"]]
             + [("budget", r) for r in data["budget"]["runs"] if r["feasible"]] + [("regularization", r) for r in data["regularization"]["runs"]])
 
 
@@ -453,6 +470,50 @@ def _scratch_bullets(data: dict, rows: dict) -> list[str]:
     return out + _collapse_bullets(data) + _capped_bullets(data, rows)
 
 
+def _augment_text(augment: dict) -> str:
+    return "left-right flips, shifts of up to " + plural(augment["crop_padding"], "pixel") if augment.get("augment") else "none"
+
+
+_VS_AFTER = {"met": "ahead of", "missed": "behind", "within noise": "level within noise with"}
+
+
+def _scratch_full_bullets(data: dict, rows: dict) -> list[str]:
+    """The issue's budget: each method against magnitude pruning of the baseline at the same sparsity (the same steps in
+    all), the best criterion after training, the baseline itself and the same method at the shorter budget."""
+    if not rows:
+        return []
+    s, images = data["settings"], data["test_images"]
+    full, methods = s["scratch_full"], list(rows.values())
+    level = methods[0]["variant"].split(" ")[1]  # "90%"
+    un, short, by = _by_variant(data["unstructured"]), _by_variant(data["scratch"]), _by_variant(data["scratch_full"])
+    best_after = max((un[f"{c} {level}"] for c in s["weight_criteria"]), key=lambda rs: mean_std([r["int8_top1"] for r in rs])[0])
+    out = wrap(f"At the issue's budget ({full['steps']:,} steps, the baseline's {s['baseline_train_steps']:,} training steps plus the "
+               f"{s['steps']:,}-step fine-tune, with the baseline's augmentation), {level}: "
+               + ", ".join(f"{_method(r)} {_acc(r)} ({signed_pm(r['diff'], r['diff_std'])}, noise ±{100 * r['noise']:.2f}: **{_VS_AFTER[r['verdict']]}** "
+                           "magnitude pruning after training)" for r in methods)
+               + f". Magnitude after training: {pm(*mean_std([r['int8_top1'] for r in un['l1 ' + level]]))}%.", "* ")
+    top = max(methods, key=lambda r: r["int8_top1"])
+    gap, noise = _noise_between(by[top["variant"]], best_after, images)
+    out += wrap(f"The best of them, {_method(top)}, against the best criterion after training at {level} ({_method(best_after[0])}, "
+                f"{pm(*mean_std([r['int8_top1'] for r in best_after]))}%): {gap:+.2f} points (noise ±{noise:.2f}, "
+                f"{verdict(gap / 100, noise / 100).replace('met', 'from scratch ahead').replace('missed', 'after training ahead')}). Against the "
+                f"dense baseline ({_pct(data['baseline']['int8_top1'])}%): "
+                + ", ".join(f"{_method(r)} {100 * (r['int8_top1'] - data['baseline']['int8_top1']):+.2f}" for r in methods) + " points.", "* ")
+    longer = []
+    for r in methods:
+        if r["variant"] in short:
+            g, n = _noise_between(by[r["variant"]], short[r["variant"]], images)
+            longer.append(f"{_method(r)} {g:+.2f} (noise ±{n:.2f})")
+    if longer:
+        out += wrap(f"What the longer budget buys ({full['steps']:,} against {s['scratch']['steps']:,} steps, the same method and sparsity; the "
+                    "longer runs also train with augmentation): " + ", ".join(longer) + " points.", "* ")
+    if f"rigl {level}" in by and f"set {level}" in by:
+        rs, rs_noise = _noise_between(by[f"rigl {level}"], by[f"set {level}"], images)
+        out += wrap(f"RigL vs SET at this budget: {rs:+.2f} points (noise ±{rs_noise:.2f}, "
+                    f"{verdict(rs / 100, rs_noise / 100).replace('met', 'RigL ahead').replace('missed', 'SET ahead')}).", "* ")
+    return out
+
+
 def _capped_note(sc: dict) -> str:
     """How the capped SNIP row differs (for the table's description); empty for data without it."""
     cap = sc.get("capped")
@@ -606,7 +667,7 @@ def findings_markdown(data: dict) -> str:
     lines = ["## Findings", "", *_QUICK_NOTE[: 2 * data["quick"]], *intro, "", "### Latency budget: the 2x target (read this first)", "", *_budget_bullets(data, rows["budget"]), "",
              "### Structured: filter criteria against int8 latency", "", *_structured_bullets(data, rows["structured"]), "",
              "### Unstructured: weight criteria after the same fine-tune", "", *_unstructured_bullets(data, rows["unstructured"]), "",
-             "### Sparse training from scratch", "", *_scratch_bullets(data, rows["scratch"]), "",
+             "### Sparse training from scratch", "", *_scratch_bullets(data, rows["scratch"]), *_scratch_full_bullets(data, rows["scratch_full"]), "",
              "### L1 regularization before pruning", "", *_regularization_bullets(data, rows["regularization"]), "",
              "### Int8 conversion against Keras", "", *_int8_bullets(data)]
     return "\n".join(lines) + "\n"
@@ -661,7 +722,9 @@ def _plots(data: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.axhline(100 * base["int8_top1"], color="k", lw=1, label="baseline")
     curves: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
-    for part, runs, key in (("after training", data["unstructured"], "criterion"), ("from scratch", data["scratch"], "method")):
+    full = data.get("scratch_full") or []
+    for part, runs, key in (("after training", data["unstructured"], "criterion"), ("from scratch", data["scratch"], "method"),
+                            (f"from scratch, {full[0]['steps']:,} steps" if full else "", full, "method")):
         for name, rs in _by_variant(runs).items():
             m, sd = mean_std([r["int8_top1"] for r in rs])
             curves[(part, rs[0][key])].append((100 * rs[0]["sparsity"], 100 * m, 100 * sd))
@@ -675,7 +738,8 @@ def _plots(data: dict, out: Path) -> None:
             continue
         pts.sort()
         shown = ax.errorbar([p[0] for p in pts], [max(p[1], low) for p in pts], yerr=[p[2] if p[1] >= low else 0 for p in pts],
-                            fmt="o-" if part == "after training" else "s--", capsize=3, label=f"{NAMES[name]} ({part})")
+                            fmt={"after training": "o-", "from scratch": "s--"}.get(part, "*"), ms=None if part in ("after training", "from scratch") else 10,
+                            capsize=3, label=f"{NAMES[name]} ({part})")
         for x, y, _ in (p for p in pts if p[1] < low):
             ax.annotate(f"{NAMES[name]} {x:g}%: {y:.1f}%\n(off scale)", xy=(x, low), xytext=(x - 4, low + 0.1 * (high - low)), ha="right",
                         fontsize=7, color=shown.lines[0].get_color(), arrowprops={"arrowstyle": "->", "color": shown.lines[0].get_color()})

@@ -50,6 +50,11 @@ def fake_data(seed: int = 0) -> dict:
                      layer_sparsity={"block1_project": 0.72, "head_conv": 0.98}) for sd in SEEDS]
     for r in scratch:
         r["steps"] = 1784
+    scratch_full = [_run(rng, f"{m} 90%", sd, 0.89 + 0.004 * i, kernel_sparsity=0.9 * 0.97, method=m, sparsity=0.9, masked_sparsity=0.9, augmented=True,
+                         distribution="global" if m == "grasp" else "erk", mask_updates=89 * (m != "grasp"), changed_fraction=0.3 * (m != "grasp"),
+                         layer_sparsity={"block1_project": 0.8, "head_conv": 0.9}) for sd in SEEDS for i, m in enumerate(("grasp", "set", "rigl"))]
+    for r in scratch_full:
+        r["steps"] = 11_904
     structured = [_run(rng, f"{c} {pct(r)}", sd, 0.934 - 0.02 * r - 0.002 * i, macs=int(5_900_000 * (1 - 0.55 * r)), criterion=c, ratio=r, rounds=[])
                   for sd in SEEDS for r in ratios for i, c in enumerate(FILTER_CRITERIA)]
     budget = [_run(rng, f"budget {b:g}x", sd, 0.935 - 0.01 / b, macs=int(5_900_000 * b * 0.8), budget_ratio=b, feasible=True, criterion="taylor",
@@ -87,10 +92,12 @@ def fake_data(seed: int = 0) -> dict:
                                  "dynamic": {"drop_fraction": 0.3, "update_every": 100, "end_fraction": 0.75, "schedule": "cosine"},
                                  "capped": {"variant": "snip_capped", "method": "snip", "max_layer_sparsity": 0.98},
                                  "layers": {"block1_project": {"weights": 1_000, "outputs": 16}, "head_conv": {"weights": 143_360, "outputs": 1_280}}},
+                     "scratch_full": {"methods": ["grasp", "set", "rigl"], "sparsity": 0.9, "epochs": 24, "steps": 11_904,
+                                      "augment": {"augment": True, "crop_padding": 2}},
                      "budget": {**BUDGET, "ratios": list(BUDGET_RATIOS)},
                      "l1": {"strengths": list(L1_STRENGTHS), "sparsities": [0.75, 0.9], "dense_slack": 0.005},
                      "latency": {"threads": 1, "runs": 30, "min_seconds": 0.2, "rounds": 7}},
-        "baseline": base, "unstructured": unstructured, "scratch": scratch, "structured": structured,
+        "baseline": base, "unstructured": unstructured, "scratch": scratch, "scratch_full": scratch_full, "structured": structured,
         "budget": {"criterion": "taylor", "criterion_val_top1": {c: 0.93 + 0.001 * i for i, c in enumerate(FILTER_CRITERIA)},
                    "feasibility": {"internal": {"groups": 17, "min_ratio": 0.41, "floor_ratio": 0.44},
                                    "all": {"groups": 24, "min_ratio": 0.27, "floor_ratio": 0.31}}, "floor_channels": 8,
@@ -111,12 +118,13 @@ def test_findings_and_tables_render(data):
     for text in ("### Latency budget", "### Structured", "### Unstructured", "### Sparse training from scratch", "### L1 regularization"):
         assert text in findings
     rows = report.summary(data)
-    # one row per variant of every part: baseline, 3 levels per weight criterion, 1 + 12 + 1 (capped SNIP) from scratch, 10 structured, 3 budget,
-    # 4 regularization; "every run" lists each seed's run (3 seeds): the unstructured ones and 93 of the other parts
+    # one row per variant of every part: baseline, 3 levels per weight criterion, 1 + 12 + 1 (capped SNIP) from scratch, 3 at the full
+    # budget, 10 structured, 3 budget, 4 regularization; "every run" lists each seed's run (3 seeds): the unstructured ones and 102 of the
+    # other parts
     unstructured = 3 * len(WEIGHT_CRITERIA)
-    assert len(rows) == 1 + unstructured + 14 + 10 + 3 + 4
-    assert sum(line.startswith("| ") for line in tables.splitlines()) == ((1 + unstructured) + (1 + 14) + (1 + 1 + 10) + (1 + 3) + (1 + 4) + (1 + 4)
-                                                                          + (1 + 3 * unstructured + 93))
+    assert len(rows) == 1 + unstructured + 14 + 3 + 10 + 3 + 4
+    assert sum(line.startswith("| ") for line in tables.splitlines()) == ((1 + unstructured) + (1 + 14) + (1 + 3) + (1 + 1 + 10) + (1 + 3) + (1 + 4)
+                                                                          + (1 + 4) + (1 + 3 * unstructured + 102))
 
 
 def test_every_number_in_the_findings_comes_from_the_data(data):
@@ -176,6 +184,32 @@ def test_capped_snip_is_compared_with_uncapped_snip_and_dense(data):
     old = {**data, "scratch": [r for r in data["scratch"] if r["method"] != "snip_capped"],
            "settings": {**data["settings"], "scratch": {k: v for k, v in data["settings"]["scratch"].items() if k != "capped"}}}
     assert "Capping each layer" not in report.findings_markdown(old) and "snip_capped" not in report.tables_markdown(old)
+
+
+def test_full_budget_rows_are_compared_with_pruning_after_training(data):
+    """The issue's budget: each method against magnitude at 90% after training (paired by seed, the same steps in all),
+    the best criterion after training, the baseline and the same method at the shorter budget; data written before the
+    part existed renders without it."""
+    rows = {r["variant"]: r for r in report.summary(data) if r["section"] == "scratch_full"}
+    assert list(rows) == ["grasp 90%", "set 90%", "rigl 90%"]
+    by = lambda runs, v: [r["int8_top1"] for r in runs if r["variant"] == v]  # noqa: E731
+    mag = by(data["unstructured"], "l1 90%")
+    for v, r in rows.items():
+        assert r["reference"] == "l1 90% after training" and r["steps"] == 11_904
+        assert r["diff"] == seed_stats(by(data["scratch_full"], v), mag, IMAGES, 0.0)["diff_mean"]
+    text = " ".join(report.findings_markdown(data).split("### Sparse training from scratch")[1].split("###")[0].split())
+    assert "At the issue's budget (11,904 steps, the baseline's 10,704 training steps plus the 1,200-step fine-tune" in text
+    rigl = rows["rigl 90%"]
+    assert f"RigL {report._acc(rigl)} ({report.signed_pm(rigl['diff'], rigl['diff_std'])}, noise ±{100 * rigl['noise']:.2f}: " in text
+    gap, noise = report._noise_between([r for r in data["scratch_full"] if r["variant"] == "rigl 90%"],
+                                       [r for r in data["scratch"] if r["variant"] == "rigl 90%"], IMAGES)
+    assert f"RigL {gap:+.2f} (noise ±{noise:.2f})" in text  # what the longer budget buys
+    tables = " ".join(report.tables_markdown(data).split())
+    assert "## From scratch at the issue's budget: GraSP, SET, RigL at 90%" in tables and "(left-right flips, shifts of up to 2 pixels)" in tables
+    old = {**data, "scratch_full": []}
+    assert "issue's budget" not in report.tables_markdown(old) + report.findings_markdown(old)
+    del old["scratch_full"]
+    assert "issue's budget" not in report.tables_markdown(old) + report.findings_markdown(old)
 
 
 def test_an_int8_conversion_loss_is_named(data):
