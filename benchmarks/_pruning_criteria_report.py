@@ -723,6 +723,7 @@ def _plots(data: dict, out: Path) -> None:
     ax.axhline(100 * base["int8_top1"], color="k", lw=1, label="baseline")
     curves: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
     full = data.get("scratch_full") or []
+    short = f"from scratch, {data['settings']['scratch']['steps']:,} steps"
     for part, runs, key in (("after training", data["unstructured"], "criterion"), ("from scratch", data["scratch"], "method"),
                             (f"from scratch, {full[0]['steps']:,} steps" if full else "", full, "method")):
         for name, rs in _by_variant(runs).items():
@@ -734,12 +735,12 @@ def _plots(data: dict, out: Path) -> None:
     low, high = (min(above) - 1 if above else 0.0), 100 * base["int8_top1"] + 1
     for (part, name), pts in curves.items():
         if name == "dense":
-            ax.axhline(pts[0][1], color="grey", ls=":", lw=1, label="dense from scratch, same steps")
+            ax.axhline(pts[0][1], color="grey", ls=":", lw=1, label=f"dense {short}")
             continue
         pts.sort()
         shown = ax.errorbar([p[0] for p in pts], [max(p[1], low) for p in pts], yerr=[p[2] if p[1] >= low else 0 for p in pts],
                             fmt={"after training": "o-", "from scratch": "s--"}.get(part, "*"), ms=None if part in ("after training", "from scratch") else 10,
-                            capsize=3, label=f"{NAMES[name]} ({part})")
+                            capsize=3, label=f"{NAMES[name]} ({short if part == 'from scratch' else part})")
         for x, y, _ in (p for p in pts if p[1] < low):
             ax.annotate(f"{NAMES[name]} {x:g}%: {y:.1f}%\n(off scale)", xy=(x, low), xytext=(x - 4, low + 0.1 * (high - low)), ha="right",
                         fontsize=7, color=shown.lines[0].get_color(), arrowprops={"arrowstyle": "->", "color": shown.lines[0].get_color()})
