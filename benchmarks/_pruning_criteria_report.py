@@ -488,7 +488,7 @@ def _scratch_full_bullets(data: dict, rows: dict) -> list[str]:
     un, short, by = _by_variant(data["unstructured"]), _by_variant(data["scratch"]), _by_variant(data["scratch_full"])
     best_after = max((un[f"{c} {level}"] for c in s["weight_criteria"]), key=lambda rs: mean_std([r["int8_top1"] for r in rs])[0])
     out = wrap(f"At the issue's budget ({full['steps']:,} steps, the baseline's {s['baseline_train_steps']:,} training steps plus the "
-               f"{s['steps']:,}-step fine-tune, with the baseline's augmentation), {level}: "
+               f"{s['steps']:,}-step fine-tune, training augmentation: {_augment_text(full['augment'])}), {level}: "
                + ", ".join(f"{_method(r)} {_acc(r)} ({signed_pm(r['diff'], r['diff_std'])}, noise ±{100 * r['noise']:.2f}: **{_VS_AFTER[r['verdict']]}** "
                            "magnitude pruning after training)" for r in methods)
                + f". Magnitude after training: {pm(*mean_std([r['int8_top1'] for r in un['l1 ' + level]]))}%.", "* ")
@@ -505,8 +505,9 @@ def _scratch_full_bullets(data: dict, rows: dict) -> list[str]:
             g, n = _noise_between(by[r["variant"]], short[r["variant"]], images)
             longer.append(f"{_method(r)} {g:+.2f} (noise ±{n:.2f})")
     if longer:
-        out += wrap(f"What the longer budget buys ({full['steps']:,} against {s['scratch']['steps']:,} steps, the same method and sparsity; the "
-                    "longer runs also train with augmentation): " + ", ".join(longer) + " points.", "* ")
+        augmented = "; the longer runs also train with augmentation" if full["augment"].get("augment") else ""
+        out += wrap(f"What the longer budget buys ({full['steps']:,} against {s['scratch']['steps']:,} steps, the same method and sparsity"
+                    f"{augmented}): " + ", ".join(longer) + " points.", "* ")
     if f"rigl {level}" in by and f"set {level}" in by:
         rs, rs_noise = _noise_between(by[f"rigl {level}"], by[f"set {level}"], images)
         out += wrap(f"RigL vs SET at this budget: {rs:+.2f} points (noise ±{rs_noise:.2f}, "

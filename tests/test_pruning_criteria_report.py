@@ -198,7 +198,9 @@ def test_full_budget_rows_are_compared_with_pruning_after_training(data):
         assert r["reference"] == "l1 90% after training" and r["steps"] == 11_904
         assert r["diff"] == seed_stats(by(data["scratch_full"], v), mag, IMAGES, 0.0)["diff_mean"]
     text = " ".join(report.findings_markdown(data).split("### Sparse training from scratch")[1].split("###")[0].split())
-    assert "At the issue's budget (11,904 steps, the baseline's 10,704 training steps plus the 1,200-step fine-tune" in text
+    assert ("At the issue's budget (11,904 steps, the baseline's 10,704 training steps plus the 1,200-step fine-tune, training augmentation: "
+            "left-right flips, shifts of up to 2 pixels), 90%: GraSP") in text
+    assert "the same method and sparsity; the longer runs also train with augmentation): GraSP" in text
     rigl = rows["rigl 90%"]
     assert f"RigL {report._acc(rigl)} ({report.signed_pm(rigl['diff'], rigl['diff_std'])}, noise ±{100 * rigl['noise']:.2f}: " in text
     gap, noise = report._noise_between([r for r in data["scratch_full"] if r["variant"] == "rigl 90%"],
