@@ -240,7 +240,10 @@ def tables_markdown(data: dict) -> str:
                *wrap(f"As above, but each run trains {full['steps']:,} steps ({full['epochs']} epochs of {full['steps'] // full['epochs']:,}), the "
                      f"baseline's {s['baseline_train_steps']:,} training steps plus the {s['steps']:,} fine-tune steps of a prune-after-training row, "
                      f"with the baseline's training augmentation ({_augment_text(full['augment'])}), as the issue asks. The reference is "
-                     f"magnitude pruning of the baseline at the same sparsity, the same steps in all, paired by seed."), ""]
+                     f"magnitude pruning of the baseline at the same sparsity, the same steps in all, paired by seed. The two place their zeros "
+                     "differently: the prune-after-training rows remove that share of every conv/dense kernel (layer-wise, the first convolution "
+                     "and the classifier included), these rows spread it over the masked layers (GraSP by its global ranking, SET and RigL by "
+                     "ERK) and keep the first convolution dense; 'kernel sparsity' counts both over every conv/dense kernel."), ""]
         md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]), *_acc_cells(r),
                                r["target"], _pct(r["changed_fraction"])] for r in sec("scratch_full")), "lrr" + "r" * 6 + "llr")
     md += ["", "## Structured: filter saliency against measured int8 latency", "",

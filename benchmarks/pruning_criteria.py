@@ -28,7 +28,8 @@ keep stay in runs/bench_cache/, and a job whose file a later job needs but a fre
   steps + 1,200 = 11,904 steps, as 24 epochs of 496 steps) by the baseline's recipe, its augmentation included
   (flips, shifts of up to 2 pixels: benchmarks/_common.py's BASELINE_AUGMENT). They compare with the 90% rows of
   ``unstructured``, which cost the same steps, and with the baseline itself as the dense reference. SNIP is left out
-  here: uncapped it collapses at 90%, and each run costs about 72 min on one core.
+  here: uncapped it collapses at 90%, and each run costs about 76-78 min (two single-thread jobs at once, 2.8 steps/s
+  each, on a 2-core AMD EPYC with AVX-512 VNNI, 2026-12-05).
 * ``structured``: filter saliency ``l1``, ``fpgm``, ``apoz``, ``taylor``, ``obd_fisher`` removing 50% and 75% of every
   internal channel group (MobileNetV2's expansion channels), 3 rounds, 1,200 steps at 1e-3.
 * ``budget``: ``budget_prune`` at ``max_latency_ratio`` 0.5, 0.33 (the issue's 2x and 3x) and 0.75 (int8, LiteRT, 1 thread;

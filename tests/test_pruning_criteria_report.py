@@ -208,6 +208,7 @@ def test_full_budget_rows_are_compared_with_pruning_after_training(data):
     assert f"RigL {gap:+.2f} (noise ±{noise:.2f})" in text  # what the longer budget buys
     tables = " ".join(report.tables_markdown(data).split())
     assert "## From scratch at the issue's budget: GraSP, SET, RigL at 90%" in tables and "(left-right flips, shifts of up to 2 pixels)" in tables
+    assert "The two place their zeros differently: the prune-after-training rows remove that share of every conv/dense kernel" in tables
     old = {**data, "scratch_full": []}
     assert "issue's budget" not in report.tables_markdown(old) + report.findings_markdown(old)
     del old["scratch_full"]
