@@ -54,6 +54,18 @@ def _by_variant(runs: list[dict]) -> dict[str, list[dict]]:
     return {k: sorted(v, key=lambda r: r["seed"]) for k, v in out.items()}
 
 
+def _complete(data: dict, part: str) -> dict[str, list[dict]]:
+    """The variants of a part the report may show unfinished (``data["pending"]``) whose every seed is in, with their runs."""
+    return {k: v for k, v in _by_variant(data.get(part, [])).items() if len(v) == len(data["seeds"])}
+
+
+def _pending_text(data: dict, part: str) -> str:
+    """The runs of ``part`` not run yet, or "" when none is pending."""
+    pending = data.get("pending", {}).get(part, [])
+    return (f"Not run yet: {', '.join(pending)} ({plural(len(pending), 'run')}); a variant's row appears when every seed of it is in."
+            if pending else "")
+
+
 def _target_text(reference: str, at_least: float | None) -> str:
     if at_least is None:
         return "none (reported)"
@@ -108,7 +120,7 @@ def summary(data: dict) -> list[dict]:
         row["masked_sparsity"] = mean_std([r.get("masked_sparsity", 0.0) for r in runs])[0]
         row["changed_fraction"] = mean_std([r.get("changed_fraction", 0.0) for r in runs])[0]
         rows.append(row)
-    for name, runs in _by_variant(data.get("scratch_full", [])).items():  # the issue's budget; data written before it has none
+    for name, runs in _complete(data, "scratch_full").items():  # the issue's budget; data written before it has none
         ref = f"l1 {name.split(' ')[1]}"
         row = _stats("scratch_full", name, runs, f"{ref} after training", [r["int8_top1"] for r in un[ref]], 0.0, base, images)
         row["masked_sparsity"] = mean_std([r["masked_sparsity"] for r in runs])[0]
@@ -233,7 +245,7 @@ def tables_markdown(data: dict) -> str:
             "verdict", "target", "mask changed %"]
     md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]), *_acc_cells(r),
                            r["target"], _pct(r["changed_fraction"])] for r in sec("scratch")), "lrr" + "r" * 6 + "llr")
-    if data.get("scratch_full"):
+    if data.get("scratch_full") or data.get("pending", {}).get("scratch_full"):
         full = s["scratch_full"]
         md += ["", f"## From scratch at the issue's budget: {', '.join(NAMES[m] for m in full['methods'])} at "
                f"{', '.join(_levels(data['scratch_full']))}", "",
@@ -243,7 +255,8 @@ def tables_markdown(data: dict) -> str:
                      f"magnitude pruning of the baseline at the same sparsity, the same steps in all, paired by seed. The two place their zeros "
                      "differently: the prune-after-training rows remove that share of every conv/dense kernel (layer-wise, the first convolution "
                      "and the classifier included), these rows spread it over the masked layers (GraSP by its global ranking, SET and RigL by "
-                     "ERK) and keep the first convolution dense; 'kernel sparsity' counts both over every conv/dense kernel."), ""]
+                     "ERK) and keep the first convolution dense; 'kernel sparsity' counts both over every conv/dense kernel. "
+                     + _pending_text(data, "scratch_full")), ""]
         md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]), *_acc_cells(r),
                                r["target"], _pct(r["changed_fraction"])] for r in sec("scratch_full")), "lrr" + "r" * 6 + "llr")
     md += ["", "## Structured: filter saliency against measured int8 latency", "",
@@ -483,12 +496,13 @@ _VS_AFTER = {"met": "ahead of", "missed": "behind", "within noise": "level withi
 def _scratch_full_bullets(data: dict, rows: dict) -> list[str]:
     """The issue's budget: each method against magnitude pruning of the baseline at the same sparsity (the same steps in
     all), the best criterion after training, the baseline itself and the same method at the shorter budget."""
+    pending = _pending_text(data, "scratch_full")
     if not rows:
-        return []
+        return wrap(f"At the issue's budget: no variant has every seed yet. {pending}", "* ") if pending else []
     s, images = data["settings"], data["test_images"]
     full, methods = s["scratch_full"], list(rows.values())
     level = methods[0]["variant"].split(" ")[1]  # "90%"
-    un, short, by = _by_variant(data["unstructured"]), _by_variant(data["scratch"]), _by_variant(data["scratch_full"])
+    un, short, by = _by_variant(data["unstructured"]), _by_variant(data["scratch"]), _complete(data, "scratch_full")
     best_after = max((un[f"{c} {level}"] for c in s["weight_criteria"]), key=lambda rs: mean_std([r["int8_top1"] for r in rs])[0])
     out = wrap(f"At the issue's budget ({full['steps']:,} steps, the baseline's {s['baseline_train_steps']:,} training steps plus the "
                f"{s['steps']:,}-step fine-tune, training augmentation: {_augment_text(full['augment'])}), {level}: "
@@ -515,7 +529,7 @@ def _scratch_full_bullets(data: dict, rows: dict) -> list[str]:
         rs, rs_noise = _noise_between(by[f"rigl {level}"], by[f"set {level}"], images)
         out += wrap(f"RigL vs SET at this budget: {rs:+.2f} points (noise ±{rs_noise:.2f}, "
                     f"{verdict(rs / 100, rs_noise / 100).replace('met', 'RigL ahead').replace('missed', 'SET ahead')}).", "* ")
-    return out
+    return out + (wrap(pending, "* ") if pending else [])
 
 
 def _capped_note(sc: dict) -> str:
@@ -726,7 +740,7 @@ def _plots(data: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.axhline(100 * base["int8_top1"], color="k", lw=1, label="baseline")
     curves: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
-    full = data.get("scratch_full") or []
+    full = [r for runs in _complete(data, "scratch_full").values() for r in runs]
     short = f"from scratch, {data['settings']['scratch']['steps']:,} steps"
     for part, runs, key in (("after training", data["unstructured"], "criterion"), ("from scratch", data["scratch"], "method"),
                             (f"from scratch, {full[0]['steps']:,} steps" if full else "", full, "method")):

@@ -65,7 +65,8 @@ twice that without oneDNN), 50 s of measuring each, 80 s a round for OBD's per-i
 scratch 9.5 h, scratch_full 12.7 h, structured 3.0 h, budget 2.4 h, regularization 3.3 h; cost table
 29 min: 66 int8 conversions and 390 timings, see TABLE_SECONDS; 9 budget runs; 20 L1 fine-tunes), about twice
 that while another training shares the cores; it prints its own estimate first. Parts can run one at a time
-(``--part``); the report needs all of them:
+(``--part``); the report needs all of them but ``scratch_full``, which it may render unfinished (its variants whose
+every seed is in, and the pending runs named):
       nice -n 19 env PYTHONPATH=. python benchmarks/pruning_criteria.py [--part unstructured|scratch|scratch_full|structured|budget|regularization|latency|report]
 Two training parts (unstructured, scratch, structured, regularization; never budget or latency, which time int8
 models) can run at once with one thread each: on the 2-core Xeon (2026-12-04) each then trained at about 2.0 steps/s
@@ -94,6 +95,9 @@ from benchmarks._common import (BASELINE_AUGMENT, CACHE_ROOT, QUICK_OUT, STANDIN
 
 OUT = Path("benchmarks")
 PARTS = ("unstructured", "scratch", "scratch_full", "structured", "budget", "regularization", "latency")
+# parts the report may render unfinished (runs of hours, finished over several sessions): it shows their variants whose
+# every seed is in and names the pending runs
+PARTIAL_PARTS = ("scratch_full",)
 STEPS, ROUNDS, CHECKS = 1200, 3, 4  # fine-tune steps of batch 128 (split over the rounds), saliency rounds, validation checks
 LR, STRUCTURED_LR = 5e-4, 1e-3  # Adam peak rates: weights (pruning.py's), filters (pruning.py's structured row)
 SPARSITIES = (0.5, 0.75, 0.9)
@@ -637,7 +641,11 @@ class Run(BaselineRun):
                 for n in sparse_layers(self.model)}
 
     def missing(self) -> list[str]:
-        return [p for p in PARTS if any(self.caches[p].get(v, s) is None for v, s in self.plan.jobs(p))]
+        return [p for p in PARTS if self.pending(p)]
+
+    def pending(self, part: str) -> list[str]:
+        """The part's jobs not run yet, as "variant seed N"."""
+        return [f"{v} seed {s}" if s is not None else v for v, s in self.plan.jobs(part) if self.caches[part].get(v, s) is None]
 
     def collect(self) -> dict:
         """Every part's cached results, as pruning_criteria.json holds them."""
@@ -661,7 +669,8 @@ class Run(BaselineRun):
                                                                                          "dense_slack": L1_DENSE_SLACK},
                          "latency": {**plan.latency, "rounds": plan.latency_rounds}},
             "baseline": {"file": str(self.baseline_file), **get["unstructured"][0]},
-            "unstructured": get["unstructured"][1:], "scratch": get["scratch"], "scratch_full": get["scratch_full"], "structured": get["structured"],
+            "unstructured": get["unstructured"][1:], "scratch": get["scratch"], "structured": get["structured"],
+            "scratch_full": [r for r in get["scratch_full"] if r is not None], "pending": {p: self.pending(p) for p in PARTIAL_PARTS if self.pending(p)},
             "budget": {"criterion": criterion, "criterion_val_top1": val, "feasibility": table["feasibility"], "floor_channels": table["floor_channels"],
                        "table_machine": table.get("machine"),
                        "table": table["table"], "runs": [{**r, "latency_key": f"{r['variant']} seed {r['seed']}"} for r in get["budget"][1:]]},
@@ -729,9 +738,12 @@ def main(argv=None):
         for part in parts:
             run.run_part(part)
     missing = run.missing()
-    if missing:
+    if [p for p in missing if p not in PARTIAL_PARTS]:
         print(f"not writing {out / DATA}: parts {', '.join(missing)} are not finished (run them with --part)", flush=True)
         return
+    for part in missing:
+        print(f"{part} is not finished ({plural(len(run.pending(part)), 'run')} to go): the report shows its variants whose every seed is in",
+              flush=True)
     data = {**run.collect(), "machine": f"{machine_line()} (shared with other TensorFlow jobs while this ran)", "wall_s": time.perf_counter() - t0}
     out.mkdir(parents=True, exist_ok=True)
     write_file(out / DATA, json.dumps(data, indent=1) + "\n")
