@@ -257,8 +257,11 @@ def tables_markdown(data: dict) -> str:
                      "and the classifier included), these rows spread it over the masked layers (GraSP by its global ranking, SET and RigL by "
                      "ERK) and keep the first convolution dense; 'kernel sparsity' counts both over every conv/dense kernel. "
                      + _pending_text(data, "scratch_full")), ""]
-        md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]), *_acc_cells(r),
-                               r["target"], _pct(r["changed_fraction"])] for r in sec("scratch_full")), "lrr" + "r" * 6 + "llr")
+        if sec("scratch_full"):  # unfinished, it may have no variant with every seed yet
+            md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]), *_acc_cells(r),
+                                   r["target"], _pct(r["changed_fraction"])] for r in sec("scratch_full")), "lrr" + "r" * 6 + "llr")
+        else:
+            md.pop()  # the blank line the table would have followed
     md += ["", "## Structured: filter saliency against measured int8 latency", "",
            *wrap(f"`saliency_prune` with filters: the given share of every internal channel group (MobileNetV2's expansion channels) removed in "
                  f"{s['rounds']} rounds, {s['steps']:,} steps at {s['structured_learning_rate']:g}. Every criterion keeps the same number of "

@@ -222,6 +222,7 @@ def test_full_budget_rows_are_compared_with_pruning_after_training(data):
     assert typed_numbers(report, partial) == set()
     none = {**partial, "scratch_full": partial["scratch_full"][:1]}
     assert "At the issue's budget: no variant has every seed yet. Not run yet:" in " ".join(report.findings_markdown(none).split())
+    assert "| variant | seeds | steps | masked sparsity %" not in report.tables_markdown(none).split("issue's budget")[1].split("## ")[0]
     old = {**data, "scratch_full": []}
     assert "issue's budget" not in report.tables_markdown(old) + report.findings_markdown(old)
     del old["scratch_full"]
