@@ -243,8 +243,9 @@ def tables_markdown(data: dict) -> str:
                  "dense: 'masked sparsity' is over the masked layers, 'kernel sparsity' over every conv/dense kernel."), ""]
     head = ["variant", "seeds", "steps", "masked sparsity %", "kernel sparsity %", "int8 top-1 %", "± 95% test", "vs reference (points)", "noise ±",
             "verdict", "target", "mask changed %"]
-    md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]), *_acc_cells(r),
-                           r["target"], _pct(r["changed_fraction"])] for r in sec("scratch")), "lrr" + "r" * 6 + "llr")
+    scratch_table = lambda section: md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]),  # noqa: E731
+                                                     *_acc_cells(r), r["target"], _pct(r["changed_fraction"])] for r in sec(section)), "lrr" + "r" * 6 + "llr")
+    md += scratch_table("scratch")
     if data.get("scratch_full") or data.get("pending", {}).get("scratch_full"):
         full = s["scratch_full"]
         md += ["", f"## From scratch at the issue's budget: {', '.join(NAMES[m] for m in full['methods'])} at "
@@ -256,12 +257,9 @@ def tables_markdown(data: dict) -> str:
                      "differently: the prune-after-training rows remove that share of every conv/dense kernel (layer-wise, the first convolution "
                      "and the classifier included), these rows spread it over the masked layers (GraSP by its global ranking, SET and RigL by "
                      "ERK) and keep the first convolution dense; 'kernel sparsity' counts both over every conv/dense kernel. "
-                     + _pending_text(data, "scratch_full")), ""]
+                     + _pending_text(data, "scratch_full"))]
         if sec("scratch_full"):  # unfinished, it may have no variant with every seed yet
-            md += md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]), *_acc_cells(r),
-                                   r["target"], _pct(r["changed_fraction"])] for r in sec("scratch_full")), "lrr" + "r" * 6 + "llr")
-        else:
-            md.pop()  # the blank line the table would have followed
+            md += ["", *scratch_table("scratch_full")]
     md += ["", "## Structured: filter saliency against measured int8 latency", "",
            *wrap(f"`saliency_prune` with filters: the given share of every internal channel group (MobileNetV2's expansion channels) removed in "
                  f"{s['rounds']} rounds, {s['steps']:,} steps at {s['structured_learning_rate']:g}. Every criterion keeps the same number of "
@@ -745,6 +743,7 @@ def _plots(data: dict, out: Path) -> None:
     curves: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
     full = [r for runs in _complete(data, "scratch_full").values() for r in runs]
     short = f"from scratch, {data['settings']['scratch']['steps']:,} steps"
+    styles = {"after training": {"fmt": "o-"}, "from scratch": {"fmt": "s--"}}  # the scratch_full points: stars
     for part, runs, key in (("after training", data["unstructured"], "criterion"), ("from scratch", data["scratch"], "method"),
                             (f"from scratch, {full[0]['steps']:,} steps" if full else "", full, "method")):
         for name, rs in _by_variant(runs).items():
@@ -760,8 +759,7 @@ def _plots(data: dict, out: Path) -> None:
             continue
         pts.sort()
         shown = ax.errorbar([p[0] for p in pts], [max(p[1], low) for p in pts], yerr=[p[2] if p[1] >= low else 0 for p in pts],
-                            fmt={"after training": "o-", "from scratch": "s--"}.get(part, "*"), ms=None if part in ("after training", "from scratch") else 10,
-                            capsize=3, label=f"{NAMES[name]} ({short if part == 'from scratch' else part})")
+                            **styles.get(part, {"fmt": "*", "ms": 10}), capsize=3, label=f"{NAMES[name]} ({short if part == 'from scratch' else part})")
         for x, y, _ in (p for p in pts if p[1] < low):
             ax.annotate(f"{NAMES[name]} {x:g}%: {y:.1f}%\n(off scale)", xy=(x, low), xytext=(x - 4, low + 0.1 * (high - low)), ha="right",
                         fontsize=7, color=shown.lines[0].get_color(), arrowprops={"arrowstyle": "->", "color": shown.lines[0].get_color()})

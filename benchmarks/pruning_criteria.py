@@ -87,7 +87,7 @@ import math
 import sys
 import time
 from dataclasses import asdict
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 from benchmarks._common import (BASELINE_AUGMENT, CACHE_ROOT, QUICK_OUT, STANDIN, BaselineRun, baseline_args, baseline_splits, calibration_images,
@@ -405,7 +405,7 @@ class Run(BaselineRun):
         keras.utils.set_random_seed(seed)
         model = keras.models.clone_model(self.model)  # same layers, new initial weights
         if full:
-            epochs, per_epoch, source = self.plan.full_epochs, self.plan.full_per_epoch, self.augmented_splits()
+            epochs, per_epoch, source = self.plan.full_epochs, self.plan.full_per_epoch, self.augmented_splits
         else:
             epochs, per_epoch, source = self.plan.scratch_epochs, self.plan.scratch_per_epoch or self.epoch_steps(), self.splits
         splits = reseeded(source, seed)
@@ -436,12 +436,11 @@ class Run(BaselineRun):
                              f"BASELINE_EPOCH_STEPS in {__file__} must match the data (benchmarks/_common.py's BASELINE_DATA)")
         return steps
 
+    @cached_property
     def augmented_splits(self):
         """The baseline's splits with its training augmentation (loaded on first use)."""
-        if getattr(self, "_augmented", None) is None:
-            self.epoch_steps()
-            self._augmented = baseline_splits(self.plan.quick, augment=True)
-        return self._augmented
+        self.epoch_steps()
+        return baseline_splits(self.plan.quick, augment=True)
 
     def cost_table(self, *_) -> dict:
         """The int8 latency cost table of the baseline (every group ``groups="all"`` may cut), and the feasibility check:
@@ -660,7 +659,7 @@ class Run(BaselineRun):
             "settings": {"steps": plan.steps, "rounds": plan.rounds, "checks": plan.checks, "learning_rate": LR, "structured_learning_rate": STRUCTURED_LR,
                          "calibration": plan.calibration, "saliency": plan.saliency, "sparsities": list(plan.sparsities), "ratios": list(plan.ratios),
                          "weight_criteria": list(WEIGHT_CRITERIA), "filter_criteria": list(FILTER_CRITERIA),
-                         "baseline_epochs": BASELINE_EPOCHS, "baseline_train_steps": BASELINE_EPOCHS * math.ceil(self.splits.sizes["train"] / 128),
+                         "baseline_epochs": BASELINE_EPOCHS, "baseline_train_steps": BASELINE_EPOCHS * self.epoch_steps(),
                          "scratch": {"epochs": plan.scratch_epochs, "steps": plan.scratch_epochs * per_epoch, "train": SCRATCH_TRAIN, "dynamic": plan.dynamic,
                                      "capped": SCRATCH_CAPPED, "layers": self.masked_layers()},
                          "scratch_full": {**SCRATCH_FULL, "epochs": plan.full_epochs, "steps": plan.full_epochs * plan.full_per_epoch,
@@ -670,7 +669,7 @@ class Run(BaselineRun):
                          "latency": {**plan.latency, "rounds": plan.latency_rounds}},
             "baseline": {"file": str(self.baseline_file), **get["unstructured"][0]},
             "unstructured": get["unstructured"][1:], "scratch": get["scratch"], "structured": get["structured"],
-            "scratch_full": [r for r in get["scratch_full"] if r is not None], "pending": {p: self.pending(p) for p in PARTIAL_PARTS if self.pending(p)},
+            "scratch_full": [r for r in get["scratch_full"] if r is not None], "pending": {p: left for p in PARTIAL_PARTS if (left := self.pending(p))},
             "budget": {"criterion": criterion, "criterion_val_top1": val, "feasibility": table["feasibility"], "floor_channels": table["floor_channels"],
                        "table_machine": table.get("machine"),
                        "table": table["table"], "runs": [{**r, "latency_key": f"{r['variant']} seed {r['seed']}"} for r in get["budget"][1:]]},
