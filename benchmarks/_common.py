@@ -309,8 +309,9 @@ def seed_runs(name: str, settings: Mapping, quick: bool) -> "SeedRuns":
 
 class SeedRuns:
     """Finished (variant, seed) results of one benchmark configuration in ``folder``/runs.json, rewritten atomically
-    after each, so a killed benchmark continues where it stopped. ``settings`` (steps, rates, the baseline's
-    digest...; not the seed count) name the folder: other settings start a new one. Files a run keeps beside its
+    after each, so a killed benchmark continues where it stopped. Each save merges with what other processes saved
+    meanwhile (under a lock), so jobs split between processes with ``only`` share one checkout and one file.
+    ``settings`` (steps, rates, the baseline's digest...; not the seed count) name the folder: other settings start a new one. Files a run keeps beside its
     result (:meth:`file`) go to the same-named folder under ``files_root`` (default ``root``): results can be
     committed while the files stay out of git, so a job that needs an earlier job's file calls :meth:`ensure_files` first."""
 
@@ -325,7 +326,9 @@ class SeedRuns:
         self.files.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "runs.json"
         self.settings = dict(settings)
-        self.results = json.loads(self.path.read_text())["results"] if self.path.exists() else {}
+        self.results = self._read()
+        self._put: set[str] = set()  # what this process added or dropped since its last save: all a save changes in the file
+        self._forgotten: set[str] = set()
 
     @staticmethod
     def key(variant: str, seed) -> str:
@@ -336,6 +339,8 @@ class SeedRuns:
 
     def put(self, variant: str, seed, result: Mapping) -> dict:
         self.results[self.key(variant, seed)] = {"variant": variant, "seed": seed, **result}
+        self._put.add(self.key(variant, seed))
+        self._forgotten.discard(self.key(variant, seed))
         self._save()
         return self.results[self.key(variant, seed)]
 
@@ -343,13 +348,51 @@ class SeedRuns:
         """Drop a finished result so that its job runs again; whether there was one."""
         if self.results.pop(self.key(variant, seed), None) is None:
             return False
+        self._forgotten.add(self.key(variant, seed))
+        self._put.discard(self.key(variant, seed))
         self._save()
         return True
 
-    def _save(self) -> None:
+    def forget_all(self) -> int:
+        """Drop every finished result (saved at once, other processes' too); how many there were."""
+        dropped = set(self.results) | set(self._read())
+        self._forgotten |= dropped
+        self._put.clear()
+        self._save()
+        return len(dropped)
+
+    def _read(self) -> dict:
         import json
 
-        write_file(self.path, json.dumps({"settings": self.settings, "results": self.results}, indent=1, default=str) + "\n")
+        return json.loads(self.path.read_text())["results"] if self.path.exists() else {}
+
+    def _save(self) -> None:
+        """Write this process's changes since its last save (results put or forgotten) into the file as it is now
+        (another process may have saved others since) and read the rest back, holding an exclusive lock on
+        ``runs.json.lock`` (under ``files_root``, out of git) so that two savers never drop each other's results."""
+        import fcntl
+        import json
+
+        with open(self.files / "runs.json.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk = {k: v for k, v in self._read().items() if k not in self._forgotten}
+            self.results = {**on_disk, **{k: self.results[k] for k in self._put}}
+            write_file(self.path, json.dumps({"settings": self.settings, "results": self.results}, indent=1, default=str) + "\n")
+        self._put.clear()  # written: from now on the file is the truth for them, as for every other result
+        self._forgotten.clear()
+
+    @classmethod
+    def selected(cls, jobs: Sequence[tuple[str, object]], only: Sequence[str]) -> list[tuple[str, object]]:
+        """The ``jobs`` that ``only`` names, each entry a variant (all its seeds) or a key as ``"VARIANT | seed N"``
+        (one run); every job when ``only`` is empty. An entry that names no job is an error listing what would work."""
+        if not only:
+            return list(jobs)
+        for name in only:
+            if not any(name in (v, cls.key(v, s)) for v, s in jobs):
+                choices = sorted({v for v, _ in jobs}) + [cls.key(*jobs[0])] if jobs else []
+                raise ValueError(f"--only {name!r} names no job here; give a variant or one run as 'VARIANT | seed N', "
+                                 f"e.g. {', '.join(repr(c) for c in choices)}")
+        return [(v, s) for v, s in jobs if v in only or cls.key(v, s) in only]
 
     def file(self, variant: str, seed, suffix: str) -> Path:
         """Where a run keeps a file (a .tflite, weights) beside its result: under ``files_root``, not committed."""

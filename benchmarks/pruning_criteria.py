@@ -72,6 +72,9 @@ Two training parts (unstructured, scratch, structured, regularization; never bud
 models) can run at once with one thread each: on the 2-core Xeon (2026-12-04) each then trained at about 2.0 steps/s
 against 2.44 for one job on both cores, 1.6x the throughput (each writes its own runs.json):
       nice -n 19 env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/pruning_criteria.py --part scratch
+The jobs of one part split between processes in the same checkout with ``--only`` (a variant, or one run as
+'VARIANT | seed N'; repeatable); each save merges into the shared runs.json under a lock:
+      ... pruning_criteria.py --part scratch_full --only 'grasp 90% | seed 2' &   ... --part scratch_full --only 'set 90% | seed 2' &
 Smoke run (every part and code path on the zoo's mobilenet_v2_tiny stand-in, even when the baseline exists: one
 sparsity and ratio, 6 steps, one round, one seed; about 17 min at nice 19 on 2 quiet cores, most of it int8
 conversions, 4 min of them the stand-in's cost table; writes /tmp/edgeopt-bench-quick/pruning_criteria/ and
@@ -86,12 +89,14 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from functools import cached_property, partial
 from pathlib import Path
 
 from benchmarks._common import (BASELINE_AUGMENT, CACHE_ROOT, QUICK_OUT, STANDIN, BaselineRun, baseline_args, baseline_splits, calibration_images,
-                                check_baseline, file_digest, finetune, interleaved_latency, machine_line, median_ms, plural, reseeded, seed_runs, write_file)
+                                SeedRuns, check_baseline, file_digest, finetune, interleaved_latency, machine_line, median_ms, plural, reseeded, seed_runs,
+                                write_file)
 
 OUT = Path("benchmarks")
 PARTS = ("unstructured", "scratch", "scratch_full", "structured", "budget", "regularization", "latency")
@@ -612,19 +617,20 @@ class Run(BaselineRun):
                 "files": {k: file_digest(p) for k, p in files.items()}, "seeds": {v: self.latency_seed(v) for v in self.timed_structured()},
                 "machine": machine_line()}
 
-    def run_part(self, part: str) -> None:
+    def run_part(self, part: str, only: Sequence[str] = ()) -> None:
+        """Run ``part``'s unfinished jobs (those ``only`` names, when given; see SeedRuns.selected)."""
         cache = self.caches[part]
         work = {"unstructured": self.unstructured, "scratch": self.scratch, "scratch_full": partial(self.scratch, full=True),
                 "structured": self.structured, "regularization": self.regularization,
                 "latency": self.latency, "budget": lambda v, s: self.cost_table() if v == "cost table" else self.budget(v, s)}[part]
-        jobs = self.plan.jobs(part)
+        jobs = cache.selected(self.plan.jobs(part), only)
         if part == "regularization":
             self.ensure_phase1_files()
         if part == "latency":  # measured again when any timed file here changed (a fresh clone has none of them)
             stale = cache.get("latency")
             here = {k: file_digest(p) for k, p in self.latency_files().items() if p.exists()}
             if stale and any(stale["files"].get(k) != d for k, d in here.items()):
-                cache.results.pop(cache.key("latency", None))
+                cache.forget("latency")
             if cache.get("latency") is None:
                 self.ensure_latency_files()
         cache.run(jobs, work, lambda v: self.plan.seconds(part, v), f"pruning criteria: {part}")
@@ -686,8 +692,7 @@ def drop_floorless_table(cache) -> int:
     table = cache.get("cost table")
     if table is None or table["table"].get("floor", 0.0) > 0.0:
         return 0
-    dropped = len(cache.results)
-    cache.results.clear()  # runs.json is rewritten at the next result; until then it is read and dropped again
+    dropped = cache.forget_all()
     print(f"pruning criteria: the cached cost table in {cache.path} has no floor (measured before cost tables had one, so no prediction "
           f"would be clamped): measuring it again, with the {plural(dropped - 1, 'budget run')} planned from it", flush=True)
     return dropped
@@ -709,6 +714,9 @@ def main(argv=None):
     baseline_args(ap)
     ap.add_argument("--part", choices=[*PARTS, "report"], default=None, help="run one part (cached); report: write the JSON and render "
                     "from the caches, measuring nothing")
+    ap.add_argument("--only", action="append", default=[], metavar="JOB", help="with --part: run only this variant (all its seeds) or "
+                    "one run, 'VARIANT | seed N'; repeatable. Processes given different jobs can share one checkout: each save "
+                    "merges into runs.json")
     ap.add_argument("--finetune-steps", type=int, default=STEPS, help=f"fine-tune steps of every prune-after-training row (default {STEPS})")
     ap.add_argument("--findings-only", action="store_true", help="re-render pruning_criteria.md, .csv and the findings from the JSON in --out")
     ap.add_argument("--out", type=Path, default=None, help=f"where the JSON and the rendered files go (default {OUT}/, with --quick "
@@ -723,6 +731,13 @@ def main(argv=None):
         return
     plan = Plan(a)
     parts = PARTS if a.part in (None, "report") else (a.part,)
+    if a.only:
+        if len(parts) != 1:
+            ap.error("--only needs --part PART (one of the parts, not report): it names jobs of that part")
+        try:
+            SeedRuns.selected(plan.jobs(a.part), a.only)
+        except ValueError as e:
+            ap.error(str(e))
     print(f"pruning criteria: the full run is about {_duration(plan.estimate())} on 2 idle cores with nothing cached "
           f"({'--quick settings' if a.quick else 'about twice that while another training shares the cores'}); "
           f"{'this call: ' + ', '.join(parts) if a.part != 'report' else 'report only'}", flush=True)
@@ -731,11 +746,11 @@ def main(argv=None):
     check_baseline(a.baseline, a.quick)
     t0 = time.perf_counter()
     run = Run(a, plan)
-    left = sum(plan.seconds(p, v) for p in parts for v, s in plan.jobs(p) if run.caches[p].get(v, s) is None)
+    left = sum(plan.seconds(p, v) for p in parts for v, s in SeedRuns.selected(plan.jobs(p), a.only) if run.caches[p].get(v, s) is None)
     print(f"pruning criteria: {_duration(left)} left to run for {', '.join(parts)} (the rest is cached)", flush=True)
     if a.part != "report":
         for part in parts:
-            run.run_part(part)
+            run.run_part(part, a.only)
     missing = run.missing()
     if [p for p in missing if p not in PARTIAL_PARTS]:
         print(f"not writing {out / DATA}: parts {', '.join(missing)} are not finished (run them with --part)", flush=True)

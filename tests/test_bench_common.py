@@ -59,3 +59,33 @@ def test_forget_drops_one_result_saved_and_says_whether_there_was_one(roots):
     cache.run([("latency", None), ("a", 0)], lambda v, s: {"ms": 1.0}, lambda _: 1.0, "test")
     assert cache.forget("latency") is True and cache.forget("latency") is False
     assert set(seed_runs("lowbit/m", {"steps": 600}, quick=False).results) == {"a | seed 0"}  # saved at once
+
+
+def test_two_processes_saving_one_cache_keep_each_others_results(roots):
+    """Jobs split between processes (``--only``) share runs.json: each save merges under a lock, and a forgotten
+    result stays forgotten even though the other process's file still had it."""
+    first = seed_runs("pruning_criteria/scratch_full", {"steps": 600}, quick=False)
+    second = seed_runs("pruning_criteria/scratch_full", {"steps": 600}, quick=False)  # read before either saved
+    first.put("grasp 90%", 0, {"int8_top1": 0.91})
+    second.put("set 90%", 1, {"int8_top1": 0.93})
+    first.put("grasp 90%", 1, {"int8_top1": 0.92})
+    on_disk = json.loads(first.path.read_text())["results"]
+    assert set(on_disk) == {"grasp 90% | seed 0", "set 90% | seed 1", "grasp 90% | seed 1"}
+    assert on_disk["set 90% | seed 1"]["int8_top1"] == 0.93 and first.get("set 90%", 1)["int8_top1"] == 0.93
+    assert second.forget("grasp 90%", 0) and set(second.results) == {"set 90% | seed 1", "grasp 90% | seed 1"}
+    first.put("grasp 90%", 2, {"int8_top1": 0.9})  # first still holds seed 0 from before: its save does not bring it back
+    assert set(json.loads(first.path.read_text())["results"]) == {"set 90% | seed 1", "grasp 90% | seed 1", "grasp 90% | seed 2"}
+    assert first.get("grasp 90%", 0) is None  # and it reads the forgetting back
+    assert not (first.folder / "runs.json.lock").exists() and (first.files / "runs.json.lock").exists()  # the lock stays out of git
+    assert second.forget_all() == 3 and json.loads(second.path.read_text())["results"] == {}
+
+
+def test_only_selects_a_variants_seeds_or_one_run_and_names_what_would_work(roots):
+    jobs = [("grasp 90%", 0), ("grasp 90%", 1), ("set 90%", 0), ("set 90%", 1)]
+    assert SeedRuns.selected(jobs, []) == jobs
+    assert SeedRuns.selected(jobs, ["grasp 90%"]) == jobs[:2]
+    assert SeedRuns.selected(jobs, ["set 90% | seed 1", "grasp 90% | seed 0"]) == [("grasp 90%", 0), ("set 90%", 1)]
+    with pytest.raises(ValueError, match=r"--only 'snip 90%' names no job here.*'grasp 90%', 'set 90%', 'grasp 90% \| seed 0'"):
+        SeedRuns.selected(jobs, ["snip 90%"])
+    with pytest.raises(ValueError, match="names no job"):
+        SeedRuns.selected(jobs, ["set 90% | seed 7"])

@@ -352,6 +352,7 @@ def test_a_cached_cost_table_without_a_floor_is_measured_again(tmp_path, capsys)
     cache.path.write_text(json.dumps({"settings": settings, "results": runs}))
     cache = SeedRuns(tmp_path, settings)  # as a new run reads it
     assert drop_floorless_table(cache) == 3 and cache.results == {} and cache.get("cost table") is None
+    assert SeedRuns(tmp_path, settings).results == {}  # saved: a second process does not read them back
     said = capsys.readouterr().out
     assert said.count("\n") == 1 and "has no floor" in said and "measuring it again, with the 2 budget runs planned from it" in said
     runs["cost table | seed None"]["table"] = {**old, "floor": 0.3, "base_samples": [1.0]}  # measured with a floor: kept
@@ -513,3 +514,14 @@ def test_the_structured_table_names_the_seed_whose_files_the_latency_run_timed(d
     assert "(first seed's file;" in text(old)
     assert "(seed 2's file;" in text({**old, "seeds": {"l1 50%": 2, "fpgm 75%": 2}})
     assert "(one seed's file each, seeds 0, 2;" in text({**old, "seeds": {"l1 50%": 0, "fpgm 75%": 2}})
+
+
+@pytest.mark.parametrize("argv, said", [(["--only", "rigl 90%"], "--only needs --part PART"),
+                                        (["--part", "report", "--only", "rigl 90%"], "--only needs --part PART"),
+                                        (["--part", "scratch_full", "--only", "snip 90%"], "--only 'snip 90%' names no job here")])
+def test_only_without_a_part_or_naming_no_job_is_refused_before_anything_runs(argv, said, capsys):
+    from benchmarks.pruning_criteria import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and said in capsys.readouterr().err
