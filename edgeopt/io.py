@@ -10,8 +10,10 @@ import gzip
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgeopt._keras import keras
+if TYPE_CHECKING:
+    from edgeopt._keras import keras  # load_model_safe imports it when called: writing a file loads no TensorFlow
 
 __all__ = ["gzip_size", "load_model_safe", "save_model_atomic", "save_weights_atomic", "write_atomic"]
 
@@ -85,6 +87,8 @@ def save_weights_atomic(model: keras.Model, path: str | os.PathLike) -> None:
 
 def load_model_safe(path: str | os.PathLike) -> keras.Model:
     """A saved .keras model, never running code from the file (Lambda layers are refused)."""
+    from edgeopt._keras import keras  # lazy: writing a file (write_atomic) loads no TensorFlow
+
     return keras.models.load_model(path, safe_mode=True, compile=False)
 
 

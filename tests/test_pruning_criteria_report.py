@@ -405,6 +405,16 @@ def test_rendering_and_the_plan_import_no_tensorflow():
 
 
 @pytest.mark.skipif(not (ROOT / "benchmarks" / report.DATA).exists(), reason="benchmarks/pruning_criteria.json is committed by the full run")
+def test_writing_the_rendered_files_imports_no_tensorflow(tmp_path):
+    """--findings-only re-renders from the JSON: its file writes (edgeopt.io's atomic write) must not load TensorFlow."""
+    import shutil
+
+    shutil.copy(ROOT / "benchmarks" / report.DATA, tmp_path / report.DATA)
+    assert heavy_modules_after(f"from benchmarks._pruning_criteria_report import render\nrender({str(tmp_path)!r})") == []
+    assert (tmp_path / "pruning_criteria.md").read_text() == (ROOT / "benchmarks" / "pruning_criteria.md").read_text()
+
+
+@pytest.mark.skipif(not (ROOT / "benchmarks" / report.DATA).exists(), reason="benchmarks/pruning_criteria.json is committed by the full run")
 def test_committed_report_is_rendered_from_the_committed_data():
     data = report.findings_data(ROOT / "benchmarks")
     assert (ROOT / "benchmarks" / "pruning_criteria.md").read_text() == report.tables_markdown(data) + "\n" + report.findings_markdown(data)
