@@ -311,9 +311,10 @@ class SeedRuns:
     """Finished (variant, seed) results of one benchmark configuration in ``folder``/runs.json, rewritten atomically
     after each, so a killed benchmark continues where it stopped. Each save merges with what other processes saved
     meanwhile (under a lock), so jobs split between processes with ``only`` share one checkout and one file.
-    ``settings`` (steps, rates, the baseline's digest...; not the seed count) name the folder: other settings start a new one. Files a run keeps beside its
-    result (:meth:`file`) go to the same-named folder under ``files_root`` (default ``root``): results can be
-    committed while the files stay out of git, so a job that needs an earlier job's file calls :meth:`ensure_files` first."""
+    ``settings`` (steps, rates, the baseline's digest...; not the seed count) name the folder: other settings start a
+    new one. Files a run keeps beside its result (:meth:`file`) go to the same-named folder under ``files_root``
+    (default ``root``): results can be committed while the files stay out of git, so a job that needs an earlier job's
+    file calls :meth:`ensure_files` first."""
 
     def __init__(self, root: os.PathLike, settings: Mapping, files_root: os.PathLike | None = None):
         import hashlib
@@ -327,8 +328,6 @@ class SeedRuns:
         self.path = self.folder / "runs.json"
         self.settings = dict(settings)
         self.results = self._read()
-        self._put: set[str] = set()  # what this process added or dropped since its last save: all a save changes in the file
-        self._forgotten: set[str] = set()
 
     @staticmethod
     def key(variant: str, seed) -> str:
@@ -339,26 +338,20 @@ class SeedRuns:
 
     def put(self, variant: str, seed, result: Mapping) -> dict:
         self.results[self.key(variant, seed)] = {"variant": variant, "seed": seed, **result}
-        self._put.add(self.key(variant, seed))
-        self._forgotten.discard(self.key(variant, seed))
-        self._save()
+        self._save(put=[self.key(variant, seed)])
         return self.results[self.key(variant, seed)]
 
     def forget(self, variant: str, seed=None) -> bool:
         """Drop a finished result so that its job runs again; whether there was one."""
         if self.results.pop(self.key(variant, seed), None) is None:
             return False
-        self._forgotten.add(self.key(variant, seed))
-        self._put.discard(self.key(variant, seed))
-        self._save()
+        self._save(forgotten=[self.key(variant, seed)])
         return True
 
     def forget_all(self) -> int:
         """Drop every finished result (saved at once, other processes' too); how many there were."""
         dropped = set(self.results) | set(self._read())
-        self._forgotten |= dropped
-        self._put.clear()
-        self._save()
+        self._save(forgotten=dropped)
         return len(dropped)
 
     def _read(self) -> dict:
@@ -366,20 +359,19 @@ class SeedRuns:
 
         return json.loads(self.path.read_text())["results"] if self.path.exists() else {}
 
-    def _save(self) -> None:
-        """Write this process's changes since its last save (results put or forgotten) into the file as it is now
-        (another process may have saved others since) and read the rest back, holding an exclusive lock on
+    def _save(self, put: Iterable[str] = (), forgotten: Iterable[str] = ()) -> None:
+        """Write this process's change (the keys ``put``, from :attr:`results`, and those ``forgotten``) into the file as
+        it is now (another process may have saved others since) and read the rest back, holding an exclusive lock on
         ``runs.json.lock`` (under ``files_root``, out of git) so that two savers never drop each other's results."""
         import fcntl
         import json
 
         with open(self.files / "runs.json.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            on_disk = {k: v for k, v in self._read().items() if k not in self._forgotten}
-            self.results = {**on_disk, **{k: self.results[k] for k in self._put}}
+            forgotten = set(forgotten)
+            on_disk = {k: v for k, v in self._read().items() if k not in forgotten}
+            self.results = {**on_disk, **{k: self.results[k] for k in put}}
             write_file(self.path, json.dumps({"settings": self.settings, "results": self.results}, indent=1, default=str) + "\n")
-        self._put.clear()  # written: from now on the file is the truth for them, as for every other result
-        self._forgotten.clear()
 
     @classmethod
     def selected(cls, jobs: Sequence[tuple[str, object]], only: Sequence[str]) -> list[tuple[str, object]]:

@@ -617,13 +617,13 @@ class Run(BaselineRun):
                 "files": {k: file_digest(p) for k, p in files.items()}, "seeds": {v: self.latency_seed(v) for v in self.timed_structured()},
                 "machine": machine_line()}
 
-    def run_part(self, part: str, only: Sequence[str] = ()) -> None:
-        """Run ``part``'s unfinished jobs (those ``only`` names, when given; see SeedRuns.selected)."""
+    def run_part(self, part: str, jobs: Sequence[tuple[str, object]] | None = None) -> None:
+        """Run ``part``'s unfinished jobs (of ``jobs``, when given: those ``--only`` selected)."""
         cache = self.caches[part]
         work = {"unstructured": self.unstructured, "scratch": self.scratch, "scratch_full": partial(self.scratch, full=True),
                 "structured": self.structured, "regularization": self.regularization,
                 "latency": self.latency, "budget": lambda v, s: self.cost_table() if v == "cost table" else self.budget(v, s)}[part]
-        jobs = cache.selected(self.plan.jobs(part), only)
+        jobs = self.plan.jobs(part) if jobs is None else jobs
         if part == "regularization":
             self.ensure_phase1_files()
         if part == "latency":  # measured again when any timed file here changed (a fresh clone has none of them)
@@ -731,13 +731,12 @@ def main(argv=None):
         return
     plan = Plan(a)
     parts = PARTS if a.part in (None, "report") else (a.part,)
-    if a.only:
-        if len(parts) != 1:
-            ap.error("--only needs --part PART (one of the parts, not report): it names jobs of that part")
-        try:
-            SeedRuns.selected(plan.jobs(a.part), a.only)
-        except ValueError as e:
-            ap.error(str(e))
+    if a.only and len(parts) != 1:
+        ap.error("--only needs --part PART (one of the parts, not report): it names jobs of that part")
+    try:
+        jobs = {p: SeedRuns.selected(plan.jobs(p), a.only) for p in parts}
+    except ValueError as e:
+        ap.error(str(e))
     print(f"pruning criteria: the full run is about {_duration(plan.estimate())} on 2 idle cores with nothing cached "
           f"({'--quick settings' if a.quick else 'about twice that while another training shares the cores'}); "
           f"{'this call: ' + ', '.join(parts) if a.part != 'report' else 'report only'}", flush=True)
@@ -746,11 +745,11 @@ def main(argv=None):
     check_baseline(a.baseline, a.quick)
     t0 = time.perf_counter()
     run = Run(a, plan)
-    left = sum(plan.seconds(p, v) for p in parts for v, s in SeedRuns.selected(plan.jobs(p), a.only) if run.caches[p].get(v, s) is None)
+    left = sum(plan.seconds(p, v) for p in parts for v, s in jobs[p] if run.caches[p].get(v, s) is None)
     print(f"pruning criteria: {_duration(left)} left to run for {', '.join(parts)} (the rest is cached)", flush=True)
     if a.part != "report":
         for part in parts:
-            run.run_part(part, a.only)
+            run.run_part(part, jobs[part])
     missing = run.missing()
     if [p for p in missing if p not in PARTIAL_PARTS]:
         print(f"not writing {out / DATA}: parts {', '.join(missing)} are not finished (run them with --part)", flush=True)
