@@ -126,6 +126,10 @@ def summary(data: dict) -> list[dict]:
         row["masked_sparsity"] = mean_std([r["masked_sparsity"] for r in runs])[0]
         row["changed_fraction"] = mean_std([r["changed_fraction"] for r in runs])[0]
         rows.append(row)
+    for name, runs in _complete(data, "layout_control").items():  # data written before the control has none
+        ref = f"l1 {name.split(' ')[1]}"
+        row = _stats("layout_control", name, runs, f"{ref} (layer-wise)", [r["int8_top1"] for r in un[ref]], 0.0, base, images)
+        rows.append({**row, "masked_sparsity": mean_std([r["masked_sparsity"] for r in runs])[0]})
     for name, runs in _by_variant(data["structured"]).items():
         row = _stats("structured", name, runs, "baseline", ref_base, -TARGETS["drop_2x"] / 100, base, images)
         per_round = [a / d for a, d in zip(rounds_ms[name], rounds_ms["dense"])]
@@ -257,9 +261,22 @@ def tables_markdown(data: dict) -> str:
                      "differently: the prune-after-training rows remove that share of every conv/dense kernel (layer-wise, the first convolution "
                      "and the classifier included), these rows spread it over the masked layers (GraSP by its global ranking, SET and RigL by "
                      "ERK) and keep the first convolution dense; 'kernel sparsity' counts both over every conv/dense kernel. "
+                     + ("The layout control below prunes after training to these rows' layer sparsities. " if "layout_control" in s else "")
                      + _pending_text(data, "scratch_full"))]
         if sec("scratch_full"):  # unfinished, it may have no variant with every seed yet
             md += ["", *scratch_table("scratch_full")]
+    if "layout_control" in s and (data.get("layout_control") or data.get("pending", {}).get("layout_control")):
+        md += ["", "## Layout control: magnitude after training with the from-scratch layouts", "",
+               *wrap("The control that separates when the zeros are chosen from where they go: `saliency_prune` from the baseline by "
+                     "magnitude to exactly the layer sparsities of a from-scratch row (`layer_sparsity`): GraSP's (from its run of the same "
+                     "seed) or ERK's (SET's and RigL's), the first convolution left whole, in the "
+                     f"{s['rounds']} rounds and {s['steps']:,} steps of the unstructured rows, the same steps in all as the rows above. "
+                     "Reference: layer-wise magnitude at the same sparsity, paired by seed. " + _pending_text(data, "layout_control"))]
+        if sec("layout_control"):
+            head = ["variant", "seeds", "steps", "masked sparsity %", "kernel sparsity %", "int8 top-1 %", "± 95% test", "vs reference (points)",
+                    "noise ±", "verdict", "target", "validation %"]
+            md += ["", *md_table(head, ([r["variant"], r["seeds"], f"{r['steps']:,}", _pct(r["masked_sparsity"]), _pct(r["kernel_sparsity"]),
+                                         *_acc_cells(r), r["target"], _pct(r["val_top1"])] for r in sec("layout_control")), "lrr" + "r" * 6 + "llr")]
     md += ["", "## Structured: filter saliency against measured int8 latency", "",
            *wrap(f"`saliency_prune` with filters: the given share of every internal channel group (MobileNetV2's expansion channels) removed in "
                  f"{s['rounds']} rounds, {s['steps']:,} steps at {s['structured_learning_rate']:g}. Every criterion keeps the same number of "
@@ -331,7 +348,8 @@ def every_run(data: dict) -> list[tuple[str, dict]]:
     """(part, run) for every trained and measured model: unstructured, from scratch, structured, feasible budget runs,
     regularization (phase 2)."""
     return ([("unstructured", r) for r in data["unstructured"]] + [("scratch", r) for r in data["scratch"]]
-            + [("scratch_full", r) for r in data.get("scratch_full", [])] + [("structured", r) for r in data["structured"]]
+            + [("scratch_full", r) for r in data.get("scratch_full", [])] + [("layout_control", r) for r in data.get("layout_control", [])]
+            + [("structured", r) for r in data["structured"]]
             + [("budget", r) for r in data["budget"]["runs"] if r["feasible"]] + [("regularization", r) for r in data["regularization"]["runs"]])
 
 
@@ -530,7 +548,39 @@ def _scratch_full_bullets(data: dict, rows: dict) -> list[str]:
         rs, rs_noise = _noise_between(by[f"rigl {level}"], by[f"set {level}"], images)
         out += wrap(f"RigL vs SET at this budget: {rs:+.2f} points (noise ±{rs_noise:.2f}, "
                     f"{verdict(rs / 100, rs_noise / 100).replace('met', 'RigL ahead').replace('missed', 'SET ahead')}).", "* ")
+    return out + _layout_control_bullets(data, methods) + (wrap(pending, "* ") if pending else [])
+
+
+def _layout_control_bullets(data: dict, methods: list[dict]) -> list[str]:
+    """The layout controls (magnitude after training to a from-scratch row's layer sparsities): what the layout alone
+    changes after training, and each from-scratch row (``methods``, summary rows) against the control of its layout."""
+    controls = _complete(data, "layout_control")
+    pending = _pending_text(data, "layout_control")
+    if not controls:
+        return wrap(f"Layout control: no variant has every seed yet. {pending}", "* ") if pending else []
+    images, rows, full, out = data["test_images"], summary(data), _complete(data, "scratch_full"), []
+    for name, runs in controls.items():
+        level, layout = name.split(" ")[1:3]
+        row = next(r for r in rows if r["section"] == "layout_control" and r["variant"] == name)
+        collapsed = sorted({n for r in runs for n in r.get("collapsed_layers", {})})
+        against = []
+        for m in methods:
+            method, m_level = m["variant"].split(" ")
+            if m_level == level and LAYOUT_OF.get(method) == layout:
+                g, n = _noise_between(full[m["variant"]], runs, images)
+                against.append(f"{_method(m)} {g:+.2f} (noise ±{n:.2f}, "
+                               f"{verdict(g / 100, n / 100).replace('met', 'from scratch ahead').replace('missed', 'after training ahead')})")
+        out += wrap(f"Layout control, {LAYOUT_NAMES[layout]} at {level}: magnitude after training ({row['steps']:,} steps) {_acc(row)} "
+                    f"({signed_pm(row['diff'], row['diff_std'])} vs layer-wise magnitude, noise ±{100 * row['noise']:.2f}: the layout alone "
+                    f"**{_LAYOUT[row['verdict']]}**; " + (f"layers collapsed in some seed: {', '.join(collapsed)}" if collapsed else "no layer collapsed")
+                    + "). " + ("From scratch against it (the same layout): " + ", ".join(against) + " points." if against else ""), "* ")
     return out + (wrap(pending, "* ") if pending else [])
+
+
+# the layout of each from-scratch method's layer sparsities, and its name
+LAYOUT_OF = {"grasp": "grasp", "set": "erk", "rigl": "erk"}
+LAYOUT_NAMES = {"grasp": "GraSP's layer sparsities (paired by seed)", "erk": "ERK's layer sparsities (SET's and RigL's)"}
+_LAYOUT = {"met": "helps", "missed": "hurts", "within noise": "changes nothing beyond noise"}
 
 
 def _capped_note(sc: dict) -> str:
@@ -743,9 +793,11 @@ def _plots(data: dict, out: Path) -> None:
     curves: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
     full = [r for runs in _complete(data, "scratch_full").values() for r in runs]
     short = f"from scratch, {data['settings']['scratch']['steps']:,} steps"
-    styles = {"after training": {"fmt": "o-"}, "from scratch": {"fmt": "s--"}}  # the scratch_full points: stars
+    styles = {"after training": {"fmt": "o-"}, "from scratch": {"fmt": "s--"}}  # the scratch_full points: stars, the layout controls: diamonds
+    controls = [(f"after training, {name.split(' ')[2]} layout", runs, "criterion") for name, runs in _complete(data, "layout_control").items()]
+    styles |= {part: {"fmt": "D", "ms": 7} for part, _, _ in controls}
     for part, runs, key in (("after training", data["unstructured"], "criterion"), ("from scratch", data["scratch"], "method"),
-                            (f"from scratch, {full[0]['steps']:,} steps" if full else "", full, "method")):
+                            (f"from scratch, {full[0]['steps']:,} steps" if full else "", full, "method"), *controls):
         for name, rs in _by_variant(runs).items():
             m, sd = mean_std([r["int8_top1"] for r in rs])
             curves[(part, rs[0][key])].append((100 * rs[0]["sparsity"], 100 * m, 100 * sd))

@@ -30,6 +30,12 @@ keep stay in runs/bench_cache/, and a job whose file a later job needs but a fre
   ``unstructured``, which cost the same steps, and with the baseline itself as the dense reference. SNIP is left out
   here: uncapped it collapses at 90%, and each run costs about 76-78 min (two single-thread jobs at once, 2.8 steps/s
   each, on a 2-core AMD EPYC with AVX-512 VNNI, 2026-12-05).
+* ``layout_control``: the control that separates *when* the zeros are chosen from *where* they go. ``scratch_full``
+  spreads 90% over the masked layers unevenly (the first convolution dense; GraSP by its global ranking, SET and RigL
+  by ERK), while ``unstructured`` removes 90% of every kernel, the first convolution included. This part prunes the
+  baseline after training by magnitude to exactly those layer sparsities (``saliency_prune``'s ``layer_sparsity``;
+  GraSP's from its ``scratch_full`` run of the same seed, ERK's computed), the first convolution left whole, in the
+  same 3 rounds and 1,200 steps as ``unstructured``.
 * ``structured``: filter saliency ``l1``, ``fpgm``, ``apoz``, ``taylor``, ``obd_fisher`` removing 50% and 75% of every
   internal channel group (MobileNetV2's expansion channels), 3 rounds, 1,200 steps at 1e-3.
 * ``budget``: ``budget_prune`` at ``max_latency_ratio`` 0.5, 0.33 (the issue's 2x and 3x) and 0.75 (int8, LiteRT, 1 thread;
@@ -59,15 +65,15 @@ reported model (Keras and its int8 .tflite). The run writes the raw per-seed res
 benchmarks/pruning_criteria.json and renders pruning_criteria.md, .csv, the plots and pruning_criteria_findings.md
 (benchmarks/_pruning_criteria_report.py, no TensorFlow).
 
-Full run, about 37 h on 2 idle cores (36 unstructured and 30 structured runs of 1,200 steps, 42 from-scratch runs
+Full run, about 38 h on 2 idle cores (36 unstructured, 6 layout-control and 30 structured runs of 1,200 steps, 42 from-scratch runs
 of 1,784 steps and 9 of 11,904, at about 0.42 s a step with TensorFlow's oneDNN kernels (filter-pruned 0.2; about
 twice that without oneDNN), 50 s of measuring each, 80 s a round for OBD's per-image Fisher: unstructured 6.3 h,
-scratch 9.5 h, scratch_full 12.7 h, structured 3.0 h, budget 2.4 h, regularization 3.3 h; cost table
+scratch 9.5 h, scratch_full 12.7 h, layout_control 0.9 h, structured 3.0 h, budget 2.4 h, regularization 3.3 h; cost table
 29 min: 66 int8 conversions and 390 timings, see TABLE_SECONDS; 9 budget runs; 20 L1 fine-tunes), about twice
 that while another training shares the cores; it prints its own estimate first. Parts can run one at a time
-(``--part``); the report needs all of them but ``scratch_full``, which it may render unfinished (its variants whose
-every seed is in, and the pending runs named):
-      nice -n 19 env PYTHONPATH=. python benchmarks/pruning_criteria.py [--part unstructured|scratch|scratch_full|structured|budget|regularization|latency|report]
+(``--part``); the report needs all of them but ``scratch_full`` and ``layout_control``, which it may render unfinished
+(their variants whose every seed is in, and the pending runs named):
+      nice -n 19 env PYTHONPATH=. python benchmarks/pruning_criteria.py [--part unstructured|scratch|scratch_full|layout_control|structured|budget|regularization|latency|report]
 Two training parts (unstructured, scratch, structured, regularization; never budget or latency, which time int8
 models) can run at once with one thread each: on the 2-core Xeon (2026-12-04) each then trained at about 2.0 steps/s
 against 2.44 for one job on both cores, 1.6x the throughput (each writes its own runs.json):
@@ -99,10 +105,10 @@ from benchmarks._common import (BASELINE_AUGMENT, CACHE_ROOT, QUICK_OUT, STANDIN
                                 write_file)
 
 OUT = Path("benchmarks")
-PARTS = ("unstructured", "scratch", "scratch_full", "structured", "budget", "regularization", "latency")
+PARTS = ("unstructured", "scratch", "scratch_full", "layout_control", "structured", "budget", "regularization", "latency")
 # parts the report may render unfinished (runs of hours, finished over several sessions): it shows their variants whose
 # every seed is in and names the pending runs
-PARTIAL_PARTS = ("scratch_full",)
+PARTIAL_PARTS = ("scratch_full", "layout_control")
 STEPS, ROUNDS, CHECKS = 1200, 3, 4  # fine-tune steps of batch 128 (split over the rounds), saliency rounds, validation checks
 LR, STRUCTURED_LR = 5e-4, 1e-3  # Adam peak rates: weights (pruning.py's), filters (pruning.py's structured row)
 SPARSITIES = (0.5, 0.75, 0.9)
@@ -123,6 +129,9 @@ BASELINE_EPOCHS = 24  # recipes/fmnist_mobilenet_v2.toml
 BASELINE_EPOCH_STEPS = 446  # its steps an epoch: ceil(57,000 training images / 128)
 # the issue's from-scratch budget (the baseline's steps plus a prune-after-training fine-tune), spread over the baseline's epochs
 SCRATCH_FULL = {"methods": ("grasp", "set", "rigl"), "sparsity": 0.9}
+# magnitude after training with the from-scratch rows' layouts: GraSP's layer sparsities (its scratch_full run of the
+# same seed) and ERK's (SET's and RigL's), the first convolution left whole
+LAYOUT_CONTROL = {"criterion": "l1", "sparsity": 0.9, "layouts": ("grasp", "erk")}
 BUDGET_RATIOS = (0.5, 0.33, 0.75)  # max_latency_ratio: the issue's 2x and 3x, and one reachable on every machine measured so far
 BUDGET = {"step": 0.1, "max_rounds": 25, "round_steps": 100, "round_to": 8, "min_channels": 8, "table_points": 4, "runs": 50, "min_seconds": 1.0,
           "pairs": 3}  # pairs: each cut model of the table and each round timed 3 times, each right before the whole model
@@ -207,6 +216,7 @@ class Plan:
                             "train": SCRATCH_TRAIN, "dynamic": self.dynamic, "quick": self.quick},
                 "scratch_full": {"calibration": self.calibration, "epochs": self.full_epochs, "per_epoch": self.full_per_epoch,
                                  "train": SCRATCH_TRAIN, "augment": BASELINE_AUGMENT, "dynamic": self.dynamic, "quick": self.quick},
+                "layout_control": {**common, "lr": LR, "saliency": self.saliency, "control": LAYOUT_CONTROL},
                 "structured": {**common, "lr": STRUCTURED_LR, "saliency": self.saliency},
                 "budget": {**common, "lr": STRUCTURED_LR, "budget": self.budget, "saliency": self.saliency, "ratios": list(self.ratios),
                            "feasibility": "table prediction and measured floor models"},
@@ -223,6 +233,9 @@ class Plan:
                     + [(f"{SCRATCH_CAPPED['variant']} {pct(max(self.sparsities))}", seed) for seed in seeds])
         if part == "scratch_full":
             return [(f"{m} {pct(SCRATCH_FULL['sparsity'])}", seed) for seed in seeds for m in SCRATCH_FULL["methods"]]
+        if part == "layout_control":
+            c = LAYOUT_CONTROL
+            return [(f"{c['criterion']} {pct(c['sparsity'])} {layout} layout", seed) for seed in seeds for layout in c["layouts"]]
         if part == "structured":
             return [(f"{c} {pct(r)}", seed) for seed in seeds for r in self.ratios for c in FILTER_CRITERIA]
         if part == "budget":
@@ -239,7 +252,7 @@ class Plan:
         criterion = variant.split(" ")[0]
         if variant in ("dense", "cost table", "latency") and part != "scratch":
             return self.fixed_seconds[variant]
-        if part == "unstructured":
+        if part in ("unstructured", "layout_control"):
             return steps * SECONDS_PER_STEP["dense"] + run + rounds * SCORE_SECONDS[criterion]
         if part == "structured":
             return steps * SECONDS_PER_STEP["filters"] + run + rounds * SCORE_SECONDS[criterion]
@@ -390,6 +403,35 @@ class Run(BaselineRun):
         pruned, fields = self._saliency_prune(self.model, seed, criterion, "weight", sparsity, LR)
         row, _ = self.measure(pruned, seed)
         return {"criterion": criterion, "sparsity": sparsity, **fields, **row}
+
+    def layout_control(self, variant: str, seed: int) -> dict:
+        """Magnitude pruning of the baseline to the layer sparsities of a ``scratch_full`` layout (:data:`LAYOUT_CONTROL`:
+        GraSP's, from its run of the same seed, or ERK's, which SET and RigL keep), in the ``unstructured`` rounds and
+        steps; the first convolution, which sparse training leaves dense, is left whole."""
+        from edgeopt.compress.masks import collapsed_layers, kernel_of, mask_sparsity, masks_of, remaining  # lazy: as above
+        from edgeopt.compress.saliency_prune import SaliencyPruneConfig, saliency_prune
+        from edgeopt.compress.sparse_init import layer_sparsities, sparse_layers
+
+        criterion, level, layout = variant.split(" ")[:3]
+        sparsity = float(level.rstrip("%")) / 100
+        masked = sparse_layers(self.model)
+        if layout == "erk":
+            profile = layer_sparsities({n: tuple(kernel_of(self.model, n).shape) for n in masked}, sparsity, "erk")
+        else:
+            source = self.caches["scratch_full"].get(f"{layout} {level}", seed)
+            if source is None:
+                raise SystemExit(f"pruning criteria: layout_control '{variant}' seed {seed} takes its layer sparsities from scratch_full's "
+                                 f"'{layout} {level}' seed {seed}, which has not run: run --part scratch_full --only '{layout} {level} | seed {seed}' first")
+            profile = source["layer_sparsity"]
+        config = SaliencyPruneConfig(criterion=criterion, granularity="weight", rounds=self.plan.rounds, layer_sparsity=profile,
+                                     saliency=self.saliency_options(seed), train=self.round_train(LR, seed))
+        pruned, result = saliency_prune(self.model, reseeded(self.splits, seed), config, evaluate_test=False)
+        rounds = [asdict(r) for r in result.rounds]
+        masks = masks_of(pruned, masked)
+        row, _ = self.measure(pruned, seed)
+        return {"criterion": criterion, "sparsity": sparsity, "layout": layout, "val_top1": rounds[-1]["val_top1"],
+                "steps": config.rounds * config.train.steps_per_epoch, "rounds": rounds, "masked_sparsity": 1.0 - remaining(masks),
+                "layer_sparsity": mask_sparsity(masks), "collapsed_layers": collapsed_layers(pruned, masks), **row}
 
     def structured(self, variant: str, seed: int) -> dict:
         criterion, level = variant.split(" ")
@@ -621,6 +663,7 @@ class Run(BaselineRun):
         """Run ``part``'s unfinished jobs (of ``jobs``, when given: those ``--only`` selected)."""
         cache = self.caches[part]
         work = {"unstructured": self.unstructured, "scratch": self.scratch, "scratch_full": partial(self.scratch, full=True),
+                "layout_control": self.layout_control,
                 "structured": self.structured, "regularization": self.regularization,
                 "latency": self.latency, "budget": lambda v, s: self.cost_table() if v == "cost table" else self.budget(v, s)}[part]
         jobs = self.plan.jobs(part) if jobs is None else jobs
@@ -670,12 +713,14 @@ class Run(BaselineRun):
                                      "capped": SCRATCH_CAPPED, "layers": self.masked_layers()},
                          "scratch_full": {**SCRATCH_FULL, "epochs": plan.full_epochs, "steps": plan.full_epochs * plan.full_per_epoch,
                                           "augment": BASELINE_AUGMENT},
+                         "layout_control": LAYOUT_CONTROL,
                          "budget": {**plan.budget, "ratios": list(BUDGET_RATIOS)}, "l1": {"strengths": list(plan.strengths), "sparsities": list(plan.l1_sparsities),
                                                                                          "dense_slack": L1_DENSE_SLACK},
                          "latency": {**plan.latency, "rounds": plan.latency_rounds}},
             "baseline": {"file": str(self.baseline_file), **get["unstructured"][0]},
             "unstructured": get["unstructured"][1:], "scratch": get["scratch"], "structured": get["structured"],
-            "scratch_full": [r for r in get["scratch_full"] if r is not None], "pending": {p: left for p in PARTIAL_PARTS if (left := self.pending(p))},
+            "scratch_full": [r for r in get["scratch_full"] if r is not None],
+            "layout_control": [r for r in get["layout_control"] if r is not None], "pending": {p: left for p in PARTIAL_PARTS if (left := self.pending(p))},
             "budget": {"criterion": criterion, "criterion_val_top1": val, "feasibility": table["feasibility"], "floor_channels": table["floor_channels"],
                        "table_machine": table.get("machine"),
                        "table": table["table"], "runs": [{**r, "latency_key": f"{r['variant']} seed {r['seed']}"} for r in get["budget"][1:]]},

@@ -143,3 +143,31 @@ def test_weight_pruned_zeros_survive_int8_export(digits_splits, digits_arrays):
     fc1 = pruned.get_layer("fc1").kernel.numpy()
     int8 = next(w.values for w in constant_weights(data) if w.dtype == "int8" and w.values.shape == fc1.shape)
     assert np.all(int8[fc1 == 0] == 0)  # every pruned weight is an exact int8 zero
+
+
+def test_a_layer_sparsity_profile_prunes_each_named_layer_to_its_share(digits_splits):
+    config = SaliencyPruneConfig(criterion="l1", rounds=2, layer_sparsity={"fc1": 0.75, "fc2": 0.36}, train=TRAIN)
+    assert config.per_round_of(["fc1", "fc2", "classifier"]) == pytest.approx({"fc1": 0.5, "fc2": 0.2, "classifier": 0.0})
+
+    pruned, result = saliency_prune(mlp(), digits_splits, config, evaluate_test=False)
+
+    for name, per_round in (("fc1", 0.5), ("fc2", 0.2)):
+        kernel = pruned.get_layer(name).kernel.numpy()
+        assert np.count_nonzero(kernel == 0) == _expected_zeros(kernel.size, per_round, 2)
+    assert np.count_nonzero(pruned.get_layer("classifier").kernel.numpy() == 0) == 0  # not named: left whole
+    assert SaliencyPruneConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_bad_layer_sparsity_profile_is_named(digits_splits):
+    with pytest.raises(ValueError, match="layer_sparsity is set with fraction or target_sparsity"):
+        SaliencyPruneConfig(layer_sparsity={"fc1": 0.5}, target_sparsity=0.5)
+    with pytest.raises(ValueError, match="layer_sparsity needs granularity='weight' and scope='layer'"):
+        SaliencyPruneConfig(layer_sparsity={"fc1": 0.5}, scope="global")
+    with pytest.raises(ValueError, match=r"layer_sparsity must map layer names to shares in \[0, 1\), e.g. .*; got fc1: 1.0"):
+        SaliencyPruneConfig(layer_sparsity={"fc1": 1.0})
+    with pytest.raises(RecipeError, match=r"stages\[0\].layer_sparsity must map layer names"):
+        SaliencyPruneConfig.from_dict({"layer_sparsity": {}}, "stages[0]")
+    with pytest.raises(ValueError, match="layer_sparsity names fc9, which are not convolution or dense layers of .* left to prune"):
+        saliency_prune(mlp(), digits_splits, SaliencyPruneConfig(layer_sparsity={"fc9": 0.5}, train=TRAIN))
+    with pytest.raises(ValueError, match="layer_sparsity names classifier"):  # excluded: not left to prune
+        saliency_prune(mlp(), digits_splits, SaliencyPruneConfig(layer_sparsity={"classifier": 0.5}, exclude=("classifier",), train=TRAIN))

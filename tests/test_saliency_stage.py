@@ -33,6 +33,10 @@ def test_prune_saliency_stage_parses_with_field_paths():
     stage = recipe.stages[1].config
     assert (stage.technique.criterion, stage.technique.rounds, stage.technique.saliency.batches) == ("obd_fisher", 2, 2)
     assert (stage.train.epochs, stage.train.learning_rate) == (1, 0.01)  # stage key over [train]
+    profile = parse_recipe(HEAD + '[[stages]]\ntype = "prune_saliency"\nlayer_sparsity = { conv2 = 0.9, fc = 0.5 }\n', source="r.toml")
+    assert profile.stages[1].config.technique.layer_sparsity == {"conv2": 0.9, "fc": 0.5}
+    with pytest.raises(RecipeError, match=r"stages\[1\]\.layer_sparsity is set with fraction or target_sparsity"):
+        parse_recipe(HEAD + '[[stages]]\ntype = "prune_saliency"\nlayer_sparsity = { fc = 0.5 }\ntarget_sparsity = 0.5\n', source="r.toml")
     with pytest.raises(RecipeError, match=r"stages\[1\]\.train is not a known field"):
         parse_recipe(HEAD + '[[stages]]\ntype = "prune_saliency"\ntrain = { epochs = 2 }\n', source="r.toml")
     with pytest.raises(RecipeError, match=r"stages\[1\]\.criterion must be one of activation, apoz, fpgm"):

@@ -47,7 +47,9 @@ class SaliencyPruneConfig(Config):
 
     ``fraction``: share of the remaining weights (or channels) removed per round; or ``target_sparsity``: the
     share removed after all rounds, from which each round removes ``1 - (1 - target) ** (1 / rounds)``
-    (neither: 0.2 per round). ``granularity``: ``weight`` or ``filter``. ``scope``: ``layer`` or ``global``;
+    (neither: 0.2 per round); weights only, ``layer_sparsity``: the share of each named layer's weights removed after
+    all rounds, each round removing ``1 - (1 - s) ** (1 / rounds)`` of what that layer keeps, the layers it does not
+    name left whole (a sparsity profile: another run's layout, ERK). ``granularity``: ``weight`` or ``filter``. ``scope``: ``layer`` or ``global``;
     ``normalize``: ``l2``, ``mean`` or ``none`` (global ranking, see the module docstring). ``exclude``: layers
     (weights) or producers of groups (filters) left whole. Filters only: ``groups`` (``internal`` or ``all``,
     as :class:`~edgeopt.compress.structured.StructuredConfig`'s scope), ``min_channels``, ``round_to``.
@@ -59,6 +61,7 @@ class SaliencyPruneConfig(Config):
     rounds: int = 3
     fraction: float | None = None
     target_sparsity: float | None = None
+    layer_sparsity: dict[str, float] | None = None
     scope: str = "layer"
     normalize: str = "l2"
     exclude: tuple[str, ...] = ()
@@ -89,6 +92,17 @@ class SaliencyPruneConfig(Config):
             raise ValueError(f"target_sparsity must be in (0, 1), got {self.target_sparsity}")
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}; got {self.scope!r}")
+        if self.layer_sparsity is not None:
+            object.__setattr__(self, "layer_sparsity", {str(k): float(v) for k, v in dict(self.layer_sparsity).items()})
+            if self.fraction is not None or self.target_sparsity is not None:
+                raise ValueError("layer_sparsity is set with fraction or target_sparsity; give one of them (layer_sparsity: each named layer's share)")
+            if self.granularity != "weight" or self.scope != "layer":
+                raise ValueError(f"layer_sparsity needs granularity='weight' and scope='layer' (each layer to its own share); got "
+                                 f"granularity={self.granularity!r}, scope={self.scope!r}")
+            bad = {n: v for n, v in self.layer_sparsity.items() if not 0.0 <= v < 1.0}
+            if not self.layer_sparsity or bad:
+                raise ValueError("layer_sparsity must map layer names to shares in [0, 1), e.g. {'fc1': 0.9}; got "
+                                 + (", ".join(f"{n}: {v}" for n, v in bad.items()) if bad else "no layer"))
         if self.normalize not in _saliency.NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {', '.join(_saliency.NORMALIZATIONS)}; got {self.normalize!r}")
         if self.groups not in _structured.SCOPES:
@@ -102,6 +116,13 @@ class SaliencyPruneConfig(Config):
         if self.target_sparsity is not None:
             return 1.0 - (1.0 - self.target_sparsity) ** (1.0 / self.rounds)
         return DEFAULT_FRACTION if self.fraction is None else self.fraction
+
+    def per_round_of(self, layers) -> float | dict[str, float]:
+        """What each round removes of what remains: :attr:`per_round`, or with ``layer_sparsity`` one share for each of
+        ``layers`` (0 for those it does not name)."""
+        if self.layer_sparsity is None:
+            return self.per_round
+        return {n: 1.0 - (1.0 - self.layer_sparsity.get(n, 0.0)) ** (1.0 / self.rounds) for n in layers}
 
 
 @dataclass(frozen=True)
@@ -152,6 +173,10 @@ def _weight_rounds(work, splits, config: SaliencyPruneConfig, test: bool):
     if unknown:
         raise ValueError(f"exclude names {', '.join(unknown)}, which are not layers of {work.name}")
     names = [n for n in prunable_layers(work) if n not in config.exclude]
+    unnamed = sorted(set(config.layer_sparsity or ()) - set(names))
+    if unnamed:
+        raise ValueError(f"layer_sparsity names {', '.join(unnamed)}, which are not convolution or dense layers of {work.name} left to prune "
+                         f"(those are: {', '.join(names)})")
     if not names:
         raise ValueError(f"{work.name} has no convolution or dense layer left to prune after exclude")
     masks = dense_masks(work, names)
@@ -162,7 +187,7 @@ def _weight_rounds(work, splits, config: SaliencyPruneConfig, test: bool):
         if config.scope == "global":
             masks = prune_by_score(_saliency.normalize(scores, config.normalize, masks), masks, config.per_round, "global")
         else:
-            masks = prune_by_score(scores, masks, config.per_round, "layer")
+            masks = prune_by_score(scores, masks, config.per_round_of(names), "layer")
         work, result = fit_with_penalty(work, splits, config.train, config.regularization, callbacks=[MaskCallback(masks)])
         apply_masks(work, masks)
         rows.append(_row(work, r, remaining(masks), result.val_top1, splits, start, test))

@@ -3,7 +3,9 @@ filters, by any criterion of :mod:`edgeopt.compress.saliency`; data criteria rea
 
 Each round's fine-tuning is the stage's training (the recipe's ``[train]`` with the stage's own ``epochs``,
 ``learning_rate``, ... on top), like every other training stage, so the stage takes no ``train`` table; its
-``regularization`` table (a field of the pruning config) adds a penalty to every fine-tuning.
+``regularization`` table (a field of the pruning config) adds a penalty to every fine-tuning. A sparsity profile,
+each layer to its own share (weights, ``scope = "layer"``): ``layer_sparsity = { block6a_expand_conv = 0.9, classifier = 0.5 }``
+instead of ``target_sparsity``; the layers it does not name stay whole.
 """
 from __future__ import annotations
 
