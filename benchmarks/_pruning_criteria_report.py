@@ -558,22 +558,25 @@ def _layout_control_bullets(data: dict, methods: list[dict]) -> list[str]:
     pending = _pending_text(data, "layout_control")
     if not controls:
         return wrap(f"Layout control: no variant has every seed yet. {pending}", "* ") if pending else []
-    images, rows, full, out = data["test_images"], summary(data), _complete(data, "scratch_full"), []
+    s, images, rows, full, out = data["settings"], data["test_images"], summary(data), _complete(data, "scratch_full"), []
     for name, runs in controls.items():
         level, layout = name.split(" ")[1:3]
         row = next(r for r in rows if r["section"] == "layout_control" and r["variant"] == name)
         collapsed = sorted({n for r in runs for n in r.get("collapsed_layers", {})})
-        against = []
+        against, parts = [], []
         for m in methods:
             method, m_level = m["variant"].split(" ")
             if m_level == level and LAYOUT_OF.get(method) == layout:
                 g, n = _noise_between(full[m["variant"]], runs, images)
                 against.append(f"{_method(m)} {g:+.2f} (noise ±{n:.2f}, "
                                f"{verdict(g / 100, n / 100).replace('met', 'from scratch ahead').replace('missed', 'after training ahead')})")
-        out += wrap(f"Layout control, {LAYOUT_NAMES[layout]} at {level}: magnitude after training ({row['steps']:,} steps) {_acc(row)} "
-                    f"({signed_pm(row['diff'], row['diff_std'])} vs layer-wise magnitude, noise ±{100 * row['noise']:.2f}: the layout alone "
-                    f"**{_LAYOUT[row['verdict']]}**; " + (f"layers collapsed in some seed: {', '.join(collapsed)}" if collapsed else "no layer collapsed")
-                    + "). " + ("From scratch against it (the same layout): " + ", ".join(against) + " points." if against else ""), "* ")
+                parts.append(f"{_method(m)}'s {100 * m['diff']:+.2f} points: {100 * row['diff']:+.2f} where, {g:+.2f} when")
+        out += wrap(f"Layout control, {LAYOUT_NAMES[layout]} at {level}: magnitude after training (the baseline's {s['baseline_train_steps']:,} "
+                    f"steps plus {row['steps']:,} fine-tune steps) {_acc(row)} ({signed_pm(row['diff'], row['diff_std'])} vs layer-wise magnitude, noise "
+                    f"±{100 * row['noise']:.2f}: the layout alone **{_LAYOUT[row['verdict']]}**; "
+                    + (f"layers collapsed in some seed: {', '.join(collapsed)}" if collapsed else "no layer collapsed") + "). "
+                    + ("From scratch against it (the same layout): " + ", ".join(against) + " points. The lead over layer-wise magnitude "
+                       "split into where the zeros go and when they are chosen: " + "; ".join(parts) + "." if against else ""), "* ")
     return out + (wrap(pending, "* ") if pending else [])
 
 

@@ -247,13 +247,17 @@ def test_layout_controls_separate_when_the_zeros_are_chosen_from_where(data):
         assert r["diff"] == seed_stats(by(data["layout_control"], v), by(data["unstructured"], "l1 90%"), IMAGES, 0.0)["diff_mean"]
     text = " ".join(report.findings_markdown(data).split("### Sparse training from scratch")[1].split("###")[0].split())
     erk = rows["l1 90% erk layout"]
-    assert (f"Layout control, ERK's layer sparsities (SET's and RigL's) at 90%: magnitude after training (1,200 steps) {report._acc(erk)} "
+    assert (f"Layout control, ERK's layer sparsities (SET's and RigL's) at 90%: magnitude after training (the baseline's 10,704 steps plus "
+            f"1,200 fine-tune steps) {report._acc(erk)} "
             f"({report.signed_pm(erk['diff'], erk['diff_std'])} vs layer-wise magnitude, noise ±{100 * erk['noise']:.2f}: the layout alone **") in text
     assert "layers collapsed in some seed: head_conv). From scratch against it (the same layout): SET " in text
     ctrl = lambda v: [r for r in data["layout_control"] if r["variant"] == v]  # noqa: E731
     for method, layout in (("grasp", "grasp"), ("set", "erk"), ("rigl", "erk")):
         gap, noise = report._noise_between([r for r in data["scratch_full"] if r["variant"] == f"{method} 90%"], ctrl(f"l1 90% {layout} layout"), IMAGES)
         assert f"{report.NAMES[method]} {gap:+.2f} (noise ±{noise:.2f}, " in text
+        lead = {r["variant"]: r for r in report.summary(data) if r["section"] == "scratch_full"}[f"{method} 90%"]["diff"]
+        where = rows[f"l1 90% {layout} layout"]["diff"]
+        assert f"{report.NAMES[method]}'s {100 * lead:+.2f} points: {100 * where:+.2f} where, {gap:+.2f} when" in text
     assert text.count("From scratch against it") == 2 and "GraSP's layer sparsities (paired by seed) at 90%" in text
     assert "## Layout control: magnitude after training with the from-scratch layouts" in report.tables_markdown(data)
     partial = {**data, "layout_control": [r for r in data["layout_control"] if r["variant"] == "l1 90% erk layout"],
