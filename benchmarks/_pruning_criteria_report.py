@@ -797,7 +797,7 @@ def _plots(data: dict, out: Path) -> None:
     full = [r for runs in _complete(data, "scratch_full").values() for r in runs]
     short = f"from scratch, {data['settings']['scratch']['steps']:,} steps"
     styles = {"after training": {"fmt": "o-"}, "from scratch": {"fmt": "s--"}}  # the scratch_full points: stars, the layout controls: diamonds
-    controls = [(f"after training, {name.split(' ')[2]} layout", runs, "criterion") for name, runs in _complete(data, "layout_control").items()]
+    controls = [(f"after training, {NAMES.get(name.split(' ')[2], name.split(' ')[2].upper())} layout", runs, "criterion") for name, runs in _complete(data, "layout_control").items()]
     styles |= {part: {"fmt": "D", "ms": 7} for part, _, _ in controls}
     for part, runs, key in (("after training", data["unstructured"], "criterion"), ("from scratch", data["scratch"], "method"),
                             (f"from scratch, {full[0]['steps']:,} steps" if full else "", full, "method"), *controls):
