@@ -167,6 +167,8 @@ def test_a_bad_layer_sparsity_profile_is_named(digits_splits):
         SaliencyPruneConfig(layer_sparsity={"fc1": 1.0})
     with pytest.raises(RecipeError, match=r"stages\[0\].layer_sparsity must map layer names"):
         SaliencyPruneConfig.from_dict({"layer_sparsity": {}}, "stages[0]")
+    with pytest.raises(RecipeError, match=r"stages\[0\].layer_sparsity must map layer names to shares .*; got \{'fc1': 'most'\}"):
+        SaliencyPruneConfig.from_dict({"layer_sparsity": {"fc1": "most"}}, "stages[0]")
     with pytest.raises(ValueError, match="layer_sparsity names fc9, which are not convolution or dense layers of .* left to prune"):
         saliency_prune(mlp(), digits_splits, SaliencyPruneConfig(layer_sparsity={"fc9": 0.5}, train=TRAIN))
     with pytest.raises(ValueError, match="layer_sparsity names classifier"):  # excluded: not left to prune

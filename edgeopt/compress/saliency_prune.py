@@ -47,12 +47,13 @@ class SaliencyPruneConfig(Config):
 
     ``fraction``: share of the remaining weights (or channels) removed per round; or ``target_sparsity``: the
     share removed after all rounds, from which each round removes ``1 - (1 - target) ** (1 / rounds)``
-    (neither: 0.2 per round); weights only, ``layer_sparsity``: the share of each named layer's weights removed after
-    all rounds, each round removing ``1 - (1 - s) ** (1 / rounds)`` of what that layer keeps, the layers it does not
-    name left whole (a sparsity profile: another run's layout, ERK). ``granularity``: ``weight`` or ``filter``. ``scope``: ``layer`` or ``global``;
-    ``normalize``: ``l2``, ``mean`` or ``none`` (global ranking, see the module docstring). ``exclude``: layers
-    (weights) or producers of groups (filters) left whole. Filters only: ``groups`` (``internal`` or ``all``,
-    as :class:`~edgeopt.compress.structured.StructuredConfig`'s scope), ``min_channels``, ``round_to``.
+    (neither: 0.2 per round); weights only, ``layer_sparsity``: the share of each named layer's weights removed
+    after all rounds, each round removing ``1 - (1 - s) ** (1 / rounds)`` of what that layer keeps, the layers it
+    does not name left whole (a sparsity profile: another run's layout, ERK). ``granularity``: ``weight`` or
+    ``filter``. ``scope``: ``layer`` or ``global``; ``normalize``: ``l2``, ``mean`` or ``none`` (global ranking,
+    see the module docstring). ``exclude``: layers (weights) or producers of groups (filters) left whole. Filters
+    only: ``groups`` (``internal`` or ``all``, as :class:`~edgeopt.compress.structured.StructuredConfig`'s scope),
+    ``min_channels``, ``round_to``.
     ``regularization``: a penalty added to every fine-tuning (:mod:`edgeopt.compress.regularize`).
     """
 
@@ -93,7 +94,10 @@ class SaliencyPruneConfig(Config):
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}; got {self.scope!r}")
         if self.layer_sparsity is not None:
-            object.__setattr__(self, "layer_sparsity", {str(k): float(v) for k, v in dict(self.layer_sparsity).items()})
+            try:
+                object.__setattr__(self, "layer_sparsity", {str(k): float(v) for k, v in dict(self.layer_sparsity).items()})
+            except (TypeError, ValueError):
+                raise ValueError(f"layer_sparsity must map layer names to shares in [0, 1), e.g. {{'fc1': 0.9}}; got {self.layer_sparsity!r}") from None
             if self.fraction is not None or self.target_sparsity is not None:
                 raise ValueError("layer_sparsity is set with fraction or target_sparsity; give one of them (layer_sparsity: each named layer's share)")
             if self.granularity != "weight" or self.scope != "layer":
