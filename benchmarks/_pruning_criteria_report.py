@@ -512,7 +512,7 @@ def _augment_text(augment: dict) -> str:
 _VS_AFTER = {"met": "ahead of", "missed": "behind", "within noise": "level within noise with"}
 
 
-def _scratch_full_bullets(data: dict, rows: dict) -> list[str]:
+def _scratch_full_bullets(data: dict, rows: dict, controls: dict) -> list[str]:
     """The issue's budget: each method against magnitude pruning of the baseline at the same sparsity (the same steps in
     all), the best criterion after training, the baseline itself and the same method at the shorter budget."""
     pending = _pending_text(data, "scratch_full")
@@ -548,20 +548,21 @@ def _scratch_full_bullets(data: dict, rows: dict) -> list[str]:
         rs, rs_noise = _noise_between(by[f"rigl {level}"], by[f"set {level}"], images)
         out += wrap(f"RigL vs SET at this budget: {rs:+.2f} points (noise ±{rs_noise:.2f}, "
                     f"{verdict(rs / 100, rs_noise / 100).replace('met', 'RigL ahead').replace('missed', 'SET ahead')}).", "* ")
-    return out + _layout_control_bullets(data, methods) + (wrap(pending, "* ") if pending else [])
+    return out + _layout_control_bullets(data, methods, by, controls) + (wrap(pending, "* ") if pending else [])
 
 
-def _layout_control_bullets(data: dict, methods: list[dict]) -> list[str]:
-    """The layout controls (magnitude after training to a from-scratch row's layer sparsities): what the layout alone
-    changes after training, and each from-scratch row (``methods``, summary rows) against the control of its layout."""
+def _layout_control_bullets(data: dict, methods: list[dict], full: dict[str, list[dict]], rows: dict) -> list[str]:
+    """The layout controls (magnitude after training to a from-scratch row's layer sparsities; ``rows``, their summary
+    rows by variant): what the layout alone changes after training, and each from-scratch row (``methods``, summary
+    rows; ``full``, their runs by variant) against the control of its layout."""
     controls = _complete(data, "layout_control")
     pending = _pending_text(data, "layout_control")
     if not controls:
         return wrap(f"Layout control: no variant has every seed yet. {pending}", "* ") if pending else []
-    s, images, rows, full, out = data["settings"], data["test_images"], summary(data), _complete(data, "scratch_full"), []
+    s, images, out = data["settings"], data["test_images"], []
     for name, runs in controls.items():
         level, layout = name.split(" ")[1:3]
-        row = next(r for r in rows if r["section"] == "layout_control" and r["variant"] == name)
+        row = rows[name]
         collapsed = sorted({n for r in runs for n in r.get("collapsed_layers", {})})
         against, parts = [], []
         for m in methods:
@@ -739,7 +740,7 @@ def findings_markdown(data: dict) -> str:
     lines = ["## Findings", "", *_QUICK_NOTE[: 2 * data["quick"]], *intro, "", "### Latency budget: the 2x target (read this first)", "", *_budget_bullets(data, rows["budget"]), "",
              "### Structured: filter criteria against int8 latency", "", *_structured_bullets(data, rows["structured"]), "",
              "### Unstructured: weight criteria after the same fine-tune", "", *_unstructured_bullets(data, rows["unstructured"]), "",
-             "### Sparse training from scratch", "", *_scratch_bullets(data, rows["scratch"]), *_scratch_full_bullets(data, rows["scratch_full"]), "",
+             "### Sparse training from scratch", "", *_scratch_bullets(data, rows["scratch"]), *_scratch_full_bullets(data, rows["scratch_full"], rows["layout_control"]), "",
              "### L1 regularization before pruning", "", *_regularization_bullets(data, rows["regularization"]), "",
              "### Int8 conversion against Keras", "", *_int8_bullets(data)]
     return "\n".join(lines) + "\n"

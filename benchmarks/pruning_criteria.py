@@ -382,13 +382,16 @@ class Run(BaselineRun):
         nz = near_zero(self.model)
         return {"val_top1": evaluate(self.model, self.splits.val)["top1"], "near_zero_weights": nz.weights, "near_zero_eps": nz.eps, **row}
 
-    def _saliency_prune(self, model, seed: int, criterion: str, granularity: str, target: float, lr: float):
+    def _saliency_prune(self, model, seed: int, criterion: str, granularity: str, target: float | None, lr: float,
+                        layer_sparsity: dict[str, float] | None = None):
         """``saliency_prune`` in the run's rounds (:data:`ROUNDS`) to ``target`` (weights: layer-wise over every conv/dense kernel;
-        filters: each internal group), never reading the test split. Returns the model and the run's fields."""
+        filters: each internal group), or (weights, ``target`` None) each layer to its share in ``layer_sparsity``, never
+        reading the test split. Returns the model and the run's fields."""
         from edgeopt.compress.saliency_prune import SaliencyPruneConfig, saliency_prune  # lazy: as above
 
-        config = SaliencyPruneConfig(criterion=criterion, granularity=granularity, rounds=self.plan.rounds, target_sparsity=target, scope="layer",
-                                     groups="internal", saliency=self.saliency_options(seed), train=self.round_train(lr, seed))
+        config = SaliencyPruneConfig(criterion=criterion, granularity=granularity, rounds=self.plan.rounds, target_sparsity=target,
+                                     layer_sparsity=layer_sparsity, scope="layer", groups="internal", saliency=self.saliency_options(seed),
+                                     train=self.round_train(lr, seed))
         pruned, result = saliency_prune(model, reseeded(self.splits, seed), config, evaluate_test=False)
         rounds = [asdict(r) for r in result.rounds]
         return pruned, {"val_top1": rounds[-1]["val_top1"], "steps": config.rounds * config.train.steps_per_epoch, "rounds": rounds}
@@ -408,29 +411,24 @@ class Run(BaselineRun):
         """Magnitude pruning of the baseline to the layer sparsities of a ``scratch_full`` layout (:data:`LAYOUT_CONTROL`:
         GraSP's, from its run of the same seed, or ERK's, which SET and RigL keep), in the ``unstructured`` rounds and
         steps; the first convolution, which sparse training leaves dense, is left whole."""
-        from edgeopt.compress.masks import collapsed_layers, kernel_of, mask_sparsity, masks_of, remaining  # lazy: as above
-        from edgeopt.compress.saliency_prune import SaliencyPruneConfig, saliency_prune
-        from edgeopt.compress.sparse_init import layer_sparsities, sparse_layers
+        from edgeopt.compress.masks import collapsed_layers, mask_sparsity, masks_of, remaining  # lazy: as above
+        from edgeopt.compress.sparse_init import kernel_shapes, layer_sparsities, sparse_layers
 
         criterion, level, layout = variant.split(" ")[:3]
         sparsity = float(level.rstrip("%")) / 100
         masked = sparse_layers(self.model)
         if layout == "erk":
-            profile = layer_sparsities({n: tuple(kernel_of(self.model, n).shape) for n in masked}, sparsity, "erk")
+            profile = layer_sparsities(kernel_shapes(self.model, masked), sparsity, "erk")
         else:
             source = self.caches["scratch_full"].get(f"{layout} {level}", seed)
             if source is None:
                 raise SystemExit(f"pruning criteria: layout_control '{variant}' seed {seed} takes its layer sparsities from scratch_full's "
                                  f"'{layout} {level}' seed {seed}, which has not run: run --part scratch_full --only '{layout} {level} | seed {seed}' first")
             profile = source["layer_sparsity"]
-        config = SaliencyPruneConfig(criterion=criterion, granularity="weight", rounds=self.plan.rounds, layer_sparsity=profile,
-                                     saliency=self.saliency_options(seed), train=self.round_train(LR, seed))
-        pruned, result = saliency_prune(self.model, reseeded(self.splits, seed), config, evaluate_test=False)
-        rounds = [asdict(r) for r in result.rounds]
+        pruned, fields = self._saliency_prune(self.model, seed, criterion, "weight", None, LR, layer_sparsity=profile)
         masks = masks_of(pruned, masked)
         row, _ = self.measure(pruned, seed)
-        return {"criterion": criterion, "sparsity": sparsity, "layout": layout, "val_top1": rounds[-1]["val_top1"],
-                "steps": config.rounds * config.train.steps_per_epoch, "rounds": rounds, "masked_sparsity": 1.0 - remaining(masks),
+        return {"criterion": criterion, "sparsity": sparsity, "layout": layout, **fields, "masked_sparsity": 1.0 - remaining(masks),
                 "layer_sparsity": mask_sparsity(masks), "collapsed_layers": collapsed_layers(pruned, masks), **row}
 
     def structured(self, variant: str, seed: int) -> dict:
